@@ -1,0 +1,305 @@
+//! The one way modules run external programs: an argv (never a shell line), `LC_ALL=C` so output
+//! parses the same everywhere, no stdin unless given, a timeout that kills the whole process group,
+//! and stdout/stderr captured for the error message.
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::io::{Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How much of each stream is kept; the tail is what explains a failure.
+const CAPTURE_LIMIT: usize = 1 << 20;
+
+/// A program to run.
+#[derive(Debug, Clone)]
+pub struct Command {
+    program: OsString,
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    stdin: Option<Vec<u8>>,
+    timeout: Duration,
+}
+
+/// What a finished program left behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// The exit code; 128 + N when killed by signal N.
+    pub rc: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub duration: Duration,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.rc == 0
+    }
+}
+
+#[derive(Debug)]
+pub enum CommandError {
+    /// The program does not exist or cannot be executed.
+    Spawn { program: String, error: std::io::Error },
+    /// The program ran longer than its timeout and was killed (with everything it started).
+    TimedOut { argv: String, timeout: Duration, output: Output },
+    /// The program exited non-zero (only from [`Command::run_checked`]).
+    Failed { argv: String, output: Output },
+}
+
+impl CommandError {
+    pub fn output(&self) -> Option<&Output> {
+        match self {
+            CommandError::Spawn { .. } => None,
+            CommandError::TimedOut { output, .. } | CommandError::Failed { output, .. } => Some(output),
+        }
+    }
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommandError::Spawn { program, error } => write!(f, "cannot run {program}: {error}"),
+            CommandError::TimedOut { argv, timeout, .. } => {
+                write!(f, "`{argv}` did not finish within {}s and was killed", timeout.as_secs_f64())
+            }
+            CommandError::Failed { argv, output } => {
+                let detail = last_line(&output.stderr).or_else(|| last_line(&output.stdout));
+                write!(f, "`{argv}` failed with exit code {}", output.rc)?;
+                match detail {
+                    Some(line) => write!(f, ": {line}"),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+impl std::error::Error for CommandError {}
+
+fn last_line(text: &str) -> Option<&str> {
+    text.lines().rev().map(str::trim).find(|l| !l.is_empty())
+}
+
+impl Command {
+    pub fn new(program: impl AsRef<OsStr>) -> Self {
+        Self {
+            program: program.as_ref().to_os_string(),
+            args: Vec::new(),
+            env: Vec::new(),
+            stdin: None,
+            timeout: Duration::from_secs(300),
+        }
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.args.push(arg.as_ref().to_os_string());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args.extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
+        self
+    }
+
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.env.push((key.as_ref().to_os_string(), value.as_ref().to_os_string()));
+        self
+    }
+
+    pub fn stdin(mut self, input: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(input.into());
+        self
+    }
+
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The command as an operator would type it, for messages (quoted where needed).
+    pub fn display(&self) -> String {
+        std::iter::once(&self.program)
+            .chain(&self.args)
+            .map(|a| {
+                let s = a.to_string_lossy();
+                if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@".contains(&b)) {
+                    s.into_owned()
+                } else {
+                    format!("'{}'", s.replace('\'', r"'\''"))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Runs to completion; any exit code is an `Ok` output. Errors: cannot start, or timed out.
+    pub fn run(&self) -> Result<Output, CommandError> {
+        let started = Instant::now();
+        let mut command = std::process::Command::new(&self.program);
+        command
+            .args(&self.args)
+            .env("LC_ALL", "C")
+            .env("LANG", "C")
+            .stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group, so a timeout kills what it started too.
+            .process_group(0);
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().map_err(|error| CommandError::Spawn {
+            program: self.program.to_string_lossy().into_owned(),
+            error,
+        })?;
+        let writer = child.stdin.take().zip(self.stdin.clone()).map(|(mut pipe, input)| {
+            // A program that does not read its input must not block us: write from a thread.
+            std::thread::spawn(move || {
+                let _ = pipe.write_all(&input);
+            })
+        });
+        let stdout = capture(child.stdout.take());
+        let stderr = capture(child.stderr.take());
+        let (status, timed_out) = wait_with_timeout(&mut child, self.timeout);
+        if timed_out {
+            kill_group(&child);
+        }
+        let status = match status {
+            Some(s) => Some(s),
+            None => child.wait().ok(),
+        };
+        if let Some(w) = writer {
+            let _ = w.join();
+        }
+        let output = Output {
+            rc: status.map(|s| s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))).unwrap_or(-1),
+            stdout: join_capture(stdout),
+            stderr: join_capture(stderr),
+            duration: started.elapsed(),
+        };
+        if timed_out {
+            return Err(CommandError::TimedOut { argv: self.display(), timeout: self.timeout, output });
+        }
+        Ok(output)
+    }
+
+    /// Like [`Command::run`], but a non-zero exit code is an error carrying the output.
+    pub fn run_checked(&self) -> Result<Output, CommandError> {
+        let output = self.run()?;
+        if output.success() {
+            Ok(output)
+        } else {
+            Err(CommandError::Failed { argv: self.display(), output })
+        }
+    }
+}
+
+fn wait_with_timeout(child: &mut Child, timeout: Duration) -> (Option<std::process::ExitStatus>, bool) {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_micros(200);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return (Some(status), false),
+            Ok(None) => {}
+            Err(_) => return (None, false),
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return (None, true);
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+fn kill_group(child: &Child) {
+    if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+}
+
+fn capture<R: Read + Send + 'static>(pipe: Option<R>) -> Option<JoinHandle<Vec<u8>>> {
+    pipe.map(|mut pipe| {
+        std::thread::spawn(move || {
+            let mut kept = Vec::new();
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                kept.extend_from_slice(&buf[..n]);
+                if kept.len() > CAPTURE_LIMIT {
+                    // Keep the tail: the end of the output says why something failed.
+                    kept.drain(..kept.len() - CAPTURE_LIMIT);
+                }
+            }
+            kept
+        })
+    })
+}
+
+fn join_capture(handle: Option<JoinHandle<Vec<u8>>>) -> String {
+    handle
+        .and_then(|h| h.join().ok())
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_argv_without_a_shell() {
+        // A shell would expand `$HOME` and `;`; an argv passes them through untouched.
+        let out = Command::new("echo").args(["$HOME", ";", "ok"]).run().unwrap();
+        assert_eq!(out.stdout, "$HOME ; ok\n");
+        assert_eq!(out.rc, 0);
+    }
+
+    #[test]
+    fn sets_the_c_locale() {
+        let out = Command::new("sh").args(["-c", "echo $LC_ALL"]).run().unwrap();
+        assert_eq!(out.stdout.trim(), "C");
+    }
+
+    #[test]
+    fn failure_carries_rc_and_output() {
+        let err = Command::new("sh").args(["-c", "echo out; echo bad thing >&2; exit 3"]).run_checked();
+        let err = err.unwrap_err();
+        let out = err.output().unwrap();
+        assert_eq!(out.rc, 3);
+        assert_eq!(out.stdout, "out\n");
+        assert!(err.to_string().contains("exit code 3: bad thing"), "{err}");
+    }
+
+    #[test]
+    fn timeout_kills_the_whole_group() {
+        // The grandchild keeps the pipes open; only a group kill lets us return promptly.
+        let cmd = Command::new("sh").args(["-c", "sleep 30 & sleep 30"]).timeout(Duration::from_millis(200));
+        let started = Instant::now();
+        let err = cmd.run().unwrap_err();
+        assert!(matches!(err, CommandError::TimedOut { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(20));
+    }
+
+    #[test]
+    fn missing_program_is_a_spawn_error() {
+        let err = Command::new("/nonexistent/kup-test").run().unwrap_err();
+        assert!(err.to_string().starts_with("cannot run /nonexistent/kup-test"), "{err}");
+    }
+
+    #[test]
+    fn stdin_is_fed_and_display_quotes() {
+        let out = Command::new("cat").stdin("hello").run().unwrap();
+        assert_eq!(out.stdout, "hello");
+        assert_eq!(Command::new("a b").arg("it's").arg("x=1").display(), r"'a b' 'it'\''s' x=1");
+    }
+}

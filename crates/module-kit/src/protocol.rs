@@ -1,0 +1,252 @@
+//! Argument intake and result output: Ansible's binary-module convention, or JSON on stdin.
+
+use crate::{de, Failure, Module, Outcome};
+use serde_json::{Map, Value};
+use std::io::{Read, Write};
+
+/// How Ansible (or `kup`) asked the module to run: the `_ansible_*` keys, parsed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Context {
+    /// Change nothing; report what would change.
+    pub check_mode: bool,
+    /// Return `diff` (before/after).
+    pub diff: bool,
+    /// The caller hides the result; modules must not log parameter values anywhere either.
+    pub no_log: bool,
+    pub verbosity: u8,
+}
+
+/// The process entry point of every module binary: read, run, print one JSON object, exit 0 or 1.
+pub fn main<M: Module>() -> ! {
+    install_panic_guard(M::NAME);
+    let mut argv = std::env::args_os().skip(1);
+    let source = argv.next();
+    let result = match (source.as_ref().and_then(|s| s.to_str()), argv.next()) {
+        (Some("--help" | "-h"), _) => {
+            print_help::<M>();
+            std::process::exit(0);
+        }
+        (_, Some(extra)) => failure_value(&Failure::new(format!(
+            "unexpected extra argument {:?}: give one JSON args file, or '-' (or nothing) for stdin",
+            extra
+        ))),
+        (Some(path), None) if path != "-" => match std::fs::read(path) {
+            Ok(raw) => run_input::<M>(&raw),
+            Err(err) => failure_value(&Failure::new(format!("cannot read args file {path}: {err}"))),
+        },
+        (None, None) if source.is_some() => {
+            failure_value(&Failure::new("the args file path is not valid UTF-8"))
+        }
+        _ => {
+            let mut raw = Vec::new();
+            match std::io::stdin().read_to_end(&mut raw) {
+                Ok(_) => run_input::<M>(&raw),
+                Err(err) => failure_value(&Failure::new(format!("cannot read arguments from stdin: {err}"))),
+            }
+        }
+    };
+    emit_and_exit(&result)
+}
+
+/// Runs a module on raw argument bytes (a JSON object); returns the result object.
+pub fn run_input<M: Module>(raw: &[u8]) -> Value {
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return failure_value(&Failure::new(format!(
+            "{}: no arguments given: expected a JSON object (an args file path as the first argument, \
+             or the object on stdin)",
+            M::NAME
+        )));
+    }
+    match serde_json::from_slice::<Value>(raw) {
+        Ok(args) => run_value::<M>(args),
+        Err(err) => failure_value(&Failure::new(format!("{}: arguments are not valid JSON: {err}", M::NAME))),
+    }
+}
+
+/// Runs a module on a parsed argument object; returns the result object.
+pub fn run_value<M: Module>(args: Value) -> Value {
+    let secrets = secret_values::<M>(&args);
+    let mut result = match parse_input::<M>(args) {
+        Ok((params, ctx)) => match M::run(params, &ctx) {
+            Ok(outcome) => outcome_value(outcome, &ctx),
+            Err(failure) => failure_value(&failure),
+        },
+        Err(failure) => failure_value(&failure),
+    };
+    scrub(&mut result, &secrets);
+    result
+}
+
+/// Splits off the `_ansible_*` keys and parses the rest strictly into the module's parameters.
+pub fn parse_input<M: Module>(args: Value) -> Result<(M::Params, Context), Failure> {
+    let Value::Object(all) = args else {
+        return Err(Failure::new(format!(
+            "{}: arguments must be a JSON object, got {}",
+            M::NAME,
+            json_kind(&args)
+        )));
+    };
+    let mut ctx = Context::default();
+    let mut params = Map::new();
+    for (key, value) in all {
+        match key.strip_prefix("_ansible_") {
+            Some(setting) => apply_setting(&mut ctx, setting, &value)?,
+            // `null` means "not given" (Ansible's `~`), so the parameter's default applies.
+            None if value.is_null() => {}
+            None => {
+                params.insert(key, value);
+            }
+        }
+    }
+    let params = serde_path_to_error::deserialize(Value::Object(params)).map_err(|err| {
+        let path = err.path().to_string();
+        let problem = err
+            .into_inner()
+            .to_string()
+            .replace("unknown field", "unknown parameter")
+            .replace("missing field", "missing required parameter")
+            .replace(", expected one of", "; accepted parameters:")
+            .replace("unknown variant", "unknown value");
+        if path == "." || path.is_empty() || problem.starts_with("unknown parameter") {
+            Failure::new(format!("{}: {problem}", M::NAME))
+        } else {
+            Failure::param(&path, problem)
+        }
+    })?;
+    Ok((params, ctx))
+}
+
+fn apply_setting(ctx: &mut Context, setting: &str, value: &Value) -> Result<(), Failure> {
+    let flag = |v: &Value| {
+        de::bool_from_value(v).map_err(|e| Failure::param(&format!("_ansible_{setting}"), e))
+    };
+    match setting {
+        "check_mode" => ctx.check_mode = flag(value)?,
+        "diff" => ctx.diff = flag(value)?,
+        "no_log" => ctx.no_log = flag(value)?,
+        "verbosity" => {
+            ctx.verbosity = de::int_from_value::<u8>(value)
+                .map_err(|e| Failure::param("_ansible_verbosity", e))?
+        }
+        // Others (_ansible_version, _ansible_tmpdir, ...) describe the controller; not ours to judge.
+        _ => {}
+    }
+    Ok(())
+}
+
+fn outcome_value(outcome: Outcome, ctx: &Context) -> Value {
+    let mut out = outcome.values;
+    out.insert("changed".into(), Value::Bool(outcome.changed));
+    out.insert("failed".into(), Value::Bool(false));
+    out.insert("msg".into(), Value::String(outcome.msg));
+    if let (true, Some(diff)) = (ctx.diff, outcome.diff) {
+        out.insert("diff".into(), serde_json::json!({ "before": diff.before, "after": diff.after }));
+    }
+    if !outcome.warnings.is_empty() {
+        out.insert("warnings".into(), outcome.warnings.into());
+    }
+    Value::Object(out)
+}
+
+fn failure_value(failure: &Failure) -> Value {
+    let mut out = failure.values.clone();
+    out.insert("changed".into(), Value::Bool(false));
+    out.insert("failed".into(), Value::Bool(true));
+    out.insert("msg".into(), Value::String(failure.msg.clone()));
+    if let Some(rc) = failure.rc {
+        out.insert("rc".into(), rc.into());
+    }
+    if let Some(stdout) = &failure.stdout {
+        out.insert("stdout".into(), stdout.clone().into());
+    }
+    if let Some(stderr) = &failure.stderr {
+        out.insert("stderr".into(), stderr.clone().into());
+    }
+    if !failure.warnings.is_empty() {
+        out.insert("warnings".into(), failure.warnings.clone().into());
+    }
+    Value::Object(out)
+}
+
+/// Whether a result object reports failure.
+pub(crate) fn is_failed(result: &Value) -> bool {
+    result.get("failed").and_then(Value::as_bool).unwrap_or(true)
+}
+
+fn emit_and_exit(result: &Value) -> ! {
+    let mut stdout = std::io::stdout().lock();
+    let text = serde_json::to_string(result).unwrap_or_else(|_| {
+        r#"{"failed":true,"changed":false,"msg":"result could not be encoded as JSON"}"#.to_string()
+    });
+    // If stdout is gone there is nobody left to tell; the exit code still says it.
+    let _ = writeln!(stdout, "{text}").and_then(|()| stdout.flush());
+    std::process::exit(if is_failed(result) { 1 } else { 0 })
+}
+
+fn print_help<M: Module>() {
+    let text = if M::DOCS.is_empty() {
+        format!("{}: run with a JSON args file as the only argument, or JSON on stdin.\n", M::NAME)
+    } else {
+        M::DOCS.to_string()
+    };
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+/// Turns any panic into one JSON failure on stdout and exit code 1: never a trace, never non-JSON.
+/// A hook (not `catch_unwind`) so that it also works with `panic = "abort"` release builds.
+fn install_panic_guard(module: &'static str) {
+    std::panic::set_hook(Box::new(move |info| {
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_string());
+        let place = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let failure = Failure::new(format!(
+            "{module}: internal error ({what}{place}); nothing more was done. Please report this."
+        ));
+        emit_and_exit(&failure_value(&failure));
+    }));
+}
+
+fn secret_values<M: Module>(args: &Value) -> Vec<String> {
+    M::SECRETS
+        .iter()
+        .filter_map(|name| match args.get(*name)? {
+            Value::String(s) if !s.is_empty() => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Replaces every occurrence of a secret value in the output with a mask.
+fn scrub(value: &mut Value, secrets: &[String]) {
+    if secrets.is_empty() {
+        return;
+    }
+    match value {
+        Value::String(s) => {
+            for secret in secrets {
+                if s.contains(secret.as_str()) {
+                    *s = s.replace(secret.as_str(), "********");
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| scrub(v, secrets)),
+        Value::Object(map) => map.values_mut().for_each(|v| scrub(v, secrets)),
+        _ => {}
+    }
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
