@@ -24,8 +24,14 @@ use std::time::Duration;
 pub const FAULTS: &[(&str, &str)] = &[
     ("404", "the binary is missing"),
     ("500", "every binary request fails with 500"),
-    ("500once", "the first binary request fails with 500, later ones succeed"),
-    ("truncate", "half the body is sent, then the connection is cut (Content-Length promises all)"),
+    (
+        "500once",
+        "the first binary request fails with 500, later ones succeed",
+    ),
+    (
+        "truncate",
+        "half the body is sent, then the connection is cut (Content-Length promises all)",
+    ),
     ("corrupt", "one byte of the body is flipped"),
     ("slow", "the body trickles out over about 5 seconds"),
 ];
@@ -49,7 +55,11 @@ fn router(state: AppState) -> Router {
 
 /// Serves `root` on `listener` until the future is dropped.
 pub async fn serve(root: PathBuf, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    let state = Arc::new(Shared { root, requests: AtomicU64::new(0), failed_once: AtomicU64::new(0) });
+    let state = Arc::new(Shared {
+        root,
+        requests: AtomicU64::new(0),
+        failed_once: AtomicU64::new(0),
+    });
     axum::serve(listener, router(state)).await
 }
 
@@ -67,7 +77,10 @@ impl ReleaseServer {
     }
 
     pub fn start_on(root: &Path, addr: SocketAddr) -> std::io::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
         let listener = runtime.block_on(tokio::net::TcpListener::bind(addr))?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -80,7 +93,11 @@ impl ReleaseServer {
                 }
             });
         });
-        Ok(Self { addr, stop: Some(stop), thread: Some(thread) })
+        Ok(Self {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -183,10 +200,20 @@ fn file_response(data: Vec<u8>) -> Response<Body> {
 fn truncated(data: Vec<u8>) -> Response<Body> {
     let promised = data.len();
     let half = Bytes::from(data).slice(..promised / 2);
-    let chunks: Vec<Result<Bytes, std::io::Error>> =
-        vec![Ok(half), Err(std::io::Error::other("injected truncation"))];
-    let mut response = Response::new(Body::from_stream(futures_util::stream::iter(chunks)));
-    response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(promised));
+    // Half the body, a pause so that it really reaches the client, then the connection is cut.
+    let stream = futures_util::stream::unfold(Some(half), |piece| async move {
+        match piece {
+            Some(half) => Some((Ok(half), None)),
+            None => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Some((Err(std::io::Error::other("injected truncation")), None))
+            }
+        }
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(promised));
     with_type(response, "application/octet-stream")
 }
 
@@ -207,7 +234,9 @@ fn slow(data: Vec<u8>) -> Response<Body> {
         }
     });
     let mut response = Response::new(Body::from_stream(stream));
-    response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(promised));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(promised));
     with_type(response, "application/octet-stream")
 }
 
@@ -218,6 +247,8 @@ fn status(code: StatusCode, text: &'static str) -> Response<Body> {
 }
 
 fn with_type(mut response: Response<Body>, content_type: &'static str) -> Response<Body> {
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }

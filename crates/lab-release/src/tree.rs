@@ -18,7 +18,11 @@ impl Version {
     pub fn parse(text: &str) -> Option<Self> {
         let mut parts = text.trim().strip_prefix('v').unwrap_or(text.trim()).split('.');
         let mut next = || parts.next().and_then(|p| p.parse::<u32>().ok());
-        let version = Version { major: next()?, minor: next()?, patch: next()? };
+        let version = Version {
+            major: next()?,
+            minor: next()?,
+            patch: next()?,
+        };
         parts.next().is_none().then_some(version)
     }
 }
@@ -78,7 +82,10 @@ pub fn write_channels(root: &Path) -> std::io::Result<()> {
     }
     for ((major, minor), v) in newest_by_minor {
         for channel in ["stable", "latest"] {
-            std::fs::write(root.join(format!("{channel}-{major}.{minor}.txt")), format!("{v}\n"))?;
+            std::fs::write(
+                root.join(format!("{channel}-{major}.{minor}.txt")),
+                format!("{v}\n"),
+            )?;
         }
     }
     Ok(())

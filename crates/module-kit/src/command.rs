@@ -44,7 +44,11 @@ pub enum CommandError {
     /// The program does not exist or cannot be executed.
     Spawn { program: String, error: std::io::Error },
     /// The program ran longer than its timeout and was killed (with everything it started).
-    TimedOut { argv: String, timeout: Duration, output: Output },
+    TimedOut {
+        argv: String,
+        timeout: Duration,
+        output: Output,
+    },
     /// The program exited non-zero (only from [`Command::run_checked`]).
     Failed { argv: String, output: Output },
 }
@@ -63,7 +67,11 @@ impl fmt::Display for CommandError {
         match self {
             CommandError::Spawn { program, error } => write!(f, "cannot run {program}: {error}"),
             CommandError::TimedOut { argv, timeout, .. } => {
-                write!(f, "`{argv}` did not finish within {}s and was killed", timeout.as_secs_f64())
+                write!(
+                    f,
+                    "`{argv}` did not finish within {}s and was killed",
+                    timeout.as_secs_f64()
+                )
             }
             CommandError::Failed { argv, output } => {
                 let detail = last_line(&output.stderr).or_else(|| last_line(&output.stdout));
@@ -104,12 +112,14 @@ impl Command {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.args.extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
         self
     }
 
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
-        self.env.push((key.as_ref().to_os_string(), value.as_ref().to_os_string()));
+        self.env
+            .push((key.as_ref().to_os_string(), value.as_ref().to_os_string()));
         self
     }
 
@@ -129,7 +139,10 @@ impl Command {
             .chain(&self.args)
             .map(|a| {
                 let s = a.to_string_lossy();
-                if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@".contains(&b)) {
+                if !s.is_empty()
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@".contains(&b))
+                {
                     s.into_owned()
                 } else {
                     format!("'{}'", s.replace('\'', r"'\''"))
@@ -147,7 +160,11 @@ impl Command {
             .args(&self.args)
             .env("LC_ALL", "C")
             .env("LANG", "C")
-            .stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             // Its own process group, so a timeout kills what it started too.
@@ -159,12 +176,16 @@ impl Command {
             program: self.program.to_string_lossy().into_owned(),
             error,
         })?;
-        let writer = child.stdin.take().zip(self.stdin.clone()).map(|(mut pipe, input)| {
-            // A program that does not read its input must not block us: write from a thread.
-            std::thread::spawn(move || {
-                let _ = pipe.write_all(&input);
-            })
-        });
+        let writer = child
+            .stdin
+            .take()
+            .zip(self.stdin.clone())
+            .map(|(mut pipe, input)| {
+                // A program that does not read its input must not block us: write from a thread.
+                std::thread::spawn(move || {
+                    let _ = pipe.write_all(&input);
+                })
+            });
         let stdout = capture(child.stdout.take());
         let stderr = capture(child.stderr.take());
         let (status, timed_out) = wait_with_timeout(&mut child, self.timeout);
@@ -179,13 +200,19 @@ impl Command {
             let _ = w.join();
         }
         let output = Output {
-            rc: status.map(|s| s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))).unwrap_or(-1),
+            rc: status
+                .map(|s| s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)))
+                .unwrap_or(-1),
             stdout: join_capture(stdout),
             stderr: join_capture(stderr),
             duration: started.elapsed(),
         };
         if timed_out {
-            return Err(CommandError::TimedOut { argv: self.display(), timeout: self.timeout, output });
+            return Err(CommandError::TimedOut {
+                argv: self.display(),
+                timeout: self.timeout,
+                output,
+            });
         }
         Ok(output)
     }
@@ -196,7 +223,10 @@ impl Command {
         if output.success() {
             Ok(output)
         } else {
-            Err(CommandError::Failed { argv: self.display(), output })
+            Err(CommandError::Failed {
+                argv: self.display(),
+                output,
+            })
         }
     }
 }
@@ -272,7 +302,9 @@ mod tests {
 
     #[test]
     fn failure_carries_rc_and_output() {
-        let err = Command::new("sh").args(["-c", "echo out; echo bad thing >&2; exit 3"]).run_checked();
+        let err = Command::new("sh")
+            .args(["-c", "echo out; echo bad thing >&2; exit 3"])
+            .run_checked();
         let err = err.unwrap_err();
         let out = err.output().unwrap();
         assert_eq!(out.rc, 3);
@@ -283,7 +315,9 @@ mod tests {
     #[test]
     fn timeout_kills_the_whole_group() {
         // The grandchild keeps the pipes open; only a group kill lets us return promptly.
-        let cmd = Command::new("sh").args(["-c", "sleep 30 & sleep 30"]).timeout(Duration::from_millis(200));
+        let cmd = Command::new("sh")
+            .args(["-c", "sleep 30 & sleep 30"])
+            .timeout(Duration::from_millis(200));
         let started = Instant::now();
         let err = cmd.run().unwrap_err();
         assert!(matches!(err, CommandError::TimedOut { .. }), "{err}");
@@ -293,13 +327,19 @@ mod tests {
     #[test]
     fn missing_program_is_a_spawn_error() {
         let err = Command::new("/nonexistent/kup-test").run().unwrap_err();
-        assert!(err.to_string().starts_with("cannot run /nonexistent/kup-test"), "{err}");
+        assert!(
+            err.to_string().starts_with("cannot run /nonexistent/kup-test"),
+            "{err}"
+        );
     }
 
     #[test]
     fn stdin_is_fed_and_display_quotes() {
         let out = Command::new("cat").stdin("hello").run().unwrap();
         assert_eq!(out.stdout, "hello");
-        assert_eq!(Command::new("a b").arg("it's").arg("x=1").display(), r"'a b' 'it'\''s' x=1");
+        assert_eq!(
+            Command::new("a b").arg("it's").arg("x=1").display(),
+            r"'a b' 'it'\''s' x=1"
+        );
     }
 }

@@ -26,10 +26,15 @@ pub fn int_from_value<T: TryFrom<i64> + FromStr>(value: &Value) -> Result<T, Str
     let out_of_range = || format!("{value} is out of range");
     match value {
         Value::Number(n) => {
-            let n = n.as_i64().ok_or_else(|| format!("expected a whole number, got {n}"))?;
+            let n = n
+                .as_i64()
+                .ok_or_else(|| format!("expected a whole number, got {n}"))?;
             T::try_from(n).map_err(|_| out_of_range())
         }
-        Value::String(s) => s.trim().parse::<T>().map_err(|_| format!("expected a whole number, got {s:?}")),
+        Value::String(s) => s
+            .trim()
+            .parse::<T>()
+            .map_err(|_| format!("expected a whole number, got {s:?}")),
         other => Err(format!("expected a whole number, got {other}")),
     }
 }
@@ -74,7 +79,9 @@ pub fn file_mode<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     };
     match mode {
         Some(m) if m <= 0o7777 => Ok(m),
-        _ => Err(serde::de::Error::custom("expected an octal file mode such as \"0755\"")),
+        _ => Err(serde::de::Error::custom(
+            "expected an octal file mode such as \"0755\"",
+        )),
     }
 }
 

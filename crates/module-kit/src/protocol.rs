@@ -59,7 +59,10 @@ pub fn run_input<M: Module>(raw: &[u8]) -> Value {
     }
     match serde_json::from_slice::<Value>(raw) {
         Ok(args) => run_value::<M>(args),
-        Err(err) => failure_value(&Failure::new(format!("{}: arguments are not valid JSON: {err}", M::NAME))),
+        Err(err) => failure_value(&Failure::new(format!(
+            "{}: arguments are not valid JSON: {err}",
+            M::NAME
+        ))),
     }
 }
 
@@ -117,16 +120,15 @@ pub fn parse_input<M: Module>(args: Value) -> Result<(M::Params, Context), Failu
 }
 
 fn apply_setting(ctx: &mut Context, setting: &str, value: &Value) -> Result<(), Failure> {
-    let flag = |v: &Value| {
-        de::bool_from_value(v).map_err(|e| Failure::param(&format!("_ansible_{setting}"), e))
-    };
+    let flag =
+        |v: &Value| de::bool_from_value(v).map_err(|e| Failure::param(&format!("_ansible_{setting}"), e));
     match setting {
         "check_mode" => ctx.check_mode = flag(value)?,
         "diff" => ctx.diff = flag(value)?,
         "no_log" => ctx.no_log = flag(value)?,
         "verbosity" => {
-            ctx.verbosity = de::int_from_value::<u8>(value)
-                .map_err(|e| Failure::param("_ansible_verbosity", e))?
+            ctx.verbosity =
+                de::int_from_value::<u8>(value).map_err(|e| Failure::param("_ansible_verbosity", e))?
         }
         // Others (_ansible_version, _ansible_tmpdir, ...) describe the controller; not ours to judge.
         _ => {}
@@ -140,7 +142,10 @@ fn outcome_value(outcome: Outcome, ctx: &Context) -> Value {
     out.insert("failed".into(), Value::Bool(false));
     out.insert("msg".into(), Value::String(outcome.msg));
     if let (true, Some(diff)) = (ctx.diff, outcome.diff) {
-        out.insert("diff".into(), serde_json::json!({ "before": diff.before, "after": diff.after }));
+        out.insert(
+            "diff".into(),
+            serde_json::json!({ "before": diff.before, "after": diff.after }),
+        );
     }
     if !outcome.warnings.is_empty() {
         out.insert("warnings".into(), outcome.warnings.into());
@@ -185,7 +190,10 @@ fn emit_and_exit(result: &Value) -> ! {
 
 fn print_help<M: Module>() {
     let text = if M::DOCS.is_empty() {
-        format!("{}: run with a JSON args file as the only argument, or JSON on stdin.\n", M::NAME)
+        format!(
+            "{}: run with a JSON args file as the only argument, or JSON on stdin.\n",
+            M::NAME
+        )
     } else {
         M::DOCS.to_string()
     };
@@ -202,7 +210,10 @@ fn install_panic_guard(module: &'static str) {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".to_string());
-        let place = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
         let failure = Failure::new(format!(
             "{module}: internal error ({what}{place}); nothing more was done. Please report this."
         ));

@@ -23,16 +23,27 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn changed(msg: impl Into<String>) -> Self {
-        Self { changed: true, msg: msg.into(), ..Self::default() }
+        Self {
+            changed: true,
+            msg: msg.into(),
+            ..Self::default()
+        }
     }
 
     pub fn unchanged(msg: impl Into<String>) -> Self {
-        Self { changed: false, msg: msg.into(), ..Self::default() }
+        Self {
+            changed: false,
+            msg: msg.into(),
+            ..Self::default()
+        }
     }
 
     /// Adds a return value. Values that cannot be represented become `null`.
     pub fn with(mut self, key: &str, value: impl serde::Serialize) -> Self {
-        self.values.insert(key.to_string(), serde_json::to_value(value).unwrap_or(Value::Null));
+        self.values.insert(
+            key.to_string(),
+            serde_json::to_value(value).unwrap_or(Value::Null),
+        );
         self
     }
 
@@ -60,7 +71,10 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(msg: impl Into<String>) -> Self {
-        Self { msg: msg.into(), ..Self::default() }
+        Self {
+            msg: msg.into(),
+            ..Self::default()
+        }
     }
 
     /// A parameter that parsed but whose value is not acceptable.
@@ -69,7 +83,10 @@ impl Failure {
     }
 
     pub fn with(mut self, key: &str, value: impl serde::Serialize) -> Self {
-        self.values.insert(key.to_string(), serde_json::to_value(value).unwrap_or(Value::Null));
+        self.values.insert(
+            key.to_string(),
+            serde_json::to_value(value).unwrap_or(Value::Null),
+        );
         self
     }
 

@@ -35,7 +35,10 @@ pub fn run_with_args_file(bin: &Path, args: &Value) -> Result<Ran, String> {
     let dir = std::env::temp_dir().join(format!(
         "module-kit-args-{}-{}",
         std::process::id(),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
     ));
     std::fs::create_dir_all(&dir).map_err(|e| format!("temp dir: {e}"))?;
     let file = dir.join("args");
@@ -72,10 +75,18 @@ fn interpret(out: std::process::Output) -> Result<Ran, String> {
     if !json.is_object() {
         return Err(format!("stdout is JSON but not an object: {stdout}"));
     }
-    let ran = Ran { exit_code, stdout, stderr, json };
+    let ran = Ran {
+        exit_code,
+        stdout,
+        stderr,
+        json,
+    };
     let expected = if ran.failed() { 1 } else { 0 };
     if ran.exit_code != expected {
-        return Err(format!("exit code {} disagrees with the result: {}", ran.exit_code, ran.stdout));
+        return Err(format!(
+            "exit code {} disagrees with the result: {}",
+            ran.exit_code, ran.stdout
+        ));
     }
     Ok(ran)
 }

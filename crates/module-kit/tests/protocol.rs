@@ -26,10 +26,18 @@ fn args_file_success_and_ansible_keys_split_off() {
 
 #[test]
 fn check_mode_is_passed_and_diff_only_when_asked() {
-    let ran = run_with_args_file(bin(), &json!({"name": "a", "count": 1, "_ansible_check_mode": "yes"})).unwrap();
+    let ran = run_with_args_file(
+        bin(),
+        &json!({"name": "a", "count": 1, "_ansible_check_mode": "yes"}),
+    )
+    .unwrap();
     assert_eq!(ran.json["check_mode"], true);
     assert!(!ran.changed());
-    assert!(ran.json.get("diff").is_none(), "diff without diff mode: {}", ran.stdout);
+    assert!(
+        ran.json.get("diff").is_none(),
+        "diff without diff mode: {}",
+        ran.stdout
+    );
 }
 
 #[test]
@@ -47,12 +55,19 @@ fn bad_params_name_the_field() {
         (json!({"name": "a", "count": -2}), "count"),
         (json!({"name": 5}), "name"),
         (json!({}), "name"),
-        (json!({"name": "a", "_ansible_check_mode": "perhaps"}), "_ansible_check_mode"),
+        (
+            json!({"name": "a", "_ansible_check_mode": "perhaps"}),
+            "_ansible_check_mode",
+        ),
     ];
     for (args, field) in cases {
         let ran = run_with_args_file(bin(), &args).unwrap();
         assert!(ran.failed(), "{args} should fail");
-        assert!(ran.msg().contains(field), "{args}: message {:?} does not name {field}", ran.msg());
+        assert!(
+            ran.msg().contains(field),
+            "{args}: message {:?} does not name {field}",
+            ran.msg()
+        );
         assert_eq!(ran.exit_code, 1);
     }
 }
@@ -72,7 +87,15 @@ fn null_means_default() {
 
 #[test]
 fn junk_and_empty_input_fail_as_json() {
-    for input in [&b""[..], b"   \n", b"not json", b"[1,2]", b"\"str\"", b"{\"name\":", b"\xff\xfe"] {
+    for input in [
+        &b""[..],
+        b"   \n",
+        b"not json",
+        b"[1,2]",
+        b"\"str\"",
+        b"{\"name\":",
+        b"\xff\xfe",
+    ] {
         let ran = run_with_stdin(bin(), input).unwrap();
         assert!(ran.failed(), "{input:?}");
         assert!(!ran.msg().is_empty());
@@ -81,7 +104,10 @@ fn junk_and_empty_input_fail_as_json() {
 
 #[test]
 fn missing_args_file_fails_as_json() {
-    let out = std::process::Command::new(bin()).arg("/nonexistent/args").output().unwrap();
+    let out = std::process::Command::new(bin())
+        .arg("/nonexistent/args")
+        .output()
+        .unwrap();
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["failed"], true);
     assert!(json["msg"].as_str().unwrap().contains("/nonexistent/args"));
@@ -94,7 +120,11 @@ fn panic_becomes_a_json_failure() {
     assert!(ran.failed());
     assert!(ran.msg().contains("internal error"), "{}", ran.msg());
     assert!(ran.msg().contains("asked to panic for boom"), "{}", ran.msg());
-    assert!(!ran.stderr.contains("RUST_BACKTRACE"), "trace leaked: {}", ran.stderr);
+    assert!(
+        !ran.stderr.contains("RUST_BACKTRACE"),
+        "trace leaked: {}",
+        ran.stderr
+    );
 }
 
 #[test]
@@ -113,8 +143,11 @@ fn secrets_never_appear_in_output() {
     assert!(!ran.stdout.contains("s3cr3t-value"), "{}", ran.stdout);
     assert_eq!(ran.json["echo_token"], "token is ********");
     // Also when the failure message would carry it.
-    let ran = run_with_args_file(bin(), &json!({"name": "s3cr3t-value", "token": "s3cr3t-value", "count": "x"}))
-        .unwrap();
+    let ran = run_with_args_file(
+        bin(),
+        &json!({"name": "s3cr3t-value", "token": "s3cr3t-value", "count": "x"}),
+    )
+    .unwrap();
     assert!(!ran.stdout.contains("s3cr3t-value"), "{}", ran.stdout);
 }
 

@@ -39,12 +39,19 @@ impl Module for SelfTest {
             return Ok(Outcome::changed(out.stdout));
         }
         let changed = !ctx.check_mode && p.count > 0;
-        let outcome = if changed { Outcome::changed("counted") } else { Outcome::unchanged("nothing to do") };
+        let outcome = if changed {
+            Outcome::changed("counted")
+        } else {
+            Outcome::unchanged("nothing to do")
+        };
         Ok(outcome
             .with("name", &p.name)
             .with("echo_token", p.token.as_deref().map(|t| format!("token is {t}")))
             .with("check_mode", ctx.check_mode)
-            .with_diff(serde_json::json!({"count": 0}), serde_json::json!({"count": p.count})))
+            .with_diff(
+                serde_json::json!({"count": 0}),
+                serde_json::json!({"count": p.count}),
+            ))
     }
 }
 
