@@ -247,7 +247,7 @@ pub async fn start(config: ServerConfig) -> Result<Handle, String> {
         (Some(t), _) => Some(t.clone()),
         (None, true) => {
             let mut r = crate::util::Rng::new(config.seed);
-            Some(format!("{:016x}{:016x}", r.next(), r.next()))
+            Some(format!("{:016x}{:016x}", r.next_u64(), r.next_u64()))
         }
         (None, false) => None,
     };
@@ -476,9 +476,9 @@ fn route(app: &Shared, req: &Req) -> Result<Response, ApiError> {
     let seg: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
     let get_only = |v: Option<Value>| -> Result<Response, ApiError> {
         if req.method != Method::GET {
-            return Err(ApiError::method_not_allowed(format!(
-                "the server does not allow this method on the requested resource"
-            )));
+            return Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            ));
         }
         v.map(|v| json_response(200, &v))
             .ok_or_else(ApiError::path_not_found)

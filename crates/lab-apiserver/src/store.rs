@@ -1066,7 +1066,11 @@ impl Store {
             .map(|c| {
                 let name = c.get("name").cloned().unwrap_or(json!("main"));
                 let image = c.get("image").cloned().unwrap_or(json!(""));
-                let cid = format!("docker://{:016x}{:016x}", self.rng.next(), self.rng.next());
+                let cid = format!(
+                    "docker://{:016x}{:016x}",
+                    self.rng.next_u64(),
+                    self.rng.next_u64()
+                );
                 json!({"name": name, "state": {"running": {"startedAt": now}}, "lastState": {},
                     "ready": true, "restartCount": 0, "image": image,
                     "imageID": format!("docker-pullable://{}", image.as_str().unwrap_or_default()),
@@ -1175,7 +1179,7 @@ impl Store {
     fn owner_ref(&self, kind: Kind, obj: &Value) -> Value {
         let api_version = match kind {
             Kind::ReplicaSet | Kind::DaemonSet => {
-                if self.emu.minor <= 15 && self.emu.minor < 10 {
+                if self.emu.minor < 10 {
                     "extensions/v1beta1"
                 } else {
                     "apps/v1"
@@ -1933,7 +1937,7 @@ impl Store {
                     };
                     let hash = format!(
                         "{:032x}",
-                        (self.rng.next() as u128) << 64 | self.rng.next() as u128
+                        (self.rng.next_u64() as u128) << 64 | self.rng.next_u64() as u128
                     );
                     let template = json!({
                         "metadata": {
@@ -2058,7 +2062,7 @@ impl Store {
             let mut template = json!({"metadata": {"labels": p.labels},
                 "spec": self.pod_spec("busybox:1.28", p.termination_grace_period_seconds, p.empty_dir)});
             if p.mirror {
-                let hash = format!("{:016x}", self.rng.next());
+                let hash = format!("{:016x}", self.rng.next_u64());
                 set_path(
                     &mut template,
                     &["metadata", "annotations"],
@@ -2254,7 +2258,7 @@ impl Store {
                 "6.1.0-18-amd64",
             )
         };
-        let machine = format!("{:016x}{:016x}", self.rng.next(), self.rng.next());
+        let machine = format!("{:016x}{:016x}", self.rng.next_u64(), self.rng.next_u64());
         let boot = self.rng.uid();
         let status = json!({
             "capacity": {"cpu": "2", "memory": "4030940Ki", "pods": "110", "ephemeral-storage": "20509308Ki", "hugepages-2Mi": "0"},
@@ -2387,7 +2391,7 @@ scheduler: {{}}
 "
         );
         if m < 22 {
-            let mut status = format!("apiEndpoints:\n");
+            let mut status = "apiEndpoints:\n".to_string();
             if let Some(nodes) = self.map(Kind::Node) {
                 for (k, n) in nodes {
                     if labels_of(n).is_some_and(|l| {

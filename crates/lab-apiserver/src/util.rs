@@ -52,7 +52,7 @@ impl Rng {
     }
 
     /// Next 64 random bits.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -63,8 +63,8 @@ impl Rng {
 
     /// A version-4 style UUID.
     pub fn uid(&mut self) -> String {
-        let a = self.next();
-        let b = self.next();
+        let a = self.next_u64();
+        let b = self.next_u64();
         format!(
             "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
             a >> 32,
@@ -80,7 +80,7 @@ impl Rng {
         const ALPHA: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
         (0..n)
             .map(|_| {
-                let i = (self.next() % ALPHA.len() as u64) as usize;
+                let i = (self.next_u64() % ALPHA.len() as u64) as usize;
                 ALPHA.get(i).copied().unwrap_or(b'x') as char
             })
             .collect()
