@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! kubeadm_download through real `ansible-playbook` (connection: local), as a binary module from
 //! dist/: a normal run, an idempotent rerun, and a `--check --diff` run; and `ansible-doc` renders
 //! its sidecar docs.
@@ -43,7 +44,11 @@ impl Ansible {
             "ansible-playbook",
             "scripts/deps creates .venv",
         )?;
-        let module = prerequisite(dist().join("kubeadm_download"), "dist/kubeadm_download", "run scripts/build")?;
+        let module = prerequisite(
+            dist().join("kubeadm_download"),
+            "dist/kubeadm_download",
+            "run scripts/build",
+        )?;
         let library = tempfile::tempdir().unwrap();
         std::fs::copy(&module, library.path().join("kubeadm_download")).unwrap();
         let docs = root().join("modules/kubeadm_download/kubeadm_download.yml");
@@ -76,9 +81,20 @@ impl Ansible {
         let out_file = dir.join("result.json");
         let _ = std::fs::remove_file(&out_file);
         let vars = serde_json::json!({"base_url": base_url, "dest": dest, "out": out_file}).to_string();
-        let out = self.command("ansible-playbook").arg(&playbook).arg("-e").arg(vars).args(extra).output().unwrap();
+        let out = self
+            .command("ansible-playbook")
+            .arg(&playbook)
+            .arg("-e")
+            .arg(vars)
+            .args(extra)
+            .output()
+            .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(out.status.success(), "ansible-playbook failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "ansible-playbook failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let result = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
         (result, stdout)
     }
@@ -88,7 +104,13 @@ fn release_server() -> (ReleaseServer, tempfile::TempDir) {
     let root = tempfile::tempdir().unwrap();
     for v in ["v1.8.3", "v1.9.2", "v1.9.3"] {
         let content = format!("#!/bin/sh\necho 'kubeadm {v}'\n");
-        write_release(root.path(), Version::parse(v).unwrap(), "amd64", content.as_bytes()).unwrap();
+        write_release(
+            root.path(),
+            Version::parse(v).unwrap(),
+            "amd64",
+            content.as_bytes(),
+        )
+        .unwrap();
     }
     write_channels(root.path()).unwrap();
     (ReleaseServer::start(root.path()).unwrap(), root)
@@ -124,7 +146,10 @@ fn playbook_check_diff_changes_nothing_and_shows_the_diff() {
     assert!(!dest.exists(), "check mode created {dest:?}");
     assert_eq!(result["diff"]["after"]["version"], "v1.9.3", "{result}");
     // Ansible renders the before/after objects as a unified diff.
-    assert!(stdout.contains("\"version\": \"v1.9.3\""), "no diff rendered:\n{stdout}");
+    assert!(
+        stdout.contains("\"version\": \"v1.9.3\""),
+        "no diff rendered:\n{stdout}"
+    );
 }
 
 #[test]
@@ -138,7 +163,11 @@ fn ansible_doc_renders_the_sidecar_docs() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("MODULE kubeadm_download"), "{text}");
     assert!(text.contains("Preparation"), "{text}");
     assert!(text.contains("base_url"), "{text}");

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Every release binary in dist/ is statically linked, and within its size budget.
 
 use e2e::{dist, prerequisite};
@@ -8,7 +9,9 @@ const BUDGETS: &[(&str, u64)] = &[("kubeadm_download", 4_500_000)];
 
 #[test]
 fn every_release_binary_is_static_and_within_budget() {
-    let Some(dist) = prerequisite(dist(), "dist/", "run scripts/build first") else { return };
+    let Some(dist) = prerequisite(dist(), "dist/", "run scripts/build first") else {
+        return;
+    };
     let mut seen = 0;
     for entry in std::fs::read_dir(&dist).unwrap() {
         let path = entry.unwrap().path();
@@ -17,7 +20,11 @@ fn every_release_binary_is_static_and_within_budget() {
             continue;
         }
         seen += 1;
-        let out = Command::new("file").arg("-b").arg(&path).output().expect("the `file` command");
+        let out = Command::new("file")
+            .arg("-b")
+            .arg(&path)
+            .output()
+            .expect("the `file` command");
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(
             text.contains("statically linked") || text.contains("static-pie linked"),
@@ -26,7 +33,10 @@ fn every_release_binary_is_static_and_within_budget() {
         assert!(!text.contains("dynamically linked"), "{name}: {text}");
         if let Some((_, budget)) = BUDGETS.iter().find(|(n, _)| *n == name) {
             let size = std::fs::metadata(&path).unwrap().len();
-            assert!(size <= *budget, "{name} is {size} bytes, over its budget of {budget}");
+            assert!(
+                size <= *budget,
+                "{name} is {size} bytes, over its budget of {budget}"
+            );
         }
     }
     for (name, _) in BUDGETS {

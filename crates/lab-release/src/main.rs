@@ -7,7 +7,9 @@ use std::io::Write;
 use std::path::PathBuf;
 
 /// The releases `--seed` writes: the runbook's 1.8 -> 1.9 path and a modern pair.
-const SEED: &[&str] = &["v1.8.3", "v1.9.2", "v1.9.3", "v1.10.13", "v1.11.10", "v1.29.6", "v1.30.2"];
+const SEED: &[&str] = &[
+    "v1.8.3", "v1.9.2", "v1.9.3", "v1.10.13", "v1.11.10", "v1.29.6", "v1.30.2",
+];
 
 const USAGE: &str = "usage: lab-release --root DIR [--seed] [--listen ADDR] [--url-file FILE]
 
@@ -62,7 +64,12 @@ fn run() -> Result<(), String> {
     if let Some(file) = url_file {
         std::fs::write(&file, server.base_url()).map_err(|e| format!("{}: {e}", file.display()))?;
     }
-    let _ = writeln!(std::io::stdout(), "serving {} at {}", root.display(), server.base_url());
+    let _ = writeln!(
+        std::io::stdout(),
+        "serving {} at {}",
+        root.display(),
+        server.base_url()
+    );
     loop {
         std::thread::park();
     }

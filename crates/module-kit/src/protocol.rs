@@ -158,14 +158,10 @@ fn failure_value(failure: &Failure) -> Value {
     out.insert("changed".into(), Value::Bool(false));
     out.insert("failed".into(), Value::Bool(true));
     out.insert("msg".into(), Value::String(failure.msg.clone()));
-    if let Some(rc) = failure.rc {
-        out.insert("rc".into(), rc.into());
-    }
-    if let Some(stdout) = &failure.stdout {
-        out.insert("stdout".into(), stdout.clone().into());
-    }
-    if let Some(stderr) = &failure.stderr {
-        out.insert("stderr".into(), stderr.clone().into());
+    if let Some(command) = &failure.command {
+        out.insert("rc".into(), command.rc.into());
+        out.insert("stdout".into(), command.stdout.clone().into());
+        out.insert("stderr".into(), command.stderr.clone().into());
     }
     if !failure.warnings.is_empty() {
         out.insert("warnings".into(), failure.warnings.clone().into());

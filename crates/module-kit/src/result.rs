@@ -62,9 +62,8 @@ impl Outcome {
 #[derive(Debug, Default, Clone)]
 pub struct Failure {
     pub msg: String,
-    pub rc: Option<i32>,
-    pub stdout: Option<String>,
-    pub stderr: Option<String>,
+    /// The failed command's rc/stdout/stderr, reported as `rc`, `stdout`, `stderr`.
+    pub command: Option<Box<crate::command::Output>>,
     pub warnings: Vec<String>,
     pub values: Map<String, Value>,
 }
@@ -105,11 +104,7 @@ impl Failure {
 impl From<crate::command::CommandError> for Failure {
     fn from(err: crate::command::CommandError) -> Self {
         let mut failure = Failure::new(err.to_string());
-        if let Some(out) = err.output() {
-            failure.rc = Some(out.rc);
-            failure.stdout = Some(out.stdout.clone());
-            failure.stderr = Some(out.stderr.clone());
-        }
+        failure.command = err.output().map(|out| Box::new(out.clone()));
         failure
     }
 }

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! kubeadm_download against a real HTTP release server on loopback.
 
 mod common;

@@ -1,5 +1,5 @@
 //! A real release server on loopback, serving the dl.k8s.io layout for a handful of releases.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use lab_release::{write_channels, write_release, ReleaseServer, Version};
 use module_kit::testkit::{run_with_args_file, Ran};
