@@ -69,7 +69,9 @@ impl Emulation {
     /// Whether the Eviction body may use the given apiVersion.
     pub fn accepts_eviction_version(&self, api_version: &str) -> bool {
         match api_version {
-            "policy/v1beta1" => self.minor <= 24,
+            // Still accepted as the body of pods/eviction after policy/v1beta1 stopped being
+            // served (1.25), which is what lets old kubectl drain modern clusters.
+            "policy/v1beta1" => true,
             "policy/v1" => self.minor >= 22,
             // The real server defaults a missing apiVersion to the URL's group/version.
             "" => true,
