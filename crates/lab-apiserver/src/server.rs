@@ -352,6 +352,7 @@ async fn dispatch(
     body: Bytes,
 ) -> Response {
     app.requests.fetch_add(1, Ordering::Relaxed);
+
     let query = Query::<HashMap<String, String>>::try_from_uri(&uri)
         .map(|q| q.0)
         .unwrap_or_default();
