@@ -21,6 +21,7 @@ pub struct Command {
     env: Vec<(OsString, OsString)>,
     stdin: Option<Vec<u8>>,
     timeout: Duration,
+    dir: Option<std::path::PathBuf>,
 }
 
 /// What a finished program left behind.
@@ -99,6 +100,7 @@ impl Command {
             env: Vec::new(),
             stdin: None,
             timeout: Duration::from_secs(300),
+            dir: None,
         }
     }
 
@@ -125,6 +127,12 @@ impl Command {
 
     pub fn stdin(mut self, input: impl Into<Vec<u8>>) -> Self {
         self.stdin = Some(input.into());
+        self
+    }
+
+    /// Runs the program in `dir` instead of the current directory.
+    pub fn current_dir(mut self, dir: impl AsRef<std::path::Path>) -> Self {
+        self.dir = Some(dir.as_ref().to_path_buf());
         self
     }
 
@@ -171,6 +179,9 @@ impl Command {
             .process_group(0);
         for (key, value) in &self.env {
             command.env(key, value);
+        }
+        if let Some(dir) = &self.dir {
+            command.current_dir(dir);
         }
         let mut child = command.spawn().map_err(|error| CommandError::Spawn {
             program: self.program.to_string_lossy().into_owned(),

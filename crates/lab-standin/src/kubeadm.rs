@@ -1,0 +1,314 @@
+//! The kubeadm stand-in: `version`, `upgrade plan`, `upgrade apply`, `upgrade node`, enforcing the
+//! rules the real one enforces (one minor at a time, kubeadm at least the target, all nodes Ready,
+//! confirmation unless `-y`), rewriting this node's static pod manifests and telling the lab API
+//! server, and using `kubeadm-config` the way the old kubeadm did: on 1.8-1.10 the control plane it
+//! upgrades is the one named by `nodeName`, so a stale `nodeName` breaks a secondary's apply.
+
+use crate::{hostname, say, FAULT_DIR};
+use lab_standin::api::Api;
+use lab_standin::version::Version;
+use serde_json::{json, Value};
+use std::io::BufRead;
+use std::path::Path;
+
+const MANIFESTS: &str = "/etc/kubernetes/manifests";
+const COMPONENTS: &[&str] = &["kube-apiserver", "kube-controller-manager", "kube-scheduler"];
+const CONFIG_PATH: &str = "/api/v1/namespaces/kube-system/configmaps/kubeadm-config";
+
+pub fn main(own: Version, args: &[String]) -> Result<(), String> {
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        ["version", rest @ ..] => {
+            if rest.contains(&"short") || rest.contains(&"-oshort") || rest.contains(&"--output=short") {
+                say(&own.to_string());
+            } else {
+                say(&format!(
+                    "kubeadm version: &version.Info{{Major:\"{}\", Minor:\"{}\", GitVersion:\"{own}\", \
+                     GitTreeState:\"clean\", GoVersion:\"lab stand-in\", Platform:\"linux/amd64\"}}",
+                    own.major, own.minor
+                ));
+            }
+            Ok(())
+        }
+        ["upgrade", "plan", ..] => plan(own),
+        ["upgrade", "apply", rest @ ..] => apply(own, rest),
+        ["upgrade", "node", ..] if own.has_upgrade_node() => node(own),
+        ["upgrade", "node", ..] => Err("Error: unknown command \"node\" for \"kubeadm upgrade\"".into()),
+        _ => Err(format!(
+            "kubeadm {own} (lab stand-in): unsupported command {words:?}"
+        )),
+    }
+}
+
+struct Cluster {
+    api: Api,
+    version: Version,
+    config: Value,
+}
+
+impl Cluster {
+    fn read() -> Result<Self, String> {
+        let api = Api::from_kubeconfig("/etc/kubernetes/admin.conf")?;
+        let reported = api.get("/version")?;
+        let version = reported["gitVersion"]
+            .as_str()
+            .and_then(Version::parse)
+            .ok_or("[upgrade/versions] FATAL: the API server did not report a version")?;
+        let config = api.get(CONFIG_PATH)?;
+        Ok(Cluster { api, version, config })
+    }
+
+    /// (key, YAML text) of the configuration kubeadm stored in the cluster.
+    fn stored(&self) -> Option<(&'static str, &str)> {
+        ["MasterConfiguration", "ClusterConfiguration"]
+            .into_iter()
+            .find_map(|key| self.config["data"][key].as_str().map(|text| (key, text)))
+    }
+
+    fn stored_field(&self, field: &str) -> Option<String> {
+        let (_, text) = self.stored()?;
+        let doc: serde_norway::Value = serde_norway::from_str(text).ok()?;
+        doc.get(field)?.as_str().map(str::to_string)
+    }
+
+    fn not_ready_nodes(&self) -> Result<Vec<String>, String> {
+        let nodes = self.api.get("/api/v1/nodes")?;
+        Ok(nodes["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|n| {
+                !n["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+            .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string))
+            .collect())
+    }
+
+    /// Records the new version in the stored configuration, as kubeadm does after an upgrade.
+    fn record_version(&self, target: Version) -> Result<(), String> {
+        let Some((key, text)) = self.stored() else {
+            return Ok(());
+        };
+        let updated: String = text
+            .lines()
+            .map(|line| {
+                if line.starts_with("kubernetesVersion:") {
+                    format!("kubernetesVersion: {target}\n")
+                } else {
+                    format!("{line}\n")
+                }
+            })
+            .collect();
+        let mut config = self.config.clone();
+        config["data"][key] = json!(updated);
+        self.api.put(CONFIG_PATH, &config).map(|_| ())
+    }
+}
+
+fn plan(own: Version) -> Result<(), String> {
+    let cluster = Cluster::read()?;
+    let current = cluster.version;
+    say("[preflight] Running pre-flight checks.");
+    say("[upgrade] Making sure the cluster is healthy:");
+    say("[upgrade/config] Reading configuration from the cluster...");
+    say(&format!("[upgrade/versions] Cluster version: {current}"));
+    say(&format!("[upgrade/versions] kubeadm version: {own}"));
+    let reachable = own > current && (own.major, own.minor) <= (current.major, current.minor + 1);
+    if !reachable {
+        say("\nAwesome, you're up-to-date! Enjoy!");
+        return Ok(());
+    }
+    let (dns, dns_new, etcd) = if own.minor < 11 {
+        ("1.14.5", "1.14.7", "3.2.7")
+    } else {
+        ("1.6.7", "1.7.0", "3.5.12")
+    };
+    say("\nUpgrade to the latest stable version:\n");
+    say(&format!("{:<20} {:<9} {}", "COMPONENT", "CURRENT", "AVAILABLE"));
+    for name in ["API Server", "Controller Manager", "Scheduler", "Kube Proxy"] {
+        say(&format!("{name:<20} {:<9} {own}", current.to_string()));
+    }
+    say(&format!(
+        "{:<20} {dns:<9} {dns_new}",
+        if own.minor < 11 { "Kube DNS" } else { "CoreDNS" }
+    ));
+    say(&format!("{:<20} {etcd:<9} {etcd}", "Etcd"));
+    say("\nYou can now apply the upgrade by executing the following command:\n");
+    say(&format!("\tkubeadm upgrade apply {own}\n"));
+    Ok(())
+}
+
+fn apply(own: Version, args: &[&str]) -> Result<(), String> {
+    let mut target = None;
+    let (mut yes, mut force) = (false, false);
+    for arg in args {
+        match *arg {
+            "-y" | "--yes" => yes = true,
+            "-f" | "--force" => force = true,
+            flag if flag.starts_with("--feature-gates=") || flag.starts_with("--etcd-upgrade=") => {}
+            flag if flag.starts_with('-') => return Err(format!("Error: unknown flag: {flag}")),
+            version => {
+                target = Some(
+                    Version::parse(version)
+                        .ok_or(format!("[upgrade/version] FATAL: bad version {version:?}"))?,
+                )
+            }
+        }
+    }
+    let target = target.ok_or("[upgrade/version] FATAL: missing version argument")?;
+    let cluster = Cluster::read()?;
+    say("[preflight] Running pre-flight checks.");
+    say("[upgrade] Making sure the cluster is healthy:");
+    let not_ready = cluster.not_ready_nodes()?;
+    if !not_ready.is_empty() {
+        return Err(format!(
+            "[upgrade/health] FATAL: there are NotReady Nodes in the cluster: {not_ready:?}"
+        ));
+    }
+    say("[upgrade/config] Making sure the configuration is correct:");
+    say(&format!(
+        "[upgrade/version] You have chosen to change the cluster version to \"{target}\""
+    ));
+    say(&format!(
+        "[upgrade/versions] Cluster version: {}",
+        cluster.version
+    ));
+    say(&format!("[upgrade/versions] kubeadm version: {own}"));
+    enforce_policy(cluster.version, target, own, force)?;
+    if !yes && !confirmed() {
+        return Err("won't proceed; the user didn't answer (Y|y) in order to continue".into());
+    }
+    misbehave_if_asked()?;
+    let me = hostname();
+    // The old kubeadm upgraded the control plane of the node named in its stored configuration and
+    // waited for that node's static pods: on another master that never happens.
+    if let Some(named) = cluster.stored_field("nodeName") {
+        if named != me {
+            say(&format!(
+                "[upgrade/staticpods] Waiting for the kubelet to restart the component (node {named})"
+            ));
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            return Err("[upgrade/apply] FATAL: couldn't upgrade control plane. kubeadm has tried to recover \
+                        everything into the earlier state. Errors faced: [timed out waiting for the condition]"
+                .into());
+        }
+    }
+    say(&format!(
+        "[upgrade/apply] Upgrading your Static Pod-hosted control plane to version \"{target}\"..."
+    ));
+    upgrade_this_control_plane(&cluster, &me, target)?;
+    cluster.record_version(target)?;
+    say(&format!(
+        "[upgrade/successful] SUCCESS! Your cluster was upgraded to \"{target}\". Enjoy!"
+    ));
+    Ok(())
+}
+
+fn node(own: Version) -> Result<(), String> {
+    let cluster = Cluster::read()?;
+    let target = cluster
+        .stored_field("kubernetesVersion")
+        .and_then(|v| Version::parse(&v))
+        .ok_or("[upgrade] FATAL: kubeadm-config has no kubernetesVersion")?;
+    if target > own {
+        return Err(format!(
+            "[upgrade] FATAL: the cluster is at {target} but this kubeadm is {own}: upgrade kubeadm first"
+        ));
+    }
+    if Path::new(MANIFESTS).join("kube-apiserver.yaml").exists() {
+        misbehave_if_asked()?;
+        upgrade_this_control_plane(&cluster, &hostname(), target)?;
+        say("[upgrade] The control plane instance for this node was successfully updated!");
+    } else {
+        say("[upgrade] Skipping phase. Not a control plane node.");
+    }
+    say("[upgrade] The configuration for this node was successfully updated!");
+    Ok(())
+}
+
+fn enforce_policy(cluster: Version, target: Version, own: Version, force: bool) -> Result<(), String> {
+    if (target.major, target.minor) > (cluster.major, cluster.minor + 1) {
+        return Err(format!(
+            "[upgrade/version] FATAL: Specified version to upgrade to \"{target}\" is too high; kubeadm can \
+             upgrade only 1 minor version at a time"
+        ));
+    }
+    if (target.major, target.minor + 1) < (cluster.major, cluster.minor) {
+        return Err(format!(
+            "[upgrade/version] FATAL: Specified version to downgrade to \"{target}\" is too low; kubeadm can \
+             downgrade only 1 minor version at a time"
+        ));
+    }
+    if target > own && !force {
+        return Err(format!(
+            "[upgrade/version] FATAL: Specified version to upgrade to \"{target}\" is higher than the kubeadm \
+             version \"{own}\". Upgrade kubeadm first using the tool you used to install kubeadm"
+        ));
+    }
+    Ok(())
+}
+
+fn confirmed() -> bool {
+    say("[upgrade/confirm] Are you sure you want to proceed with the upgrade? [y/N]: ");
+    let mut line = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut line);
+    matches!(line.trim(), "y" | "Y")
+}
+
+/// Lab switches: fail (as the runbook's flaky secondaries did) or hang, once.
+fn misbehave_if_asked() -> Result<(), String> {
+    let fail = Path::new(FAULT_DIR).join("kubeadm-fail-once");
+    if std::fs::remove_file(&fail).is_ok() {
+        return Err(
+            "[upgrade/apply] FATAL: couldn't upgrade control plane. kubeadm has tried to recover \
+                    everything into the earlier state. Errors faced: [timed out waiting for the restarted \
+                    static pods to come up]"
+                .into(),
+        );
+    }
+    let hang = Path::new(FAULT_DIR).join("kubeadm-hang-once");
+    if std::fs::remove_file(&hang).is_ok() {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+    Ok(())
+}
+
+/// Rewrites the image tags of this node's static pod manifests and tells the API server.
+fn upgrade_this_control_plane(cluster: &Cluster, me: &str, target: Version) -> Result<(), String> {
+    for component in COMPONENTS {
+        let path = Path::new(MANIFESTS).join(format!("{component}.yaml"));
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let rewritten: String = text
+            .lines()
+            .map(|line| match line.trim_start().strip_prefix("image:") {
+                Some(image) if image.contains(component) => {
+                    let repo = image
+                        .trim()
+                        .rsplit_once(':')
+                        .map(|(r, _)| r)
+                        .unwrap_or(image.trim());
+                    let indent = &line[..line.len() - line.trim_start().len()];
+                    format!("{indent}image: {repo}:{target}\n")
+                }
+                _ => format!("{line}\n"),
+            })
+            .collect();
+        let staged = path.with_extension("yaml.kubeadm-upgrade");
+        std::fs::write(&staged, rewritten)
+            .and_then(|()| std::fs::rename(&staged, &path))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        say(&format!(
+            "[upgrade/staticpods] Moved new manifest to \"{}\"",
+            path.display()
+        ));
+    }
+    cluster.api.post(
+        "/_lab/control-plane",
+        &json!({"node": me, "version": target.to_string()}),
+    )?;
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! The lab's stand-ins as a library: the small API client (also used by `kup-lab` to watch the lab
+//! come up) and release versions.
+
+pub mod api;
+pub mod version;

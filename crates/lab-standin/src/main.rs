@@ -1,0 +1,88 @@
+//! `kup-standin`: what the lab's kubelet, kubeadm and kubectl packages run.
+//!
+//! Each package installs a wrapper such as `exec /usr/local/lib/kup-lab/standin kubelet v1.9.2 "$@"`,
+//! so the version a node runs is the version of the package installed there, exactly as with the real
+//! packages. The stand-ins talk to the lab API server with the node's kubeconfig.
+
+mod kubeadm;
+mod kubelet;
+
+use lab_standin::version;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+/// Where the lab puts switches that make a stand-in misbehave, for rehearsing failures.
+pub const FAULT_DIR: &str = "/etc/kup-lab";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.as_slice() {
+        [tool, version, rest @ ..] => match version::Version::parse(version) {
+            Some(v) => match tool.as_str() {
+                "kubelet" => kubelet::main(v, rest),
+                "kubeadm" => kubeadm::main(v, rest),
+                "kubectl" => kubectl(v, rest),
+                other => Err(format!("unknown stand-in {other:?}")),
+            },
+            None => Err(format!("bad stand-in version {version:?}")),
+        },
+        _ => Err("usage: kup-standin kubelet|kubeadm|kubectl VERSION [ARGS...]".to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints to stdout, ignoring a closed pipe (the caller went away; nothing to tell it).
+pub fn say(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}
+
+fn kubectl(v: version::Version, args: &[String]) -> Result<(), String> {
+    match args.first().map(String::as_str) {
+        Some("version") => {
+            say(&format!("Client Version: {v}"));
+            Ok(())
+        }
+        _ => Err(format!("kubectl {v} (lab stand-in) only implements `version`")),
+    }
+}
+
+/// This machine's name, as the node is called.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Now, as RFC 3339 UTC (what Kubernetes timestamps look like).
+pub fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
