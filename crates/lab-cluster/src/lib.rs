@@ -4,8 +4,11 @@
 //! API server and release server.
 
 pub mod base;
+pub mod lab;
+pub mod node;
 pub mod repo;
 mod sh;
 pub mod spec;
 
+pub use lab::{down, status, up, LabFiles, LabState};
 pub use spec::{Flavour, LabSpec, NodePlan};

@@ -1,0 +1,605 @@
+//! `up`, `down`, `status`: the whole lab's life cycle, with a state file so that `down` works after
+//! anything, including a crash half-way through `up`.
+
+use crate::node::{self, Provision, RunningNode};
+use crate::spec::{Flavour, LabSpec};
+use crate::{base, repo, sh};
+use lab_standin::api::Api;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Everything `down` needs to find again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabState {
+    pub spec: LabSpec,
+    pub nodes: Vec<RunningNode>,
+    pub apiserver_pid: Option<u32>,
+    pub release_pid: Option<u32>,
+    pub api_url: String,
+    pub release_url: String,
+}
+
+/// Where a lab's files are, once it is up.
+#[derive(Debug, Clone, Serialize)]
+pub struct LabFiles {
+    pub inventory_ini: PathBuf,
+    pub inventory_yaml: PathBuf,
+    pub kubeconfig: PathBuf,
+    pub ssh_key: PathBuf,
+    pub api_url: String,
+    pub release_url: String,
+}
+
+fn state_file(dir: &Path) -> PathBuf {
+    dir.join("state.json")
+}
+
+impl LabState {
+    pub fn load(dir: &Path) -> Option<LabState> {
+        serde_json::from_slice(&std::fs::read(state_file(dir)).ok()?).ok()
+    }
+
+    fn save(&self) -> Result<(), String> {
+        let text = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
+        let tmp = self.spec.dir.join("state.json.tmp");
+        sh::write(&tmp, text)?;
+        std::fs::rename(&tmp, state_file(&self.spec.dir)).map_err(|e| format!("state file: {e}"))
+    }
+
+    pub fn files(&self) -> LabFiles {
+        let dir = &self.spec.dir;
+        LabFiles {
+            inventory_ini: dir.join("inventory.ini"),
+            inventory_yaml: dir.join("inventory.yml"),
+            kubeconfig: dir.join("kubeconfig"),
+            ssh_key: dir.join("ssh/id_ed25519"),
+            api_url: self.api_url.clone(),
+            release_url: self.release_url.clone(),
+        }
+    }
+
+    /// An API client with the lab's admin kubeconfig.
+    pub fn api(&self) -> Result<Api, String> {
+        Api::from_kubeconfig(&self.files().kubeconfig.to_string_lossy())
+    }
+}
+
+const TOOLS: &[(&str, &str)] = &[
+    ("systemd-nspawn", "systemd-container"),
+    ("debootstrap", "debootstrap"),
+    ("dpkg-deb", "dpkg"),
+    ("dpkg-scanpackages", "dpkg-dev"),
+    ("rpmbuild", "rpm"),
+    ("createrepo_c", "createrepo-c"),
+    ("nsenter", "util-linux"),
+    ("ip", "iproute2"),
+    ("ssh-keygen", "openssh-client"),
+];
+
+fn check_tools() -> Result<(), String> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let missing: Vec<&str> = TOOLS
+        .iter()
+        .filter(|(tool, _)| !std::env::split_paths(&path).any(|d| d.join(tool).is_file()))
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the lab needs these Debian packages: apt-get install {}",
+            missing.join(" ")
+        ))
+    }
+}
+
+/// Brings a lab up; on failure tears down whatever it had started (the logs stay in DIR/logs).
+pub fn up(spec: &LabSpec) -> Result<LabFiles, String> {
+    spec.validate()?;
+    check_tools()?;
+    if let Some(state) = LabState::load(&spec.dir) {
+        let running =
+            state.nodes.iter().any(|n| sh::alive(n.nspawn_pid)) || state.apiserver_pid.is_some_and(sh::alive);
+        if running {
+            return Err(format!(
+                "a lab is already up in {}: run `kup-lab down` first",
+                spec.dir.display()
+            ));
+        }
+        sh::progress("cleaning up after a lab that did not shut down");
+        down(&spec.dir, Some(&spec.bridge))?;
+    }
+    let started = Instant::now();
+    let mut state = LabState {
+        spec: spec.clone(),
+        nodes: Vec::new(),
+        apiserver_pid: None,
+        release_pid: None,
+        api_url: format!("https://{}:{}", spec.host_ip(), spec.api_port()),
+        release_url: format!("http://{}:{}", spec.host_ip(), spec.release_port()),
+    };
+    std::fs::create_dir_all(spec.dir.join("logs")).map_err(|e| format!("{}: {e}", spec.dir.display()))?;
+    state.save()?;
+    match build(&mut state) {
+        Ok(files) => {
+            sh::progress(&format!("lab up in {:.0} s", started.elapsed().as_secs_f64()));
+            Ok(files)
+        }
+        Err(err) => {
+            sh::progress(&format!("up failed: {err}; tearing down what was started"));
+            let _ = teardown(&spec.dir, Some(&spec.bridge), true);
+            Err(err)
+        }
+    }
+}
+
+fn build(state: &mut LabState) -> Result<LabFiles, String> {
+    let spec = state.spec.clone();
+    let base = base::ensure(&spec.cache, spec.mirror.as_deref())?;
+    let repo = repo::ensure(&spec.cache)?;
+    let releases = spec.dir.join("releases");
+    repo::write_releases(&releases)?;
+    let files = state.files();
+    let key = ensure_ssh_key(&files.ssh_key)?;
+
+    sh::progress(&format!("bridge {} at {}/24", spec.bridge, spec.host_ip()));
+    make_bridge(&spec)?;
+
+    sh::progress("starting the API server and the release server");
+    let seed = spec.dir.join("cluster.json");
+    sh::write(&seed, cluster_seed(&spec).to_string())?;
+    let listen = format!("{}:{}", spec.host_ip(), spec.api_port());
+    let emulate = emulated_release(&spec.from);
+    let kubeconfig = files.kubeconfig.to_string_lossy().into_owned();
+    state.apiserver_pid = Some(spawn_server(
+        &spec,
+        "apiserver",
+        &[
+            "apiserver",
+            "--emulate",
+            &emulate,
+            "--cluster",
+            &seed.to_string_lossy(),
+            "--listen",
+            &listen,
+            "--tls",
+            "--kubeconfig",
+            &kubeconfig,
+            "--time-factor",
+            &spec.time_factor.to_string(),
+            "--node-grace",
+            &spec.node_grace.to_string(),
+        ],
+    )?);
+    let release_listen = format!("{}:{}", spec.host_ip(), spec.release_port());
+    state.release_pid = Some(spawn_server(
+        &spec,
+        "release-server",
+        &[
+            "release-server",
+            "--root",
+            &releases.to_string_lossy(),
+            "--listen",
+            &release_listen,
+        ],
+    )?);
+    state.save()?;
+    let api = wait_for(Duration::from_secs(30), "the API server", || {
+        let api = Api::from_kubeconfig(&kubeconfig).ok()?;
+        api.get("/version").ok().map(|_| api)
+    })?;
+    wait_for(Duration::from_secs(30), "the release server", || {
+        std::net::TcpStream::connect(&release_listen).ok()
+    })?;
+
+    let hosts: String = spec
+        .nodes()
+        .iter()
+        .map(|n| format!("{} {}\n", n.address, n.name))
+        .collect();
+    let kubeconfig_text =
+        std::fs::read_to_string(&files.kubeconfig).map_err(|e| format!("kubeconfig: {e}"))?;
+    let provision = Provision {
+        spec: &spec,
+        base: &base,
+        repo: &repo,
+        authorized_key: &key,
+        kubeconfig: &kubeconfig_text,
+        hosts: &hosts,
+    };
+    for plan in spec.nodes() {
+        sh::progress(&format!("booting {} ({})", plan.name, plan.address));
+        let dir = node::prepare(&plan, &provision)?;
+        let running = node::boot(&plan, &dir, &spec, &repo);
+        match running {
+            Ok(n) => state.nodes.push(n),
+            Err(e) => {
+                state.save()?;
+                return Err(e);
+            }
+        }
+        state.save()?;
+    }
+
+    sh::progress(&format!(
+        "installing Kubernetes {} packages on every node",
+        spec.from
+    ));
+    let spec_ref = &spec;
+    std::thread::scope(|scope| {
+        let jobs: Vec<_> = state
+            .nodes
+            .iter()
+            .map(|n| scope.spawn(move || node::install_packages(n, spec_ref)))
+            .collect();
+        jobs.into_iter()
+            .map(|j| {
+                j.join()
+                    .unwrap_or_else(|_| Err("package installation crashed".into()))
+            })
+            .collect::<Result<Vec<()>, String>>()
+    })?;
+
+    sh::progress("waiting until every node is Ready");
+    let want = format!("v{}", spec.from.trim_start_matches('v'));
+    wait_for(Duration::from_secs(120), "every node Ready", || {
+        let nodes = api.get("/api/v1/nodes").ok()?;
+        let items = nodes["items"].as_array()?;
+        let all = items.len() == spec.nodes().len()
+            && items
+                .iter()
+                .all(|n| node_ready(n) && n["status"]["nodeInfo"]["kubeletVersion"] == want.as_str());
+        all.then_some(())
+    })?;
+    write_inventories(state, &files)?;
+    Ok(files)
+}
+
+fn node_ready(node: &Value) -> bool {
+    node["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+/// Polls `probe` until it gives a value or the time is up.
+fn wait_for<T>(limit: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> Result<T, String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = probe() {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "timed out after {} s waiting for {what}",
+                limit.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The releases before 1.10 are emulated as 1.9 (the discovery of 1.8 and 1.9 is alike for our needs).
+fn emulated_release(from: &str) -> String {
+    let minor = crate::spec::minor_of(from);
+    format!("1.{}", minor.max(9))
+}
+
+fn ensure_ssh_key(path: &Path) -> Result<String, String> {
+    if !path.exists() {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        }
+        sh::run(
+            "ssh-keygen",
+            &[
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "kup-lab",
+                "-f",
+                &path.to_string_lossy(),
+            ],
+        )?;
+    }
+    std::fs::read_to_string(path.with_extension("pub")).map_err(|e| format!("ssh key: {e}"))
+}
+
+fn make_bridge(spec: &LabSpec) -> Result<(), String> {
+    if Path::new("/sys/class/net").join(&spec.bridge).exists() {
+        let _ = sh::run("ip", &["link", "del", &spec.bridge]);
+    }
+    sh::run("ip", &["link", "add", &spec.bridge, "type", "bridge"])?;
+    sh::run(
+        "ip",
+        &[
+            "addr",
+            "add",
+            &format!("{}/24", spec.host_ip()),
+            "dev",
+            &spec.bridge,
+        ],
+    )?;
+    sh::run("ip", &["link", "set", &spec.bridge, "up"])?;
+    Ok(())
+}
+
+/// Starts `kup-lab ARGS` detached, logging to DIR/logs/NAME.log.
+fn spawn_server(spec: &LabSpec, name: &str, args: &[&str]) -> Result<u32, String> {
+    use std::os::unix::process::CommandExt;
+    let log = std::fs::File::create(spec.dir.join("logs").join(format!("{name}.log")))
+        .map_err(|e| e.to_string())?;
+    let log2 = log.try_clone().map_err(|e| e.to_string())?;
+    let child = std::process::Command::new(&spec.kup_lab)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot start {} {name}: {e}", spec.kup_lab.display()))?;
+    Ok(child.id())
+}
+
+/// The API server's seed: the lab's nodes (their kubelets report for real) and workloads like a
+/// small production cluster's: a replicated app with a PodDisruptionBudget, an app with emptyDir,
+/// kube-proxy as a DaemonSet, and a bare pod on the first control plane.
+fn cluster_seed(spec: &LabSpec) -> Value {
+    let version = format!("v{}", spec.from.trim_start_matches('v'));
+    let nodes: Vec<Value> = spec
+        .nodes()
+        .iter()
+        .map(|n| {
+            json!({
+                "name": n.name,
+                "roles": [if n.control_plane { "control-plane" } else { "worker" }],
+                "kubeletVersion": version,
+                "address": n.address.to_string(),
+                "ready": false,
+                "kubelet": "external",
+            })
+        })
+        .collect();
+    let first = spec.nodes().first().map(|n| n.name.clone()).unwrap_or_default();
+    let workers = spec.workers.max(1) as u32;
+    json!({
+        "kubernetesVersion": version,
+        "nodes": nodes,
+        "replicaSets": [
+            {"name": "web", "replicas": 2 * workers, "terminationGracePeriodSeconds": 10},
+            {"name": "cache", "replicas": workers, "emptyDir": true, "terminationGracePeriodSeconds": 5},
+        ],
+        "daemonSets": [
+            {"name": "kube-proxy", "namespace": "kube-system", "terminationGracePeriodSeconds": 5},
+        ],
+        "pods": [
+            {"name": "admin-debug", "node": first, "terminationGracePeriodSeconds": 1},
+        ],
+        "pdbs": [
+            {"name": "web", "selector": {"app": "web"}, "maxUnavailable": 1},
+        ],
+    })
+}
+
+fn write_inventories(state: &LabState, files: &LabFiles) -> Result<(), String> {
+    let spec = &state.spec;
+    let key = files.ssh_key.display();
+    let kubeconfig = files.kubeconfig.display();
+    let manager = match spec.flavour {
+        Flavour::Apt => "apt",
+        Flavour::Rpm => "dnf",
+    };
+    let (cps, workers): (Vec<_>, Vec<_>) = spec.nodes().into_iter().partition(|n| n.control_plane);
+    let ini_hosts = |list: &[crate::NodePlan]| -> String {
+        list.iter()
+            .map(|n| format!("{} ansible_host={}\n", n.name, n.address))
+            .collect()
+    };
+    let common = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR";
+    let ini = format!(
+        "# Written by kup-lab up: the lab in {dir}\n[control_plane]\n{cp}\n[workers]\n{w}\n[all:vars]\n\
+         ansible_user=root\nansible_ssh_private_key_file={key}\nansible_ssh_common_args='{common}'\n\
+         ansible_python_interpreter=/usr/bin/python3\nkubeconfig={kubeconfig}\nkubeadm_base_url={rel}\n\
+         package_manager={manager}\ncontainer_runtime={rt}\n",
+        dir = spec.dir.display(),
+        cp = ini_hosts(&cps),
+        w = ini_hosts(&workers),
+        rel = state.release_url,
+        rt = spec.runtime(),
+    );
+    sh::write(&files.inventory_ini, ini)?;
+    let yaml_hosts = |list: &[crate::NodePlan]| -> String {
+        if list.is_empty() {
+            return "      hosts: {}\n".into();
+        }
+        let hosts: String = list
+            .iter()
+            .map(|n| format!("        {}:\n          ansible_host: {}\n", n.name, n.address))
+            .collect();
+        format!("      hosts:\n{hosts}")
+    };
+    let yaml = format!(
+        "# Written by kup-lab up: the lab in {dir}\nall:\n  vars:\n    ansible_user: root\n    \
+         ansible_ssh_private_key_file: {key}\n    ansible_ssh_common_args: \"{common}\"\n    \
+         ansible_python_interpreter: /usr/bin/python3\n    kubeconfig: {kubeconfig}\n    \
+         kubeadm_base_url: {rel}\n    package_manager: {manager}\n    container_runtime: {rt}\n  children:\n    \
+         control_plane:\n{cp}    workers:\n{w}",
+        dir = spec.dir.display(),
+        cp = yaml_hosts(&cps),
+        w = yaml_hosts(&workers),
+        rel = state.release_url,
+        rt = spec.runtime(),
+    );
+    sh::write(&files.inventory_yaml, yaml)
+}
+
+/// Removes every container, mount, bridge and process the lab in `dir` made, and the directory.
+/// Idempotent, and safe after a crash (it also looks for leftovers the state file does not name).
+pub fn down(dir: &Path, bridge: Option<&str>) -> Result<(), String> {
+    teardown(dir, bridge, false)
+}
+
+fn teardown(dir: &Path, bridge: Option<&str>, keep_logs: bool) -> Result<(), String> {
+    let state = LabState::load(dir);
+    let dir_text = dir.to_string_lossy().into_owned();
+    // Nodes: those the state names, and any nspawn still running on a tree under dir.
+    let mut nspawns: Vec<u32> = state
+        .iter()
+        .flat_map(|s| s.nodes.iter().map(|n| n.nspawn_pid))
+        .collect();
+    nspawns.extend(processes_mentioning(&dir_text, "systemd-nspawn"));
+    nspawns.sort_unstable();
+    nspawns.dedup();
+    std::thread::scope(|scope| {
+        for pid in &nspawns {
+            if cmdline(*pid).contains(&dir_text) {
+                scope.spawn(move || node::stop(*pid));
+            }
+        }
+    });
+    // Servers: only processes whose command line names this lab's directory.
+    let mut servers: Vec<u32> = state
+        .iter()
+        .flat_map(|s| [s.apiserver_pid, s.release_pid])
+        .flatten()
+        .collect();
+    servers.extend(processes_mentioning(&dir_text, "kup-lab"));
+    for pid in servers {
+        if sh::alive(pid) && cmdline(pid).contains(&dir_text) {
+            let _ = sh::run("kill", &["-TERM", &pid.to_string()]);
+        }
+    }
+    for mount in mounts_under(dir).into_iter().rev() {
+        if sh::run("umount", &[&mount]).is_err() {
+            sh::run("umount", &["-l", &mount])?;
+        }
+    }
+    let bridge = bridge
+        .map(str::to_string)
+        .or_else(|| state.as_ref().map(|s| s.spec.bridge.clone()));
+    if let Some(bridge) = bridge {
+        if Path::new("/sys/class/net").join(&bridge).exists() {
+            sh::run("ip", &["link", "del", &bridge])?;
+        }
+    }
+    let left = mounts_under(dir);
+    if !left.is_empty() {
+        return Err(format!(
+            "still mounted, not removing {}: {}",
+            dir.display(),
+            left.join(", ")
+        ));
+    }
+    if keep_logs {
+        for sub in ["nodes", "releases", "state.json"] {
+            let path = dir.join(sub);
+            let _ = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+        }
+    } else if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    Ok(())
+}
+
+fn cmdline(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+fn processes_mentioning(text: &str, program: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let line = cmdline(*pid);
+            line.contains(text)
+                && line
+                    .split_whitespace()
+                    .next()
+                    .is_some_and(|argv0| argv0.ends_with(program))
+        })
+        .collect()
+}
+
+/// Mount points under `dir`, in mount order.
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let prefix = format!("{}/", dir.to_string_lossy().trim_end_matches('/'));
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .filter(|m| m.starts_with(&prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+/// One line per node (name, address, container, Ready, kubelet version) and the servers.
+pub fn status(dir: &Path) -> Result<String, String> {
+    let state = LabState::load(dir).ok_or_else(|| format!("no lab in {}", dir.display()))?;
+    let api = state.api().ok();
+    let reported = api.as_ref().and_then(|a| a.get("/api/v1/nodes").ok());
+    let mut out = format!(
+        "lab in {} ({} nodes, {:?}, from {})\n",
+        dir.display(),
+        state.nodes.len(),
+        state.spec.flavour,
+        state.spec.from
+    );
+    out.push_str(&format!(
+        "api server {} {}\nrelease server {} {}\n",
+        state.api_url,
+        if state.apiserver_pid.is_some_and(sh::alive) {
+            "running"
+        } else {
+            "DOWN"
+        },
+        state.release_url,
+        if state.release_pid.is_some_and(sh::alive) {
+            "running"
+        } else {
+            "DOWN"
+        },
+    ));
+    for n in &state.nodes {
+        let item = reported
+            .as_ref()
+            .and_then(|r| r["items"].as_array())
+            .and_then(|items| {
+                items
+                    .iter()
+                    .find(|i| i["metadata"]["name"] == n.plan.name.as_str())
+            });
+        let ready = item
+            .map(|i| if node_ready(i) { "Ready" } else { "NotReady" })
+            .unwrap_or("unknown");
+        let version = item
+            .and_then(|i| i["status"]["nodeInfo"]["kubeletVersion"].as_str())
+            .unwrap_or("?");
+        out.push_str(&format!(
+            "{:<10} {:<15} {:<8} {:<9} {}\n",
+            n.plan.name,
+            n.plan.address,
+            if sh::alive(n.nspawn_pid) {
+                "running"
+            } else {
+                "stopped"
+            },
+            ready,
+            version
+        ));
+    }
+    Ok(out)
+}

@@ -1,0 +1,351 @@
+//! One node: an overlay on the base tree, provisioned with its identity, keys, kubeconfig, stand-in
+//! units and (for control planes) static pod manifests; booted with systemd-nspawn on the bridge;
+//! then its Kubernetes packages installed at the starting version with its own package manager.
+
+use crate::repo::{self, STANDIN};
+use crate::sh;
+use crate::spec::{Flavour, LabSpec, NodePlan};
+use serde::{Deserialize, Serialize};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Where the repositories appear inside nodes (bind-mounted read-only).
+pub const REPO_MOUNT: &str = "/srv/kup-repo";
+
+/// A node that has been started.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunningNode {
+    pub plan: NodePlan,
+    pub dir: PathBuf,
+    /// The systemd-nspawn process.
+    pub nspawn_pid: u32,
+}
+
+impl RunningNode {
+    pub fn merged(&self) -> PathBuf {
+        self.dir.join("root")
+    }
+
+    /// The container's PID 1 (systemd), the target for nsenter.
+    pub fn init_pid(&self) -> Option<u32> {
+        child_of(self.nspawn_pid)
+    }
+
+    pub fn exec(&self, args: &[&str], timeout: Duration) -> Result<String, String> {
+        let pid = self
+            .init_pid()
+            .ok_or_else(|| format!("{} is not running", self.plan.name))?;
+        sh::in_node(pid, args, timeout).map_err(|e| format!("{}: {e}", self.plan.name))
+    }
+}
+
+/// What provisioning needs besides the plan.
+pub struct Provision<'a> {
+    pub spec: &'a LabSpec,
+    pub base: &'a Path,
+    pub repo: &'a Path,
+    pub authorized_key: &'a str,
+    pub kubeconfig: &'a str,
+    pub hosts: &'a str,
+}
+
+/// Mounts the overlay and writes everything the node needs before it boots.
+pub fn prepare(plan: &NodePlan, p: &Provision<'_>) -> Result<PathBuf, String> {
+    let dir = p.spec.dir.join("nodes").join(&plan.name);
+    let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("root"));
+    for d in [&upper, &work, &merged] {
+        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+    }
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        p.base.display(),
+        upper.display(),
+        work.display()
+    );
+    sh::run(
+        "mount",
+        &[
+            "-t",
+            "overlay",
+            "overlay",
+            "-o",
+            &options,
+            &merged.to_string_lossy(),
+        ],
+    )?;
+    let at = |path: &str| merged.join(path.trim_start_matches('/'));
+    let spec = p.spec;
+
+    sh::write(&at("/etc/hostname"), format!("{}\n", plan.name))?;
+    sh::write(&at("/etc/hosts"), format!("127.0.0.1 localhost\n{}", p.hosts))?;
+    sh::write(
+        &at("/etc/systemd/network/10-host0.network"),
+        format!(
+            "[Match]\nName=host0\n\n[Network]\nAddress={}/24\nLinkLocalAddressing=no\n",
+            plan.address
+        ),
+    )?;
+    sh::write_mode(
+        &at("/root/.ssh/authorized_keys"),
+        format!("{}\n", p.authorized_key.trim()),
+        0o600,
+    )?;
+    std::fs::set_permissions(
+        at("/root/.ssh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .map_err(|e| e.to_string())?;
+    let standin = std::fs::read(&spec.standin).map_err(|e| format!("{}: {e}", spec.standin.display()))?;
+    sh::write_mode(&at(STANDIN), standin, 0o755)?;
+    sh::write_mode(&at("/etc/kubernetes/kubelet.conf"), p.kubeconfig, 0o600)?;
+    std::fs::create_dir_all(at("/etc/kup-lab")).map_err(|e| e.to_string())?;
+
+    // The container runtime and (control planes) keepalived: stand-in units whose runtime directory
+    // exists exactly while they run; the kubelet stand-in needs the runtime's.
+    let runtime = spec.runtime();
+    let mut units = vec![runtime];
+    if plan.control_plane {
+        units.push("keepalived");
+    }
+    for unit in &units {
+        sh::write(
+            &at(&format!("/etc/systemd/system/{unit}.service")),
+            format!(
+                "[Unit]\nDescription={unit} (lab stand-in)\n\n[Service]\nRuntimeDirectory={unit}\n\
+                 ExecStart=/bin/sleep infinity\n\n[Install]\nWantedBy=multi-user.target\n"
+            ),
+        )?;
+        let wants = at(&format!(
+            "/etc/systemd/system/multi-user.target.wants/{unit}.service"
+        ));
+        std::fs::create_dir_all(at("/etc/systemd/system/multi-user.target.wants"))
+            .map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_file(&wants);
+        std::os::unix::fs::symlink(format!("/etc/systemd/system/{unit}.service"), &wants)
+            .map_err(|e| format!("{}: {e}", wants.display()))?;
+    }
+
+    if plan.control_plane {
+        sh::write_mode(&at("/etc/kubernetes/admin.conf"), p.kubeconfig, 0o600)?;
+        let registry = if repo::release(&spec.from).is_some_and(|r| r.legacy) {
+            ("gcr.io/google_containers/", "-amd64")
+        } else {
+            ("registry.k8s.io/", "")
+        };
+        for component in ["kube-apiserver", "kube-controller-manager", "kube-scheduler"] {
+            sh::write(
+                &at(&format!("/etc/kubernetes/manifests/{component}.yaml")),
+                format!(
+                    "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {component}\n  namespace: kube-system\n\
+                     spec:\n  hostNetwork: true\n  containers:\n  - name: {component}\n    \
+                     image: {}{component}{}:v{}\n    command:\n    - {component}\n",
+                    registry.0, registry.1, spec.from
+                ),
+            )?;
+        }
+    }
+
+    match spec.flavour {
+        Flavour::Apt => {
+            sh::write(
+                &at("/etc/apt/sources.list.d/kubernetes.list"),
+                format!("deb [trusted=yes] file:{REPO_MOUNT}/deb ./\n"),
+            )?;
+        }
+        Flavour::Rpm => {
+            sh::write(
+                &at("/etc/yum.repos.d/kubernetes.repo"),
+                format!(
+                    "[kubernetes]\nname=Kubernetes (lab)\nbaseurl=file://{REPO_MOUNT}/rpm\nenabled=1\ngpgcheck=0\n\
+                     exclude=kubelet kubeadm kubectl kubernetes-cni\n"
+                ),
+            )?;
+            // What the node says it is, so package-manager detection is tested.
+            sh::write(
+                &at("/etc/os-release"),
+                "NAME=\"CentOS Linux\"\nVERSION=\"7 (lab)\"\nID=\"centos\"\nID_LIKE=\"rhel fedora\"\n\
+                 VERSION_ID=\"7\"\nPRETTY_NAME=\"CentOS Linux 7 (kup-lab: Debian userland with dnf)\"\n",
+            )?;
+        }
+    }
+    let _ = p.repo;
+    Ok(dir)
+}
+
+/// Boots the node in the background and waits until systemd says it is up.
+pub fn boot(plan: &NodePlan, dir: &Path, spec: &LabSpec, repo: &Path) -> Result<RunningNode, String> {
+    let console = spec.dir.join("logs").join(format!("{}.console.log", plan.name));
+    let log = std::fs::File::create(&console).map_err(|e| format!("{}: {e}", console.display()))?;
+    let log2 = log.try_clone().map_err(|e| e.to_string())?;
+    let merged = dir.join("root");
+    let child = std::process::Command::new("systemd-nspawn")
+        .args(["-b", "-D"])
+        .arg(&merged)
+        .arg(format!("--machine={}", plan.name))
+        .args(["--register=no", "--keep-unit", "--console=passive"])
+        .arg(format!("--network-bridge={}", spec.bridge))
+        .arg(format!("--bind-ro={}:{REPO_MOUNT}", repo.display()))
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot start systemd-nspawn: {e}"))?;
+    let node = RunningNode {
+        plan: plan.clone(),
+        dir: dir.to_path_buf(),
+        nspawn_pid: child.id(),
+    };
+    // The nspawn process outlives us on purpose: `kup-lab down` stops it.
+    drop(child);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Some(pid) = node.init_pid() {
+            let state = module_kit::command::Command::new("nsenter")
+                .args([
+                    "-t",
+                    &pid.to_string(),
+                    "-a",
+                    "--",
+                    "systemctl",
+                    "is-system-running",
+                    "--wait",
+                ])
+                .timeout(Duration::from_secs(60))
+                .run();
+            if let Ok(out) = state {
+                match out.stdout.trim() {
+                    "running" => return Ok(node),
+                    "degraded" => {
+                        let failed =
+                            node.exec(&["systemctl", "--failed", "--no-legend"], Duration::from_secs(10));
+                        return Err(format!(
+                            "{} booted degraded: {}",
+                            plan.name,
+                            failed.unwrap_or_default()
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{} did not boot within 90 s; see {}",
+                plan.name,
+                console.display()
+            ));
+        }
+        if !sh::alive(node.nspawn_pid) {
+            return Err(format!(
+                "systemd-nspawn for {} exited; see {}",
+                plan.name,
+                console.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Installs (and, as the real setup guides say, holds) the starting version's packages, then starts
+/// the kubelet.
+pub fn install_packages(node: &RunningNode, spec: &LabSpec) -> Result<(), String> {
+    let release = repo::release(&spec.from).ok_or_else(|| format!("no packages for {}", spec.from))?;
+    let long = Duration::from_secs(300);
+    match spec.flavour {
+        Flavour::Apt => {
+            let pin = |name: &str, v: &str| format!("{name}={}", repo::deb_version(v, release.legacy));
+            node.exec(&["apt-get", "update", "-qq"], long)?;
+            let (kubelet, kubeadm, kubectl, cni) = (
+                pin("kubelet", release.version),
+                pin("kubeadm", release.version),
+                pin("kubectl", release.version),
+                pin("kubernetes-cni", release.cni),
+            );
+            node.exec(
+                &[
+                    "env",
+                    "DEBIAN_FRONTEND=noninteractive",
+                    "apt-get",
+                    "install",
+                    "-y",
+                    "-qq",
+                    &kubelet,
+                    &kubeadm,
+                    &kubectl,
+                    &cni,
+                ],
+                long,
+            )?;
+            node.exec(
+                &[
+                    "apt-mark",
+                    "hold",
+                    "kubelet",
+                    "kubeadm",
+                    "kubectl",
+                    "kubernetes-cni",
+                ],
+                long,
+            )?;
+        }
+        Flavour::Rpm => {
+            let r = repo::rpm_release(release.legacy);
+            let pin = |name: &str, v: &str| format!("{name}-{v}-{r}");
+            let (kubelet, kubeadm, kubectl, cni) = (
+                pin("kubelet", release.version),
+                pin("kubeadm", release.version),
+                pin("kubectl", release.version),
+                pin("kubernetes-cni", release.cni),
+            );
+            node.exec(
+                &[
+                    "dnf",
+                    "install",
+                    "-y",
+                    "-q",
+                    "--disableexcludes=kubernetes",
+                    &kubelet,
+                    &kubeadm,
+                    &kubectl,
+                    &cni,
+                ],
+                long,
+            )?;
+        }
+    }
+    node.exec(&["systemctl", "daemon-reload"], long)?;
+    node.exec(&["systemctl", "enable", "--now", "kubelet.service"], long)?;
+    Ok(())
+}
+
+/// Stops a node: asks systemd-nspawn to shut the container down, then kills what remains.
+pub fn stop(nspawn_pid: u32) {
+    if !sh::alive(nspawn_pid) {
+        return;
+    }
+    let pid = nspawn_pid.to_string();
+    let _ = sh::run("kill", &["-TERM", &pid]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while sh::alive(nspawn_pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if sh::alive(nspawn_pid) {
+        let _ = sh::run("kill", &["-KILL", &pid]);
+    }
+}
+
+/// The first child process of `pid` (found through /proc, which every kernel has).
+fn child_of(pid: u32) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .find_map(|entry| {
+            let candidate: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{candidate}/stat")).ok()?;
+            // The command name may hold spaces and parentheses: the fields start after the last ')'.
+            let ppid: u32 = stat.rsplit(')').next()?.split_whitespace().nth(1)?.parse().ok()?;
+            (ppid == pid).then_some(candidate)
+        })
+}
