@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod cluster_cmds;
+
 use clap::{Parser, Subcommand};
 use lab_apiserver::{Cluster, Emulation, FaultSpec, ServerConfig};
 
@@ -23,6 +25,15 @@ struct Cli {
 enum Command {
     /// Run the lab's simulated kube-apiserver until interrupted.
     Apiserver(ApiserverArgs),
+    /// Build (once) and boot the lab: nspawn nodes with real systemd, sshd and apt or dnf, the API
+    /// server and the release server; wait until every node is Ready; write inventories.
+    Up(cluster_cmds::UpArgs),
+    /// Remove every container, mount, bridge and process the lab made (idempotent, safe after a crash).
+    Down(cluster_cmds::DirArgs),
+    /// Show the lab's nodes (container, Ready, kubelet version) and servers.
+    Status(cluster_cmds::DirArgs),
+    /// Serve a release tree (the dl.k8s.io layout) until interrupted.
+    ReleaseServer(cluster_cmds::ReleaseServerArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -66,6 +77,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Apiserver(args) => run_apiserver(args),
+        Command::Up(args) => cluster_cmds::up(args),
+        Command::Down(args) => cluster_cmds::down(args),
+        Command::Status(args) => cluster_cmds::status(args),
+        Command::ReleaseServer(args) => cluster_cmds::release_server(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -95,6 +110,8 @@ fn run_apiserver(args: ApiserverArgs) -> Result<(), String> {
     }
     let mut cfg = ServerConfig::new(emu, cluster);
     cfg.listen = args.listen;
+    // Clients on the lab bridge reach the server by its address: the certificate must name it.
+    cfg.extra_sans.push(args.listen.ip().to_string());
     cfg.tls = args.tls;
     cfg.token = args.token;
     cfg.time_factor = args.time_factor;

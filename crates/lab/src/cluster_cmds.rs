@@ -1,0 +1,160 @@
+//! `kup-lab up | down | status | release-server`: the nspawn lab's life cycle (crates/lab-cluster)
+//! and the release server its nodes download kubeadm from (crates/lab-release).
+
+use lab_cluster::{Flavour, LabSpec};
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct UpArgs {
+    /// The lab's directory: state, node overlays, ssh key, kubeconfig, inventories, logs.
+    #[arg(long, default_value = ".lab")]
+    pub dir: PathBuf,
+    /// Cache for the debootstrapped base tree and the package repositories (built once).
+    #[arg(long, default_value = "/var/cache/kup-lab")]
+    pub cache: PathBuf,
+    /// Control-plane nodes (the first is the primary).
+    #[arg(long, default_value_t = 3)]
+    pub control_planes: usize,
+    /// Worker nodes.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Package flavour of the nodes: apt (Debian) or rpm (dnf/yum, says it is CentOS).
+    #[arg(long, default_value = "apt", value_parser = Flavour::parse)]
+    pub flavour: Flavour,
+    /// The Kubernetes version the cluster starts at (1.8.3, 1.9.2, 1.9.3, 1.10.13, 1.11.10, 1.29.6, 1.30.2).
+    #[arg(long, default_value = "1.8.3")]
+    pub from: String,
+    /// The lab bridge's name.
+    #[arg(long, default_value = "kuplab0")]
+    pub bridge: String,
+    /// The lab's /24 as A.B.C (host .1, nodes from .11).
+    #[arg(long, default_value = "10.213.0", value_parser = parse_subnet)]
+    pub subnet: [u8; 3],
+    /// Debian mirror for the base tree (default: the host's apt source).
+    #[arg(long)]
+    pub mirror: Option<String>,
+    /// The stand-in binary for kubelet/kubeadm/kubectl (default: kup-standin beside kup-lab).
+    #[arg(long)]
+    pub standin: Option<PathBuf>,
+    /// Real seconds per simulated second for pod termination grace periods.
+    #[arg(long, default_value_t = 0.2)]
+    pub time_factor: f64,
+    /// Seconds without kubelet heartbeats before a node turns NotReady.
+    #[arg(long, default_value_t = 8.0)]
+    pub node_grace: f64,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DirArgs {
+    /// The lab's directory.
+    #[arg(long, default_value = ".lab")]
+    pub dir: PathBuf,
+    /// The bridge to remove even if the state file is gone (down only).
+    #[arg(long)]
+    pub bridge: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ReleaseServerArgs {
+    /// The release tree (the layout of https://dl.k8s.io/release).
+    #[arg(long)]
+    pub root: PathBuf,
+    /// Address to listen on (loopback or the lab bridge's address).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+}
+
+fn parse_subnet(text: &str) -> Result<[u8; 3], String> {
+    let parts: Vec<u8> = text
+        .split('.')
+        .map(|p| p.parse::<u8>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    match parts.as_slice() {
+        [10, b, c] => Ok([10, *b, *c]),
+        [192, 168, c] => Ok([192, 168, *c]),
+        [172, b, c] if (16..32).contains(b) => Ok([172, *b, *c]),
+        _ => Err(format!(
+            "{text:?} is not a private A.B.C prefix (10.x.y, 172.16-31.y, 192.168.y)"
+        )),
+    }
+}
+
+fn absolute(path: PathBuf) -> Result<PathBuf, String> {
+    std::path::absolute(&path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+pub fn up(args: UpArgs) -> Result<(), String> {
+    let me = std::env::current_exe().map_err(|e| format!("cannot find kup-lab itself: {e}"))?;
+    let standin = match args.standin {
+        Some(path) => absolute(path)?,
+        None => me.with_file_name("kup-standin"),
+    };
+    if !standin.is_file() {
+        return Err(format!(
+            "{} is missing: build it (scripts/build) or pass --standin",
+            standin.display()
+        ));
+    }
+    let spec = LabSpec {
+        dir: absolute(args.dir)?,
+        cache: absolute(args.cache)?,
+        control_planes: args.control_planes,
+        workers: args.workers,
+        flavour: args.flavour,
+        from: args.from.trim_start_matches('v').to_string(),
+        bridge: args.bridge,
+        subnet: args.subnet,
+        mirror: args.mirror,
+        standin,
+        kup_lab: me,
+        time_factor: args.time_factor,
+        node_grace: args.node_grace,
+    };
+    let files = lab_cluster::up(&spec)?;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "lab is up ({} control planes, {} workers, {:?}, Kubernetes {})\n  inventory   {}\n  inventory   {}\n  \
+         kubeconfig  {}\n  ssh key     {}\n  api server  {}\n  releases    {}\ntry: kubectl --kubeconfig {} get nodes",
+        spec.control_planes,
+        spec.workers,
+        spec.flavour,
+        spec.from,
+        files.inventory_ini.display(),
+        files.inventory_yaml.display(),
+        files.kubeconfig.display(),
+        files.ssh_key.display(),
+        files.api_url,
+        files.release_url,
+        files.kubeconfig.display(),
+    );
+    Ok(())
+}
+
+pub fn down(args: DirArgs) -> Result<(), String> {
+    let dir = absolute(args.dir)?;
+    lab_cluster::down(&dir, args.bridge.as_deref())?;
+    let _ = writeln!(std::io::stdout(), "lab in {} is down", dir.display());
+    Ok(())
+}
+
+pub fn status(args: DirArgs) -> Result<(), String> {
+    let text = lab_cluster::status(&absolute(args.dir)?)?;
+    let _ = write!(std::io::stdout(), "{text}");
+    Ok(())
+}
+
+pub fn release_server(args: ReleaseServerArgs) -> Result<(), String> {
+    let server = lab_release::ReleaseServer::start_on(&args.root, args.listen)
+        .map_err(|e| format!("cannot serve {} on {}: {e}", args.root.display(), args.listen))?;
+    eprintln!(
+        "kup-lab release-server: serving {} at {}",
+        args.root.display(),
+        server.base_url()
+    );
+    loop {
+        std::thread::park();
+    }
+}
