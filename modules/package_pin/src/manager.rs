@@ -1,0 +1,272 @@
+//! The package managers: what is installed, held and available, and one transaction to change it.
+//! apt (dpkg, apt-mark holds) and dnf/yum (rpm, versionlock).
+
+use module_kit::command::{Command, Output};
+use module_kit::Failure;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Manager {
+    Apt,
+    /// dnf or yum (the program name): the same commands for our needs.
+    Rpm(&'static str),
+}
+
+/// How a transaction should run.
+pub struct Options<'a> {
+    pub allow_downgrade: bool,
+    pub disable_excludes: Option<&'a str>,
+    pub repo: Option<&'a str>,
+    pub timeout: Duration,
+}
+
+const QUERY_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl Manager {
+    pub fn name(self) -> &'static str {
+        match self {
+            Manager::Apt => "apt",
+            Manager::Rpm(program) => program,
+        }
+    }
+
+    /// `auto`: what the distribution says it is (os-release), then which tool exists.
+    pub fn detect(choice: &str) -> Result<Manager, Failure> {
+        let exists = |program: &str| {
+            ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
+                .iter()
+                .any(|d| std::path::Path::new(d).join(program).exists())
+        };
+        let rpm = || {
+            if exists("dnf") {
+                Manager::Rpm("dnf")
+            } else {
+                Manager::Rpm("yum")
+            }
+        };
+        match choice {
+            "apt" => return Ok(Manager::Apt),
+            "dnf" => return Ok(Manager::Rpm("dnf")),
+            "yum" => return Ok(Manager::Rpm("yum")),
+            _ => {}
+        }
+        let os_release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+        let ids: Vec<String> = os_release
+            .lines()
+            .filter_map(|l| l.strip_prefix("ID=").or_else(|| l.strip_prefix("ID_LIKE=")))
+            .flat_map(|v| {
+                v.trim_matches('"')
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let has = |names: &[&str]| ids.iter().any(|id| names.contains(&id.as_str()));
+        if has(&["rhel", "fedora", "centos", "rocky", "almalinux", "ol", "amzn"]) {
+            return Ok(rpm());
+        }
+        if has(&["debian", "ubuntu"]) && exists("apt-get") {
+            return Ok(Manager::Apt);
+        }
+        if exists("apt-get") {
+            Ok(Manager::Apt)
+        } else if exists("dnf") || exists("yum") {
+            Ok(rpm())
+        } else {
+            Err(Failure::new(
+                "no supported package manager found (apt, dnf, yum); set `manager`",
+            ))
+        }
+    }
+
+    /// Installed version of each package (None: not installed).
+    pub fn installed(self, packages: &[String]) -> Result<BTreeMap<String, Option<String>>, Failure> {
+        let mut found: BTreeMap<String, Option<String>> =
+            packages.iter().map(|p| (p.clone(), None)).collect();
+        let out = match self {
+            Manager::Apt => query(
+                Command::new("dpkg-query")
+                    .args(["-W", "-f", "${Package} ${Version} ${db:Status-Status}\n"])
+                    .args(packages),
+            )?,
+            Manager::Rpm(_) => query(
+                Command::new("rpm")
+                    .args(["-q", "--qf", "%{NAME} %{VERSION}-%{RELEASE} installed\n"])
+                    .args(packages),
+            )?,
+        };
+        for line in out.stdout.lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if let [name, version, "installed"] = words.as_slice() {
+                if let Some(slot) = found.get_mut(*name) {
+                    *slot = Some(version.to_string());
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Which of `packages` are held (apt-mark) or version-locked (dnf/yum versionlock).
+    pub fn held(self, packages: &[String]) -> Result<BTreeSet<String>, Failure> {
+        let out = match self {
+            Manager::Apt => query(Command::new("apt-mark").arg("showhold"))?,
+            Manager::Rpm(program) => {
+                let out = query(Command::new(program).args(["-q", "versionlock", "list"]))?;
+                if !out.success() {
+                    // No versionlock plugin: nothing can be locked.
+                    return Ok(BTreeSet::new());
+                }
+                out
+            }
+        };
+        Ok(packages
+            .iter()
+            .filter(|p| {
+                out.stdout.lines().map(str::trim).any(|line| match self {
+                    Manager::Apt => line == p.as_str(),
+                    // Entries look like `kubelet-0:1.9.2-0.*`.
+                    Manager::Rpm(_) => line
+                        .strip_prefix(p.as_str())
+                        .and_then(|rest| rest.strip_prefix('-'))
+                        .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit())),
+                })
+            })
+            .cloned()
+            .collect())
+    }
+
+    /// Every version the configured repositories offer, per package.
+    pub fn available(
+        self,
+        packages: &[String],
+        opts: &Options<'_>,
+    ) -> Result<BTreeMap<String, Vec<String>>, Failure> {
+        let mut versions: BTreeMap<String, Vec<String>> =
+            packages.iter().map(|p| (p.clone(), Vec::new())).collect();
+        match self {
+            Manager::Apt => {
+                let out = query(Command::new("apt-cache").arg("madison").args(packages))?;
+                for line in out.stdout.lines() {
+                    let cols: Vec<&str> = line.split('|').map(str::trim).collect();
+                    if let [name, version, ..] = cols.as_slice() {
+                        push(&mut versions, name, version);
+                    }
+                }
+            }
+            Manager::Rpm(program) => {
+                let mut cmd = Command::new(program).args([
+                    "-q",
+                    "repoquery",
+                    "--qf",
+                    "%{name} %{version}-%{release}\n",
+                ]);
+                cmd = with_repo_options(cmd, opts);
+                let out = checked(cmd.args(packages).timeout(QUERY_TIMEOUT))?;
+                for line in out.stdout.lines() {
+                    if let Some((name, version)) = line.trim().split_once(' ') {
+                        push(&mut versions, name, version);
+                    }
+                }
+            }
+        }
+        Ok(versions)
+    }
+
+    /// Refreshes the package index (apt-get update / dnf makecache).
+    pub fn refresh(self, opts: &Options<'_>) -> Result<(), Failure> {
+        let cmd = match self {
+            Manager::Apt => Command::new("apt-get").args(["update", "-q"]),
+            Manager::Rpm(program) => with_repo_options(Command::new(program).args(["-q", "makecache"]), opts),
+        };
+        checked(cmd.timeout(opts.timeout)).map(|_| ())
+    }
+
+    /// One transaction installing exactly these versions.
+    pub fn install(
+        self,
+        pins: &[(String, String)],
+        downgrade: bool,
+        opts: &Options<'_>,
+    ) -> Result<(), Failure> {
+        let cmd = match self {
+            Manager::Apt => {
+                let mut cmd = Command::new("apt-get")
+                    .env("DEBIAN_FRONTEND", "noninteractive")
+                    .args(["install", "-y", "-q", "--no-install-recommends"])
+                    .args([
+                        "-o",
+                        "Dpkg::Options::=--force-confdef",
+                        "-o",
+                        "Dpkg::Options::=--force-confold",
+                    ]);
+                if opts.allow_downgrade {
+                    cmd = cmd.arg("--allow-downgrades");
+                }
+                cmd.args(pins.iter().map(|(name, version)| format!("{name}={version}")))
+            }
+            Manager::Rpm(program) => {
+                let verb = if downgrade { "downgrade" } else { "install" };
+                with_repo_options(Command::new(program).args([verb, "-y", "-q"]), opts)
+                    .args(pins.iter().map(|(name, version)| format!("{name}-{version}")))
+            }
+        };
+        checked(cmd.timeout(opts.timeout)).map(|_| ())
+    }
+
+    /// Holds (or releases) exactly these packages.
+    pub fn set_hold(self, pins: &[(String, String)], hold: bool) -> Result<(), Failure> {
+        if pins.is_empty() {
+            return Ok(());
+        }
+        let cmd = match (self, hold) {
+            (Manager::Apt, true) => Command::new("apt-mark")
+                .arg("hold")
+                .args(pins.iter().map(|(n, _)| n)),
+            (Manager::Apt, false) => Command::new("apt-mark")
+                .arg("unhold")
+                .args(pins.iter().map(|(n, _)| n)),
+            (Manager::Rpm(program), true) => Command::new(program)
+                .args(["-q", "versionlock", "add"])
+                .args(pins.iter().map(|(name, version)| format!("{name}-{version}"))),
+            (Manager::Rpm(program), false) => Command::new(program)
+                .args(["-q", "versionlock", "delete"])
+                .args(pins.iter().map(|(n, _)| n)),
+        };
+        checked(cmd.timeout(QUERY_TIMEOUT)).map(|_| ()).map_err(|f| {
+            if matches!(self, Manager::Rpm(_)) && f.msg.contains("versionlock") {
+                f.context("holding needs the versionlock plugin (dnf-plugins-core / yum-plugin-versionlock), or set hold: false")
+            } else {
+                f
+            }
+        })
+    }
+}
+
+fn with_repo_options(mut cmd: Command, opts: &Options<'_>) -> Command {
+    if let Some(excludes) = opts.disable_excludes {
+        cmd = cmd.arg(format!("--disableexcludes={excludes}"));
+    }
+    if let Some(repo) = opts.repo {
+        cmd = cmd.arg(format!("--enablerepo={repo}"));
+    }
+    cmd
+}
+
+fn push(versions: &mut BTreeMap<String, Vec<String>>, name: &str, version: &str) {
+    let version = version.strip_prefix("0:").unwrap_or(version);
+    if let Some(list) = versions.get_mut(name) {
+        if !list.iter().any(|v| v == version) {
+            list.push(version.to_string());
+        }
+    }
+}
+
+/// A read-only query: its exit code is interpreted by the caller.
+fn query(cmd: Command) -> Result<Output, Failure> {
+    cmd.timeout(QUERY_TIMEOUT).run().map_err(Failure::from)
+}
+
+fn checked(cmd: Command) -> Result<Output, Failure> {
+    cmd.run_checked().map_err(Failure::from)
+}
