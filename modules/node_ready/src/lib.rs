@@ -1,0 +1,313 @@
+//! `node_ready`: the runbook's closing "kubectl get nodes until every STATUS is Ready". Waits until
+//! each node (or the named ones) is Ready, and at the expected kubelet version when one is given;
+//! otherwise fails listing every node that is not, and why. Read-only: never reports a change.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use kube_kit::k8s_openapi::api::core::v1::Node;
+use kube_kit::kube::api::{Api, ListParams};
+use module_kit::{de, Context, Failure, Module, Outcome};
+use serde::{Deserialize, Deserializer};
+use serde_json::{json, Value};
+
+pub struct NodeReady;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// Nodes to wait for (default: every node).
+    #[serde(default, deserialize_with = "names")]
+    names: Option<Vec<String>>,
+    /// Expected `status.nodeInfo.kubeletVersion` (`v1.9.2`, `1.9.2`, or `1.9` for any patch).
+    #[serde(default)]
+    kubelet_version: Option<String>,
+    /// Seconds to wait in all (0: look once).
+    #[serde(default = "default_timeout", deserialize_with = "de::int")]
+    timeout: u64,
+    /// Seconds between two looks.
+    #[serde(default = "default_interval", deserialize_with = "de::int")]
+    interval: u64,
+    #[serde(default)]
+    kubeconfig: Option<PathBuf>,
+    #[serde(default)]
+    context: Option<String>,
+    /// Seconds one API request may take.
+    #[serde(default = "default_request_timeout", deserialize_with = "de::int")]
+    request_timeout: u64,
+}
+
+fn default_timeout() -> u64 {
+    300
+}
+fn default_interval() -> u64 {
+    5
+}
+fn default_request_timeout() -> u64 {
+    30
+}
+
+/// A list of names, or one comma-separated string (what Ansible passes for `names: a,b`).
+fn names<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    let list: Vec<String> = match Value::deserialize(d)? {
+        Value::String(s) => s.split(',').map(|n| n.trim().to_string()).collect(),
+        Value::Array(items) => items
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s.trim().to_string()),
+                other => Err(serde::de::Error::custom(format!(
+                    "expected node names (strings), got {other}"
+                ))),
+            })
+            .collect::<Result<_, _>>()?,
+        other => {
+            return Err(serde::de::Error::custom(format!(
+                "expected a list of node names, got {other}"
+            )))
+        }
+    };
+    let list: Vec<String> = list.into_iter().filter(|n| !n.is_empty()).collect();
+    if list.is_empty() {
+        return Err(serde::de::Error::custom("expected at least one node name"));
+    }
+    Ok(Some(list))
+}
+
+/// What one look found about one node.
+#[derive(Debug, Clone)]
+struct Seen {
+    name: String,
+    found: bool,
+    ready: bool,
+    kubelet_version: Option<String>,
+    schedulable: bool,
+    /// Empty when the node is as wanted.
+    problem: String,
+}
+
+impl Seen {
+    fn ok(&self) -> bool {
+        self.problem.is_empty()
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "name": self.name,
+            "found": self.found,
+            "ready": self.ready,
+            "kubelet_version": self.kubelet_version,
+            "schedulable": self.schedulable,
+            "problem": if self.ok() { Value::Null } else { Value::String(self.problem.clone()) },
+        })
+    }
+}
+
+/// `1.9` matches `v1.9.2`; `v1.9.2` matches `1.9.2` and `v1.9.2+build`.
+pub fn version_matches(expected: &str, actual: &str) -> bool {
+    let e = expected.trim().trim_start_matches('v');
+    let a = actual.trim().trim_start_matches('v');
+    a == e
+        || [".", "+", "-"]
+            .iter()
+            .any(|sep| a.starts_with(&format!("{e}{sep}")))
+}
+
+fn inspect(node: &Node, expected: Option<&str>) -> Seen {
+    let name = node.metadata.name.clone().unwrap_or_default();
+    let status = node.status.as_ref();
+    let version = status
+        .and_then(|s| s.node_info.as_ref())
+        .map(|i| i.kubelet_version.clone());
+    let ready_cond = status
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
+    let ready = ready_cond.is_some_and(|c| c.status == "True");
+    let mut problems = Vec::new();
+    match ready_cond {
+        None => problems.push("has no Ready condition yet".to_string()),
+        Some(c) if c.status != "True" => {
+            let state = if c.status == "Unknown" {
+                "NotReady (status Unknown)"
+            } else {
+                "NotReady"
+            };
+            let why = [c.reason.as_deref(), c.message.as_deref()]
+                .into_iter()
+                .flatten()
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(": ");
+            problems.push(if why.is_empty() {
+                state.to_string()
+            } else {
+                format!("{state}: {why}")
+            });
+        }
+        Some(_) => {}
+    }
+    if let Some(want) = expected {
+        match &version {
+            Some(v) if version_matches(want, v) => {}
+            Some(v) => problems.push(format!("kubelet is {v}, expected {want}")),
+            None => problems.push(format!("reports no kubelet version, expected {want}")),
+        }
+    }
+    Seen {
+        name,
+        found: true,
+        ready,
+        kubelet_version: version,
+        schedulable: !node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false),
+        problem: problems.join("; "),
+    }
+}
+
+fn evaluate(nodes: &[Node], wanted: Option<&[String]>, expected: Option<&str>) -> Vec<Seen> {
+    let by_name: BTreeMap<String, &Node> = nodes
+        .iter()
+        .map(|n| (n.metadata.name.clone().unwrap_or_default(), n))
+        .collect();
+    match wanted {
+        Some(names) => names
+            .iter()
+            .map(|name| match by_name.get(name) {
+                Some(node) => inspect(node, expected),
+                None => Seen {
+                    name: name.clone(),
+                    found: false,
+                    ready: false,
+                    kubelet_version: None,
+                    schedulable: false,
+                    problem: "not found (not registered with the API server)".to_string(),
+                },
+            })
+            .collect(),
+        None => by_name.values().map(|n| inspect(n, expected)).collect(),
+    }
+}
+
+impl Module for NodeReady {
+    const NAME: &'static str = "node_ready";
+    const DOCS: &'static str = include_str!("../node_ready.yml");
+    type Params = Params;
+
+    fn run(p: Params, _ctx: &Context) -> Result<Outcome, Failure> {
+        if p.interval == 0 {
+            return Err(Failure::param("interval", "must be at least 1 second"));
+        }
+        if p.request_timeout == 0 {
+            return Err(Failure::param("request_timeout", "must be at least 1 second"));
+        }
+        if let Some(v) = &p.kubelet_version {
+            let t = v.trim().trim_start_matches('v');
+            let valid = !t.is_empty()
+                && t.split(['.', '-', '+'])
+                    .next()
+                    .is_some_and(|m| m.parse::<u32>().is_ok())
+                && t.contains('.');
+            if !valid {
+                return Err(Failure::param(
+                    "kubelet_version",
+                    format!("expected a version such as v1.9.2 or 1.9, got {v:?}"),
+                ));
+            }
+        }
+        let conn = kube_kit::Connection {
+            kubeconfig: p.kubeconfig.clone(),
+            context: p.context.clone(),
+            request_timeout: Duration::from_secs(p.request_timeout),
+        };
+        kube_kit::block_on(wait(p, conn))?
+    }
+}
+
+async fn wait(p: Params, conn: kube_kit::Connection) -> Result<Outcome, Failure> {
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(p.timeout);
+    let interval = Duration::from_secs(p.interval);
+    let api = kube_kit::connect(&conn).await?;
+    let nodes: Api<Node> = Api::all(api.client.clone());
+    let expected = p.kubelet_version.as_deref();
+    let mut last_error: Option<String>;
+    let mut last_seen: Option<Vec<Seen>> = None;
+    let mut looks = 0u32;
+    loop {
+        looks += 1;
+        match nodes.list(&ListParams::default()).await {
+            Ok(list) => {
+                last_error = None;
+                let seen = evaluate(&list.items, p.names.as_deref(), expected);
+                if !seen.is_empty() && seen.iter().all(Seen::ok) {
+                    let at = expected.map(|v| format!(" at {v}")).unwrap_or_default();
+                    let names: Vec<&str> = seen.iter().map(|s| s.name.as_str()).collect();
+                    return Ok(Outcome::unchanged(format!(
+                        "{} node(s) Ready{at}: {}",
+                        seen.len(),
+                        names.join(", ")
+                    ))
+                    .with("nodes", seen.iter().map(Seen::json).collect::<Vec<_>>())
+                    .with("not_ready", Vec::<String>::new())
+                    .with("waited", round(start.elapsed()))
+                    .with("looks", looks));
+                }
+                last_seen = Some(seen);
+            }
+            Err(e) => {
+                // The API server may be restarting (that is what upgrades do): keep looking.
+                if !kube_kit::transient(&e) {
+                    return Err(kube_kit::api_failure(
+                        format!("cannot list nodes on {}", api.server),
+                        &e,
+                    ));
+                }
+                last_error = Some(kube_kit::describe(&e));
+            }
+        }
+        if Instant::now() + interval > deadline {
+            break;
+        }
+        kube_kit::tokio::time::sleep(interval).await;
+    }
+    let waited = round(start.elapsed());
+    let seen = last_seen.unwrap_or_default();
+    let bad: Vec<&Seen> = seen.iter().filter(|s| !s.ok()).collect();
+    let mut parts: Vec<String> = bad.iter().map(|s| format!("{} {}", s.name, s.problem)).collect();
+    if seen.is_empty() && last_error.is_none() {
+        parts.push("the API server has no nodes".to_string());
+    }
+    if let Some(e) = &last_error {
+        parts.push(format!("the last look failed: {e}"));
+    }
+    let at = expected.map(|v| format!(" at {v}")).unwrap_or_default();
+    Err(Failure::new(format!(
+        "after {waited}s, not every node is Ready{at}: {}",
+        parts.join("; ")
+    ))
+    .with("nodes", seen.iter().map(Seen::json).collect::<Vec<_>>())
+    .with(
+        "not_ready",
+        bad.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
+    )
+    .with("waited", waited)
+    .with("looks", looks))
+}
+
+fn round(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10.0).round() / 10.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_matches;
+
+    #[test]
+    fn versions() {
+        assert!(version_matches("v1.9.2", "v1.9.2"));
+        assert!(version_matches("1.9.2", "v1.9.2"));
+        assert!(version_matches("1.9", "v1.9.11"));
+        assert!(!version_matches("1.9", "v1.10.0"));
+        assert!(!version_matches("v1.9.1", "v1.9.11"));
+        assert!(version_matches("v1.30.2", "v1.30.2+k3s1"));
+    }
+}
