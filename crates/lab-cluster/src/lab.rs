@@ -453,7 +453,7 @@ fn teardown(dir: &Path, bridge: Option<&str>, keep_logs: bool) -> Result<(), Str
         .iter()
         .flat_map(|s| s.nodes.iter().map(|n| n.nspawn_pid))
         .collect();
-    nspawns.extend(processes_mentioning(&dir_text, "systemd-nspawn"));
+    nspawns.extend(processes_mentioning(&dir_text, "systemd-nspawn", &[]));
     nspawns.sort_unstable();
     nspawns.dedup();
     std::thread::scope(|scope| {
@@ -469,7 +469,11 @@ fn teardown(dir: &Path, bridge: Option<&str>, keep_logs: bool) -> Result<(), Str
         .flat_map(|s| [s.apiserver_pid, s.release_pid])
         .flatten()
         .collect();
-    servers.extend(processes_mentioning(&dir_text, "kup-lab"));
+    servers.extend(processes_mentioning(
+        &dir_text,
+        "kup-lab",
+        &["apiserver", "release-server"],
+    ));
     for pid in servers {
         if sh::alive(pid) && cmdline(pid).contains(&dir_text) {
             let _ = sh::run("kill", &["-TERM", &pid.to_string()]);
@@ -517,19 +521,21 @@ fn cmdline(pid: u32) -> String {
         .unwrap_or_default()
 }
 
-fn processes_mentioning(text: &str, program: &str) -> Vec<u32> {
+/// Processes running `program` whose command line mentions `text` (never this process itself).
+fn processes_mentioning(text: &str, program: &str, subcommands: &[&str]) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
+    let me = std::process::id();
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
         .filter(|pid| {
             let line = cmdline(*pid);
+            let mut words = line.split_whitespace();
             line.contains(text)
-                && line
-                    .split_whitespace()
-                    .next()
-                    .is_some_and(|argv0| argv0.ends_with(program))
+                && words.next().is_some_and(|argv0| argv0.ends_with(program))
+                && (subcommands.is_empty() || words.next().is_some_and(|w| subcommands.contains(&w)))
         })
         .collect()
 }

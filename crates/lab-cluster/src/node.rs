@@ -182,7 +182,8 @@ pub fn boot(plan: &NodePlan, dir: &Path, spec: &LabSpec, repo: &Path) -> Result<
     let child = std::process::Command::new("systemd-nspawn")
         .args(["-b", "-D"])
         .arg(&merged)
-        .arg(format!("--machine={}", plan.name))
+        // Machine names must be unique on the host (they name the veth): the bridge names the lab.
+        .arg(format!("--machine={}", machine_name(&spec.bridge, plan)))
         .args(["--register=no", "--keep-unit", "--console=passive"])
         .arg(format!("--network-bridge={}", spec.bridge))
         .arg(format!("--bind-ro={}:{REPO_MOUNT}", repo.display()))
@@ -318,6 +319,11 @@ pub fn install_packages(node: &RunningNode, spec: &LabSpec) -> Result<(), String
     node.exec(&["systemctl", "daemon-reload"], long)?;
     node.exec(&["systemctl", "enable", "--now", "kubelet.service"], long)?;
     Ok(())
+}
+
+/// `kuplab0-11`: the lab's bridge and the node's host number.
+pub fn machine_name(bridge: &str, plan: &NodePlan) -> String {
+    format!("{bridge}-{}", plan.address.octets()[3])
 }
 
 /// Stops a node: asks systemd-nspawn to shut the container down, then kills what remains.

@@ -97,12 +97,13 @@ impl LabSpec {
         if self.control_planes + self.workers > 60 {
             return Err("at most 60 nodes".into());
         }
+        // The nodes' veths are named vb-<bridge>-<n>: interface names have 15 characters at most.
         if self.bridge.is_empty()
-            || self.bridge.len() > 15
+            || self.bridge.len() > 9
             || !self.bridge.bytes().all(|b| b.is_ascii_alphanumeric())
         {
             return Err(format!(
-                "bridge name {:?} must be 1-15 letters and digits",
+                "bridge name {:?} must be 1-9 letters and digits",
                 self.bridge
             ));
         }

@@ -1,0 +1,184 @@
+//! systemctl: unit state in one call, and the few verbs we need.
+
+use module_kit::command::Command;
+use module_kit::Failure;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitState {
+    pub name: String,
+    pub load_state: String,
+    pub active_state: String,
+    pub sub_state: String,
+    pub unit_file_state: String,
+    pub need_daemon_reload: bool,
+    pub restarts: u64,
+}
+
+impl UnitState {
+    pub fn exists(&self) -> bool {
+        self.load_state != "not-found"
+    }
+
+    /// Running or on its way there (a stop is still needed; a start is not).
+    pub fn is_running(&self) -> bool {
+        matches!(self.active_state.as_str(), "active" | "activating" | "reloading")
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.unit_file_state.starts_with("enabled")
+    }
+
+    /// Static, masked, generated or transient units cannot be enabled or disabled.
+    pub fn can_toggle_enable(&self) -> bool {
+        matches!(
+            self.unit_file_state.as_str(),
+            "enabled" | "disabled" | "enabled-runtime"
+        )
+    }
+}
+
+pub struct Systemctl {
+    pub timeout: Duration,
+}
+
+const PROPERTIES: &str = "Id,LoadState,ActiveState,SubState,UnitFileState,NeedDaemonReload,NRestarts";
+
+impl Systemctl {
+    /// The state of every unit, in the order given.
+    pub fn show(&self, units: &[String]) -> Result<Vec<UnitState>, Failure> {
+        let out = Command::new("systemctl")
+            .args(["show", "--no-pager", "-p", PROPERTIES, "--"])
+            .args(units)
+            .timeout(self.timeout)
+            .run_checked()?;
+        let blocks: Vec<&str> = out
+            .stdout
+            .split("\n\n")
+            .filter(|b| !b.trim().is_empty())
+            .collect();
+        if blocks.len() != units.len() {
+            return Err(Failure::new(format!(
+                "systemctl show returned {} units for {} asked: {}",
+                blocks.len(),
+                units.len(),
+                out.stdout.trim()
+            )));
+        }
+        Ok(units
+            .iter()
+            .zip(blocks)
+            .map(|(name, block)| parse(name, block))
+            .collect())
+    }
+
+    pub fn daemon_reload(&self) -> Result<(), Failure> {
+        self.verb(&["daemon-reload"])
+    }
+
+    pub fn set_enabled(&self, unit: &str, enabled: bool) -> Result<(), Failure> {
+        self.verb(&[if enabled { "enable" } else { "disable" }, "--", unit])
+    }
+
+    pub fn stop(&self, unit: &str) -> Result<(), Failure> {
+        self.verb(&["stop", "--", unit])
+    }
+
+    /// Starts a unit, then watches it for `settle`: it must stay active without restarting.
+    pub fn start_and_settle(&self, unit: &str, settle: Duration) -> Result<(), Failure> {
+        let units = [unit.to_string()];
+        let restarts_before = self.show(&units)?.first().map(|u| u.restarts).unwrap_or(0);
+        self.verb(&["start", "--", unit])
+            .map_err(|f| self.explain(unit, f))?;
+        let deadline = Instant::now() + settle;
+        loop {
+            let now = self.show(&units)?.into_iter().next();
+            let healthy = now
+                .as_ref()
+                .is_some_and(|u| u.active_state == "active" && u.restarts == restarts_before);
+            let crashed = now.as_ref().is_some_and(|u| {
+                (u.active_state != "activating" && u.active_state != "active")
+                    || u.sub_state == "auto-restart"
+                    || u.restarts > restarts_before
+            });
+            if crashed {
+                let state = now
+                    .map(|u| format!("{} ({}), {} restarts", u.active_state, u.sub_state, u.restarts))
+                    .unwrap_or_default();
+                return Err(self.explain(
+                    unit,
+                    Failure::new(format!("{unit} did not stay up after starting: {state}")),
+                ));
+            }
+            if Instant::now() >= deadline {
+                return if healthy {
+                    Ok(())
+                } else {
+                    Err(self.explain(
+                        unit,
+                        Failure::new(format!("{unit} is still starting after {} s", settle.as_secs())),
+                    ))
+                };
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn verb(&self, args: &[&str]) -> Result<(), Failure> {
+        Command::new("systemctl")
+            .args(args)
+            .timeout(self.timeout)
+            .run_checked()
+            .map(|_| ())
+            .map_err(Failure::from)
+    }
+
+    /// Adds `systemctl status` and the last journal lines of the unit to a failure.
+    fn explain(&self, unit: &str, failure: Failure) -> Failure {
+        let status = Command::new("systemctl")
+            .args(["status", "--no-pager", "-l", "-n", "0", "--", unit])
+            .timeout(Duration::from_secs(15))
+            .run()
+            .map(|o| o.stdout)
+            .unwrap_or_default();
+        let journal = Command::new("journalctl")
+            .args(["--no-pager", "-o", "cat", "-n", "20", "-u", unit])
+            .timeout(Duration::from_secs(15))
+            .run()
+            .map(|o| o.stdout)
+            .unwrap_or_default();
+        let last = journal
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .to_string();
+        let msg = if last.is_empty() {
+            failure.msg.clone()
+        } else {
+            format!("{}; last log line: {last}", failure.msg)
+        };
+        let mut failure = failure.with("status", status).with("journal", journal);
+        failure.msg = msg;
+        failure
+    }
+}
+
+fn parse(name: &str, block: &str) -> UnitState {
+    let get = |key: &str| {
+        block
+            .lines()
+            .find_map(|l| l.strip_prefix(key).and_then(|rest| rest.strip_prefix('=')))
+            .unwrap_or("")
+            .to_string()
+    };
+    UnitState {
+        name: name.to_string(),
+        load_state: get("LoadState"),
+        active_state: get("ActiveState"),
+        sub_state: get("SubState"),
+        unit_file_state: get("UnitFileState"),
+        need_daemon_reload: get("NeedDaemonReload") == "yes",
+        restarts: get("NRestarts").parse().unwrap_or(0),
+    }
+}
