@@ -165,6 +165,8 @@ struct Timer {
 
 #[derive(Debug, Clone)]
 struct NodeRuntime {
+    /// Cached `node_schedulable` of the stored node (kept in step by `commit`).
+    schedulable: bool,
     mode: KubeletMode,
     last_heartbeat: Instant,
     index: usize,
@@ -466,6 +468,12 @@ impl Store {
                 self.index_pod(&key, &old, false);
             }
             self.index_pod(&key, &obj, true);
+        }
+        if kind == Kind::Node {
+            let sched = Store::node_schedulable(&obj);
+            if let Some(rt) = self.nodes_rt.get_mut(&key.1) {
+                rt.schedulable = sched;
+            }
         }
         if let Some(m) = self.objs.get_mut(&kind) {
             m.insert(key, obj.clone());
@@ -850,13 +858,18 @@ impl Store {
         !cordoned && !tainted && condition_true(node, "Ready")
     }
 
+    /// The schedulable node with the fewest pods (ties: the first by name), `exclude` aside.
     fn pick_node(&self, exclude: &str) -> Option<String> {
-        let nodes = self.map(Kind::Node)?;
-        nodes
+        self.nodes_rt
             .iter()
-            .filter(|(k, n)| k.1 != exclude && Store::node_schedulable(n))
-            .min_by_key(|(k, _)| self.by_node.get(&k.1).map(BTreeSet::len).unwrap_or(0))
-            .map(|(k, _)| k.1.clone())
+            .filter(|(name, rt)| rt.schedulable && name.as_str() != exclude)
+            .min_by_key(|(name, _)| {
+                (
+                    self.by_node.get(name.as_str()).map(BTreeSet::len).unwrap_or(0),
+                    name.as_str(),
+                )
+            })
+            .map(|(name, _)| name.clone())
     }
 
     fn monitor_nodes(&mut self, now: Instant) {
@@ -1532,9 +1545,11 @@ impl Store {
             Kind::Node => {
                 let stored = self.commit(Kind::Node, body);
                 let index = self.nodes_rt.len();
+                let schedulable = Store::node_schedulable(&stored);
                 self.nodes_rt.insert(
                     name.clone(),
                     NodeRuntime {
+                        schedulable,
                         mode: KubeletMode::External,
                         last_heartbeat: Instant::now(),
                         index,
@@ -1901,10 +1916,12 @@ impl Store {
                 return Err(format!("node {:?} is listed twice", n.name));
             }
             let node = self.node_object(i, n);
-            self.commit(Kind::Node, node);
+            let node = self.commit(Kind::Node, node);
+            let schedulable = Store::node_schedulable(&node);
             self.nodes_rt.insert(
                 n.name.clone(),
                 NodeRuntime {
+                    schedulable,
                     mode: n.kubelet,
                     last_heartbeat: Instant::now(),
                     index: i,
