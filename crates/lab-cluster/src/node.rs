@@ -161,6 +161,7 @@ pub fn prepare(plan: &NodePlan, p: &Provision<'_>) -> Result<PathBuf, String> {
                      exclude=kubelet kubeadm kubectl kubernetes-cni\n"
                 ),
             )?;
+            sh::write(&at("/etc/dnf/vars/releasever"), "7\n")?;
             // What the node says it is, so package-manager detection is tested.
             sh::write(
                 &at("/etc/os-release"),

@@ -168,7 +168,13 @@ impl Module for PackagePin {
         };
         let before = state(&|pin| json!({"version": pin.before, "held": pin.held_before}));
         let after = state(&|pin| json!({"version": pin.after, "held": p.hold}));
-        let summary: Vec<String> = to_install.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        let summary: Vec<String> = to_install
+            .iter()
+            .map(|(n, v)| match manager {
+                Manager::Apt => format!("{n}={v}"),
+                Manager::Rpm(_) => format!("{n}-{v}"),
+            })
+            .collect();
         let msg = match (changed, ctx.check_mode, summary.is_empty()) {
             (false, _, _) => format!("{} already at the wanted versions and holds", names.join(", ")),
             (true, true, false) => format!("would install {} with {}", summary.join(" "), manager.name()),

@@ -1,0 +1,345 @@
+//! `kubeadm_upgrade`: the runbook's `kubeadm upgrade plan`, `kubeadm upgrade apply v<V>` (retried on
+//! the flaky secondaries, "after a minute or two") and, from 1.15, `kubeadm upgrade node`.
+//!
+//! Idempotent by what this node runs: when its static pod manifests already carry the target's
+//! image tags, nothing is run. Before running anything it refuses a kubeadm older than the target
+//! and a skip of a minor version.
+
+mod plan;
+
+use kube_version::Version;
+use module_kit::command::Command;
+use module_kit::{de, Context, Failure, Module, Outcome};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub struct KubeadmUpgrade;
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Action {
+    Plan,
+    Apply,
+    Node,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    action: Action,
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default = "default_kubeadm")]
+    kubeadm_path: PathBuf,
+    #[serde(default = "one", deserialize_with = "de::int")]
+    retries: u32,
+    #[serde(default = "default_delay", deserialize_with = "de::int")]
+    retry_delay: u64,
+    #[serde(default = "default_timeout", deserialize_with = "de::int")]
+    timeout: u64,
+    #[serde(default, deserialize_with = "de::boolean")]
+    force: bool,
+    #[serde(default)]
+    feature_gates: Option<String>,
+    #[serde(default)]
+    extra_args: Vec<String>,
+    #[serde(default = "default_manifests")]
+    manifests_dir: PathBuf,
+}
+
+fn default_kubeadm() -> PathBuf {
+    PathBuf::from("/tmp/kubeadm")
+}
+fn one() -> u32 {
+    1
+}
+fn default_delay() -> u64 {
+    90
+}
+fn default_timeout() -> u64 {
+    600
+}
+fn default_manifests() -> PathBuf {
+    PathBuf::from("/etc/kubernetes/manifests")
+}
+
+const COMPONENTS: &[&str] = &["kube-apiserver", "kube-controller-manager", "kube-scheduler"];
+
+impl Module for KubeadmUpgrade {
+    const NAME: &'static str = "kubeadm_upgrade";
+    const DOCS: &'static str = include_str!("../kubeadm_upgrade.yml");
+    type Params = Params;
+
+    fn run(p: Params, ctx: &Context) -> Result<Outcome, Failure> {
+        validate(&p)?;
+        match p.action {
+            Action::Plan => plan(&p),
+            Action::Apply | Action::Node => upgrade(&p, ctx),
+        }
+    }
+}
+
+fn validate(p: &Params) -> Result<(), Failure> {
+    if let Some(v) = &p.version {
+        if Version::parse(v).is_none() {
+            return Err(Failure::param(
+                "version",
+                format!("expected a release such as v1.9.2, got {v:?}"),
+            ));
+        }
+    }
+    if p.action == Action::Apply && p.version.is_none() {
+        return Err(Failure::param("version", "is required with action=apply"));
+    }
+    if !p.kubeadm_path.is_absolute() {
+        return Err(Failure::param("kubeadm_path", "must be an absolute path"));
+    }
+    if p.timeout == 0 {
+        return Err(Failure::param("timeout", "must be at least 1 second"));
+    }
+    if let Some(gates) = &p.feature_gates {
+        if gates.is_empty() || gates.contains(char::is_whitespace) {
+            return Err(Failure::param(
+                "feature_gates",
+                format!("expected Name=true,Other=false, got {gates:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn kubeadm(p: &Params) -> Command {
+    Command::new(&p.kubeadm_path).timeout(Duration::from_secs(p.timeout))
+}
+
+fn plan(p: &Params) -> Result<Outcome, Failure> {
+    let mut cmd = kubeadm(p).args(["upgrade", "plan"]);
+    if let Some(v) = &p.version {
+        cmd = cmd.arg(normalized(v));
+    }
+    let out = cmd.args(&p.extra_args).run_checked()?;
+    let parsed = plan::parse(&out.stdout);
+    let msg = match (&parsed.target, parsed.up_to_date) {
+        (Some(target), _) => format!("kubeadm can upgrade the cluster to {target}"),
+        (None, true) => "the cluster is up to date".to_string(),
+        (None, false) => "kubeadm upgrade plan suggested no target".to_string(),
+    };
+    Ok(Outcome::unchanged(msg)
+        .with("components", &parsed.components)
+        .with("target", &parsed.target)
+        .with("up_to_date", parsed.up_to_date)
+        .with("stdout", out.stdout))
+}
+
+fn normalized(v: &str) -> String {
+    Version::parse(v)
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| v.to_string())
+}
+
+/// The version this node's control plane runs, from its static pod manifests' image tags.
+/// None: no manifests (not a control-plane node). Err: the components disagree or a tag is unreadable.
+fn control_plane_version(dir: &Path) -> Result<Option<Version>, String> {
+    let mut found = Vec::new();
+    for component in COMPONENTS {
+        let path = dir.join(format!("{component}.yaml"));
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        let tag = text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("image:"))
+            .map(|image| image.trim().trim_matches(|c| c == '"' || c == '\''))
+            .find(|image| image.contains(component))
+            .and_then(|image| image.rsplit_once(':').map(|(_, tag)| tag.to_string()))
+            .ok_or_else(|| format!("{}: no {component} image", path.display()))?;
+        let version = Version::parse(&tag)
+            .ok_or_else(|| format!("{}: image tag {tag:?} is not a version", path.display()))?;
+        found.push((component, version));
+    }
+    match found.as_slice() {
+        [] => Ok(None),
+        [(_, first), rest @ ..] if rest.iter().all(|(_, v)| v == first) => Ok(Some(*first)),
+        mixed => Err(format!(
+            "the control plane is half upgraded: {}",
+            mixed
+                .iter()
+                .map(|(c, v)| format!("{c} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+fn upgrade(p: &Params, ctx: &Context) -> Result<Outcome, Failure> {
+    let target = p.version.as_deref().and_then(Version::parse);
+    let current = control_plane_version(&p.manifests_dir);
+    let before = current.as_ref().ok().copied().flatten();
+    let verb = if p.action == Action::Apply {
+        "apply"
+    } else {
+        "node"
+    };
+    if p.action == Action::Apply && matches!(current, Ok(None)) {
+        return Err(Failure::new(format!(
+            "no static pod manifests in {}: `kubeadm upgrade apply` runs on control-plane nodes",
+            p.manifests_dir.display()
+        )));
+    }
+    if let (Some(target), Some(before)) = (target, before) {
+        if before == target {
+            return Ok(
+                Outcome::unchanged(format!("this node's control plane already runs {target}"))
+                    .with("action", verb)
+                    .with("before", before.to_string())
+                    .with("after", target.to_string())
+                    .with("attempts", Vec::<Value>::new()),
+            );
+        }
+        if !before.can_upgrade_to(target) && !p.force {
+            return Err(Failure::new(format!(
+                "refusing to go from {before} to {target}: kubeadm upgrades one minor version at a time \
+                 (take the path {} one by one)",
+                before.path_to(target).join(" -> ")
+            )));
+        }
+    }
+    let own = kubeadm_version(p)?;
+    if let Some(target) = target {
+        if own < target {
+            return Err(Failure::new(format!(
+                "{} is kubeadm {own}, older than the target {target}: download the target's kubeadm first \
+                 (kubeadm_download)",
+                p.kubeadm_path.display()
+            )));
+        }
+    }
+    if p.action == Action::Node && (own.major, own.minor) < (1, 15) {
+        return Err(Failure::new(format!(
+            "kubeadm {own} has no `upgrade node` (it arrived in 1.15): use action=apply on this control plane"
+        )));
+    }
+    let mut args: Vec<String> = vec!["upgrade".into(), verb.into()];
+    if p.action == Action::Apply {
+        args.push(target.map(|t| t.to_string()).unwrap_or_default());
+        args.push("-y".into());
+        if p.force {
+            args.push("--force".into());
+        }
+    }
+    if let Some(gates) = &p.feature_gates {
+        args.push(format!("--feature-gates={gates}"));
+    }
+    args.extend(p.extra_args.iter().cloned());
+    let shown = std::iter::once(p.kubeadm_path.display().to_string())
+        .chain(args.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let diff_before = json!({"control_plane": before.map(|v| v.to_string())});
+    let diff_after = json!({"control_plane": target.or(before).map(|v| v.to_string())});
+    if ctx.check_mode {
+        return Ok(Outcome::changed(format!("would run `{shown}`"))
+            .with("action", verb)
+            .with("before", before.map(|v| v.to_string()))
+            .with("after", target.map(|v| v.to_string()))
+            .with("attempts", Vec::<Value>::new())
+            .with_diff(diff_before, diff_after));
+    }
+
+    let mut attempts = Vec::new();
+    let total = p.retries + 1;
+    for attempt in 1..=total {
+        let started = Instant::now();
+        let result = kubeadm(p).args(&args).run();
+        let seconds = started.elapsed().as_secs_f64();
+        let (ok, rc, detail, stdout) = match result {
+            Ok(out) if out.success() => (true, 0, String::new(), out.stdout),
+            Ok(out) => (
+                false,
+                out.rc,
+                last_line(&out.stderr)
+                    .or_else(|| last_line(&out.stdout))
+                    .unwrap_or_default(),
+                out.stdout,
+            ),
+            Err(e) => (
+                false,
+                e.output().map(|o| o.rc).unwrap_or(-1),
+                e.to_string(),
+                String::new(),
+            ),
+        };
+        attempts.push(json!({"attempt": attempt, "rc": rc, "seconds": (seconds * 10.0).round() / 10.0, "error": detail}));
+        if ok {
+            let after = control_plane_version(&p.manifests_dir).ok().flatten();
+            if let (Some(target), Some(after)) = (target, after) {
+                if after != target {
+                    return Err(Failure::new(format!(
+                        "`{shown}` reported success but this node's manifests show {after}, not {target}"
+                    ))
+                    .with("attempts", attempts));
+                }
+            }
+            let retried = if attempt > 1 {
+                format!(" (after {} failed attempts)", attempt - 1)
+            } else {
+                String::new()
+            };
+            return Ok(Outcome::changed(format!("`{shown}` succeeded{retried}"))
+                .with("action", verb)
+                .with("before", before.map(|v| v.to_string()))
+                .with("after", after.or(target).map(|v| v.to_string()))
+                .with("attempts", attempts)
+                .with("stdout", tail(&stdout, 40))
+                .with_diff(diff_before, diff_after));
+        }
+        if attempt < total {
+            std::thread::sleep(Duration::from_secs(p.retry_delay));
+        }
+    }
+    let last = attempts
+        .last()
+        .and_then(|a| a["error"].as_str())
+        .unwrap_or("")
+        .to_string();
+    Err(
+        Failure::new(format!("`{shown}` failed {total} time(s); last error: {last}"))
+            .with("attempts", attempts),
+    )
+}
+
+fn kubeadm_version(p: &Params) -> Result<Version, Failure> {
+    let out = kubeadm(p)
+        .args(["version", "-o", "short"])
+        .timeout(Duration::from_secs(30))
+        .run_checked()
+        .map_err(|e| {
+            Failure::from(e).context(format!(
+                "cannot run kubeadm at {} (download it with kubeadm_download)",
+                p.kubeadm_path.display()
+            ))
+        })?;
+    Version::parse(out.stdout.trim()).ok_or_else(|| {
+        Failure::new(format!(
+            "`kubeadm version -o short` printed {:?}, not a version",
+            out.stdout.trim()
+        ))
+    })
+}
+
+fn last_line(text: &str) -> Option<String> {
+    text.lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(str::to_string)
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
