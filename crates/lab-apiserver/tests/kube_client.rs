@@ -367,7 +367,7 @@ async fn heartbeats_and_not_ready() {
         );
         assert_eq!(
             n.status.as_ref().unwrap().conditions.as_ref().unwrap().len(),
-            if emu.minor <= 11 { 4 } else { 4 }
+            4 // 1.9: OutOfDisk, Memory, Disk, Ready; 1.30: Memory, Disk, PID, Ready
         );
         tokio::time::sleep(Duration::from_millis(1200)).await;
         let n = nodes.get("worker-2").await.unwrap();

@@ -168,9 +168,8 @@ fn drain_flags(kubectl: &Path) -> &'static str {
         .trim_end_matches('+')
         .parse()
         .unwrap_or(99);
-    if minor < 20 {
-        "--delete-local-data"
-    } else if minor == 20 {
+    // --delete-emptydir-data replaced --delete-local-data in kubectl 1.20's successors.
+    if minor <= 20 {
         "--delete-local-data"
     } else {
         "--delete-emptydir-data"
