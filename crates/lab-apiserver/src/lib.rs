@@ -1,6 +1,25 @@
 //! The lab's Kubernetes API server: a faithful, version-emulating subset of kube-apiserver.
 //!
-//! See `crates/lab-apiserver/README` section in the module docs of [`server`].
+//! ```no_run
+//! # async fn demo() -> Result<(), String> {
+//! use lab_apiserver::{start, Cluster, Emulation, FaultSpec, ServerConfig};
+//! let mut cfg = ServerConfig::new(Emulation::V1_9, Cluster::sample(None));
+//! cfg.tls = true; // generated CA + bearer token, both written into the kubeconfig
+//! cfg.time_factor = 0.02; // a 30 s grace period takes 0.6 s
+//! let handle = start(cfg).await?; // 127.0.0.1 and a free port by default
+//! handle.write_kubeconfig(std::path::Path::new("/tmp/kubeconfig"))?;
+//! handle.inject(FaultSpec::evictions_429(2))?;
+//! assert!(handle.pdb_violations().is_empty());
+//! handle.stop().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Served: discovery (`/version`, `/api`, `/api/v1`, `/apis`, `/apis/G`, `/apis/G/V`) as the
+//! emulated release has it; nodes (+`/status`), pods (+`/status`, `/eviction`), configmaps,
+//! namespaces, daemonsets and replicasets (per release under extensions/v1beta1, apps/v1beta2,
+//! apps/v1), poddisruptionbudgets (policy/v1beta1 and/or policy/v1): get, list (label and field
+//! selectors, `limit`/`continue`), create, update, merge/strategic/JSON patch, delete. Tables for
+//! `kubectl get`. No watch. The admin endpoints under `/_lab/` are described in [`server`].
 
 pub mod cluster;
 pub mod emulation;
