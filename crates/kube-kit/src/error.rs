@@ -35,7 +35,23 @@ pub fn describe(err: &kube::Error) -> String {
             } else {
                 s.message.clone()
             };
-            format!("HTTP {}{reason}: {message}", s.code)
+            // The causes say which PodDisruptionBudget refused an eviction, which field was invalid.
+            let causes: Vec<String> = s
+                .details
+                .as_ref()
+                .map(|d| {
+                    d.causes
+                        .iter()
+                        .map(|c| c.message.clone())
+                        .filter(|m| !m.is_empty() && !message.contains(m.as_str()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if causes.is_empty() {
+                format!("HTTP {}{reason}: {message}", s.code)
+            } else {
+                format!("HTTP {}{reason}: {message} ({})", s.code, causes.join("; "))
+            }
         }
         kube::Error::Service(e) if e.is::<tower::timeout::error::Elapsed>() => {
             "the request timed out".to_string()

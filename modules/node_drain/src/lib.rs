@@ -1,16 +1,351 @@
-//! Work in progress.
-use module_kit::{Context, Failure, Module, Outcome};
+//! `node_drain`: the runbook's `kubectl cordon`, `kubectl drain --delete-local-data
+//! --ignore-daemonsets` and `kubectl uncordon`, as one idempotent module.
+//!
+//! Drain follows kubectl's semantics: the node's pods go through filters in order (mirror pods are
+//! skipped; DaemonSet pods, recognised in extensions/v1beta1, apps/v1beta2 and apps/v1, need
+//! `ignore_daemonsets`; finished pods are always removable; emptyDir pods need
+//! `delete_emptydir_data`; pods without a controller need `force`). Every blocking pod is reported
+//! before anything is done — the node is not even cordoned then. Pods are evicted concurrently
+//! through the eviction subresource whose group/version the server advertises (DELETE when it has
+//! none, or with `disable_eviction`); a refusal by a PodDisruptionBudget (429) is retried with
+//! backoff until `timeout`. Then each pod must be gone, or replaced by one with a new UID.
+//!
+//! A cordon made by this module carries the annotation [`CORDON_ANNOTATION`]; a node found cordoned
+//! without it was cordoned by someone else, and `uncordon` leaves that cordon in place.
+
+mod drain;
+mod filter;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use kube_kit::k8s_openapi::api::core::v1::Node;
+use kube_kit::kube::api::{Api, Patch, PatchParams};
+use module_kit::{de, Context, Failure, Module, Outcome};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// Marks a cordon this module made (so an uncordon may lift it).
+pub const CORDON_ANNOTATION: &str = "kubeadm-ha-upgrade/cordoned";
 
 pub struct NodeDrain;
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Cordon,
+    Drain,
+    Uncordon,
+}
+
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Params {}
+pub struct Params {
+    pub name: String,
+    #[serde(default = "default_state")]
+    pub state: State,
+    #[serde(default, deserialize_with = "de::boolean")]
+    pub ignore_daemonsets: bool,
+    #[serde(default, alias = "delete_local_data", deserialize_with = "de::boolean")]
+    pub delete_emptydir_data: bool,
+    #[serde(default, deserialize_with = "de::boolean")]
+    pub force: bool,
+    /// Seconds each pod gets to terminate (default: its own terminationGracePeriodSeconds).
+    #[serde(default, deserialize_with = "de::opt_int")]
+    pub grace_period: Option<i64>,
+    /// Seconds the whole drain may take; then it fails.
+    #[serde(default = "default_timeout", deserialize_with = "de::int")]
+    pub timeout: u64,
+    /// Only pods matching this label selector are drained.
+    #[serde(default)]
+    pub pod_selector: Option<String>,
+    #[serde(default, deserialize_with = "de::boolean")]
+    pub disable_eviction: bool,
+    /// Pods deleted longer ago than this many seconds are skipped (0: never).
+    #[serde(default, deserialize_with = "de::int")]
+    pub skip_wait_for_delete_timeout: u64,
+    /// Evictions in flight at once.
+    #[serde(default = "default_concurrency", deserialize_with = "de::int")]
+    pub concurrency: u32,
+    #[serde(default, deserialize_with = "de::boolean")]
+    pub uncordon_on_failure: bool,
+    #[serde(default)]
+    pub kubeconfig: Option<PathBuf>,
+    #[serde(default)]
+    pub context: Option<String>,
+    #[serde(default = "default_request_timeout", deserialize_with = "de::int")]
+    pub request_timeout: u64,
+}
+
+fn default_state() -> State {
+    State::Drain
+}
+fn default_timeout() -> u64 {
+    600
+}
+fn default_concurrency() -> u32 {
+    50
+}
+fn default_request_timeout() -> u64 {
+    30
+}
+
+impl Params {
+    fn validate(&self) -> Result<(), Failure> {
+        let n = self.name.as_str();
+        let valid = !n.is_empty()
+            && n.len() <= 253
+            && n.split('.').all(|l| {
+                !l.is_empty()
+                    && l.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+            });
+        if !valid {
+            return Err(Failure::param("name", format!("{n:?} is not a valid node name")));
+        }
+        if self.timeout == 0 {
+            return Err(Failure::param("timeout", "must be at least 1 second"));
+        }
+        if self.request_timeout == 0 {
+            return Err(Failure::param("request_timeout", "must be at least 1 second"));
+        }
+        if self.concurrency == 0 {
+            return Err(Failure::param("concurrency", "must be at least 1"));
+        }
+        if let Some(g) = self.grace_period {
+            if g < -1 {
+                return Err(Failure::param(
+                    "grace_period",
+                    format!("must be -1 (the pod's own) or more, got {g}"),
+                ));
+            }
+        }
+        if let Some(sel) = &self.pod_selector {
+            filter::check_selector(sel).map_err(|e| Failure::param("pod_selector", e))?;
+        }
+        Ok(())
+    }
+
+    /// The grace period to request (`None`: the pod's own).
+    fn grace(&self) -> Option<i64> {
+        self.grace_period.filter(|g| *g >= 0)
+    }
+}
 
 impl Module for NodeDrain {
     const NAME: &'static str = "node_drain";
+    const DOCS: &'static str = include_str!("../node_drain.yml");
     type Params = Params;
-    fn run(_: Params, _: &Context) -> Result<Outcome, Failure> {
-        Err(Failure::new("not implemented yet"))
+
+    fn run(p: Params, ctx: &Context) -> Result<Outcome, Failure> {
+        p.validate()?;
+        let conn = kube_kit::Connection {
+            kubeconfig: p.kubeconfig.clone(),
+            context: p.context.clone(),
+            request_timeout: Duration::from_secs(p.request_timeout),
+        };
+        let check = ctx.check_mode;
+        kube_kit::block_on(async move {
+            let start = Instant::now();
+            let api = kube_kit::connect(&conn).await?;
+            let deadline = start + Duration::from_secs(p.timeout);
+            let nodes: Api<Node> = Api::all(api.client.clone());
+            let node = kube_kit::retry(deadline, || nodes.get(&p.name))
+                .await
+                .map_err(|e| {
+                    if kube_kit::status(&e) == Some(404) {
+                        Failure::new(format!("node {} not found on {}", p.name, api.server))
+                    } else {
+                        kube_kit::api_failure(format!("cannot read node {}", p.name), &e)
+                    }
+                })?;
+            let cordon = CordonState::of(&node);
+            let session = Session {
+                p: &p,
+                api: &api,
+                nodes: &nodes,
+                check,
+                start,
+                deadline,
+            };
+            let out = match p.state {
+                State::Cordon => session.cordon(cordon).await,
+                State::Uncordon => session.uncordon(cordon).await,
+                State::Drain => drain::drain(&session, cordon).await,
+            };
+            out.map(|o| o.with("duration", round(start.elapsed())))
+                .map_err(|f| f.with("duration", round(start.elapsed())))
+        })?
     }
+}
+
+/// What the node's cordon looks like before this run.
+#[derive(Debug, Clone, Copy)]
+pub struct CordonState {
+    /// `spec.unschedulable`.
+    pub cordoned: bool,
+    /// The cordon was made by this module (our annotation is on the node).
+    pub ours: bool,
+    /// Our annotation is on the node.
+    pub marked: bool,
+}
+
+impl CordonState {
+    fn of(node: &Node) -> CordonState {
+        let cordoned = node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false);
+        let marked = node
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.get(CORDON_ANNOTATION).map(String::as_str) == Some("true"));
+        CordonState {
+            cordoned,
+            ours: cordoned && marked,
+            marked,
+        }
+    }
+
+    /// Cordoned, by someone else.
+    pub fn admin(&self) -> bool {
+        self.cordoned && !self.ours
+    }
+}
+
+/// One run: parameters, client, mode, clock.
+pub struct Session<'a> {
+    pub p: &'a Params,
+    pub api: &'a kube_kit::Api,
+    pub nodes: &'a Api<Node>,
+    pub check: bool,
+    pub start: Instant,
+    pub deadline: Instant,
+}
+
+impl Session<'_> {
+    async fn patch_node(&self, patch: Value, what: &str) -> Result<(), Failure> {
+        let params = PatchParams::default();
+        let patch = Patch::Merge(patch);
+        kube_kit::retry(self.deadline, || self.nodes.patch(&self.p.name, &params, &patch))
+            .await
+            .map(|_| ())
+            .map_err(|e| kube_kit::api_failure(format!("cannot {what} node {}", self.p.name), &e))
+    }
+
+    /// Cordons, marking the cordon as ours.
+    pub async fn set_cordon(&self) -> Result<(), Failure> {
+        self.patch_node(
+            json!({"spec": {"unschedulable": true}, "metadata": {"annotations": {CORDON_ANNOTATION: "true"}}}),
+            "cordon",
+        )
+        .await
+    }
+
+    /// Lifts the cordon and our mark.
+    pub async fn clear_cordon(&self) -> Result<(), Failure> {
+        self.patch_node(
+            json!({"spec": {"unschedulable": null}, "metadata": {"annotations": {CORDON_ANNOTATION: null}}}),
+            "uncordon",
+        )
+        .await
+    }
+
+    fn cordon_values(o: Outcome, before: CordonState, now: bool) -> Outcome {
+        o.with("cordoned", now)
+            .with("was_cordoned", before.cordoned)
+            .with("admin_cordon", before.admin())
+            .with_diff(
+                json!({"unschedulable": before.cordoned}),
+                json!({"unschedulable": now}),
+            )
+    }
+
+    async fn cordon(&self, before: CordonState) -> Result<Outcome, Failure> {
+        let name = &self.p.name;
+        if before.cordoned {
+            let whose = if before.ours {
+                "by this module"
+            } else {
+                "by someone else (an uncordon by this module will keep that cordon)"
+            };
+            return Ok(Self::cordon_values(
+                Outcome::unchanged(format!("node {name} is already cordoned {whose}")),
+                before,
+                true,
+            ));
+        }
+        if self.check {
+            return Ok(Self::cordon_values(
+                Outcome::changed(format!("would cordon node {name}")),
+                before,
+                true,
+            ));
+        }
+        self.set_cordon().await?;
+        Ok(Self::cordon_values(
+            Outcome::changed(format!("cordoned node {name}")),
+            before,
+            true,
+        ))
+    }
+
+    async fn uncordon(&self, before: CordonState) -> Result<Outcome, Failure> {
+        let name = &self.p.name;
+        let would = if self.check { "would " } else { "" };
+        if before.admin() && !self.p.force {
+            return Ok(Self::cordon_values(
+                Outcome::unchanged(format!(
+                    "node {name} stays cordoned: it was cordoned by someone else, not by this module \
+                     (force=true lifts it anyway)"
+                )),
+                before,
+                true,
+            ));
+        }
+        if before.cordoned {
+            if !self.check {
+                self.clear_cordon().await?;
+            }
+            let verb = if self.check {
+                "would uncordon"
+            } else {
+                "uncordoned"
+            };
+            let mut o = Outcome::changed(format!("{verb} node {name}"));
+            if before.admin() {
+                o = o.warn(format!(
+                    "node {name} was cordoned by someone else, not by this module; force=true lifted that cordon"
+                ));
+            }
+            return Ok(Self::cordon_values(o, before, false));
+        }
+        if before.marked {
+            // Schedulable, but our mark lingers (someone uncordoned by hand): remove it, so that a
+            // later cordon by someone else is not mistaken for ours.
+            if !self.check {
+                self.patch_node(
+                    json!({"metadata": {"annotations": {CORDON_ANNOTATION: null}}}),
+                    "unmark",
+                )
+                .await?;
+            }
+            return Ok(Self::cordon_values(
+                Outcome::changed(format!(
+                    "node {name} is schedulable already; {would}remove the stale {CORDON_ANNOTATION} annotation"
+                )),
+                before,
+                false,
+            ));
+        }
+        Ok(Self::cordon_values(
+            Outcome::unchanged(format!("node {name} is schedulable already")),
+            before,
+            false,
+        ))
+    }
+}
+
+pub(crate) fn round(d: Duration) -> f64 {
+    (d.as_secs_f64() * 100.0).round() / 100.0
 }
