@@ -2,6 +2,8 @@
 //! prerequisite is a skip (a developer's quick run) or a failure (`KUP_REQUIRE_ALL=1`, as the test
 //! command and CI set it).
 
+pub mod lab;
+
 use std::path::{Path, PathBuf};
 
 /// The workspace root.

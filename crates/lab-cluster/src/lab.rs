@@ -137,8 +137,14 @@ pub fn up(spec: &LabSpec) -> Result<LabFiles, String> {
 
 fn build(state: &mut LabState) -> Result<LabFiles, String> {
     let spec = state.spec.clone();
-    let base = base::ensure(&spec.cache, spec.mirror.as_deref())?;
-    let repo = repo::ensure(&spec.cache)?;
+    // Labs built at the same time share the cache: one builds, the others wait for it.
+    let (base, repo) = {
+        let _lock = sh::lock(&spec.cache)?;
+        (
+            base::ensure(&spec.cache, spec.mirror.as_deref())?,
+            repo::ensure(&spec.cache)?,
+        )
+    };
     let releases = spec.dir.join("releases");
     repo::write_releases(&releases)?;
     let files = state.files();

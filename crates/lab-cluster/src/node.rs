@@ -100,6 +100,10 @@ pub fn prepare(plan: &NodePlan, p: &Provision<'_>) -> Result<PathBuf, String> {
     sh::write_mode(&at(STANDIN), standin, 0o755)?;
     sh::write_mode(&at("/etc/kubernetes/kubelet.conf"), p.kubeconfig, 0o600)?;
     std::fs::create_dir_all(at("/etc/kup-lab")).map_err(|e| e.to_string())?;
+    // nspawn has mounted the root already; remounting it per fstab can only fail (degraded boot).
+    let remount = at("/etc/systemd/system/systemd-remount-fs.service");
+    let _ = std::fs::remove_file(&remount);
+    std::os::unix::fs::symlink("/dev/null", &remount).map_err(|e| format!("{}: {e}", remount.display()))?;
 
     // The container runtime and (control planes) keepalived: stand-in units whose runtime directory
     // exists exactly while they run; the kubelet stand-in needs the runtime's.

@@ -75,3 +75,18 @@ pub fn alive(pid: u32) -> bool {
 pub fn progress(message: &str) {
     eprintln!("kup-lab: {message}");
 }
+
+/// An exclusive lock on `dir` (held until dropped), taken by waiting.
+pub fn lock(dir: &Path) -> Result<std::fs::File, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
+    Ok(file)
+}

@@ -316,7 +316,9 @@ fn apply(
         .map(|pin| (pin.name.clone(), pin.before.clone().unwrap_or_default()))
         .collect();
     if !to_install.is_empty() {
-        manager.set_hold(&was_held, false)?;
+        manager
+            .set_hold(&was_held, false)
+            .map_err(|f| f.context("releasing the holds failed, nothing was changed"))?;
         if let Err(failure) = manager.install(to_install, downgrade, opts) {
             // The transaction did not happen: put the holds back as they were.
             let restored = manager.set_hold(&was_held, true);

@@ -1,0 +1,350 @@
+//! `upgrade_preflight`: the runbook's "Before proceeding", checked on a host, each check reported on
+//! its own with pass/fail and why: swap off, kubeadm present and at least the target, the target the
+//! same or the next minor of the running control plane, API server reachable, every node Ready,
+//! control-plane static pods running, free disk for the packages. Read-only: never a change.
+
+use kube_kit::k8s_openapi::api::core::v1::{Node, Pod};
+use kube_kit::kube::api::{Api, ListParams};
+use kube_version::Version;
+use module_kit::command::Command;
+use module_kit::{de, Context, Failure, Module, Outcome};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub struct UpgradePreflight;
+
+const CHECKS: &[&str] = &[
+    "swap",
+    "kubeadm",
+    "version_skew",
+    "api",
+    "nodes_ready",
+    "control_plane",
+    "disk",
+];
+const API_CHECKS: &[&str] = &["version_skew", "api", "nodes_ready", "control_plane"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    version: String,
+    #[serde(default = "default_kubeadm")]
+    kubeadm_path: PathBuf,
+    #[serde(default)]
+    skip: Vec<String>,
+    #[serde(default = "default_disk_path")]
+    disk_path: PathBuf,
+    #[serde(default = "default_min_free", deserialize_with = "de::int")]
+    min_free_mb: u64,
+    #[serde(default)]
+    kubeconfig: Option<PathBuf>,
+    #[serde(default)]
+    context: Option<String>,
+    #[serde(default = "default_request_timeout", deserialize_with = "de::int")]
+    request_timeout: u64,
+}
+
+fn default_kubeadm() -> PathBuf {
+    PathBuf::from("/tmp/kubeadm")
+}
+fn default_disk_path() -> PathBuf {
+    PathBuf::from("/var")
+}
+fn default_min_free() -> u64 {
+    300
+}
+fn default_request_timeout() -> u64 {
+    15
+}
+
+/// One check's verdict.
+struct Check {
+    name: &'static str,
+    ok: bool,
+    detail: String,
+}
+
+impl Check {
+    fn pass(name: &'static str, detail: impl Into<String>) -> Check {
+        Check {
+            name,
+            ok: true,
+            detail: detail.into(),
+        }
+    }
+    fn fail(name: &'static str, detail: impl Into<String>) -> Check {
+        Check {
+            name,
+            ok: false,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl Module for UpgradePreflight {
+    const NAME: &'static str = "upgrade_preflight";
+    const DOCS: &'static str = include_str!("../upgrade_preflight.yml");
+    type Params = Params;
+
+    fn run(p: Params, _ctx: &Context) -> Result<Outcome, Failure> {
+        let target = Version::parse(&p.version).ok_or_else(|| {
+            Failure::param(
+                "version",
+                format!("expected a release such as v1.9.2, got {:?}", p.version),
+            )
+        })?;
+        if let Some(bad) = p.skip.iter().find(|s| !CHECKS.contains(&s.as_str())) {
+            return Err(Failure::param(
+                "skip",
+                format!("unknown check {bad:?}; checks are {}", CHECKS.join(", ")),
+            ));
+        }
+        if p.request_timeout == 0 {
+            return Err(Failure::param("request_timeout", "must be at least 1 second"));
+        }
+        let wanted = |name: &str| !p.skip.iter().any(|s| s == name);
+        let mut checks = Vec::new();
+        if wanted("swap") {
+            checks.push(swap());
+        }
+        if wanted("kubeadm") {
+            checks.push(kubeadm(&p, target));
+        }
+        if API_CHECKS.iter().any(|c| wanted(c)) {
+            let conn = kube_kit::Connection {
+                kubeconfig: p.kubeconfig.clone(),
+                context: p.context.clone(),
+                request_timeout: Duration::from_secs(p.request_timeout),
+            };
+            checks.extend(kube_kit::block_on(api_checks(conn, target, &wanted))??);
+        }
+        if wanted("disk") {
+            checks.push(disk(&p));
+        }
+        let failed: Vec<String> = checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| format!("{}: {}", c.name, c.detail))
+            .collect();
+        let report: Vec<Value> = checks
+            .iter()
+            .map(|c| json!({"name": c.name, "ok": c.ok, "detail": c.detail}))
+            .collect();
+        if failed.is_empty() {
+            Ok(Outcome::unchanged(format!(
+                "ready to upgrade to {target}: {} checks passed",
+                checks.len()
+            ))
+            .with("checks", report)
+            .with("target", target.to_string()))
+        } else {
+            Err(
+                Failure::new(format!("not ready to upgrade to {target}: {}", failed.join("; ")))
+                    .with("checks", report)
+                    .with("target", target.to_string()),
+            )
+        }
+    }
+}
+
+fn swap() -> Check {
+    match std::fs::read_to_string("/proc/swaps") {
+        Ok(text) => {
+            let active: Vec<&str> = text
+                .lines()
+                .skip(1)
+                .filter_map(|l| l.split_whitespace().next())
+                .collect();
+            if active.is_empty() {
+                Check::pass("swap", "no swap is active")
+            } else {
+                Check::fail(
+                    "swap",
+                    format!("swap is active on {}: the kubelet refuses to run with swap (swapoff -a, and remove it from /etc/fstab)", active.join(", ")),
+                )
+            }
+        }
+        Err(e) => Check::fail("swap", format!("cannot read /proc/swaps: {e}")),
+    }
+}
+
+fn kubeadm(p: &Params, target: Version) -> Check {
+    let out = Command::new(&p.kubeadm_path)
+        .args(["version", "-o", "short"])
+        .timeout(Duration::from_secs(30))
+        .run_checked();
+    match out {
+        Ok(out) => match Version::parse(out.stdout.trim()) {
+            Some(v) if v >= target => Check::pass("kubeadm", format!("{} is {v}", p.kubeadm_path.display())),
+            Some(v) => Check::fail(
+                "kubeadm",
+                format!(
+                    "{} is {v}, older than the target {target}: download the target's kubeadm first",
+                    p.kubeadm_path.display()
+                ),
+            ),
+            None => Check::fail(
+                "kubeadm",
+                format!("`kubeadm version -o short` printed {:?}", out.stdout.trim()),
+            ),
+        },
+        Err(e) => Check::fail("kubeadm", format!("{e} (download it with kubeadm_download)")),
+    }
+}
+
+fn disk(p: &Params) -> Check {
+    match rustix::fs::statvfs(&p.disk_path) {
+        Ok(s) => {
+            let free_mb = s.f_bavail.saturating_mul(s.f_frsize) / (1024 * 1024);
+            let detail = format!(
+                "{free_mb} MiB free on {} (need {})",
+                p.disk_path.display(),
+                p.min_free_mb
+            );
+            if free_mb >= p.min_free_mb {
+                Check::pass("disk", detail)
+            } else {
+                Check::fail("disk", detail)
+            }
+        }
+        Err(e) => Check::fail("disk", format!("cannot stat {}: {e}", p.disk_path.display())),
+    }
+}
+
+async fn api_checks(
+    conn: kube_kit::Connection,
+    target: Version,
+    wanted: &dyn Fn(&str) -> bool,
+) -> Result<Vec<Check>, Failure> {
+    let mut checks = Vec::new();
+    let api = match kube_kit::connect(&conn).await {
+        Ok(api) => api,
+        Err(f) => {
+            for name in API_CHECKS.iter().filter(|c| wanted(c)) {
+                checks.push(Check::fail(name, format!("no API client: {}", f.msg)));
+            }
+            return Ok(checks);
+        }
+    };
+    let running = match api.client.apiserver_version().await {
+        Ok(info) => {
+            if wanted("api") {
+                checks.push(Check::pass(
+                    "api",
+                    format!("{} answers, version {}", api.server, info.git_version),
+                ));
+            }
+            Version::parse(&info.git_version)
+        }
+        Err(e) => {
+            let why = format!("{} is not reachable: {}", api.server, kube_kit::describe(&e));
+            for name in API_CHECKS.iter().filter(|c| wanted(c)) {
+                checks.push(Check::fail(name, why.clone()));
+            }
+            return Ok(checks);
+        }
+    };
+    if wanted("version_skew") {
+        checks.push(match running {
+            Some(now) if now.can_upgrade_to(target) => Check::pass(
+                "version_skew",
+                format!("{now} -> {target} stays within one minor version"),
+            ),
+            Some(now) if target < now => Check::fail(
+                "version_skew",
+                format!("the control plane runs {now}, newer than {target}"),
+            ),
+            Some(now) => Check::fail(
+                "version_skew",
+                format!(
+                    "{now} -> {target} skips a minor version: take the path {} one by one",
+                    now.path_to(target).join(" -> ")
+                ),
+            ),
+            None => Check::fail("version_skew", "the API server reports no parsable version"),
+        });
+    }
+    if wanted("nodes_ready") {
+        checks.push(
+            match Api::<Node>::all(api.client.clone())
+                .list(&ListParams::default())
+                .await
+            {
+                Ok(list) => {
+                    let not_ready: Vec<String> = list
+                        .items
+                        .iter()
+                        .filter(|n| !ready(n))
+                        .filter_map(|n| n.metadata.name.clone())
+                        .collect();
+                    if not_ready.is_empty() {
+                        Check::pass("nodes_ready", format!("all {} nodes are Ready", list.items.len()))
+                    } else {
+                        Check::fail("nodes_ready", format!("not Ready: {}", not_ready.join(", ")))
+                    }
+                }
+                Err(e) => Check::fail("nodes_ready", kube_kit::describe(&e)),
+            },
+        );
+    }
+    if wanted("control_plane") {
+        let pods: Api<Pod> = Api::namespaced(api.client.clone(), "kube-system");
+        checks.push(match pods.list(&ListParams::default()).await {
+            Ok(list) => control_plane(&list.items),
+            Err(e) => Check::fail("control_plane", kube_kit::describe(&e)),
+        });
+    }
+    Ok(checks)
+}
+
+fn ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Every control-plane static pod (apiserver, controller-manager, scheduler) Running and Ready.
+fn control_plane(pods: &[Pod]) -> Check {
+    let components = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"];
+    let ours: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| {
+            p.metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| components.iter().any(|c| n.starts_with(&format!("{c}-"))))
+        })
+        .collect();
+    if ours.is_empty() {
+        return Check::fail(
+            "control_plane",
+            "no kube-apiserver/controller-manager/scheduler pods in kube-system",
+        );
+    }
+    let unhealthy: Vec<String> = ours
+        .iter()
+        .filter(|p| {
+            let status = p.status.as_ref();
+            let running = status.and_then(|s| s.phase.as_deref()) == Some("Running");
+            let ready = status
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            !(running && ready)
+        })
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    if unhealthy.is_empty() {
+        Check::pass(
+            "control_plane",
+            format!("{} control-plane pods Running and Ready", ours.len()),
+        )
+    } else {
+        Check::fail(
+            "control_plane",
+            format!("not Running/Ready: {}", unhealthy.join(", ")),
+        )
+    }
+}

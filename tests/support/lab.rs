@@ -1,0 +1,297 @@
+//! A real lab for a test: `dist/kup-lab up` in a temporary directory on a bridge of its own, torn
+//! down (and checked to leave nothing behind) when dropped. Helpers reach nodes over real ssh and the
+//! API server with real kubectl.
+
+use crate::{dist, require_all};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct TestLab {
+    pub dir: PathBuf,
+    pub bridge: String,
+    _tmp: tempfile::TempDir,
+    pub inventory: PathBuf,
+    pub kubeconfig: PathBuf,
+    pub key: PathBuf,
+    pub subnet: String,
+}
+
+pub struct LabOptions<'a> {
+    pub flavour: &'a str,
+    pub from: &'a str,
+    pub control_planes: usize,
+    pub workers: usize,
+    /// Distinct per concurrently running lab: bridge `kupt<id>`, subnet `10.213.<100+id>`.
+    pub id: u8,
+}
+
+const SSH_OPTS: &[&str] = &[
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "LogLevel=ERROR",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "ConnectTimeout=10",
+];
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+impl TestLab {
+    /// Brings a lab up, or returns None (skipped) when this machine cannot run one and the full
+    /// suite was not asked for.
+    pub fn up(opts: LabOptions<'_>) -> Option<TestLab> {
+        let kup_lab = dist().join("kup-lab");
+        if !kup_lab.exists() || !is_root() {
+            let why = format!(
+                "a lab needs root and dist/kup-lab (scripts/build); root={}",
+                is_root()
+            );
+            assert!(!require_all(), "{why}");
+            eprintln!("SKIPPED: {why}");
+            return None;
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix("kup-lab-test-")
+            .tempdir()
+            .expect("temp dir");
+        let dir = tmp.path().join("lab");
+        let bridge = format!("kupt{}", opts.id);
+        let subnet = format!("10.213.{}", 100 + u32::from(opts.id));
+        let out = Command::new(&kup_lab)
+            .args(["up", "--dir"])
+            .arg(&dir)
+            .args(["--flavour", opts.flavour, "--from", opts.from])
+            .args([
+                "--control-planes",
+                &opts.control_planes.to_string(),
+                "--workers",
+                &opts.workers.to_string(),
+            ])
+            .args(["--bridge", &bridge, "--subnet", &subnet])
+            .stdin(Stdio::null())
+            .output()
+            .expect("kup-lab up");
+        assert!(
+            out.status.success(),
+            "kup-lab up failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(TestLab {
+            inventory: dir.join("inventory.ini"),
+            kubeconfig: dir.join("kubeconfig"),
+            key: dir.join("ssh/id_ed25519"),
+            dir,
+            bridge,
+            subnet,
+            _tmp: tmp,
+        })
+    }
+
+    /// The address of the n-th node (1-based, control planes first).
+    pub fn address(&self, n: u8) -> String {
+        format!("{}.{}", self.subnet, 10 + n)
+    }
+
+    pub fn release_url(&self) -> String {
+        format!("http://{}.1:8080", self.subnet)
+    }
+
+    /// Runs a command line on a node over real ssh.
+    pub fn ssh(&self, node: u8, command: &str) -> Output {
+        Command::new("ssh")
+            .args(SSH_OPTS)
+            .arg("-i")
+            .arg(&self.key)
+            .arg(format!("root@{}", self.address(node)))
+            .arg(command)
+            .stdin(Stdio::null())
+            .output()
+            .expect("ssh")
+    }
+
+    /// Like `ssh`, but the command must succeed; returns its stdout.
+    pub fn ssh_ok(&self, node: u8, command: &str) -> String {
+        let out = self.ssh(node, command);
+        assert!(
+            out.status.success(),
+            "`{command}` on node {node} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Copies release binaries from dist/ to /tmp/kup/ on a node.
+    pub fn install_modules(&self, node: u8, modules: &[&str]) {
+        self.ssh_ok(node, "mkdir -p /tmp/kup");
+        let mut cmd = Command::new("scp");
+        cmd.args(SSH_OPTS).arg("-q").arg("-i").arg(&self.key);
+        for m in modules {
+            cmd.arg(dist().join(m));
+        }
+        let out = cmd
+            .arg(format!("root@{}:/tmp/kup/", self.address(node)))
+            .output()
+            .expect("scp");
+        assert!(
+            out.status.success(),
+            "scp: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Runs a module on a node with JSON on stdin (as kup does); returns its result.
+    pub fn module(&self, node: u8, module: &str, args: &Value) -> Value {
+        let mut child = Command::new("ssh")
+            .args(SSH_OPTS)
+            .arg("-i")
+            .arg(&self.key)
+            .arg(format!("root@{}", self.address(node)))
+            .arg(format!("/tmp/kup/{module}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ssh");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin.write_all(args.to_string().as_bytes()).expect("write args");
+        }
+        let out = child.wait_with_output().expect("ssh");
+        let text = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+            panic!(
+                "{module} on node {node}: not one JSON object ({e}): {text:?} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    }
+
+    /// Real kubectl against the lab's API server.
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        let out = Command::new(kubectl())
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("kubectl");
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The nodes as the API server reports them: name -> (Ready, kubelet version).
+    pub fn nodes(&self) -> Vec<(String, bool, String)> {
+        let list: Value =
+            serde_json::from_str(&self.kubectl(&["get", "nodes", "-o", "json"])).expect("node list");
+        list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|n| {
+                let ready = n["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True");
+                (
+                    n["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                    ready,
+                    n["status"]["nodeInfo"]["kubeletVersion"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Waits until `node` is Ready at `version` as real kubectl sees it.
+    pub fn wait_node(&self, node: &str, version: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let nodes = self.nodes();
+            if nodes
+                .iter()
+                .any(|(n, ready, v)| n == node && *ready && v == version)
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{node} not Ready at {version} within {limit:?}: {nodes:?}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+/// The kubectl tests use: `$KUBECTL` or the one on PATH.
+pub fn kubectl() -> PathBuf {
+    std::env::var_os("KUBECTL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("kubectl"))
+}
+
+impl Drop for TestLab {
+    fn drop(&mut self) {
+        let _ = Command::new(dist().join("kup-lab"))
+            .args(["down", "--dir"])
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .output();
+    }
+}
+
+/// What a lab in `dir` on `bridge` may have left: processes, mounts, the bridge, the directory.
+pub fn leftovers(dir: &Path, bridge: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let dir_text = dir.to_string_lossy();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(dir_text.as_ref()) && !cmdline.contains("cargo") {
+                found.push(format!(
+                    "process {}: {cmdline}",
+                    entry.file_name().to_string_lossy()
+                ));
+            }
+        }
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    found.extend(
+        mounts
+            .lines()
+            .filter(|l| l.contains(dir_text.as_ref()))
+            .map(|l| format!("mount: {l}")),
+    );
+    if Path::new("/sys/class/net").join(bridge).exists() {
+        found.push(format!("bridge {bridge}"));
+    }
+    if dir.exists() {
+        found.push(format!("directory {}", dir.display()));
+    }
+    found
+}
