@@ -219,6 +219,18 @@ fn apt_lab_nodes_and_host_modules() {
         &json!({"version": "v1.9.2", "base_url": lab.release_url()}),
     );
     assert_eq!(dl["changed"], true, "{dl}");
+    // Before proceeding: on the real node, with its /etc/kubernetes/admin.conf.
+    let ready = lab.module(1, "upgrade_preflight", &json!({"version": "v1.9.2"}));
+    assert_eq!(ready["failed"], false, "{ready}");
+    assert_eq!(ready["checks"].as_array().unwrap().len(), 7, "{ready}");
+    let skipping = lab.module(1, "upgrade_preflight", &json!({"version": "v1.10.13"}));
+    assert!(
+        skipping["msg"]
+            .as_str()
+            .unwrap()
+            .contains("skips a minor version"),
+        "{skipping}"
+    );
     let plan = lab.module(1, "kubeadm_upgrade", &json!({"action": "plan"}));
     assert_eq!(plan["target"], "v1.9.2", "{plan}");
     assert_eq!(

@@ -1,0 +1,196 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! upgrade_preflight against an in-process lab API server (1.9 and 1.30, HTTPS with a token), with a
+//! kubeadm stand-in script of a chosen version.
+
+use lab_apiserver::{Cluster, Emulation, ServerConfig};
+use module_kit::testkit::{run_with_args_file, Ran};
+use serde_json::{json, Value};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+struct Lab {
+    rt: tokio::runtime::Runtime,
+    handle: Option<lab_apiserver::Handle>,
+    dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+}
+
+impl Lab {
+    fn start(emu: Emulation) -> Lab {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut cfg = ServerConfig::new(emu, Cluster::sample(None));
+        cfg.tls = true;
+        cfg.token = Some("preflight-test".into());
+        cfg.node_grace = Duration::from_millis(300);
+        let handle = rt.block_on(lab_apiserver::start(cfg)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        handle.write_kubeconfig(&kubeconfig).unwrap();
+        Lab {
+            rt,
+            handle: Some(handle),
+            dir,
+            kubeconfig,
+        }
+    }
+
+    /// A kubeadm that says it is `version`.
+    fn kubeadm(&self, version: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("kubeadm-{version}"));
+        std::fs::write(&path, format!("#!/bin/sh\necho {version}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    fn run(&self, mut args: Value) -> Ran {
+        let obj = args.as_object_mut().unwrap();
+        obj.entry("kubeconfig").or_insert(json!(self.kubeconfig));
+        run_with_args_file(Path::new(env!("CARGO_BIN_EXE_upgrade_preflight")), &args).unwrap()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            self.rt.block_on(h.stop());
+        }
+    }
+}
+
+fn check<'a>(ran: &'a Ran, name: &str) -> &'a Value {
+    ran.json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no {name}: {}", ran.stdout))
+}
+
+fn swap_is_on() -> bool {
+    std::fs::read_to_string("/proc/swaps").unwrap().lines().count() > 1
+}
+
+#[test]
+fn a_healthy_cluster_passes_every_check_for_the_next_minor() {
+    for (emu, next) in [(Emulation::V1_9, "v1.10.0"), (Emulation::V1_30, "v1.31.0")] {
+        let lab = Lab::start(emu);
+        let skip: Vec<&str> = if swap_is_on() { vec!["swap"] } else { vec![] };
+        let args = json!({"version": next, "kubeadm_path": lab.kubeadm(next), "disk_path": "/tmp", "min_free_mb": 1, "skip": skip});
+        let ran = lab.run(args.clone());
+        assert!(!ran.failed(), "{emu:?}: {}", ran.stdout);
+        assert!(!ran.changed());
+        assert_eq!(ran.json["checks"].as_array().unwrap().len(), 7 - skip.len());
+        assert_eq!(check(&ran, "nodes_ready")["detail"], "all 6 nodes are Ready");
+        // Read-only: check mode gives the same verdict.
+        let mut checked = args.clone();
+        checked["_ansible_check_mode"] = json!(true);
+        assert!(!lab.run(checked).failed());
+    }
+}
+
+#[test]
+fn each_failing_check_says_why() {
+    let lab = Lab::start(Emulation::V1_9);
+    // A skipped minor, an old kubeadm, an impossible disk demand.
+    let ran = lab.run(
+        json!({"version": "v1.11.0", "kubeadm_path": lab.kubeadm("v1.9.11"), "disk_path": "/tmp",
+                             "min_free_mb": 1u64 << 40, "skip": ["swap"]}),
+    );
+    assert!(ran.failed());
+    assert_eq!(ran.exit_code, 1);
+    assert_eq!(check(&ran, "version_skew")["ok"], false);
+    assert!(
+        check(&ran, "version_skew")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("v1.10 -> v1.11"),
+        "{}",
+        ran.stdout
+    );
+    assert!(check(&ran, "kubeadm")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("older than the target v1.11.0"));
+    assert_eq!(check(&ran, "disk")["ok"], false);
+    assert_eq!(check(&ran, "api")["ok"], true);
+    assert!(
+        ran.msg().contains("version_skew") && ran.msg().contains("kubeadm") && ran.msg().contains("disk"),
+        "{}",
+        ran.msg()
+    );
+
+    // A missing kubeadm, and a node whose kubelet stopped.
+    lab.handle
+        .as_ref()
+        .unwrap()
+        .with_store(|s| s.set_kubelet_running("worker-2", false))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let ran = lab
+        .run(json!({"version": "v1.10.0", "kubeadm_path": "/nonexistent/kubeadm", "skip": ["swap", "disk"]}));
+    assert!(check(&ran, "kubeadm")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("/nonexistent/kubeadm"));
+    assert_eq!(check(&ran, "nodes_ready")["detail"], "not Ready: worker-2");
+}
+
+#[test]
+fn an_unreachable_api_fails_every_api_check() {
+    let lab = Lab::start(Emulation::V1_30);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = lab.dir.path().join("dead.conf");
+    std::fs::write(
+        &dead,
+        std::fs::read_to_string(&lab.kubeconfig).unwrap().replace(
+            &lab.handle.as_ref().unwrap().addr().port().to_string(),
+            &port.to_string(),
+        ),
+    )
+    .unwrap();
+    let ran = lab.run(json!({"version": "v1.31.0", "kubeconfig": dead, "skip": ["swap", "kubeadm", "disk"], "request_timeout": 2}));
+    assert!(ran.failed());
+    for name in ["api", "version_skew", "nodes_ready", "control_plane"] {
+        assert_eq!(check(&ran, name)["ok"], false, "{name}: {}", ran.stdout);
+        assert!(
+            check(&ran, name)["detail"]
+                .as_str()
+                .unwrap()
+                .contains("not reachable"),
+            "{}",
+            ran.stdout
+        );
+    }
+}
+
+#[test]
+fn bad_parameters_name_the_field() {
+    let lab = Lab::start(Emulation::V1_30);
+    for (args, field) in [
+        (json!({}), "version"),
+        (json!({"version": "1.31"}), "version"),
+        (json!({"version": "v1.31.0", "skip": ["swapp"]}), "skip"),
+        (
+            json!({"version": "v1.31.0", "min_free_mb": "lots"}),
+            "min_free_mb",
+        ),
+        (
+            json!({"version": "v1.31.0", "request_timeout": 0}),
+            "request_timeout",
+        ),
+        (json!({"version": "v1.31.0", "colour": "red"}), "colour"),
+    ] {
+        let ran = lab.run(args.clone());
+        assert!(ran.failed(), "{args}");
+        assert!(ran.msg().contains(field), "{args}: {}", ran.msg());
+    }
+}
