@@ -12,7 +12,7 @@ mod protocol;
 mod result;
 pub mod testkit;
 
-pub use protocol::{main, parse_input, run_input, run_value, Context};
+pub use protocol::{main, main_with_args, parse_input, run_input, run_value, Context};
 pub use result::{Diff, Failure, Outcome};
 
 use serde::de::DeserializeOwned;

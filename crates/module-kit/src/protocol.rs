@@ -18,8 +18,13 @@ pub struct Context {
 
 /// The process entry point of every module binary: read, run, print one JSON object, exit 0 or 1.
 pub fn main<M: Module>() -> ! {
+    main_with_args::<M>(std::env::args_os().skip(1))
+}
+
+/// The same, with the arguments after the program (for multicall binaries: `kup module NAME ARGS`).
+pub fn main_with_args<M: Module>(args: impl Iterator<Item = std::ffi::OsString>) -> ! {
     install_panic_guard(M::NAME);
-    let mut argv = std::env::args_os().skip(1);
+    let mut argv = args;
     let source = argv.next();
     let result = match (source.as_ref().and_then(|s| s.to_str()), argv.next()) {
         (Some("--help" | "-h"), _) => {

@@ -208,7 +208,20 @@ fn upgrade(p: &Params, ctx: &Context) -> Result<Outcome, Failure> {
             )));
         }
     }
-    let own = kubeadm_version(p)?;
+    let own = match kubeadm_version(p) {
+        Ok(own) => own,
+        // Check mode (a plan) may come before the download: say so instead of failing.
+        Err(f) if ctx.check_mode => {
+            let version = target.map(|t| t.to_string()).unwrap_or_default();
+            return Ok(Outcome::changed(format!("would run `kubeadm upgrade {verb} {version}` once kubeadm is there"))
+                .warn(f.msg)
+                .with("action", verb)
+                .with("before", before.map(|v| v.to_string()))
+                .with("after", target.map(|v| v.to_string()))
+                .with("attempts", Vec::<Value>::new()));
+        }
+        Err(f) => return Err(f),
+    };
     if let Some(target) = target {
         if own < target {
             return Err(Failure::new(format!(

@@ -1,0 +1,329 @@
+//! `kup`: upgrade a kubeadm HA cluster, the runbook automated.
+//!
+//!   kup plan    -i INVENTORY --to VERSION|CHANNEL    what would change; changes nothing
+//!   kup upgrade -i INVENTORY --to VERSION|CHANNEL    the whole rollout, resumable
+//!   kup module NAME [ARGS.json]                      run one module (JSON on stdin without ARGS)
+
+mod inventory;
+mod journal;
+mod modules;
+mod procedure;
+mod report;
+mod transport;
+
+use clap::{Parser, Subcommand};
+use inventory::Inventory;
+use journal::Journal;
+use procedure::{Options, Run, Stop};
+use report::Reporter;
+use serde_json::json;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kup",
+    version,
+    about = "Upgrade a kubeadm-built, highly-available Kubernetes cluster, one minor version at a time",
+    long_about = "Upgrade a kubeadm-built, highly-available Kubernetes cluster, one minor version at a time.\n\n\
+        The procedure is the classic runbook, automated: preflight; on the first control plane download the \
+        target's kubeadm, point kubeadm-config's nodeName at it and `kubeadm upgrade apply`; the same on each \
+        other control plane (retried, or `kubeadm upgrade node` from 1.15); then every node one by one \
+        (control planes cordoned, workers drained in batches): stop keepalived/kubelet/runtime, install the \
+        pinned packages, start them again in reverse order, wait until Ready at the version, uncordon; then \
+        verify.\n\nStart with `kup plan`. A failed or interrupted `kup upgrade` resumes where it stopped when \
+        run again."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct Common {
+    /// Ansible inventory (INI or YAML): groups control_plane (or masters) and workers (or nodes).
+    #[arg(short, long)]
+    inventory: PathBuf,
+    /// Target: a release (v1.9.2) or a channel (stable-1.9) resolved with the release server.
+    #[arg(long)]
+    to: String,
+    /// Release server (default: the inventory's kubeadm_base_url, else https://dl.k8s.io/release).
+    #[arg(long)]
+    base_url: Option<String>,
+    /// Also pin kubernetes-cni at this version (default: the inventory's cni_version, if any).
+    #[arg(long)]
+    cni_version: Option<String>,
+    /// JSON event stream on stdout instead of progress lines.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Preflight, then host by host what would change (every module in check mode). Changes nothing.
+    Plan(Common),
+    /// Run the upgrade.
+    Upgrade {
+        #[command(flatten)]
+        common: Common,
+        /// Workers upgraded at the same time.
+        #[arg(long, default_value_t = 1)]
+        workers_batch: usize,
+        /// Seconds before a failed `kubeadm upgrade` is retried once.
+        #[arg(long, default_value_t = 90)]
+        retry_delay: u64,
+        /// Drain also deletes pods without a controller.
+        #[arg(long)]
+        force_drain: bool,
+        /// Seconds a drain may take (PodDisruptionBudgets make it wait).
+        #[arg(long, default_value_t = 600)]
+        drain_timeout: u64,
+        /// Seconds a node may take to be Ready at the new version.
+        #[arg(long, default_value_t = 300)]
+        ready_timeout: u64,
+        /// The journal of finished steps (default: beside the inventory).
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Ignore the journal and start from the beginning.
+        #[arg(long)]
+        restart: bool,
+        /// Do not ask for confirmation.
+        #[arg(short, long)]
+        yes: bool,
+        /// The same as `kup plan`.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Run one module (the multicall entry kup uses on hosts): JSON args file, or JSON on stdin.
+    Module {
+        name: String,
+        #[arg(allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Module { name, args } => modules::run(&name, args),
+        Command::Plan(common) => plan(&common),
+        Command::Upgrade { common, workers_batch, retry_delay, force_drain, drain_timeout, ready_timeout, state, restart, yes, check } => {
+            if check {
+                return plan(&common);
+            }
+            let opts = options(&common, workers_batch, retry_delay, force_drain, drain_timeout, ready_timeout);
+            upgrade(&common, opts, state, restart, yes)
+        }
+    }
+}
+
+fn options(c: &Common, workers_batch: usize, retry_delay: u64, force_drain: bool, drain_timeout: u64, ready_timeout: u64) -> Options {
+    Options {
+        target: c.to.clone(),
+        workers_batch,
+        retry_delay,
+        base_url: String::new(),
+        cni_version: c.cni_version.clone(),
+        force_drain,
+        drain_timeout,
+        ready_timeout,
+    }
+}
+
+fn say(text: &str) {
+    let _ = writeln!(std::io::stderr(), "kup: {text}");
+}
+
+fn load(common: &Common, mut opts: Options) -> Result<(Inventory, Options), String> {
+    let inventory = Inventory::load(&common.inventory)?;
+    opts.base_url = common
+        .base_url
+        .clone()
+        .or_else(|| inventory.var("kubeadm_base_url"))
+        .unwrap_or_else(|| "https://dl.k8s.io/release".into());
+    if opts.cni_version.is_none() {
+        opts.cni_version = inventory.var("cni_version");
+    }
+    Ok((inventory, opts))
+}
+
+fn upgrade(common: &Common, opts: Options, state: Option<PathBuf>, restart: bool, yes: bool) -> ExitCode {
+    let (inventory, opts) = match load(common, opts) {
+        Ok(x) => x,
+        Err(e) => {
+            say(&e);
+            return ExitCode::from(2);
+        }
+    };
+    let transport = match transport::Transport::new() {
+        Ok(t) => t,
+        Err(e) => {
+            say(&e);
+            return ExitCode::from(2);
+        }
+    };
+    let reporter = Reporter::new(common.json);
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(signal, Arc::clone(&interrupted));
+    }
+    let journal_path = state.unwrap_or_else(|| {
+        let name = common.inventory.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        common.inventory.with_file_name(format!(".{name}.kup-journal.json"))
+    });
+    // The journal is keyed by the target as given until resolved; a channel is resolved first.
+    let (journal, _) = match Journal::open(journal_path.clone(), &opts.target, true) {
+        Ok(j) => j,
+        Err(e) => {
+            say(&e);
+            return ExitCode::from(2);
+        }
+    };
+    let mut run = Run { inventory: &inventory, transport: &transport, opts, journal: Mutex::new(journal), reporter: &reporter, interrupted };
+    let target = match run.resolve_target() {
+        Ok(t) => t,
+        Err(stop) => return finish(&reporter, stop, None),
+    };
+    match Journal::open(journal_path, &target.to_string(), restart) {
+        Ok((journal, resumed)) => {
+            if resumed > 0 {
+                say(&format!("resuming: {resumed} steps already done (journal {}); --restart ignores it", journal.path().display()));
+            }
+            run.journal = Mutex::new(journal);
+        }
+        Err(e) => {
+            say(&e);
+            return ExitCode::from(2);
+        }
+    }
+    let hosts = inventory.all_hosts().count();
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            say("not a terminal: pass --yes to upgrade without confirmation");
+            return ExitCode::from(2);
+        }
+        say(&format!("upgrade {hosts} hosts to {target}? [y/N] "));
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            say("not upgrading");
+            return ExitCode::from(1);
+        }
+    }
+    let result = (|| {
+        reporter.phase(&format!("preflight ({hosts} hosts, target {target})"));
+        run.preflight(target)?;
+        reporter.phase("control planes: kubeadm");
+        run.control_plane_kubeadm(target)?;
+        reporter.phase("nodes: packages (control planes one by one, then workers)");
+        run.nodes(target)?;
+        reporter.phase("verify");
+        run.verify(target)
+    })();
+    match result {
+        Ok(()) => {
+            if let Ok(journal) = run.journal.into_inner() {
+                if let Err(e) = journal.finish() {
+                    say(&e);
+                }
+            }
+            let (_, changed) = reporter.finish("upgraded", Some(target.to_string()));
+            if changed == 0 {
+                say(&format!("nothing to do: every host was already at {target}"));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(stop) => finish(&reporter, stop, Some(target.to_string())),
+    }
+}
+
+fn finish(reporter: &Reporter, stop: Stop, target: Option<String>) -> ExitCode {
+    let code = match stop {
+        Stop::Interrupted => 130,
+        Stop::Setup(_) => 2,
+        Stop::Failed { .. } => 1,
+    };
+    reporter.finish("stopped", target);
+    say(&stop.to_string());
+    ExitCode::from(code)
+}
+
+fn plan(common: &Common) -> ExitCode {
+    let opts = options(common, 1, 0, false, 0, 0);
+    let (inventory, opts) = match load(common, opts) {
+        Ok(x) => x,
+        Err(e) => {
+            say(&e);
+            return ExitCode::from(2);
+        }
+    };
+    let transport = match transport::Transport::new() {
+        Ok(t) => t,
+        Err(e) => {
+            say(&e);
+            return ExitCode::from(2);
+        }
+    };
+    let reporter = Reporter::new(common.json);
+    let tmp = match tempfile::tempdir() {
+        Ok(t) => t,
+        Err(e) => {
+            say(&format!("temp dir: {e}"));
+            return ExitCode::from(2);
+        }
+    };
+    let journal = match Journal::open(tmp.path().join("plan.json"), &opts.target, true) {
+        Ok((j, _)) => j,
+        Err(e) => {
+            say(&e);
+            return ExitCode::from(2);
+        }
+    };
+    let run = Run {
+        inventory: &inventory,
+        transport: &transport,
+        opts,
+        journal: Mutex::new(journal),
+        reporter: &reporter,
+        interrupted: Arc::new(AtomicBool::new(false)),
+    };
+    let mut blockers = Vec::new();
+    let result = (|| -> Result<(), Stop> {
+        let target = run.resolve_target()?;
+        reporter.phase(&format!("preflight (target {target})"));
+        run.preflight(target)?;
+        reporter.phase("what would change (check mode)");
+        for (i, host) in inventory.all_hosts().enumerate() {
+            let worker = i >= inventory.control_plane.len();
+            for (module, args) in modules::plan_steps(&run, host, target, worker) {
+                if let Err(Stop::Failed { msg, .. }) = run.check(host, module, args) {
+                    blockers.push(format!("{}: {module}: {msg}", host.name));
+                }
+            }
+        }
+        Ok(())
+    })();
+    let outcome = match (&result, blockers.is_empty()) {
+        (Ok(()), true) => "plan: the upgrade can go ahead",
+        (Ok(()), false) => "plan: blocked",
+        (Err(_), _) => "plan: cannot go ahead",
+    };
+    reporter.finish(outcome, None);
+    for b in &blockers {
+        say(&format!("blocker: {b}"));
+    }
+    if common.json {
+        let _ = writeln!(std::io::stdout(), "{}", json!({"event": "blockers", "blockers": blockers}));
+    }
+    match result {
+        Err(stop) => {
+            say(&stop.to_string());
+            ExitCode::from(1)
+        }
+        Ok(()) if blockers.is_empty() => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(1),
+    }
+}

@@ -1,0 +1,170 @@
+//! Progress (plain lines on the terminal, or a JSON event stream with `--json`) and the final
+//! report: per host, the kubelet versions before and after, the steps, the changes, the time.
+
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::Instant;
+
+pub struct StepEvent {
+    pub host: String,
+    pub step: String,
+    pub module: String,
+    pub status: &'static str,
+    pub changed: bool,
+    pub seconds: f64,
+    pub msg: String,
+    pub result: Value,
+}
+
+impl StepEvent {
+    pub fn skipped(host: &str, step: &str, module: &str) -> StepEvent {
+        StepEvent {
+            host: host.into(),
+            step: step.into(),
+            module: module.into(),
+            status: "done",
+            changed: false,
+            seconds: 0.0,
+            msg: "already done (journal)".into(),
+            result: Value::Null,
+        }
+    }
+
+    pub fn ran(host: &str, step: &str, module: &str, result: &Value, seconds: f64) -> StepEvent {
+        let failed = result["failed"].as_bool().unwrap_or(true);
+        let changed = result["changed"].as_bool().unwrap_or(false);
+        StepEvent {
+            host: host.into(),
+            step: step.into(),
+            module: module.into(),
+            status: if failed { "FAILED" } else if changed { "changed" } else { "ok" },
+            changed,
+            seconds,
+            msg: result["msg"].as_str().unwrap_or("").to_string(),
+            result: result.clone(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct HostSummary {
+    steps: usize,
+    changed: usize,
+    seconds: f64,
+    kubelet_before: Option<String>,
+    kubelet_after: Option<String>,
+    notes: Vec<String>,
+}
+
+pub struct Reporter {
+    json: bool,
+    started: Instant,
+    hosts: Mutex<BTreeMap<String, HostSummary>>,
+}
+
+impl Reporter {
+    pub fn new(json: bool) -> Reporter {
+        Reporter { json, started: Instant::now(), hosts: Mutex::new(BTreeMap::new()) }
+    }
+
+    fn emit(&self, line: String) {
+        if self.json {
+            let _ = writeln!(std::io::stdout().lock(), "{line}");
+        } else {
+            let _ = writeln!(std::io::stderr().lock(), "{line}");
+        }
+    }
+
+    pub fn step(&self, e: StepEvent) {
+        if let Ok(mut hosts) = self.hosts.lock() {
+            let h = hosts.entry(e.host.clone()).or_default();
+            h.steps += 1;
+            h.changed += usize::from(e.changed);
+            h.seconds += e.seconds;
+            let kubelet = e.result["packages"].as_array().and_then(|p| p.iter().find(|p| p["name"] == "kubelet"));
+            if let Some(kubelet) = kubelet {
+                let before = kubelet["before"].as_str().map(str::to_string);
+                if h.kubelet_before.is_none() {
+                    h.kubelet_before = before.clone();
+                }
+                // A check only tells what is installed now; the real step what is installed after.
+                h.kubelet_after = if e.step == "packages" { kubelet["after"].as_str().map(str::to_string) } else { before };
+            }
+        }
+        let elapsed = self.started.elapsed().as_secs_f64();
+        if self.json {
+            self.emit(
+                json!({"event": "step", "at": round(elapsed), "host": e.host, "step": e.step, "module": e.module,
+                       "status": e.status, "changed": e.changed, "seconds": round(e.seconds), "msg": e.msg})
+                .to_string(),
+            );
+        } else {
+            let msg: String = e.msg.chars().take(150).collect();
+            self.emit(format!(
+                "{elapsed:>7.1}s  {:<12} {:<24} {:<8} {:>6.1}s  {msg}",
+                e.host, e.step, e.status, e.seconds
+            ));
+        }
+    }
+
+    pub fn note(&self, host: &str, text: &str) {
+        if let Ok(mut hosts) = self.hosts.lock() {
+            hosts.entry(host.to_string()).or_default().notes.push(text.to_string());
+        }
+        if self.json {
+            self.emit(json!({"event": "note", "host": host, "msg": text}).to_string());
+        } else {
+            self.emit(format!("{:>7.1}s  {host:<12} {text}", self.started.elapsed().as_secs_f64()));
+        }
+    }
+
+    pub fn phase(&self, name: &str) {
+        if self.json {
+            self.emit(json!({"event": "phase", "name": name}).to_string());
+        } else {
+            self.emit(format!("== {name}"));
+        }
+    }
+
+    /// The final report (stdout), and the totals for the caller.
+    pub fn finish(&self, outcome: &str, target: Option<String>) -> (usize, usize) {
+        let hosts = self.hosts.lock().map(|h| h.iter().map(|(k, v)| (k.clone(), summary_json(v))).collect::<Vec<_>>());
+        let hosts = hosts.unwrap_or_default();
+        let changed: usize = hosts.iter().map(|(_, v)| v["changed"].as_u64().unwrap_or(0) as usize).sum();
+        let steps: usize = hosts.iter().map(|(_, v)| v["steps"].as_u64().unwrap_or(0) as usize).sum();
+        let seconds = round(self.started.elapsed().as_secs_f64());
+        if self.json {
+            let map: serde_json::Map<String, Value> = hosts.into_iter().collect();
+            self.emit(json!({"event": "report", "outcome": outcome, "target": target, "seconds": seconds,
+                             "steps": steps, "changed": changed, "hosts": map}).to_string());
+        } else {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "\n{outcome}: {steps} steps, {changed} changed, {seconds:.1} s");
+            let _ = writeln!(out, "{:<14} {:>5} {:>7} {:>8}  {:<12} {:<12} notes", "HOST", "STEPS", "CHANGED", "SECONDS", "KUBELET", "NOW");
+            for (name, v) in hosts {
+                let _ = writeln!(
+                    out,
+                    "{name:<14} {:>5} {:>7} {:>8.1}  {:<12} {:<12} {}",
+                    v["steps"],
+                    v["changed"],
+                    v["seconds"].as_f64().unwrap_or(0.0),
+                    v["kubelet_before"].as_str().unwrap_or("-"),
+                    v["kubelet_after"].as_str().unwrap_or("-"),
+                    v["notes"].as_array().map(|n| n.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; ")).unwrap_or_default()
+                );
+            }
+        }
+        (steps, changed)
+    }
+}
+
+fn summary_json(h: &HostSummary) -> Value {
+    json!({"steps": h.steps, "changed": h.changed, "seconds": round(h.seconds),
+           "kubelet_before": h.kubelet_before, "kubelet_after": h.kubelet_after, "notes": h.notes})
+}
+
+fn round(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
