@@ -168,3 +168,17 @@ fn bad_params_and_missing_kubeconfig_name_the_field() {
     assert!(ran.failed());
     assert!(ran.msg().contains("kubeconfig"), "{}", ran.msg());
 }
+
+#[test]
+fn host_names_resolve_without_nss() {
+    // `localhost` goes through the module's own resolver (/etc/hosts via hickory), never getaddrinfo.
+    let lab = Lab::start(Emulation::V1_9, false, Cluster::sample(None));
+    let text = std::fs::read_to_string(&lab.kubeconfig).unwrap();
+    let by_name = text.replace("http://127.0.0.1:", "http://localhost:");
+    assert_ne!(text, by_name);
+    let path = lab.dir.path().join("by-name");
+    std::fs::write(&path, by_name).unwrap();
+    let ran =
+        module_kit::testkit::run_with_args_file(bin(), &json!({"kubeconfig": path, "timeout": 0})).unwrap();
+    assert!(!ran.failed(), "{}", ran.stdout);
+}
