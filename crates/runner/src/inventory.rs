@@ -42,12 +42,18 @@ pub struct Inventory {
 
 impl Inventory {
     pub fn load(path: &Path) -> Result<Inventory, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read inventory {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read inventory {}: {e}", path.display()))?;
         let yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yml" | "yaml"))
             || text.trim_start().starts_with("all:")
             || text.trim_start().starts_with("---");
-        let raw = if yaml { parse_yaml(&text)? } else { parse_ini(&text)? };
-        raw.resolve().map_err(|e| format!("inventory {}: {e}", path.display()))
+        let raw = if yaml {
+            parse_yaml(&text)?
+        } else {
+            parse_ini(&text)?
+        };
+        raw.resolve()
+            .map_err(|e| format!("inventory {}: {e}", path.display()))
     }
 
     pub fn all_hosts(&self) -> impl Iterator<Item = &Host> {
@@ -74,7 +80,12 @@ struct Raw {
 
 impl Raw {
     fn members(&self, group: &str, depth: usize) -> Vec<String> {
-        let mut out: Vec<String> = self.groups.iter().filter(|(g, _)| g == group).flat_map(|(_, m)| m.clone()).collect();
+        let mut out: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|(g, _)| g == group)
+            .flat_map(|(_, m)| m.clone())
+            .collect();
         if depth < 8 {
             for (_, kids) in self.children.iter().filter(|(g, _)| g == group) {
                 for kid in kids {
@@ -88,7 +99,12 @@ impl Raw {
     }
 
     fn resolve(self) -> Result<Inventory, String> {
-        let all_vars = self.group_vars.get("all").and_then(Value::as_object).cloned().unwrap_or_default();
+        let all_vars = self
+            .group_vars
+            .get("all")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
         let host = |name: &String, groups: &[&str]| -> Host {
             let mut vars = all_vars.clone();
             for g in groups {
@@ -99,7 +115,10 @@ impl Raw {
             if let Some(Value::Object(hv)) = self.host_vars.get(name) {
                 vars.extend(hv.clone());
             }
-            Host { name: name.clone(), vars }
+            Host {
+                name: name.clone(),
+                vars,
+            }
         };
         let pick = |names: &[&'static str]| -> Vec<Host> {
             let mut members: Vec<String> = Vec::new();
@@ -120,7 +139,11 @@ impl Raw {
         if control_plane.is_empty() {
             return Err("no hosts in group control_plane (or masters)".into());
         }
-        Ok(Inventory { control_plane, workers, vars: all_vars })
+        Ok(Inventory {
+            control_plane,
+            workers,
+            vars: all_vars,
+        })
     }
 }
 
@@ -128,7 +151,9 @@ impl Raw {
 fn parse_assignments(text: &str) -> Result<Map<String, Value>, String> {
     let mut vars = Map::new();
     for word in split_words(text)? {
-        let (key, value) = word.split_once('=').ok_or_else(|| format!("expected key=value, got {word:?}"))?;
+        let (key, value) = word
+            .split_once('=')
+            .ok_or_else(|| format!("expected key=value, got {word:?}"))?;
         vars.insert(key.to_string(), Value::String(value.to_string()));
     }
     Ok(vars)
@@ -187,9 +212,14 @@ fn parse_ini(text: &str) -> Result<Raw, String> {
         }
         match section.1.as_str() {
             "vars" => {
-                let (key, value) = line.split_once('=').ok_or_else(|| at(format!("expected key=value, got {line:?}")))?;
+                let (key, value) = line
+                    .split_once('=')
+                    .ok_or_else(|| at(format!("expected key=value, got {line:?}")))?;
                 let value = split_words(value.trim()).map_err(at)?.join(" ");
-                let entry = raw.group_vars.entry(section.0.clone()).or_insert_with(|| Value::Object(Map::new()));
+                let entry = raw
+                    .group_vars
+                    .entry(section.0.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
                 if let Value::Object(map) = entry {
                     map.insert(key.trim().to_string(), Value::String(value));
                 }
@@ -204,7 +234,10 @@ fn parse_ini(text: &str) -> Result<Raw, String> {
             _ => {
                 let (name, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
                 let vars = parse_assignments(rest).map_err(at)?;
-                let entry = raw.host_vars.entry(name.to_string()).or_insert_with(|| Value::Object(Map::new()));
+                let entry = raw
+                    .host_vars
+                    .entry(name.to_string())
+                    .or_insert_with(|| Value::Object(Map::new()));
                 if let Value::Object(map) = entry {
                     map.extend(vars);
                 }
@@ -221,7 +254,9 @@ fn parse_ini(text: &str) -> Result<Raw, String> {
 fn parse_yaml(text: &str) -> Result<Raw, String> {
     let doc: Value = serde_norway::from_str(text).map_err(|e| format!("not valid YAML: {e}"))?;
     let mut raw = Raw::default();
-    let root = doc.as_object().ok_or("the YAML inventory must be a mapping of groups")?;
+    let root = doc
+        .as_object()
+        .ok_or("the YAML inventory must be a mapping of groups")?;
     for (group, body) in root {
         walk_yaml(&mut raw, group, body, 0)?;
     }
@@ -232,16 +267,22 @@ fn walk_yaml(raw: &mut Raw, group: &str, body: &Value, depth: usize) -> Result<(
     if depth > 8 {
         return Err("groups nested too deeply".into());
     }
-    let Some(body) = body.as_object() else { return Ok(()) };
+    let Some(body) = body.as_object() else {
+        return Ok(());
+    };
     if let Some(Value::Object(vars)) = body.get("vars") {
-        raw.group_vars.insert(group.to_string(), Value::Object(vars.clone()));
+        raw.group_vars
+            .insert(group.to_string(), Value::Object(vars.clone()));
     }
     if let Some(Value::Object(hosts)) = body.get("hosts") {
         let mut members = Vec::new();
         for (name, vars) in hosts {
             members.push(name.clone());
             if let Value::Object(v) = vars {
-                let entry = raw.host_vars.entry(name.clone()).or_insert_with(|| Value::Object(Map::new()));
+                let entry = raw
+                    .host_vars
+                    .entry(name.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
                 if let Value::Object(map) = entry {
                     map.extend(v.clone());
                 }
@@ -250,7 +291,8 @@ fn walk_yaml(raw: &mut Raw, group: &str, body: &Value, depth: usize) -> Result<(
         raw.groups.push((group.to_string(), members));
     }
     if let Some(Value::Object(children)) = body.get("children") {
-        raw.children.push((group.to_string(), children.keys().cloned().collect()));
+        raw.children
+            .push((group.to_string(), children.keys().cloned().collect()));
         for (child, child_body) in children {
             walk_yaml(raw, child, child_body, depth + 1)?;
         }
@@ -283,7 +325,10 @@ mod tests {
             assert_eq!(inv.control_plane[0].node_name(), "m1.example");
             assert_eq!(inv.control_plane[1].node_name(), "m2");
             assert_eq!(inv.workers[0].var("ansible_port").as_deref(), Some("2222"));
-            assert_eq!(inv.workers[0].var("container_runtime").as_deref(), Some("containerd"));
+            assert_eq!(
+                inv.workers[0].var("container_runtime").as_deref(),
+                Some("containerd")
+            );
             assert_eq!(inv.control_plane[0].var("ansible_user").as_deref(), Some("root"));
             assert_eq!(inv.control_plane[0].var("container_runtime"), None);
         }

@@ -18,10 +18,15 @@ pub struct Journal {
 impl Journal {
     /// Opens the journal for `target`; a journal for another target (or `restart`) starts afresh.
     pub fn open(path: PathBuf, target: &str, restart: bool) -> Result<(Journal, usize), String> {
-        let existing: Option<Record> = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        let existing: Option<Record> = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
         let record = match existing {
             Some(r) if r.target == target && !restart => r,
-            _ => Record { target: target.to_string(), done: BTreeSet::new() },
+            _ => Record {
+                target: target.to_string(),
+                done: BTreeSet::new(),
+            },
         };
         let resumed = record.done.len();
         Ok((Journal { path, record }, resumed))

@@ -110,17 +110,42 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Module { name, args } => modules::run(&name, args),
         Command::Plan(common) => plan(&common),
-        Command::Upgrade { common, workers_batch, retry_delay, force_drain, drain_timeout, ready_timeout, state, restart, yes, check } => {
+        Command::Upgrade {
+            common,
+            workers_batch,
+            retry_delay,
+            force_drain,
+            drain_timeout,
+            ready_timeout,
+            state,
+            restart,
+            yes,
+            check,
+        } => {
             if check {
                 return plan(&common);
             }
-            let opts = options(&common, workers_batch, retry_delay, force_drain, drain_timeout, ready_timeout);
+            let opts = options(
+                &common,
+                workers_batch,
+                retry_delay,
+                force_drain,
+                drain_timeout,
+                ready_timeout,
+            );
             upgrade(&common, opts, state, restart, yes)
         }
     }
 }
 
-fn options(c: &Common, workers_batch: usize, retry_delay: u64, force_drain: bool, drain_timeout: u64, ready_timeout: u64) -> Options {
+fn options(
+    c: &Common,
+    workers_batch: usize,
+    retry_delay: u64,
+    force_drain: bool,
+    drain_timeout: u64,
+    ready_timeout: u64,
+) -> Options {
     Options {
         target: c.to.clone(),
         workers_batch,
@@ -171,8 +196,14 @@ fn upgrade(common: &Common, opts: Options, state: Option<PathBuf>, restart: bool
         let _ = signal_hook::flag::register(signal, Arc::clone(&interrupted));
     }
     let journal_path = state.unwrap_or_else(|| {
-        let name = common.inventory.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        common.inventory.with_file_name(format!(".{name}.kup-journal.json"))
+        let name = common
+            .inventory
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        common
+            .inventory
+            .with_file_name(format!(".{name}.kup-journal.json"))
     });
     // The journal is keyed by the target as given until resolved; a channel is resolved first.
     let (journal, _) = match Journal::open(journal_path.clone(), &opts.target, true) {
@@ -182,7 +213,14 @@ fn upgrade(common: &Common, opts: Options, state: Option<PathBuf>, restart: bool
             return ExitCode::from(2);
         }
     };
-    let mut run = Run { inventory: &inventory, transport: &transport, opts, journal: Mutex::new(journal), reporter: &reporter, interrupted };
+    let mut run = Run {
+        inventory: &inventory,
+        transport: &transport,
+        opts,
+        journal: Mutex::new(journal),
+        reporter: &reporter,
+        interrupted,
+    };
     let target = match run.resolve_target() {
         Ok(t) => t,
         Err(stop) => return finish(&reporter, stop, None),
@@ -190,7 +228,10 @@ fn upgrade(common: &Common, opts: Options, state: Option<PathBuf>, restart: bool
     match Journal::open(journal_path, &target.to_string(), restart) {
         Ok((journal, resumed)) => {
             if resumed > 0 {
-                say(&format!("resuming: {resumed} steps already done (journal {}); --restart ignores it", journal.path().display()));
+                say(&format!(
+                    "resuming: {resumed} steps already done (journal {}); --restart ignores it",
+                    journal.path().display()
+                ));
             }
             run.journal = Mutex::new(journal);
         }
@@ -316,7 +357,11 @@ fn plan(common: &Common) -> ExitCode {
         say(&format!("blocker: {b}"));
     }
     if common.json {
-        let _ = writeln!(std::io::stdout(), "{}", json!({"event": "blockers", "blockers": blockers}));
+        let _ = writeln!(
+            std::io::stdout(),
+            "{}",
+            json!({"event": "blockers", "blockers": blockers})
+        );
     }
     match result {
         Err(stop) => {

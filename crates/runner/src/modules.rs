@@ -48,7 +48,10 @@ pub fn plan_steps(run: &Run<'_>, host: &Host, target: Version, worker: bool) -> 
     let mut steps = Vec::new();
     let version = target.to_string();
     if !worker {
-        steps.push(("kubeadm_download", json!({"version": version, "base_url": run.opts.base_url})));
+        steps.push((
+            "kubeadm_download",
+            json!({"version": version, "base_url": run.opts.base_url}),
+        ));
         steps.push(("kubeadm_upgrade", json!({"action": "apply", "version": version})));
     }
     let mut pin = json!({"version": version.trim_start_matches('v')});
@@ -58,7 +61,10 @@ pub fn plan_steps(run: &Run<'_>, host: &Host, target: Version, worker: bool) -> 
     steps.push(("package_pin", pin));
     let node = host.node_name();
     if worker {
-        steps.push(("node_drain", json!({"name": node, "state": "drain", "ignore_daemonsets": true, "delete_emptydir_data": true})));
+        steps.push((
+            "node_drain",
+            json!({"name": node, "state": "drain", "ignore_daemonsets": true, "delete_emptydir_data": true}),
+        ));
     } else {
         steps.push(("node_drain", json!({"name": node, "state": "cordon"})));
     }

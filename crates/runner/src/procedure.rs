@@ -28,7 +28,12 @@ pub struct Options {
 /// Why a rollout stopped.
 #[derive(Debug)]
 pub enum Stop {
-    Failed { host: String, step: String, msg: String, fix: String },
+    Failed {
+        host: String,
+        step: String,
+        msg: String,
+        fix: String,
+    },
     Interrupted,
     Setup(String),
 }
@@ -36,8 +41,13 @@ pub enum Stop {
 impl std::fmt::Display for Stop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Stop::Failed { host, step, msg, fix } => write!(f, "{host}: step {step} failed: {msg}\n  what to do: {fix}"),
-            Stop::Interrupted => write!(f, "interrupted: stopped after the current step; rerun the same command to resume"),
+            Stop::Failed { host, step, msg, fix } => {
+                write!(f, "{host}: step {step} failed: {msg}\n  what to do: {fix}")
+            }
+            Stop::Interrupted => write!(
+                f,
+                "interrupted: stopped after the current step; rerun the same command to resume"
+            ),
             Stop::Setup(msg) => write!(f, "{msg}"),
         }
     }
@@ -73,7 +83,14 @@ impl Run<'_> {
     }
 
     /// Runs one module for `host` unless the journal has it; records it when done.
-    fn step(&self, host: &Host, step: &str, module: &str, mut args: Value, journaled: bool) -> Result<Value, Stop> {
+    fn step(
+        &self,
+        host: &Host,
+        step: &str,
+        module: &str,
+        mut args: Value,
+        journaled: bool,
+    ) -> Result<Value, Stop> {
         let key = format!("{}/{step}", host.name);
         if journaled && self.journal.lock().map(|j| j.is_done(&key)).unwrap_or(false) {
             self.reporter.step(StepEvent::skipped(&host.name, step, module));
@@ -87,15 +104,19 @@ impl Run<'_> {
             obj.insert("kubeconfig".into(), json!(k));
         }
         let started = Instant::now();
-        let result = self.transport.run(run_on, module, &args).map_err(|msg| Stop::Failed {
-            host: host.name.clone(),
-            step: step.to_string(),
-            msg,
-            fix: "check that the host is reachable over ssh, then rerun the same command".into(),
-        })?;
+        let result = self
+            .transport
+            .run(run_on, module, &args)
+            .map_err(|msg| Stop::Failed {
+                host: host.name.clone(),
+                step: step.to_string(),
+                msg,
+                fix: "check that the host is reachable over ssh, then rerun the same command".into(),
+            })?;
         let seconds = started.elapsed().as_secs_f64();
         let failed = result["failed"].as_bool().unwrap_or(true);
-        self.reporter.step(StepEvent::ran(&host.name, step, module, &result, seconds));
+        self.reporter
+            .step(StepEvent::ran(&host.name, step, module, &result, seconds));
         if failed {
             return Err(Stop::Failed {
                 host: host.name.clone(),
@@ -105,7 +126,10 @@ impl Run<'_> {
             });
         }
         if journaled {
-            let mut journal = self.journal.lock().map_err(|_| Stop::Setup("journal lock poisoned".into()))?;
+            let mut journal = self
+                .journal
+                .lock()
+                .map_err(|_| Stop::Setup("journal lock poisoned".into()))?;
             journal.mark(&key).map_err(Stop::Setup)?;
         }
         Ok(result)
@@ -117,18 +141,30 @@ impl Run<'_> {
             return Ok(v);
         }
         let primary = self.primary();
-        let args = json!({"version": self.opts.target, "base_url": self.opts.base_url, "_ansible_check_mode": true});
+        let args =
+            json!({"version": self.opts.target, "base_url": self.opts.base_url, "_ansible_check_mode": true});
         let result = self.step(primary, "resolve-channel", "kubeadm_download", args, false)?;
         result["version"]
             .as_str()
             .and_then(Version::parse)
-            .ok_or_else(|| Stop::Setup(format!("channel {} did not resolve to a version", self.opts.target)))
+            .ok_or_else(|| {
+                Stop::Setup(format!(
+                    "channel {} did not resolve to a version",
+                    self.opts.target
+                ))
+            })
     }
 
     pub fn preflight(&self, target: Version) -> Result<(), Stop> {
         let primary = self.primary();
         // kubeadm is not downloaded yet; kubeadm_upgrade checks it before it runs.
-        self.step(primary, "preflight", "upgrade_preflight", json!({"version": target.to_string(), "skip": ["kubeadm"]}), false)?;
+        self.step(
+            primary,
+            "preflight",
+            "upgrade_preflight",
+            json!({"version": target.to_string(), "skip": ["kubeadm"]}),
+            false,
+        )?;
         for host in self.inventory.all_hosts().skip(1) {
             let local_only = json!({"version": target.to_string(),
                                     "skip": ["kubeadm", "version_skew", "api", "nodes_ready", "control_plane"]});
@@ -145,14 +181,26 @@ impl Run<'_> {
             let apply = i == 0 || !uses_node;
             if apply && !uses_node {
                 let nodename = json!({"node_name": host.node_name()});
-                self.step(host, "kubeadm-config-nodename", "kubeadm_config_nodename", nodename, true)?;
+                self.step(
+                    host,
+                    "kubeadm-config-nodename",
+                    "kubeadm_config_nodename",
+                    nodename,
+                    true,
+                )?;
             }
             let args = if apply {
                 json!({"action": "apply", "version": target.to_string(), "retries": 1, "retry_delay": self.opts.retry_delay})
             } else {
                 json!({"action": "node", "version": target.to_string(), "retries": 1, "retry_delay": self.opts.retry_delay})
             };
-            self.step(host, if apply { "kubeadm-apply" } else { "kubeadm-node" }, "kubeadm_upgrade", args, true)?;
+            self.step(
+                host,
+                if apply { "kubeadm-apply" } else { "kubeadm-node" },
+                "kubeadm_upgrade",
+                args,
+                true,
+            )?;
         }
         Ok(())
     }
@@ -175,7 +223,11 @@ impl Run<'_> {
         let begun = self
             .journal
             .lock()
-            .map(|j| ["cordon", "drain"].iter().any(|s| j.is_done(&format!("{}/{s}", host.name))))
+            .map(|j| {
+                ["cordon", "drain"]
+                    .iter()
+                    .any(|s| j.is_done(&format!("{}/{s}", host.name)))
+            })
             .unwrap_or(false);
         if !begun {
             let mut check = pin.clone();
@@ -184,24 +236,53 @@ impl Run<'_> {
             let ready = json!({"names": [node], "kubelet_version": target.to_string(), "timeout": 0});
             let at_target = self.step_quiet(host, "node_ready", ready);
             if pinned["changed"] == false && at_target {
-                self.reporter.note(&host.name, &format!("already at {target}: nothing to do"));
+                self.reporter
+                    .note(&host.name, &format!("already at {target}: nothing to do"));
                 return Ok(());
             }
         }
-        let units = json!(["keepalived", "kubelet", host.var("container_runtime").unwrap_or_else(|| "docker".into())]);
+        let units = json!([
+            "keepalived",
+            "kubelet",
+            host.var("container_runtime").unwrap_or_else(|| "docker".into())
+        ]);
         if worker {
             let drain = json!({"name": node, "state": "drain", "ignore_daemonsets": true, "delete_emptydir_data": true,
                                "force": self.opts.force_drain, "timeout": self.opts.drain_timeout});
             self.step(host, "drain", "node_drain", drain, true)?;
         } else {
-            self.step(host, "cordon", "node_drain", json!({"name": node, "state": "cordon"}), true)?;
+            self.step(
+                host,
+                "cordon",
+                "node_drain",
+                json!({"name": node, "state": "cordon"}),
+                true,
+            )?;
         }
-        self.step(host, "stop-services", "service_state", json!({"units": units, "state": "stopped"}), true)?;
+        self.step(
+            host,
+            "stop-services",
+            "service_state",
+            json!({"units": units, "state": "stopped"}),
+            true,
+        )?;
         self.step(host, "packages", "package_pin", pin, true)?;
-        self.step(host, "start-services", "service_state", json!({"units": units, "state": "started"}), true)?;
+        self.step(
+            host,
+            "start-services",
+            "service_state",
+            json!({"units": units, "state": "started"}),
+            true,
+        )?;
         let ready = json!({"names": [node], "kubelet_version": target.to_string(), "timeout": self.opts.ready_timeout, "interval": 1});
         self.step(host, "node-ready", "node_ready", ready, true)?;
-        self.step(host, "uncordon", "node_drain", json!({"name": node, "state": "uncordon"}), true)?;
+        self.step(
+            host,
+            "uncordon",
+            "node_drain",
+            json!({"name": node, "state": "uncordon"}),
+            true,
+        )?;
         Ok(())
     }
 
@@ -217,7 +298,9 @@ impl Run<'_> {
         if let (Some(k), Some(obj)) = (kubeconfig, args.as_object_mut()) {
             obj.insert("kubeconfig".into(), json!(k));
         }
-        self.transport.run(run_on, module, &args).is_ok_and(|r| r["failed"] == false)
+        self.transport
+            .run(run_on, module, &args)
+            .is_ok_and(|r| r["failed"] == false)
     }
 
     pub fn nodes(&self, target: Version) -> Result<(), Stop> {
@@ -226,8 +309,16 @@ impl Run<'_> {
         }
         for batch in self.inventory.workers.chunks(self.opts.workers_batch.max(1)) {
             let results: Vec<Result<(), Stop>> = std::thread::scope(|scope| {
-                let jobs: Vec<_> = batch.iter().map(|h| scope.spawn(move || self.upgrade_node(h, target, true))).collect();
-                jobs.into_iter().map(|j| j.join().unwrap_or_else(|_| Err(Stop::Setup("a worker thread crashed".into())))).collect()
+                let jobs: Vec<_> = batch
+                    .iter()
+                    .map(|h| scope.spawn(move || self.upgrade_node(h, target, true)))
+                    .collect();
+                jobs.into_iter()
+                    .map(|j| {
+                        j.join()
+                            .unwrap_or_else(|_| Err(Stop::Setup("a worker thread crashed".into())))
+                    })
+                    .collect()
             });
             for r in results {
                 r?;
@@ -239,7 +330,8 @@ impl Run<'_> {
     pub fn verify(&self, target: Version) -> Result<(), Stop> {
         let names: Vec<String> = self.inventory.all_hosts().map(Host::node_name).collect();
         let args = json!({"names": names, "kubelet_version": target.to_string(), "timeout": self.opts.ready_timeout, "interval": 1});
-        self.step(self.primary(), "verify", "node_ready", args, false).map(|_| ())
+        self.step(self.primary(), "verify", "node_ready", args, false)
+            .map(|_| ())
     }
 }
 

@@ -39,7 +39,13 @@ impl StepEvent {
             host: host.into(),
             step: step.into(),
             module: module.into(),
-            status: if failed { "FAILED" } else if changed { "changed" } else { "ok" },
+            status: if failed {
+                "FAILED"
+            } else if changed {
+                "changed"
+            } else {
+                "ok"
+            },
             changed,
             seconds,
             msg: result["msg"].as_str().unwrap_or("").to_string(),
@@ -66,7 +72,11 @@ pub struct Reporter {
 
 impl Reporter {
     pub fn new(json: bool) -> Reporter {
-        Reporter { json, started: Instant::now(), hosts: Mutex::new(BTreeMap::new()) }
+        Reporter {
+            json,
+            started: Instant::now(),
+            hosts: Mutex::new(BTreeMap::new()),
+        }
     }
 
     fn emit(&self, line: String) {
@@ -83,14 +93,20 @@ impl Reporter {
             h.steps += 1;
             h.changed += usize::from(e.changed);
             h.seconds += e.seconds;
-            let kubelet = e.result["packages"].as_array().and_then(|p| p.iter().find(|p| p["name"] == "kubelet"));
+            let kubelet = e.result["packages"]
+                .as_array()
+                .and_then(|p| p.iter().find(|p| p["name"] == "kubelet"));
             if let Some(kubelet) = kubelet {
                 let before = kubelet["before"].as_str().map(str::to_string);
                 if h.kubelet_before.is_none() {
                     h.kubelet_before = before.clone();
                 }
                 // A check only tells what is installed now; the real step what is installed after.
-                h.kubelet_after = if e.step == "packages" { kubelet["after"].as_str().map(str::to_string) } else { before };
+                h.kubelet_after = if e.step == "packages" {
+                    kubelet["after"].as_str().map(str::to_string)
+                } else {
+                    before
+                };
             }
         }
         let elapsed = self.started.elapsed().as_secs_f64();
@@ -111,12 +127,19 @@ impl Reporter {
 
     pub fn note(&self, host: &str, text: &str) {
         if let Ok(mut hosts) = self.hosts.lock() {
-            hosts.entry(host.to_string()).or_default().notes.push(text.to_string());
+            hosts
+                .entry(host.to_string())
+                .or_default()
+                .notes
+                .push(text.to_string());
         }
         if self.json {
             self.emit(json!({"event": "note", "host": host, "msg": text}).to_string());
         } else {
-            self.emit(format!("{:>7.1}s  {host:<12} {text}", self.started.elapsed().as_secs_f64()));
+            self.emit(format!(
+                "{:>7.1}s  {host:<12} {text}",
+                self.started.elapsed().as_secs_f64()
+            ));
         }
     }
 
@@ -130,29 +153,52 @@ impl Reporter {
 
     /// The final report (stdout), and the totals for the caller.
     pub fn finish(&self, outcome: &str, target: Option<String>) -> (usize, usize) {
-        let hosts = self.hosts.lock().map(|h| h.iter().map(|(k, v)| (k.clone(), summary_json(v))).collect::<Vec<_>>());
+        let hosts = self.hosts.lock().map(|h| {
+            h.iter()
+                .map(|(k, v)| (k.clone(), summary_json(v)))
+                .collect::<Vec<_>>()
+        });
         let hosts = hosts.unwrap_or_default();
-        let changed: usize = hosts.iter().map(|(_, v)| v["changed"].as_u64().unwrap_or(0) as usize).sum();
-        let steps: usize = hosts.iter().map(|(_, v)| v["steps"].as_u64().unwrap_or(0) as usize).sum();
+        let changed: usize = hosts
+            .iter()
+            .map(|(_, v)| v["changed"].as_u64().unwrap_or(0) as usize)
+            .sum();
+        let steps: usize = hosts
+            .iter()
+            .map(|(_, v)| v["steps"].as_u64().unwrap_or(0) as usize)
+            .sum();
         let seconds = round(self.started.elapsed().as_secs_f64());
         if self.json {
             let map: serde_json::Map<String, Value> = hosts.into_iter().collect();
-            self.emit(json!({"event": "report", "outcome": outcome, "target": target, "seconds": seconds,
-                             "steps": steps, "changed": changed, "hosts": map}).to_string());
+            self.emit(
+                json!({"event": "report", "outcome": outcome, "target": target, "seconds": seconds,
+                             "steps": steps, "changed": changed, "hosts": map})
+                .to_string(),
+            );
         } else {
             let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "\n{outcome}: {steps} steps, {changed} changed, {seconds:.1} s");
-            let _ = writeln!(out, "{:<14} {:>5} {:>7} {:>8}  {:<12} {:<12} notes", "HOST", "STEPS", "CHANGED", "SECONDS", "KUBELET", "NOW");
+            let _ = writeln!(
+                out,
+                "\n{outcome}: {steps} steps, {changed} changed, {seconds:.1} s"
+            );
+            let _ = writeln!(
+                out,
+                "{:<14} {:>5} {:>7} {:>8}  {:<12} {:<12} notes",
+                "HOST", "STEPS", "CHANGED", "SECONDS", "KUBELET", "NOW"
+            );
             for (name, v) in hosts {
                 let _ = writeln!(
                     out,
                     "{name:<14} {:>5} {:>7} {:>8.1}  {:<12} {:<12} {}",
-                    v["steps"],
-                    v["changed"],
+                    v["steps"].as_u64().unwrap_or(0),
+                    v["changed"].as_u64().unwrap_or(0),
                     v["seconds"].as_f64().unwrap_or(0.0),
                     v["kubelet_before"].as_str().unwrap_or("-"),
                     v["kubelet_after"].as_str().unwrap_or("-"),
-                    v["notes"].as_array().map(|n| n.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; ")).unwrap_or_default()
+                    v["notes"]
+                        .as_array()
+                        .map(|n| n.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; "))
+                        .unwrap_or_default()
                 );
             }
         }

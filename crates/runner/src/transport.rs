@@ -27,7 +27,12 @@ impl Transport {
             .prefix("kup-ssh-")
             .tempdir()
             .map_err(|e| format!("cannot make a directory for ssh control sockets: {e}"))?;
-        Ok(Transport { exe, hash, control_dir, copied: Mutex::new(HashSet::new()) })
+        Ok(Transport {
+            exe,
+            hash,
+            control_dir,
+            copied: Mutex::new(HashSet::new()),
+        })
     }
 
     fn remote_path(&self) -> String {
@@ -37,9 +42,16 @@ impl Transport {
     /// `ssh` with the host's connection settings and connection sharing.
     fn ssh(&self, host: &Host) -> Result<Command, String> {
         let mut cmd = Command::new("ssh");
-        cmd.args(["-o", "BatchMode=yes", "-o", "ControlMaster=auto", "-o", "ControlPersist=120"])
-            .arg("-o")
-            .arg(format!("ControlPath={}/%C", self.control_dir.path().display()));
+        cmd.args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ControlMaster=auto",
+            "-o",
+            "ControlPersist=120",
+        ])
+        .arg("-o")
+        .arg(format!("ControlPath={}/%C", self.control_dir.path().display()));
         if let Some(port) = host.var("ansible_port") {
             cmd.args(["-p", &port]);
         }
@@ -60,11 +72,20 @@ impl Transport {
 
     /// Makes sure this exact kup is on the host.
     fn ensure_copied(&self, host: &Host) -> Result<(), String> {
-        if self.copied.lock().map(|c| c.contains(&host.name)).unwrap_or(false) {
+        if self
+            .copied
+            .lock()
+            .map(|c| c.contains(&host.name))
+            .unwrap_or(false)
+        {
             return Ok(());
         }
         let path = self.remote_path();
-        let present = self.ssh(host)?.args(["test", "-x", &path]).stdin(Stdio::null()).output();
+        let present = self
+            .ssh(host)?
+            .args(["test", "-x", &path])
+            .stdin(Stdio::null())
+            .output();
         let present = present.map_err(|e| format!("{}: cannot run ssh: {e}", host.name))?;
         match present.status.code() {
             Some(0) => {}
@@ -76,12 +97,18 @@ impl Transport {
                 ))
             }
             _ => {
-                let bytes = std::fs::read(&self.exe).map_err(|e| format!("cannot read {}: {e}", self.exe.display()))?;
+                let bytes = std::fs::read(&self.exe)
+                    .map_err(|e| format!("cannot read {}: {e}", self.exe.display()))?;
                 // The path is made of our own hash, never of input.
-                let install = format!("cat > {path}.part && chmod 0755 {path}.part && mv -f {path}.part {path}");
+                let install =
+                    format!("cat > {path}.part && chmod 0755 {path}.part && mv -f {path}.part {path}");
                 let out = feed(self.ssh(host)?.arg(install), &bytes)?;
                 if !out.status.success() {
-                    return Err(format!("{}: cannot copy kup to {path}: {}", host.name, String::from_utf8_lossy(&out.stderr).trim()));
+                    return Err(format!(
+                        "{}: cannot copy kup to {path}: {}",
+                        host.name,
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ));
                 }
             }
         }
@@ -131,9 +158,15 @@ fn feed(cmd: &mut Command, input: &[u8]) -> Result<std::process::Output, String>
         // A module that exits early closes the pipe; its answer tells what happened.
         let _ = stdin.write_all(input);
     }
-    child.wait_with_output().map_err(|e| format!("waiting for {:?}: {e}", cmd.get_program()))
+    child
+        .wait_with_output()
+        .map_err(|e| format!("waiting for {:?}: {e}", cmd.get_program()))
 }
 
 fn last_line(text: &str) -> Option<String> {
-    text.lines().rev().map(str::trim).find(|l| !l.is_empty()).map(str::to_string)
+    text.lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(str::to_string)
 }

@@ -142,12 +142,14 @@ impl Module for ServiceState {
                     systemctl.stop(&unit.name)?;
                 }
             }
-            // ...starts in reverse, each checked to stay up.
+            // ...starts in reverse, then all are watched together to stay up.
+            let mut started = Vec::new();
             for (unit, action) in actions.iter().rev() {
                 if matches!(action, Action::Start | Action::Restart) {
-                    systemctl.start_and_settle(&unit.name, Duration::from_secs(p.settle))?;
+                    started.push((unit.name.clone(), systemctl.start(&unit.name)?));
                 }
             }
+            systemctl.settle(&started, Duration::from_secs(p.settle))?;
         }
 
         let after = if changed && !ctx.check_mode {

@@ -84,40 +84,48 @@ impl Systemctl {
         self.verb(&["stop", "--", unit])
     }
 
-    /// Starts a unit, then watches it for `settle`: it must stay active without restarting.
-    pub fn start_and_settle(&self, unit: &str, settle: Duration) -> Result<(), Failure> {
+    /// Starts a unit; returns its restart count before, for [`Systemctl::settle`].
+    pub fn start(&self, unit: &str) -> Result<u64, Failure> {
         let units = [unit.to_string()];
         let restarts_before = self.show(&units)?.first().map(|u| u.restarts).unwrap_or(0);
         self.verb(&["start", "--", unit])
             .map_err(|f| self.explain(unit, f))?;
+        Ok(restarts_before)
+    }
+
+    /// Watches started units together for `settle`: each must stay active without restarting.
+    pub fn settle(&self, started: &[(String, u64)], settle: Duration) -> Result<(), Failure> {
+        if started.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = started.iter().map(|(u, _)| u.clone()).collect();
         let deadline = Instant::now() + settle;
         loop {
-            let now = self.show(&units)?.into_iter().next();
-            let healthy = now
-                .as_ref()
-                .is_some_and(|u| u.active_state == "active" && u.restarts == restarts_before);
-            let crashed = now.as_ref().is_some_and(|u| {
-                (u.active_state != "activating" && u.active_state != "active")
-                    || u.sub_state == "auto-restart"
-                    || u.restarts > restarts_before
-            });
-            if crashed {
-                let state = now
-                    .map(|u| format!("{} ({}), {} restarts", u.active_state, u.sub_state, u.restarts))
-                    .unwrap_or_default();
-                return Err(self.explain(
-                    unit,
-                    Failure::new(format!("{unit} did not stay up after starting: {state}")),
-                ));
+            let now = self.show(&names)?;
+            for (unit, (_, restarts_before)) in now.iter().zip(started) {
+                let crashed = (unit.active_state != "activating" && unit.active_state != "active")
+                    || unit.sub_state == "auto-restart"
+                    || unit.restarts > *restarts_before;
+                if crashed {
+                    let state = format!(
+                        "{} ({}), {} restarts",
+                        unit.active_state, unit.sub_state, unit.restarts
+                    );
+                    let msg = format!("{} did not stay up after starting: {state}", unit.name);
+                    return Err(self.explain(&unit.name, Failure::new(msg)));
+                }
             }
             if Instant::now() >= deadline {
-                return if healthy {
-                    Ok(())
-                } else {
-                    Err(self.explain(
-                        unit,
-                        Failure::new(format!("{unit} is still starting after {} s", settle.as_secs())),
-                    ))
+                return match now.iter().find(|u| u.active_state != "active") {
+                    None => Ok(()),
+                    Some(u) => Err(self.explain(
+                        &u.name,
+                        Failure::new(format!(
+                            "{} is still starting after {} s",
+                            u.name,
+                            settle.as_secs()
+                        )),
+                    )),
                 };
             }
             std::thread::sleep(Duration::from_millis(200));

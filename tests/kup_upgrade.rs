@@ -1,0 +1,271 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! `kup` end to end on real labs: 1.8.3 -> 1.9.2 on apt and on rpm nodes, one modern minor upgrade,
+//! and the faults of the runbook (a flaky secondary, a PDB holding a drain, a kubelet that does not
+//! come back: the rollout stops there, and a rerun resumes and completes).
+
+use e2e::dist;
+use e2e::lab::{LabOptions, TestLab};
+use serde_json::Value;
+use std::process::{Command, Output, Stdio};
+
+fn kup(lab: &TestLab, args: &[&str]) -> Output {
+    Command::new(dist().join("kup"))
+        .args(args)
+        .arg("-i")
+        .arg(&lab.inventory)
+        .stdin(Stdio::null())
+        .output()
+        .expect("kup")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn violations(lab: &TestLab) -> u64 {
+    let v: Value = serde_json::from_str(&lab.kubectl(&["get", "--raw", "/_lab/pdb-violations"])).unwrap();
+    v["count"].as_u64().unwrap()
+}
+
+fn unschedulable(lab: &TestLab, node: &str) -> bool {
+    lab.kubectl(&["get", "node", node, "-o", "jsonpath={.spec.unschedulable}"])
+        .trim()
+        == "true"
+}
+
+fn assert_all_at(lab: &TestLab, version: &str) {
+    let nodes = lab.nodes();
+    assert!(!nodes.is_empty());
+    for (name, ready, v) in &nodes {
+        assert!(
+            *ready && v == version,
+            "{name}: ready={ready} kubelet={v}, wanted {version}"
+        );
+    }
+    let server: Value = serde_json::from_str(&lab.kubectl(&["version", "-o", "json"])).unwrap();
+    assert_eq!(server["serverVersion"]["gitVersion"], version, "{server}");
+}
+
+#[test]
+fn kup_upgrades_an_apt_lab_from_1_8_to_1_9() {
+    let Some(lab) = TestLab::up(LabOptions {
+        flavour: "apt",
+        from: "1.8.3",
+        control_planes: 3,
+        workers: 2,
+        id: 3,
+    }) else {
+        return;
+    };
+    // An admin's cordon before the upgrade must still be there after it.
+    lab.kubectl(&["cordon", "lab-cp3"]);
+    // The runbook's flaky secondary: its first apply fails.
+    lab.ssh_ok(2, "touch /etc/kup-lab/kubeadm-fail-once");
+
+    let plan = kup(&lab, &["plan", "--to", "v1.9.2", "--cni-version", "0.6.0"]);
+    assert!(plan.status.success(), "kup plan:\n{}", text(&plan));
+    assert!(
+        text(&plan).contains("the upgrade can go ahead"),
+        "{}",
+        text(&plan)
+    );
+    assert!(
+        lab.nodes().iter().all(|(_, _, v)| v == "v1.8.3"),
+        "plan changed something"
+    );
+
+    let up = kup(
+        &lab,
+        &[
+            "upgrade",
+            "--to",
+            "stable-1.9",
+            "--retry-delay",
+            "1",
+            "--cni-version",
+            "0.6.0",
+            "--yes",
+        ],
+    );
+    let log = text(&up);
+    assert!(up.status.success(), "kup upgrade:\n{log}");
+    assert!(
+        log.contains("after 1 failed attempts"),
+        "the secondary's retry is not reported:\n{log}"
+    );
+    assert_all_at(&lab, "v1.9.3");
+    assert_eq!(violations(&lab), 0, "a PodDisruptionBudget was violated");
+    assert!(unschedulable(&lab, "lab-cp3"), "the admin's cordon was lost");
+    for node in ["lab-cp1", "lab-cp2", "lab-w1", "lab-w2"] {
+        assert!(!unschedulable(&lab, node), "{node} left cordoned");
+    }
+    let pods: Value =
+        serde_json::from_str(&lab.kubectl(&["get", "pods", "-l", "app=web", "-o", "json"])).unwrap();
+    let running = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["status"]["phase"] == "Running")
+        .count();
+    assert_eq!(running, 4, "web pods not all rescheduled and running: {pods}");
+
+    let again = kup(
+        &lab,
+        &[
+            "upgrade",
+            "--to",
+            "v1.9.3",
+            "--retry-delay",
+            "1",
+            "--cni-version",
+            "0.6.0",
+            "--yes",
+        ],
+    );
+    assert!(again.status.success(), "second kup upgrade:\n{}", text(&again));
+    assert!(
+        text(&again).contains("nothing to do"),
+        "second run changed something:\n{}",
+        text(&again)
+    );
+
+    let skip = kup(&lab, &["upgrade", "--to", "v1.11.10", "--yes"]);
+    assert!(!skip.status.success());
+    assert!(
+        text(&skip).contains("v1.10 -> v1.11"),
+        "no path given:\n{}",
+        text(&skip)
+    );
+}
+
+#[test]
+fn kup_stops_at_a_broken_kubelet_then_resumes() {
+    let Some(lab) = TestLab::up(LabOptions {
+        flavour: "apt",
+        from: "1.8.3",
+        control_planes: 1,
+        workers: 2,
+        id: 4,
+    }) else {
+        return;
+    };
+    lab.ssh_ok(2, "touch /etc/kup-lab/kubelet-broken");
+    let args = [
+        "upgrade",
+        "--to",
+        "v1.9.2",
+        "--retry-delay",
+        "1",
+        "--cni-version",
+        "0.6.0",
+        "--ready-timeout",
+        "20",
+        "--yes",
+    ];
+    let first = kup(&lab, &args);
+    let log = text(&first);
+    assert_eq!(first.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("lab-w1: step start-services failed") && log.contains("kubelet-broken"),
+        "{log}"
+    );
+    assert!(log.contains("what to do"), "{log}");
+    // The rollout stopped there: the next worker was not touched.
+    assert_eq!(lab.ssh_ok(3, "dpkg-query -W -f '${Version}' kubelet"), "1.8.3-00");
+    assert!(!unschedulable(&lab, "lab-w2"));
+
+    // Repaired; and a PodDisruptionBudget answers 429 a few times on the next evictions.
+    lab.ssh_ok(2, "rm /etc/kup-lab/kubelet-broken");
+    let fault = lab.dir.join("fault.json");
+    std::fs::write(
+        &fault,
+        r#"{"method":"POST","path_contains":"/eviction","status":429,"count":3}"#,
+    )
+    .unwrap();
+    lab.kubectl(&["create", "--raw", "/_lab/faults", "-f", &fault.to_string_lossy()]);
+    let second = kup(&lab, &args);
+    let log = text(&second);
+    assert!(second.status.success(), "{log}");
+    assert!(log.contains("resuming"), "{log}");
+    assert_all_at(&lab, "v1.9.2");
+    assert_eq!(violations(&lab), 0);
+}
+
+#[test]
+fn kup_upgrades_an_rpm_lab() {
+    let Some(lab) = TestLab::up(LabOptions {
+        flavour: "rpm",
+        from: "1.8.3",
+        control_planes: 1,
+        workers: 1,
+        id: 7,
+    }) else {
+        return;
+    };
+    let up = kup(
+        &lab,
+        &[
+            "upgrade",
+            "--to",
+            "v1.9.2",
+            "--retry-delay",
+            "1",
+            "--cni-version",
+            "0.6.0",
+            "--yes",
+            "--json",
+        ],
+    );
+    assert!(up.status.success(), "{}", text(&up));
+    let events: Vec<Value> = String::from_utf8_lossy(&up.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON event a line"))
+        .collect();
+    let report = events.last().unwrap();
+    assert_eq!(report["event"], "report");
+    assert_eq!(report["hosts"]["lab-w1"]["kubelet_after"], "1.9.2-0", "{report}");
+    assert_all_at(&lab, "v1.9.2");
+    assert!(lab.ssh_ok(2, "rpm -q kubelet").contains("1.9.2-0"));
+}
+
+#[test]
+fn kup_upgrades_a_modern_lab_one_minor() {
+    let Some(lab) = TestLab::up(LabOptions {
+        flavour: "apt",
+        from: "1.29.6",
+        control_planes: 2,
+        workers: 1,
+        id: 8,
+    }) else {
+        return;
+    };
+    let up = kup(
+        &lab,
+        &[
+            "upgrade",
+            "--to",
+            "v1.30.2",
+            "--retry-delay",
+            "1",
+            "--cni-version",
+            "1.4.0",
+            "--yes",
+        ],
+    );
+    let log = text(&up);
+    assert!(up.status.success(), "{log}");
+    assert!(
+        log.contains("kubeadm-node"),
+        "the second control plane should use `kubeadm upgrade node`:\n{log}"
+    );
+    assert_all_at(&lab, "v1.30.2");
+    assert_eq!(
+        lab.ssh_ok(2, "dpkg-query -W -f '${Version}' kubelet"),
+        "1.30.2-1.1"
+    );
+    assert_eq!(violations(&lab), 0);
+}
