@@ -213,12 +213,14 @@ fn upgrade(p: &Params, ctx: &Context) -> Result<Outcome, Failure> {
         // Check mode (a plan) may come before the download: say so instead of failing.
         Err(f) if ctx.check_mode => {
             let version = target.map(|t| t.to_string()).unwrap_or_default();
-            return Ok(Outcome::changed(format!("would run `kubeadm upgrade {verb} {version}` once kubeadm is there"))
-                .warn(f.msg)
-                .with("action", verb)
-                .with("before", before.map(|v| v.to_string()))
-                .with("after", target.map(|v| v.to_string()))
-                .with("attempts", Vec::<Value>::new()));
+            return Ok(Outcome::changed(format!(
+                "would run `kubeadm upgrade {verb} {version}` once kubeadm is there"
+            ))
+            .warn(f.msg)
+            .with("action", verb)
+            .with("before", before.map(|v| v.to_string()))
+            .with("after", target.map(|v| v.to_string()))
+            .with("attempts", Vec::<Value>::new()));
         }
         Err(f) => return Err(f),
     };
