@@ -201,7 +201,7 @@ fn kup_upgrades_an_rpm_lab() {
         flavour: "rpm",
         from: "1.8.3",
         control_planes: 1,
-        workers: 1,
+        workers: 2,
         id: 7,
     }) else {
         return;
@@ -238,7 +238,7 @@ fn kup_upgrades_a_modern_lab_one_minor() {
         flavour: "apt",
         from: "1.29.6",
         control_planes: 2,
-        workers: 1,
+        workers: 2,
         id: 8,
     }) else {
         return;

@@ -147,6 +147,24 @@ impl Transport {
     }
 }
 
+impl Drop for Transport {
+    /// Closes the shared ssh connections now rather than when ControlPersist runs out.
+    fn drop(&mut self) {
+        if let Ok(entries) = std::fs::read_dir(self.control_dir.path()) {
+            for socket in entries.flatten() {
+                let _ = Command::new("ssh")
+                    .arg("-o")
+                    .arg(format!("ControlPath={}", socket.path().display()))
+                    .args(["-O", "exit", "kup-control"])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+    }
+}
+
 fn feed(cmd: &mut Command, input: &[u8]) -> Result<std::process::Output, String> {
     let mut child = cmd
         .stdin(Stdio::piped())

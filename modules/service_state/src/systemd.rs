@@ -155,10 +155,25 @@ impl Systemctl {
             .run()
             .map(|o| o.stdout)
             .unwrap_or_default();
+        // The unit's own last words, not systemd's lines about it ("kubelet.service: Failed ...").
+        let systemd_line = |l: &str| {
+            l.starts_with(&format!("{unit}:"))
+                || [
+                    "Started ",
+                    "Starting ",
+                    "Stopped ",
+                    "Stopping ",
+                    "Failed to start ",
+                ]
+                .iter()
+                .any(|p| l.starts_with(p))
+        };
         let last = journal
             .lines()
             .rev()
-            .find(|l| !l.trim().is_empty())
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !systemd_line(l))
+            .or_else(|| journal.lines().rev().map(str::trim).find(|l| !l.is_empty()))
             .unwrap_or("")
             .to_string();
         let msg = if last.is_empty() {
