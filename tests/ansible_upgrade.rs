@@ -307,9 +307,25 @@ fn ansible_playbook_upgrades_an_apt_lab_from_1_8_3_to_1_9_2() {
         .expect("pdb violations");
     assert_eq!(violations["count"], 0, "{violations}");
 
-    // A second run finds nothing to do.
-    let (ok, out) = ansible.playbook(&lab.inventory, "upgrade.yml", &[]);
+    // A second run finds nothing to do. It uses the group aliases (masters, nodes) and no controller
+    // kubeconfig, so the API steps run on the first control plane with its admin.conf.
+    let aliased = lab.dir.join("inventory-aliases.ini");
+    let text = std::fs::read_to_string(&lab.inventory).unwrap();
+    assert!(text.contains("\nkubeconfig="), "{text}");
+    let text: String = text
+        .replace("[control_plane]", "[masters]")
+        .replace("[workers]", "[nodes]")
+        .lines()
+        .filter(|l| !l.starts_with("kubeconfig="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&aliased, text).unwrap();
+    let (ok, out) = ansible.playbook(&aliased, "upgrade.yml", &[]);
     assert!(ok, "second run failed:\n{out}");
+    assert!(
+        out.contains("ok: [lab-w1 -> lab-cp1("),
+        "API steps not on the first control plane:\n{out}"
+    );
     let second = recap(&out);
     assert_eq!(second.len(), 5, "{out}");
     for (host, counters) in &second {
