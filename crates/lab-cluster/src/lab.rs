@@ -192,9 +192,19 @@ fn build(state: &mut LabState) -> Result<LabFiles, String> {
         ],
     )?);
     state.save()?;
+    let apiserver_pid = state.apiserver_pid;
+    let log = spec.dir.join("logs/apiserver.log");
     let api = wait_for(Duration::from_secs(30), "the API server", || {
+        if apiserver_pid.is_some_and(|pid| !sh::alive(pid)) {
+            // It exited (an address in use, say): no point in waiting; its log says why below.
+            return Some(None);
+        }
         let api = Api::from_kubeconfig(&kubeconfig).ok()?;
-        api.get("/version").ok().map(|_| api)
+        api.get("/version").ok().map(|_| Some(api))
+    })?
+    .ok_or_else(|| {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        format!("the API server exited: {}", text.lines().last().unwrap_or("(no log)"))
     })?;
     wait_for(Duration::from_secs(30), "the release server", || {
         std::net::TcpStream::connect(&release_listen).ok()
