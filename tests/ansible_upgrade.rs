@@ -235,8 +235,24 @@ fn ansible_playbook_upgrades_an_apt_lab_from_1_8_3_to_1_9_2() {
     assert_same(&before, &state(&lab, 5), "plan.yml");
 
     // upgrade.yml --check: the same.
-    let (ok, out) = ansible.playbook(&lab.inventory, "upgrade.yml", &["--check"]);
+    let (ok, out) = ansible.playbook(
+        &lab.inventory,
+        "upgrade.yml",
+        &["--check", "-e", "workers_batch=2"],
+    );
     assert!(ok, "upgrade.yml --check failed:\n{out}");
+    // Both workers in one batch; the control planes one by one.
+    assert_eq!(
+        out.matches("PLAY [Workers' packages, in batches]").count(),
+        1,
+        "{out}"
+    );
+    assert_eq!(
+        out.matches("PLAY [Control-plane nodes' packages, one by one]")
+            .count(),
+        3,
+        "{out}"
+    );
     assert_same(&before, &state(&lab, 5), "upgrade.yml --check");
 
     // The upgrade, for real.
