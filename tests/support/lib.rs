@@ -1,3 +1,5 @@
+// Test support: a failed expectation here is a failed test, so panicking is its job.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Shared helpers for the end-to-end tests: where the release binaries are, and whether a missing
 //! prerequisite is a skip (a developer's quick run) or a failure (`KUP_REQUIRE_ALL=1`, as the test
 //! command and CI set it).
