@@ -204,7 +204,10 @@ fn build(state: &mut LabState) -> Result<LabFiles, String> {
     })?
     .ok_or_else(|| {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        format!("the API server exited: {}", text.lines().last().unwrap_or("(no log)"))
+        format!(
+            "the API server exited: {}",
+            text.lines().last().unwrap_or("(no log)")
+        )
     })?;
     wait_for(Duration::from_secs(30), "the release server", || {
         std::net::TcpStream::connect(&release_listen).ok()
