@@ -46,7 +46,7 @@ fn blocked(s: &Session<'_>, sorted: &Sorted, cordoned_note: &str) -> Failure {
         list.join("; ")
     ))
     .with("blocking", verdicts(&sorted.blocking))
-    .with("skipped", verdicts(&sorted.skipped))
+    .with("skipped_pods", verdicts(&sorted.skipped))
     .with("evicted", Vec::<String>::new())
     .with("deleted", Vec::<String>::new())
     .with("still_pending", Vec::<String>::new())
@@ -91,7 +91,7 @@ pub async fn drain(s: &Session<'_>, before: CordonState) -> Result<Outcome, Fail
             .with("would_evict", &keys)
             .with("evicted", Vec::<String>::new())
             .with("deleted", Vec::<String>::new())
-            .with("skipped", verdicts(&sorted.skipped))
+            .with("skipped_pods", verdicts(&sorted.skipped))
             .with("still_pending", Vec::<String>::new())
             .with("cordoned", true)
             .with("was_cordoned", before.cordoned)
@@ -139,7 +139,7 @@ pub async fn drain(s: &Session<'_>, before: CordonState) -> Result<Outcome, Fail
             o = o
                 .with("evicted", evicted)
                 .with("deleted", deleted)
-                .with("skipped", verdicts(&done.skipped))
+                .with("skipped_pods", verdicts(&done.skipped))
                 .with("still_pending", Vec::<String>::new())
                 .with("eviction_api", done.how.name())
                 .with("cordoned", true)
@@ -266,12 +266,12 @@ async fn evict_and_wait(s: &Session<'_>, first: Sorted, cordoned_now: bool) -> R
         ))
         .with("evicted", &removed)
         .with("still_pending", waiting.keys().collect::<Vec<_>>())
-        .with("skipped", verdicts(&sorted.skipped))
+        .with("skipped_pods", verdicts(&sorted.skipped))
         .with("eviction_api", how.name()));
     }
     wait_gone(s, &mut waiting).await.map_err(|f| {
         f.with("evicted", &removed)
-            .with("skipped", verdicts(&sorted.skipped))
+            .with("skipped_pods", verdicts(&sorted.skipped))
             .with("eviction_api", how.name())
     })?;
     Ok(Done {

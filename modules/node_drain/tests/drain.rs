@@ -100,7 +100,7 @@ fn blockers_first_then_check_apply_recheck_rerun() {
         assert_eq!(apply.json["cordoned"], true);
         assert_eq!(apply.json["was_cordoned"], false);
         assert_eq!(apply.json["still_pending"], json!([]));
-        assert!(apply.json["skipped"][0]["reason"]
+        assert!(apply.json["skipped_pods"][0]["reason"]
             .as_str()
             .unwrap()
             .contains("DaemonSet kube-proxy"));
@@ -157,7 +157,7 @@ fn mirror_pods_are_skipped_and_cordon_is_idempotent() {
         let ran = lab.run(bin(), args.clone());
         assert!(ran.changed() && !ran.failed(), "{}", ran.stdout);
         assert_eq!(ran.json["evicted"], json!([]));
-        let reasons: Vec<&str> = ran.json["skipped"]
+        let reasons: Vec<&str> = ran.json["skipped_pods"]
             .as_array()
             .unwrap()
             .iter()
