@@ -214,7 +214,8 @@ fn upgrade(p: &Params, ctx: &Context) -> Result<Outcome, Failure> {
         Err(f) if ctx.check_mode => {
             let version = target.map(|t| t.to_string()).unwrap_or_default();
             return Ok(Outcome::changed(format!(
-                "would run `kubeadm upgrade {verb} {version}` once kubeadm is there"
+                "would run `{} upgrade {verb} {version}` once kubeadm is there",
+                p.kubeadm_path.display()
             ))
             .warn(f.msg)
             .with("action", verb)
