@@ -12,6 +12,7 @@ const MODULES: &[&str] = &[
     "service_state",
     "kubeadm_upgrade",
     "kubeadm_download",
+    "upgrade_preflight",
 ];
 
 /// Runs a module four times: check, apply, check, apply; returns the four results.
