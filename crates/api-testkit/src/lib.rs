@@ -1,0 +1,111 @@
+//! For the API modules' tests: a lab API server on loopback (either emulated release, HTTP or
+//! HTTPS with a token) and a way to run the module binary against it.
+// Test support: a failed expectation here is a failed test, so panicking is its job.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lab_apiserver::{Cluster, Emulation, FaultSpec, Handle, ServerConfig};
+use module_kit::testkit::{run_with_args_file, Ran};
+use serde_json::Value;
+
+pub struct Lab {
+    pub rt: tokio::runtime::Runtime,
+    pub handle: Option<Handle>,
+    pub dir: tempfile::TempDir,
+    pub kubeconfig: PathBuf,
+    pub emu: Emulation,
+}
+
+/// The four ways the modules are tested: 1.9 and 1.30, each over HTTP and over HTTPS + token.
+pub fn matrix() -> Vec<(Emulation, bool)> {
+    vec![
+        (Emulation::V1_9, false),
+        (Emulation::V1_9, true),
+        (Emulation::V1_30, false),
+        (Emulation::V1_30, true),
+    ]
+}
+
+impl Lab {
+    pub fn start(emu: Emulation, tls: bool, cluster: Cluster) -> Lab {
+        Lab::start_with(emu, tls, cluster, |_| {})
+    }
+
+    pub fn start_with(
+        emu: Emulation,
+        tls: bool,
+        cluster: Cluster,
+        tweak: impl FnOnce(&mut ServerConfig),
+    ) -> Lab {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut cfg = ServerConfig::new(emu, cluster);
+        cfg.tls = tls;
+        cfg.token = tls.then(|| "module-test-token".to_string());
+        cfg.time_factor = 0.02;
+        cfg.pod_startup_seconds = 1.0;
+        cfg.node_grace = Duration::from_millis(600);
+        tweak(&mut cfg);
+        let handle = rt.block_on(lab_apiserver::start(cfg)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        handle.write_kubeconfig(&kubeconfig).unwrap();
+        Lab {
+            rt,
+            handle: Some(handle),
+            dir,
+            kubeconfig,
+            emu,
+        }
+    }
+
+    pub fn handle(&self) -> &Handle {
+        self.handle.as_ref().unwrap()
+    }
+
+    pub fn inject(&self, f: FaultSpec) {
+        self.handle().inject(f).unwrap();
+    }
+
+    /// Runs the module with `args` plus this lab's kubeconfig.
+    pub fn run(&self, bin: &Path, mut args: Value) -> Ran {
+        args.as_object_mut()
+            .unwrap()
+            .insert("kubeconfig".into(), self.kubeconfig.display().to_string().into());
+        run_with_args_file(bin, &args).unwrap()
+    }
+
+    pub fn label(&self) -> String {
+        format!(
+            "{} over {}",
+            self.emu.git_version(),
+            if self.handle().ca_pem().is_some() {
+                "https"
+            } else {
+                "http"
+            }
+        )
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            self.rt.block_on(h.stop());
+        }
+    }
+}
+
+/// `args` with `extra`'s keys added.
+pub fn with(args: &Value, extra: Value) -> Value {
+    let mut a = args.clone();
+    a.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    a
+}
