@@ -162,7 +162,8 @@ fn say(text: &str) {
     let _ = writeln!(std::io::stderr(), "kup: {text}");
 }
 
-fn load(common: &Common, mut opts: Options) -> Result<(Inventory, Options), String> {
+/// The inventory, the options completed from its variables, and a transport to its hosts.
+fn load(common: &Common, mut opts: Options) -> Result<(Inventory, Options, transport::Transport), String> {
     let inventory = Inventory::load(&common.inventory)?;
     opts.base_url = common
         .base_url
@@ -172,19 +173,12 @@ fn load(common: &Common, mut opts: Options) -> Result<(Inventory, Options), Stri
     if opts.cni_version.is_none() {
         opts.cni_version = inventory.var("cni_version");
     }
-    Ok((inventory, opts))
+    Ok((inventory, opts, transport::Transport::new()?))
 }
 
 fn upgrade(common: &Common, opts: Options, state: Option<PathBuf>, restart: bool, yes: bool) -> ExitCode {
-    let (inventory, opts) = match load(common, opts) {
+    let (inventory, opts, transport) = match load(common, opts) {
         Ok(x) => x,
-        Err(e) => {
-            say(&e);
-            return ExitCode::from(2);
-        }
-    };
-    let transport = match transport::Transport::new() {
-        Ok(t) => t,
         Err(e) => {
             say(&e);
             return ExitCode::from(2);
@@ -294,15 +288,8 @@ fn finish(reporter: &Reporter, stop: Stop, target: Option<String>) -> ExitCode {
 
 fn plan(common: &Common) -> ExitCode {
     let opts = options(common, 1, 0, false, 0, 0);
-    let (inventory, opts) = match load(common, opts) {
+    let (inventory, opts, transport) = match load(common, opts) {
         Ok(x) => x,
-        Err(e) => {
-            say(&e);
-            return ExitCode::from(2);
-        }
-    };
-    let transport = match transport::Transport::new() {
-        Ok(t) => t,
         Err(e) => {
             say(&e);
             return ExitCode::from(2);
