@@ -212,6 +212,30 @@ fn apt_lab_nodes_and_host_modules() {
         &json!({"units": ["kubelet"], "state": "restarted"}),
     );
     assert_eq!(repaired["failed"], false, "{repaired}");
+    // Unit state is read over D-Bus; the systemctl fallback must read exactly the same.
+    lab.ssh_ok(3, "systemctl stop docker");
+    let mixed = json!({"units": ["kubelet", "docker", "nosuch", "dbus.socket"], "state": "restarted",
+                       "enabled": false, "_ansible_check_mode": true, "_ansible_diff": true});
+    let over_bus = lab.module(3, "service_state", &mixed);
+    let over_systemctl = lab.module_with_env(3, "service_state", "KUP_SYSTEMD_BACKEND=systemctl", &mixed);
+    assert_eq!(over_bus, over_systemctl);
+    assert!(
+        over_bus.get("warnings").is_none(),
+        "the bus was not used: {over_bus}"
+    );
+    assert_eq!(over_bus["missing"], json!(["nosuch.service"]), "{over_bus}");
+    assert!(
+        over_bus["msg"]
+            .as_str()
+            .unwrap()
+            .contains("would disable kubelet.service"),
+        "{over_bus}"
+    );
+    assert_eq!(
+        over_bus["diff"]["before"]["docker.service"], "inactive",
+        "{over_bus}"
+    );
+    lab.ssh_ok(3, "systemctl start docker");
 
     // kubeadm_upgrade on the primary: download the target's kubeadm, plan, apply (four runs).
     let dl = lab.module(

@@ -158,12 +158,17 @@ impl TestLab {
 
     /// Runs a module on a node with JSON on stdin (as kup does); returns its result.
     pub fn module(&self, node: u8, module: &str, args: &Value) -> Value {
+        self.module_with_env(node, module, "", args)
+    }
+
+    /// Like `module`, with environment assignments (`NAME=value ...`, test constants only).
+    pub fn module_with_env(&self, node: u8, module: &str, env: &str, args: &Value) -> Value {
         let mut child = Command::new("ssh")
             .args(SSH_OPTS)
             .arg("-i")
             .arg(&self.key)
             .arg(format!("root@{}", self.address(node)))
-            .arg(format!("/tmp/kup/{module}"))
+            .arg(format!("{env} /tmp/kup/{module}"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

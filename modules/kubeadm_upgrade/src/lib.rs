@@ -329,20 +329,25 @@ fn upgrade(p: &Params, ctx: &Context) -> Result<Outcome, Failure> {
 }
 
 fn kubeadm_version(p: &Params) -> Result<Version, Failure> {
-    let out = kubeadm(p)
-        .args(["version", "-o", "short"])
-        .timeout(Duration::from_secs(30))
-        .run_checked()
+    const ASK: [&str; 3] = ["version", "-o", "short"];
+    let out = version_cache::Cache::system()
+        .output(&p.kubeadm_path, &ASK, || {
+            kubeadm(p)
+                .args(ASK)
+                .timeout(Duration::from_secs(30))
+                .run_checked()
+                .map(|o| o.stdout)
+        })
         .map_err(|e| {
             Failure::from(e).context(format!(
                 "cannot run kubeadm at {} (download it with kubeadm_download)",
                 p.kubeadm_path.display()
             ))
         })?;
-    Version::parse(out.stdout.trim()).ok_or_else(|| {
+    Version::parse(out.trim()).ok_or_else(|| {
         Failure::new(format!(
             "`kubeadm version -o short` printed {:?}, not a version",
-            out.stdout.trim()
+            out.trim()
         ))
     })
 }

@@ -88,10 +88,8 @@ impl Module for ServiceState {
 
     fn run(p: Params, ctx: &Context) -> Result<Outcome, Failure> {
         let units = validate(&p)?;
-        let systemctl = Systemctl {
-            timeout: Duration::from_secs(p.wait_timeout),
-        };
-        let before = systemctl.show(&units)?;
+        let systemctl = Systemctl::new(Duration::from_secs(p.wait_timeout));
+        let before = systemctl.show_brief(&units, p.enabled.is_some())?;
         let missing: Vec<&str> = before
             .iter()
             .filter(|u| !u.exists())
@@ -153,7 +151,7 @@ impl Module for ServiceState {
         }
 
         let after = if changed && !ctx.check_mode {
-            systemctl.show(&units)?
+            systemctl.show_brief(&units, false)?
         } else {
             before.clone()
         };
@@ -237,6 +235,10 @@ impl Module for ServiceState {
             Outcome::changed(msg)
         } else {
             Outcome::unchanged(msg)
+        };
+        let outcome = match systemctl.bus_error.borrow_mut().take() {
+            Some(why) => outcome.warn(why),
+            None => outcome,
         };
         Ok(outcome
             .with("units", report)

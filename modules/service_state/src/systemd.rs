@@ -1,8 +1,11 @@
-//! systemctl: unit state in one call, and the few verbs we need.
+//! Unit state, read over systemd's private bus (systemctl show as the fallback), and the few
+//! verbs we need, done with systemctl.
 
 use module_kit::command::Command;
 use module_kit::Failure;
+use std::cell::RefCell;
 use std::time::{Duration, Instant};
+use systemd_bus::{Bus, Value};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnitState {
@@ -40,13 +43,66 @@ impl UnitState {
 
 pub struct Systemctl {
     pub timeout: Duration,
+    /// One connection for all reads of a run; `None` once the bus proved unusable.
+    bus: RefCell<Option<Bus>>,
+    /// Why reads went through systemctl instead, when the bus was tried and failed.
+    pub bus_error: RefCell<Option<String>>,
 }
+
+/// Set to `systemctl` to read unit state with `systemctl show` (the fallback) instead of the bus.
+pub const BACKEND_ENV: &str = "KUP_SYSTEMD_BACKEND";
 
 const PROPERTIES: &str = "Id,LoadState,ActiveState,SubState,UnitFileState,NeedDaemonReload,NRestarts";
 
 impl Systemctl {
-    /// The state of every unit, in the order given.
+    pub fn new(timeout: Duration) -> Self {
+        let bus = match std::env::var(BACKEND_ENV).as_deref() {
+            Ok("systemctl") => None,
+            // No bus and no private socket (systemd is not PID 1?): systemctl will say what is wrong.
+            _ => Bus::connect_systemd(timeout.min(Duration::from_secs(5))).ok(),
+        };
+        Systemctl {
+            timeout,
+            bus: RefCell::new(bus),
+            bus_error: RefCell::new(None),
+        }
+    }
+
+    /// The full state of every unit, in the order given.
     pub fn show(&self, units: &[String]) -> Result<Vec<UnitState>, Failure> {
+        self.read(units, &FULL)
+    }
+
+    /// What deciding needs (existence, activity, pending daemon-reload, and enablement when
+    /// asked): on the bus, fewer reads make the common no-op run faster.
+    pub fn show_brief(&self, units: &[String], enablement: bool) -> Result<Vec<UnitState>, Failure> {
+        self.read(
+            units,
+            if enablement {
+                &BRIEF_WITH_ENABLEMENT
+            } else {
+                &BRIEF
+            },
+        )
+    }
+
+    fn read(&self, units: &[String], properties: &[&str]) -> Result<Vec<UnitState>, Failure> {
+        let mut slot = self.bus.borrow_mut();
+        if let Some(bus) = slot.as_mut() {
+            match read_units(bus, units, properties) {
+                Ok(states) => return Ok(states),
+                Err(e) => {
+                    *self.bus_error.borrow_mut() =
+                        Some(format!("{e}; read unit state with systemctl instead"));
+                    *slot = None;
+                }
+            }
+        }
+        drop(slot);
+        self.show_with_systemctl(units)
+    }
+
+    fn show_with_systemctl(&self, units: &[String]) -> Result<Vec<UnitState>, Failure> {
         let out = Command::new("systemctl")
             .args(["show", "--no-pager", "-p", PROPERTIES, "--"])
             .args(units)
@@ -185,6 +241,67 @@ impl Systemctl {
         failure.msg = msg;
         failure
     }
+}
+
+const FULL: [&str; 6] = [
+    "LoadState",
+    "ActiveState",
+    "NeedDaemonReload",
+    "UnitFileState",
+    "SubState",
+    "NRestarts",
+];
+const BRIEF: [&str; 3] = ["LoadState", "ActiveState", "NeedDaemonReload"];
+const BRIEF_WITH_ENABLEMENT: [&str; 4] = ["LoadState", "ActiveState", "NeedDaemonReload", "UnitFileState"];
+
+/// The named properties of every unit, read over the bus in one round trip; those not asked
+/// for keep their empty defaults.
+fn read_units(
+    bus: &mut Bus,
+    units: &[String],
+    properties: &[&str],
+) -> Result<Vec<UnitState>, systemd_bus::Error> {
+    // Only services count restarts; other unit types have no such interface.
+    let interface = |p: &str| match p {
+        "NRestarts" => "org.freedesktop.systemd1.Service",
+        _ => "org.freedesktop.systemd1.Unit",
+    };
+    let asked: Vec<(&str, &str)> = properties.iter().map(|p| (interface(p), *p)).collect();
+    let names: Vec<&str> = units.iter().map(String::as_str).collect();
+    let all = bus.unit_properties(&names, &asked)?;
+    let mut states = Vec::new();
+    for (name, values) in units.iter().zip(all) {
+        let mut state = UnitState {
+            name: name.clone(),
+            load_state: String::new(),
+            active_state: String::new(),
+            sub_state: String::new(),
+            unit_file_state: String::new(),
+            need_daemon_reload: false,
+            restarts: 0,
+        };
+        for (property, value) in properties.iter().zip(values) {
+            let value = match (value, *property) {
+                (Ok(v), _) => v,
+                (Err(systemd_bus::Error::Call { .. }), "NRestarts") => continue,
+                (Err(e), _) => return Err(e),
+            };
+            match *property {
+                "LoadState" => state.load_state = value.to_string(),
+                "ActiveState" => state.active_state = value.to_string(),
+                "SubState" => state.sub_state = value.to_string(),
+                "UnitFileState" => state.unit_file_state = value.to_string(),
+                "NeedDaemonReload" => state.need_daemon_reload = value == Value::Bool(true),
+                _ => {
+                    if let Value::Unsigned(n) = value {
+                        state.restarts = n;
+                    }
+                }
+            }
+        }
+        states.push(state);
+    }
+    Ok(states)
 }
 
 fn parse(name: &str, block: &str) -> UnitState {

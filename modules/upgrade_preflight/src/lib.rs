@@ -171,12 +171,16 @@ fn swap() -> Check {
 }
 
 fn kubeadm(p: &Params, target: Version) -> Check {
-    let out = Command::new(&p.kubeadm_path)
-        .args(["version", "-o", "short"])
-        .timeout(Duration::from_secs(30))
-        .run_checked();
+    const ASK: [&str; 3] = ["version", "-o", "short"];
+    let out = version_cache::Cache::system().output(&p.kubeadm_path, &ASK, || {
+        Command::new(&p.kubeadm_path)
+            .args(ASK)
+            .timeout(Duration::from_secs(30))
+            .run_checked()
+            .map(|o| o.stdout)
+    });
     match out {
-        Ok(out) => match Version::parse(out.stdout.trim()) {
+        Ok(out) => match Version::parse(out.trim()) {
             Some(v) if v >= target => Check::pass("kubeadm", format!("{} is {v}", p.kubeadm_path.display())),
             Some(v) => Check::fail(
                 "kubeadm",
@@ -187,7 +191,7 @@ fn kubeadm(p: &Params, target: Version) -> Check {
             ),
             None => Check::fail(
                 "kubeadm",
-                format!("`kubeadm version -o short` printed {:?}", out.stdout.trim()),
+                format!("`kubeadm version -o short` printed {:?}", out.trim()),
             ),
         },
         Err(e) => Check::fail("kubeadm", format!("{e} (download it with kubeadm_download)")),
