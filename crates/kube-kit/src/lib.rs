@@ -1,7 +1,7 @@
 //! Kubernetes API access shared by the API modules (`node_drain`, `kubeadm_config_nodename`,
-//! `node_ready`): a client from the common parameters, API errors with their HTTP status and the
-//! server's message, a small runtime so a synchronous `Module::run` can call async kube code,
-//! eviction discovery and the pod facts drains depend on.
+//! `node_ready`, `cluster_survey`): a client from the common parameters, API errors with their HTTP
+//! status and the server's message, a small runtime so a synchronous `Module::run` can call async
+//! kube code, eviction discovery, and kubectl drain's pod filters.
 //!
 //! Modules that do not talk to the API must not depend on this crate (it links kube and tokio).
 

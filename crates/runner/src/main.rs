@@ -63,7 +63,8 @@ struct Common {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Preflight, then host by host what would change (every module in check mode). Changes nothing.
+    /// Preflight, then host by host what would change (every module in check mode), then one survey of
+    /// the cluster (versions, what would block or hold up each node's drain). Changes nothing.
     Plan(Common),
     /// Run the upgrade.
     Upgrade {
@@ -326,11 +327,29 @@ fn plan(common: &Common) -> ExitCode {
         reporter.phase("what would change (check mode)");
         for (i, host) in inventory.all_hosts().enumerate() {
             let worker = i >= inventory.control_plane.len();
-            for (module, args) in modules::plan_steps(&run, host, target, worker) {
+            for (module, args) in modules::plan_steps(&run, target, worker) {
                 if let Err(Stop::Failed { msg, .. }) = run.check(host, module, args) {
                     blockers.push(format!("{}: {module}: {msg}", host.name));
                 }
             }
+        }
+        // Every node's versions and drain blockers in one pass over the API, not a pod list per node.
+        reporter.phase("the cluster: versions, drain blockers (one survey)");
+        let Some(primary) = inventory.control_plane.first() else {
+            return Ok(());
+        };
+        match run.check(primary, "cluster_survey", modules::survey_args(&inventory, false)) {
+            Ok(survey) => {
+                let found = modules::survey_findings(&inventory, &survey);
+                for (host, note) in &found.notes {
+                    reporter.note(host, note);
+                }
+                blockers.extend(found.blockers);
+            }
+            Err(Stop::Failed { msg, .. }) => {
+                blockers.push(format!("{}: cluster_survey: {msg}", primary.name))
+            }
+            Err(other) => return Err(other),
         }
         Ok(())
     })();

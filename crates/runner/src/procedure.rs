@@ -62,7 +62,12 @@ pub struct Run<'a> {
     pub interrupted: Arc<AtomicBool>,
 }
 
-const API_MODULES: &[&str] = &["node_drain", "node_ready", "kubeadm_config_nodename"];
+const API_MODULES: &[&str] = &[
+    "node_drain",
+    "node_ready",
+    "kubeadm_config_nodename",
+    "cluster_survey",
+];
 
 impl Run<'_> {
     fn primary(&self) -> &Host {

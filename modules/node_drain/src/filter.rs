@@ -1,8 +1,8 @@
-//! kubectl drain's pod filters, in order, and what each decides.
+//! kubectl drain's pod filters (shared with cluster_survey in kube-kit), applied to a node's pods.
 
 use kube_kit::k8s_openapi::api::core::v1::Pod;
 use kube_kit::k8s_openapi::jiff::Timestamp;
-use kube_kit::pods;
+use kube_kit::pods::{self, Decision, DrainFilters};
 use serde_json::{json, Value};
 
 use crate::Params;
@@ -53,6 +53,11 @@ pub fn sort(pods_on_node: Vec<Pod>, p: &Params) -> Sorted {
     let mut out = Sorted::default();
     let mut forced = Vec::new();
     let mut local = Vec::new();
+    let filters = DrainFilters {
+        ignore_daemonsets: p.ignore_daemonsets,
+        delete_emptydir_data: p.delete_emptydir_data,
+        force: p.force,
+    };
     for pod in pods_on_node {
         let key = pods::key(&pod);
         let skip = |reason: String| Verdict {
@@ -70,50 +75,22 @@ pub fn sort(pods_on_node: Vec<Pod>, p: &Params) -> Sorted {
                 }
             }
         }
-        if pods::is_mirror(&pod) {
-            out.skipped.push(skip(
-                "mirror pod of a static pod (the kubelet runs it from a manifest)".into(),
-            ));
-            continue;
-        }
-        if let Some(ds) = pods::daemonset_owner(&pod) {
-            let what = format!("managed by DaemonSet {} ({})", ds.name, ds.api_version);
-            if p.ignore_daemonsets {
-                out.skipped.push(skip(what));
-            } else {
-                out.blocking.push(skip(format!(
-                    "{what}: the DaemonSet would put it right back; set ignore_daemonsets"
-                )));
+        match pods::drain_decision(&pod, &filters) {
+            Decision::Skip(reason) => out.skipped.push(skip(reason)),
+            Decision::Block(reason) => out.blocking.push(skip(reason)),
+            Decision::Remove {
+                local_data,
+                forced: bare,
+            } => {
+                if local_data {
+                    local.push(key.clone());
+                }
+                if bare {
+                    forced.push(key.clone());
+                }
+                out.remove.push(pod);
             }
-            continue;
         }
-        if pods::is_finished(&pod) {
-            out.remove.push(pod);
-            continue;
-        }
-        let dirs = pods::empty_dirs(&pod);
-        if !dirs.is_empty() {
-            if !p.delete_emptydir_data {
-                out.blocking.push(skip(format!(
-                    "uses emptyDir volume(s) {} whose data would be lost; set delete_emptydir_data",
-                    dirs.join(", ")
-                )));
-                continue;
-            }
-            local.push(key.clone());
-        }
-        if pods::controller(&pod).is_none() {
-            if !p.force {
-                out.blocking.push(skip(
-                    "not managed by a controller (ReplicaSet, Job, StatefulSet...): nothing would recreate it; \
-                     set force"
-                        .into(),
-                ));
-                continue;
-            }
-            forced.push(key.clone());
-        }
-        out.remove.push(pod);
     }
     if !local.is_empty() {
         out.warnings
