@@ -77,6 +77,34 @@ fn kup_upgrades_an_apt_lab_from_1_8_to_1_9() {
         lab.nodes().iter().all(|(_, _, v)| v == "v1.8.3"),
         "plan changed something"
     );
+    // On a terminal (here script(1)'s pseudo-terminal) progress is a live host x step table,
+    // redrawn in place; the report still follows it.
+    let on_tty = format!(
+        "{} plan --to v1.9.2 --cni-version 0.6.0 -i {}",
+        dist().join("kup").display(),
+        lab.inventory.display()
+    );
+    let tty = Command::new("script")
+        .args(["-qefc", &on_tty, "/dev/null"])
+        .env("TERM", "xterm")
+        .stdin(Stdio::null())
+        .output()
+        .expect("script");
+    let screen = String::from_utf8_lossy(&tty.stdout);
+    assert!(tty.status.success(), "kup plan on a terminal:\n{screen}");
+    assert!(screen.contains("\x1b[J"), "the table is never redrawn:\n{screen}");
+    assert!(
+        screen.contains("+ changed  . unchanged"),
+        "no live table:\n{screen}"
+    );
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.starts_with("lab-w2 ") && l.contains("> ")),
+        "no running step shown for lab-w2:\n{screen}"
+    );
+    assert!(screen.contains("the upgrade can go ahead"), "{screen}");
+    assert!(!text(&plan).contains("\x1b["), "escape codes without a terminal");
 
     let up = kup(
         &lab,

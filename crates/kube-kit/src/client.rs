@@ -12,7 +12,7 @@ use kube::{Client, Config};
 use module_kit::Failure;
 use tower::ServiceBuilder;
 
-use crate::dns::HickoryResolver;
+use crate::dns::StubResolver;
 
 /// Where and how to reach the API server.
 #[derive(Debug, Clone)]
@@ -139,9 +139,9 @@ pub async fn connect(conn: &Connection) -> Result<Api, Failure> {
     })
 }
 
-/// kube's own client stack, but with a hickory-resolving connector and a per-request timeout.
+/// kube's own client stack, but with a connector resolving names itself and a per-request timeout.
 fn build(config: Config, timeout: Duration) -> Result<Client, kube::Error> {
-    let mut http = HttpConnector::new_with_resolver(HickoryResolver::default());
+    let mut http = HttpConnector::new_with_resolver(StubResolver::default());
     http.enforce_http(false);
     http.set_connect_timeout(Some(timeout));
     http.set_nodelay(true);

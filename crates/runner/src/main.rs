@@ -6,6 +6,7 @@
 
 mod inventory;
 mod journal;
+mod live;
 mod modules;
 mod procedure;
 mod report;
@@ -35,7 +36,9 @@ use std::sync::{Arc, Mutex};
         (control planes cordoned, workers drained in batches): stop keepalived/kubelet/runtime, install the \
         pinned packages, start them again in reverse order, wait until Ready at the version, uncordon; then \
         verify.\n\nStart with `kup plan`. A failed or interrupted `kup upgrade` resumes where it stopped when \
-        run again."
+        run again.\n\nProgress: on a terminal, a live table of every host and its steps (+ changed, . unchanged, \
+        = done before, X failed, and the running step with its time) above the log; plain lines when stderr \
+        is not a terminal; `--json` for an event stream. The report follows on stdout."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -185,7 +188,10 @@ fn upgrade(common: &Common, opts: Options, state: Option<PathBuf>, restart: bool
             return ExitCode::from(2);
         }
     };
-    let reporter = Reporter::new(common.json);
+    let reporter = Reporter::new(
+        common.json,
+        &inventory.all_hosts().map(|h| h.name.clone()).collect::<Vec<_>>(),
+    );
     let interrupted = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         let _ = signal_hook::flag::register(signal, Arc::clone(&interrupted));
@@ -296,7 +302,10 @@ fn plan(common: &Common) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let reporter = Reporter::new(common.json);
+    let reporter = Reporter::new(
+        common.json,
+        &inventory.all_hosts().map(|h| h.name.clone()).collect::<Vec<_>>(),
+    );
     let tmp = match tempfile::tempdir() {
         Ok(t) => t,
         Err(e) => {

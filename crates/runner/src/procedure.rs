@@ -108,6 +108,7 @@ impl Run<'_> {
         if let (Some(k), Some(obj)) = (kubeconfig, args.as_object_mut()) {
             obj.insert("kubeconfig".into(), json!(k));
         }
+        self.reporter.running(&host.name, step);
         let started = Instant::now();
         let result = self
             .transport

@@ -1,10 +1,12 @@
-//! Progress (plain lines on the terminal, or a JSON event stream with `--json`) and the final
-//! report: per host, the kubelet versions before and after, the steps, the changes, the time.
+//! Progress (a live host x step table on a terminal, plain lines when stderr is not one, or a
+//! JSON event stream with `--json`) and the final report: per host, the kubelet versions before
+//! and after, the steps, the changes, the time.
 
+use crate::live::{Live, TICK};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::sync::Mutex;
+use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 pub struct StepEvent {
@@ -68,22 +70,50 @@ pub struct Reporter {
     json: bool,
     started: Instant,
     hosts: Mutex<BTreeMap<String, HostSummary>>,
+    live: Option<Arc<Mutex<Live>>>,
 }
 
 impl Reporter {
-    pub fn new(json: bool) -> Reporter {
+    /// `hosts` in inventory order: the rows of the live view, shown when stderr is a terminal.
+    pub fn new(json: bool, hosts: &[String]) -> Reporter {
+        let terminal = std::io::stderr().is_terminal()
+            && std::env::var("TERM").is_ok_and(|t| !t.is_empty() && t != "dumb");
+        let live = (!json && terminal).then(|| Arc::new(Mutex::new(Live::new(hosts))));
+        if let Some(live) = &live {
+            let live = Arc::clone(live);
+            // Ticks the running step's elapsed time; ends when the view is frozen by `finish`.
+            std::thread::spawn(move || loop {
+                std::thread::sleep(TICK);
+                let Ok(mut view) = live.lock() else { return };
+                if !view.active {
+                    return;
+                }
+                view.draw(&mut std::io::stderr().lock(), &[], Instant::now());
+            });
+        }
         Reporter {
             json,
             started: Instant::now(),
             hosts: Mutex::new(BTreeMap::new()),
+            live,
         }
     }
 
     fn emit(&self, line: String) {
         if self.json {
             let _ = writeln!(std::io::stdout().lock(), "{line}");
+        } else if let Some(mut view) = self.live.as_ref().and_then(|l| l.lock().ok()) {
+            view.draw(&mut std::io::stderr().lock(), &[line], Instant::now());
         } else {
             let _ = writeln!(std::io::stderr().lock(), "{line}");
+        }
+    }
+
+    /// A step has started on `host` (shown in the live view only).
+    pub fn running(&self, host: &str, step: &str) {
+        if let Some(mut view) = self.live.as_ref().and_then(|l| l.lock().ok()) {
+            view.running(host, step, Instant::now());
+            view.draw(&mut std::io::stderr().lock(), &[], Instant::now());
         }
     }
 
@@ -108,6 +138,9 @@ impl Reporter {
                     before
                 };
             }
+        }
+        if let Some(mut view) = self.live.as_ref().and_then(|l| l.lock().ok()) {
+            view.finished(&e.host, &e.step, e.status, e.seconds);
         }
         let elapsed = self.started.elapsed().as_secs_f64();
         if self.json {
@@ -151,8 +184,13 @@ impl Reporter {
         }
     }
 
-    /// The final report (stdout), and the totals for the caller.
+    /// The final report (stdout), and the totals for the caller. The live view stays on screen
+    /// as it last was, above the report.
     pub fn finish(&self, outcome: &str, target: Option<String>) -> (usize, usize) {
+        if let Some(mut view) = self.live.as_ref().and_then(|l| l.lock().ok()) {
+            view.draw(&mut std::io::stderr().lock(), &[], Instant::now());
+            view.freeze();
+        }
         let hosts = self.hosts.lock().map(|h| {
             h.iter()
                 .map(|(k, v)| (k.clone(), summary_json(v)))

@@ -171,7 +171,7 @@ fn bad_params_and_missing_kubeconfig_name_the_field() {
 
 #[test]
 fn host_names_resolve_without_nss() {
-    // `localhost` goes through the module's own resolver (/etc/hosts via hickory), never getaddrinfo.
+    // `localhost` goes through the module's own resolver (/etc/hosts, then resolv.conf's nameservers), never getaddrinfo.
     let lab = Lab::start(Emulation::V1_9, false, Cluster::sample(None));
     let text = std::fs::read_to_string(&lab.kubeconfig).unwrap();
     let by_name = text.replace("http://127.0.0.1:", "http://localhost:");
