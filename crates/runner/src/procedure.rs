@@ -171,12 +171,34 @@ impl Run<'_> {
             json!({"version": target.to_string(), "skip": ["kubeadm"]}),
             false,
         )?;
-        for host in self.inventory.all_hosts().skip(1) {
-            let local_only = json!({"version": target.to_string(),
-                                    "skip": ["kubeadm", "version_skew", "api", "nodes_ready", "control_plane"]});
-            self.step(host, "preflight", "upgrade_preflight", local_only, false)?;
-        }
-        Ok(())
+        // The other hosts' local checks are read-only and independent: all at once (this is also
+        // each host's first contact: the ssh master and the copy of kup).
+        let local_only = json!({"version": target.to_string(),
+                                "skip": ["kubeadm", "version_skew", "api", "nodes_ready", "control_plane"]});
+        let others: Vec<&Host> = self.inventory.all_hosts().skip(1).collect();
+        self.on_each(&others, |host| {
+            self.step(host, "preflight", "upgrade_preflight", local_only.clone(), false)
+                .map(|_| ())
+        })
+    }
+
+    /// Runs `job` for every host concurrently; the first failure in inventory order wins.
+    fn on_each<F>(&self, hosts: &[&Host], job: F) -> Result<(), Stop>
+    where
+        F: Fn(&Host) -> Result<(), Stop> + Sync,
+    {
+        let results: Vec<Result<(), Stop>> = std::thread::scope(|scope| {
+            let job = &job;
+            let running: Vec<_> = hosts.iter().map(|h| scope.spawn(move || job(h))).collect();
+            running
+                .into_iter()
+                .map(|r| {
+                    r.join()
+                        .unwrap_or_else(|_| Err(Stop::Setup("a host's thread crashed".into())))
+                })
+                .collect()
+        });
+        results.into_iter().collect()
     }
 
     pub fn control_plane_kubeadm(&self, target: Version) -> Result<(), Stop> {
@@ -314,21 +336,8 @@ impl Run<'_> {
             self.upgrade_node(host, target, false)?;
         }
         for batch in self.inventory.workers.chunks(self.opts.workers_batch.max(1)) {
-            let results: Vec<Result<(), Stop>> = std::thread::scope(|scope| {
-                let jobs: Vec<_> = batch
-                    .iter()
-                    .map(|h| scope.spawn(move || self.upgrade_node(h, target, true)))
-                    .collect();
-                jobs.into_iter()
-                    .map(|j| {
-                        j.join()
-                            .unwrap_or_else(|_| Err(Stop::Setup("a worker thread crashed".into())))
-                    })
-                    .collect()
-            });
-            for r in results {
-                r?;
-            }
+            let batch: Vec<&Host> = batch.iter().collect();
+            self.on_each(&batch, |host| self.upgrade_node(host, target, true))?;
         }
         Ok(())
     }
