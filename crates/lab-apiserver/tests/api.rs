@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{wait_until, Lab};
-use lab_apiserver::{Cluster, Emulation};
+use lab_apiserver::{Cluster, Emulation, ServerConfig};
 use reqwest::blocking::{Client, Response};
 use serde_json::{json, Value};
 
@@ -19,7 +19,11 @@ struct Api {
 
 impl Api {
     fn new(emu: Emulation, tls: bool) -> Api {
-        let lab = Lab::start(emu, tls, Cluster::sample(None));
+        Api::with_config(emu, tls, |_| {})
+    }
+
+    fn with_config(emu: Emulation, tls: bool, tweak: impl FnOnce(&mut ServerConfig)) -> Api {
+        let lab = Lab::start_with(emu, tls, Cluster::sample(None), tweak);
         let mut b = Client::builder().timeout(Duration::from_secs(10));
         if let Some(ca) = lab.handle().ca_pem() {
             b = b.add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap());
@@ -269,7 +273,11 @@ fn status_bodies_and_codes() {
 #[test]
 fn graceful_deletion_and_pdb_violations() {
     for emu in [Emulation::V1_9, Emulation::V1_30] {
-        let api = Api::new(emu, emu == Emulation::V1_30);
+        // Replacement pods stay unready for the whole test (1,000 s x 0.02 = 20 s): the PDB
+        // accounting below must not depend on how fast the test runs after each deletion.
+        let api = Api::with_config(emu, emu == Emulation::V1_30, |cfg| {
+            cfg.pod_startup_seconds = 1000.0
+        });
         // Graceful: deletionTimestamp now, gone after 30 s x 0.02 = 0.6 s.
         let (code, v) = api.call("DELETE", "/api/v1/namespaces/default/pods/toolbox", json!({}));
         assert_eq!(code, 200);
@@ -320,13 +328,15 @@ fn graceful_deletion_and_pdb_violations() {
             v["count"], 0,
             "3 healthy, minAvailable 2: one deletion is within the budget"
         );
-        api.call(
+        let (_, pods_before) = api.get("/api/v1/namespaces/default/pods?labelSelector=app%3Dweb");
+        let (code, deleted) = api.call(
             "DELETE",
             &format!("/api/v1/namespaces/default/pods/{}", names[1]),
             json!({}),
         );
+        assert_eq!(code, 200, "{deleted}");
         let (_, v) = api.get("/_lab/pdb-violations");
-        assert_eq!(v["count"], 1, "{v}");
+        assert_eq!(v["count"], 1, "{v}; web pods before this deletion: {pods_before}");
         assert_eq!(v["violations"][0]["pdb"], "default/web");
         assert_eq!(v["violations"][0]["via"], "delete");
         // Evicting the third is refused with a real 429 Status (no Retry-After: clients back off).

@@ -17,6 +17,16 @@ pub struct Lab {
 
 impl Lab {
     pub fn start(emu: Emulation, tls: bool, cluster: Cluster) -> Lab {
+        Lab::start_with(emu, tls, cluster, |_| {})
+    }
+
+    /// Like `start`, with the server's configuration adjusted by `tweak` first.
+    pub fn start_with(
+        emu: Emulation,
+        tls: bool,
+        cluster: Cluster,
+        tweak: impl FnOnce(&mut ServerConfig),
+    ) -> Lab {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -29,6 +39,7 @@ impl Lab {
         cfg.time_factor = 0.02;
         cfg.pod_startup_seconds = 1.0;
         cfg.node_grace = Duration::from_millis(600);
+        tweak(&mut cfg);
         let handle = rt.block_on(lab_apiserver::start(cfg)).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
