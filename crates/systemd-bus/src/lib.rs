@@ -9,7 +9,7 @@
 //! operators know.
 //!
 //! Only what those reads need is implemented: the EXTERNAL handshake, method calls whose arguments
-//! are strings, and replies whose body is an object path or a variant of a basic type.
+//! are strings, and replies whose body is a variant of a basic type.
 
 mod wire;
 
@@ -32,8 +32,6 @@ const DBUS: &str = "org.freedesktop.DBus";
 const DBUS_PATH: &str = "/org/freedesktop/DBus";
 
 const SYSTEMD: &str = "org.freedesktop.systemd1";
-const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
-const MANAGER: &str = "org.freedesktop.systemd1.Manager";
 const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
 
 #[derive(Debug)]
@@ -148,19 +146,6 @@ impl Bus {
         Ok(String::from_utf8_lossy(&line).trim_end().to_string())
     }
 
-    /// Loads `unit` (as `systemctl show` does: a unit that does not exist still loads, with
-    /// `LoadState` "not-found") and returns its object path.
-    pub fn load_unit(&mut self, unit: &str) -> Result<String, Error> {
-        let reply = self.call(MANAGER_PATH, MANAGER, "LoadUnit", &[unit])?;
-        object_path(&reply)
-    }
-
-    /// One property of the object at `path`.
-    pub fn property(&mut self, path: &str, interface: &str, name: &str) -> Result<Value, Error> {
-        let reply = self.call(path, PROPERTIES, "Get", &[interface, name])?;
-        variant(&reply)
-    }
-
     /// Properties of several units in one round trip: every `Get` is written at once, then the
     /// replies are collected. systemd loads a unit on demand when its object path is used, as
     /// `LoadUnit` would (a unit that does not exist reads as `LoadState` "not-found"), so no
@@ -193,13 +178,6 @@ impl Bus {
             out.push(values);
         }
         Ok(out)
-    }
-
-    /// A method call with string arguments; returns the matching reply (signals are skipped).
-    fn call(&mut self, path: &str, interface: &str, member: &str, args: &[&str]) -> Result<Message, Error> {
-        let serial = self.send(SYSTEMD, path, interface, member, args)?;
-        self.flush()?;
-        self.reply(serial)?
     }
 
     fn send(
@@ -262,14 +240,6 @@ impl Bus {
                 other => Err(Error::Protocol(format!("reply of message type {other}"))),
             };
         }
-    }
-}
-
-fn object_path(reply: &Message) -> Result<String, Error> {
-    match reply.body_reader().and_then(|mut r| r.value_of("o")) {
-        Ok(Value::Str(path)) => Ok(path),
-        Ok(other) => Err(Error::Protocol(format!("expected an object path, got {other:?}"))),
-        Err(e) => Err(Error::Protocol(e)),
     }
 }
 
