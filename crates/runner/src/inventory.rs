@@ -56,6 +56,11 @@ impl Inventory {
             .map_err(|e| format!("inventory {}: {e}", path.display()))
     }
 
+    /// Every host's name, control planes first.
+    pub fn host_names(&self) -> Vec<String> {
+        self.all_hosts().map(|h| h.name.clone()).collect()
+    }
+
     pub fn all_hosts(&self) -> impl Iterator<Item = &Host> {
         self.control_plane.iter().chain(&self.workers)
     }

@@ -90,6 +90,11 @@ impl Live {
         lines
     }
 
+    /// Whether a step is running (only then does the elapsed time on screen change).
+    pub fn ticking(&self) -> bool {
+        self.rows.iter().any(|r| r.running.is_some())
+    }
+
     /// Leaves the table on screen as it is and stops drawing.
     pub fn freeze(&mut self) {
         self.active = false;
@@ -137,7 +142,9 @@ mod tests {
         live.finished("cp1", "preflight", "ok", 0.2);
         live.finished("cp1", "kubeadm-apply", "changed", 3.0);
         live.finished("cp1", "download", "done", 0.0);
+        assert!(!live.ticking(), "nothing running: nothing to redraw");
         live.running("worker-1", "drain", t0);
+        assert!(live.ticking());
         let frame = live.frame(t0 + Duration::from_secs(7));
         assert_eq!(frame.len(), 4, "{frame:#?}");
         assert!(frame[0].starts_with("HOST      STEPS"), "{frame:#?}");

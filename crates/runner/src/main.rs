@@ -188,10 +188,7 @@ fn upgrade(common: &Common, opts: Options, state: Option<PathBuf>, restart: bool
             return ExitCode::from(2);
         }
     };
-    let reporter = Reporter::new(
-        common.json,
-        &inventory.all_hosts().map(|h| h.name.clone()).collect::<Vec<_>>(),
-    );
+    let reporter = Reporter::new(common.json, &inventory.host_names());
     let interrupted = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         let _ = signal_hook::flag::register(signal, Arc::clone(&interrupted));
@@ -302,10 +299,7 @@ fn plan(common: &Common) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let reporter = Reporter::new(
-        common.json,
-        &inventory.all_hosts().map(|h| h.name.clone()).collect::<Vec<_>>(),
-    );
+    let reporter = Reporter::new(common.json, &inventory.host_names());
     let tmp = match tempfile::tempdir() {
         Ok(t) => t,
         Err(e) => {

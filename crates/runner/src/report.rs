@@ -88,7 +88,9 @@ impl Reporter {
                 if !view.active {
                     return;
                 }
-                view.draw(&mut std::io::stderr().lock(), &[], Instant::now());
+                if view.ticking() {
+                    view.draw(&mut std::io::stderr().lock(), &[], Instant::now());
+                }
             });
         }
         Reporter {
