@@ -1,5 +1,5 @@
-//! Unit state, read over systemd's private bus (systemctl show as the fallback), and the few
-//! verbs we need, done with systemctl.
+//! Unit state, read over D-Bus (`systemctl show` as the fallback), and the few verbs we need,
+//! done with systemctl.
 
 use module_kit::command::Command;
 use module_kit::Failure;
@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::time::{Duration, Instant};
 use systemd_bus::{Bus, Value};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UnitState {
     pub name: String,
     pub load_state: String,
@@ -273,12 +273,7 @@ fn read_units(
     for (name, values) in units.iter().zip(all) {
         let mut state = UnitState {
             name: name.clone(),
-            load_state: String::new(),
-            active_state: String::new(),
-            sub_state: String::new(),
-            unit_file_state: String::new(),
-            need_daemon_reload: false,
-            restarts: 0,
+            ..UnitState::default()
         };
         for (property, value) in properties.iter().zip(values) {
             let value = match (value, *property) {
