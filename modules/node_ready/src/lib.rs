@@ -264,10 +264,12 @@ async fn wait(p: Params, conn: kube_kit::Connection) -> Result<Outcome, Failure>
                 last_error = Some(kube_kit::describe(&e));
             }
         }
-        if Instant::now() + interval > deadline {
+        // Look again until the deadline: the last look is at the deadline, not an interval before it.
+        let now = Instant::now();
+        if now >= deadline {
             break;
         }
-        kube_kit::tokio::time::sleep(interval).await;
+        kube_kit::tokio::time::sleep(interval.min(deadline - now)).await;
     }
     let waited = round(start.elapsed());
     let seen = last_seen.unwrap_or_default();

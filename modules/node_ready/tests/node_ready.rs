@@ -79,6 +79,53 @@ fn waits_for_a_stopped_kubelet_to_come_back() {
 }
 
 #[test]
+fn keeps_looking_until_the_deadline_even_when_the_interval_is_longer() {
+    for (emu, tls) in [(Emulation::V1_9, false), (Emulation::V1_30, true)] {
+        // worker-2 starts NotReady and turns Ready ~1.5 s in. With timeout 4 and the default
+        // interval (5 s, longer than the timeout), the module must still look again at the deadline
+        // instead of giving up after its first look.
+        let mut cluster = Cluster::sample(None);
+        cluster
+            .nodes
+            .iter_mut()
+            .find(|n| n.name == "worker-2")
+            .unwrap()
+            .ready = false;
+        let lab = Lab::start(emu, tls, cluster);
+        let ran = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                std::thread::sleep(Duration::from_millis(1500));
+                lab.handle()
+                    .with_store(|s| s.set_kubelet_running("worker-2", true))
+                    .unwrap();
+            });
+            lab.run(bin(), json!({"names": ["worker-2"], "timeout": 4}))
+        });
+        assert!(!ran.failed(), "{}: {}", lab.label(), ran.stdout);
+        assert_eq!(ran.json["not_ready"], json!([]), "{}", ran.stdout);
+        // The first look (at once) saw it NotReady unless the module started late; the second one
+        // came at the deadline, not an interval after the first.
+        let looks = ran.json["looks"].as_u64().unwrap();
+        assert!((1..=2).contains(&looks), "{}", ran.stdout);
+
+        // Never Ready: one look at once and one at the deadline, and `waited` says so.
+        let mut cluster = Cluster::sample(None);
+        cluster
+            .nodes
+            .iter_mut()
+            .find(|n| n.name == "worker-2")
+            .unwrap()
+            .ready = false;
+        let lab = Lab::start(emu, tls, cluster);
+        let ran = lab.run(bin(), json!({"names": ["worker-2"], "timeout": 2}));
+        assert!(ran.failed(), "{}", ran.stdout);
+        assert_eq!(ran.json["looks"], 2, "{}", ran.stdout);
+        assert!(ran.json["waited"].as_f64().unwrap() >= 2.0, "{}", ran.stdout);
+        assert_eq!(ran.json["not_ready"], json!(["worker-2"]));
+    }
+}
+
+#[test]
 fn wrong_version_and_unknown_node_fail_saying_why() {
     for (emu, tls) in [(Emulation::V1_9, true), (Emulation::V1_30, false)] {
         let lab = Lab::start(emu, tls, Cluster::sample(None));
