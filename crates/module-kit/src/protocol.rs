@@ -160,7 +160,13 @@ fn outcome_value(outcome: Outcome, ctx: &Context) -> Value {
 
 fn failure_value(failure: &Failure) -> Value {
     let mut out = failure.values.clone();
-    out.insert("changed".into(), Value::Bool(false));
+    // A run that changed something before it failed says so with `.with("changed", true)`.
+    let changed = failure
+        .values
+        .get("changed")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    out.insert("changed".into(), Value::Bool(changed));
     out.insert("failed".into(), Value::Bool(true));
     out.insert("msg".into(), Value::String(failure.msg.clone()));
     if let Some(command) = &failure.command {
