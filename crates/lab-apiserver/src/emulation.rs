@@ -96,6 +96,19 @@ impl Emulation {
                 v
             }
             "extensions" if m <= 15 => vec!["v1beta1"],
+            "coordination.k8s.io" => {
+                let mut v = Vec::new();
+                // Lease: coordination.k8s.io/v1 since 1.14 (kubernetes/kubernetes#72239, CHANGELOG-1.14).
+                if m >= 14 {
+                    v.push("v1");
+                }
+                // v1beta1 since 1.12 (kubernetes/kubernetes#64246), gone in 1.22
+                // (kubernetes.io/docs/reference/using-api/deprecation-guide/#lease-v122).
+                if (12..=21).contains(&m) {
+                    v.push("v1beta1");
+                }
+                v
+            }
             "policy" => {
                 let mut v = Vec::new();
                 if m >= 21 {
@@ -118,6 +131,10 @@ impl Emulation {
         }
         g.push("apps");
         g.push("policy");
+        // Listed after policy, as the real server orders its groups (kubectl api-versions).
+        if self.minor >= 12 {
+            g.push("coordination.k8s.io");
+        }
         g
     }
 
@@ -140,6 +157,9 @@ impl Emulation {
                 ResourceInfo::new("poddisruptionbudgets", "PodDisruptionBudget", true, &["pdb"]),
                 ResourceInfo::sub("poddisruptionbudgets/status", "PodDisruptionBudget", true),
             ],
+            // Namespaced, no short name, no subresource
+            // (kubernetes.io/docs/reference/kubernetes-api/cluster-resources/lease-v1/).
+            "coordination.k8s.io" => vec![ResourceInfo::new("leases", "Lease", true, &[])],
             _ => return None,
         })
     }

@@ -17,9 +17,11 @@
 //! Served: discovery (`/version`, `/api`, `/api/v1`, `/apis`, `/apis/G`, `/apis/G/V`) as the
 //! emulated release has it; nodes (+`/status`), pods (+`/status`, `/eviction`), configmaps,
 //! namespaces, daemonsets and replicasets (per release under extensions/v1beta1, apps/v1beta2,
-//! apps/v1), poddisruptionbudgets (policy/v1beta1 and/or policy/v1): get, list (label and field
-//! selectors, `limit`/`continue`), create, update, merge/strategic/JSON patch, delete. Tables for
-//! `kubectl get`. No watch. The admin endpoints under `/_lab/` are described in [`server`].
+//! apps/v1), poddisruptionbudgets (policy/v1beta1 and/or policy/v1), leases (coordination.k8s.io
+//! v1beta1 and/or v1, from 1.12): get, list (label and field selectors, `limit`/`continue`),
+//! create, update (409 on a stale resourceVersion), merge/strategic/JSON patch, delete (UID and,
+//! from 1.14, resourceVersion preconditions). Tables for `kubectl get`. No watch. The admin
+//! endpoints under `/_lab/` are described in [`server`].
 
 pub mod cluster;
 pub mod emulation;

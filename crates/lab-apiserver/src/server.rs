@@ -34,7 +34,7 @@ use crate::error::ApiError;
 use crate::faults::{FaultSpec, Faults};
 use crate::patch::PatchKind;
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::store::{Deleted, Kind, Store, StoreConfig};
+use crate::store::{Deleted, Kind, Preconditions, Store, StoreConfig};
 use crate::table;
 
 /// How to run a server.
@@ -678,7 +678,7 @@ fn list(app: &Shared, req: &Req, kind: Kind, gv: &str, ns: Option<&str>) -> Resu
     Ok(bytes_response(200, buf))
 }
 
-fn delete_options(req: &Req) -> Result<(Option<i64>, Option<String>), ApiError> {
+fn delete_options(req: &Req) -> Result<(Option<i64>, Preconditions), ApiError> {
     let body = parse_body(req)?;
     let mut grace = body.get("gracePeriodSeconds").and_then(Value::as_i64);
     if grace.is_none() {
@@ -689,11 +689,12 @@ fn delete_options(req: &Req) -> Result<(Option<i64>, Option<String>), ApiError> 
             );
         }
     }
-    let uid = body
-        .pointer("/preconditions/uid")
-        .and_then(Value::as_str)
-        .map(String::from);
-    Ok((grace, uid))
+    let text = |p: &str| body.pointer(p).and_then(Value::as_str).map(String::from);
+    let pre = Preconditions {
+        uid: text("/preconditions/uid"),
+        resource_version: text("/preconditions/resourceVersion"),
+    };
+    Ok((grace, pre))
 }
 
 fn object(
@@ -752,8 +753,8 @@ fn object(
             Ok(json_response(200, &store_obj))
         }
         (None, &Method::DELETE) => {
-            let (grace, uid) = delete_options(req)?;
-            let res = app.store().delete(kind, ns, name, grace, uid.as_deref())?;
+            let (grace, pre) = delete_options(req)?;
+            let res = app.store().delete(kind, ns, name, grace, &pre)?;
             match res {
                 Deleted::Terminating(obj) => Ok(json_response(200, &typed(obj))),
                 Deleted::Gone(obj) if kind == Kind::Pod => Ok(json_response(200, &typed(obj))),

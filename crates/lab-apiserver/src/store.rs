@@ -35,6 +35,8 @@ pub enum Kind {
     DaemonSet,
     /// apps ReplicaSet
     ReplicaSet,
+    /// coordination.k8s.io Lease
+    Lease,
 }
 
 impl Kind {
@@ -48,6 +50,7 @@ impl Kind {
             Kind::Pdb => "poddisruptionbudgets",
             Kind::DaemonSet => "daemonsets",
             Kind::ReplicaSet => "replicasets",
+            Kind::Lease => "leases",
         }
     }
 
@@ -61,6 +64,7 @@ impl Kind {
             Kind::Pdb => "PodDisruptionBudget",
             Kind::DaemonSet => "DaemonSet",
             Kind::ReplicaSet => "ReplicaSet",
+            Kind::Lease => "Lease",
         }
     }
 
@@ -69,6 +73,7 @@ impl Kind {
         match self {
             Kind::Pdb => "policy",
             Kind::DaemonSet | Kind::ReplicaSet => "apps",
+            Kind::Lease => "coordination.k8s.io",
             _ => "",
         }
     }
@@ -88,6 +93,7 @@ impl Kind {
             ("policy", "poddisruptionbudgets") => Kind::Pdb,
             ("apps" | "extensions", "daemonsets") => Kind::DaemonSet,
             ("apps" | "extensions", "replicasets") => Kind::ReplicaSet,
+            ("coordination.k8s.io", "leases") => Kind::Lease,
             _ => return None,
         })
     }
@@ -112,7 +118,7 @@ impl Kind {
         }
     }
 
-    const ALL: [Kind; 7] = [
+    const ALL: [Kind; 8] = [
         Kind::Node,
         Kind::Pod,
         Kind::ConfigMap,
@@ -120,6 +126,7 @@ impl Kind {
         Kind::Pdb,
         Kind::DaemonSet,
         Kind::ReplicaSet,
+        Kind::Lease,
     ];
 }
 
@@ -180,6 +187,16 @@ pub enum Deleted {
     Terminating(Value),
     /// The object is gone.
     Gone(Value),
+}
+
+/// `DeleteOptions.preconditions`: the delete happens only if the object still has this UID and
+/// resourceVersion.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Preconditions {
+    /// `preconditions.uid`.
+    pub uid: Option<String>,
+    /// `preconditions.resourceVersion`.
+    pub resource_version: Option<String>,
 }
 
 /// The state of the simulated cluster.
@@ -1515,6 +1532,9 @@ impl Store {
         if self.get(kind, ns, &name).is_some() {
             return Err(ApiError::already_exists(kind.resource(), kind.group(), &name));
         }
+        if kind == Kind::Lease {
+            validate_lease_spec(&name, &body)?;
+        }
         let labels = body.pointer("/metadata/labels").cloned().unwrap_or(json!({}));
         let fresh = self.new_meta(if kind.namespaced() { ns } else { "" }, &name, labels);
         if let Some(o) = body.as_object_mut() {
@@ -1746,6 +1766,9 @@ impl Store {
                 }
             }
         }
+        if kind == Kind::Lease {
+            validate_lease_spec(name, &new)?;
+        }
         if kind == Kind::Node {
             if let Some(u) = new.pointer("/spec/unschedulable") {
                 if !u.is_boolean() {
@@ -1775,23 +1798,33 @@ impl Store {
         Ok(stored)
     }
 
-    /// DELETE of anything but pods (immediate).
+    /// DELETE (immediate for all but pods), if the preconditions hold.
     pub fn delete(
         &mut self,
         kind: Kind,
         ns: &str,
         name: &str,
         grace: Option<i64>,
-        precondition_uid: Option<&str>,
+        pre: &Preconditions,
     ) -> Result<Deleted, ApiError> {
         let obj = self.get_or_404(kind, ns, name)?.clone();
-        if let Some(uid) = precondition_uid {
+        let failed = |what: &str, want: &str, have: &str| {
+            let mut e = ApiError::conflict(kind.resource(), kind.group(), name);
+            e.message = format!(
+                "Operation cannot be fulfilled on {} \"{name}\": Precondition failed: {what} in precondition: {want}, {what} in object meta: {have}",
+                crate::error::qualified(kind.resource(), kind.group()));
+            e
+        };
+        if let Some(uid) = &pre.uid {
             if uid != meta_str(&obj, "uid") {
-                let mut e = ApiError::conflict(kind.resource(), kind.group(), name);
-                e.message = format!(
-                    "Operation cannot be fulfilled on {} \"{name}\": Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                    crate::error::qualified(kind.resource(), kind.group()), meta_str(&obj, "uid"));
-                return Err(e);
+                return Err(failed("UID", uid, meta_str(&obj, "uid")));
+            }
+        }
+        // preconditions.resourceVersion exists since 1.14 (kubernetes/kubernetes#74040); older
+        // servers dropped the unknown field and deleted unconditionally.
+        if let Some(rv) = pre.resource_version.as_ref().filter(|_| self.emu.minor >= 14) {
+            if rv != meta_str(&obj, "resourceVersion") {
+                return Err(failed("ResourceVersion", rv, meta_str(&obj, "resourceVersion")));
             }
         }
         if kind == Kind::Pod {
@@ -2433,6 +2466,40 @@ scheduler: {{}}
 }
 
 static EMPTY: BTreeSet<Key> = BTreeSet::new();
+
+/// ValidateLeaseSpec (kubernetes/pkg/apis/coordination/validation/validation.go): a positive
+/// duration and a non-negative transition count, when given.
+fn validate_lease_spec(name: &str, lease: &Value) -> Result<(), ApiError> {
+    let rules = [
+        ("leaseDurationSeconds", 1, "must be greater than 0"),
+        ("leaseTransitions", 0, "must be greater than or equal to 0"),
+    ];
+    for (field, min, msg) in rules {
+        let Some(v) = lease.pointer(&format!("/spec/{field}")).filter(|v| !v.is_null()) else {
+            continue;
+        };
+        let Some(n) = v.as_i64().filter(|n| i32::try_from(*n).is_ok()) else {
+            return Err(ApiError::bad_request(format!(
+                "Lease in version \"v1\" cannot be handled as a Lease: json: cannot unmarshal {v} into Go struct field LeaseSpec.spec.{field} of type int32"
+            )));
+        };
+        if n < min {
+            let mut e = ApiError::invalid(
+                "Lease",
+                "coordination.k8s.io",
+                name,
+                &format!("spec.{field}"),
+                "FieldValueInvalid",
+                &format!("Invalid value: {n}: {msg}"),
+            );
+            e.message = format!(
+                "Lease.coordination.k8s.io \"{name}\" is invalid: spec.{field}: Invalid value: {n}: {msg}"
+            );
+            return Err(e);
+        }
+    }
+    Ok(())
+}
 
 fn valid_name(name: &str) -> bool {
     !name.is_empty()

@@ -1,5 +1,5 @@
-//! `application/json;as=Table` responses (what `kubectl get` asks for), for nodes and pods; other
-//! kinds get the generic NAME/AGE table the real server renders for resources without printers.
+//! `application/json;as=Table` responses (what `kubectl get` asks for), for nodes, pods and leases;
+//! other kinds get the generic NAME/AGE table the real server renders for resources without printers.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -217,6 +217,12 @@ pub fn render(
             col("Nominated Node", "string", 1, "nominatedNodeName is set when this pod preempts other pods on the node."),
             col("Readiness Gates", "string", 1, "If specified, all readiness gates will be evaluated for pod readiness."),
         ],
+        // leaseColumnDefinitions (kubernetes/pkg/printers/internalversion/printers.go).
+        Kind::Lease => vec![
+            col("Name", "string", 0, "Name must be unique within a namespace."),
+            col("Holder", "string", 0, "holderIdentity contains the identity of the holder of a current lease."),
+            col("Age", "string", 0, "CreationTimestamp is a timestamp representing the server time when this object was created."),
+        ],
         _ => vec![
             col("Name", "string", 0, "Name must be unique within a namespace."),
             col("Created At", "date", 0, "CreationTimestamp is a timestamp representing the server time when this object was created."),
@@ -229,6 +235,11 @@ pub fn render(
             let cells = match kind {
                 Kind::Node => node_row(it),
                 Kind::Pod => pod_row(it),
+                Kind::Lease => vec![
+                    json!(s(it, "/metadata/name")),
+                    json!(s(it, "/spec/holderIdentity")),
+                    json!(age(s(it, "/metadata/creationTimestamp"))),
+                ],
                 _ => vec![
                     json!(s(it, "/metadata/name")),
                     json!(s(it, "/metadata/creationTimestamp")),

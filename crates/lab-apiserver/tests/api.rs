@@ -141,7 +141,7 @@ fn discovery_per_release() {
         .iter()
         .map(|g| g["name"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(groups, ["apps", "policy"]);
+    assert_eq!(groups, ["apps", "policy", "coordination.k8s.io"]);
     assert_eq!(new.get("/apis/extensions/v1beta1").0, 404);
     assert_eq!(new.get("/apis/apps/v1beta2").0, 404);
     assert_eq!(new.get("/apis/policy/v1beta1/poddisruptionbudgets").0, 404);
