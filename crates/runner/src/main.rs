@@ -7,6 +7,7 @@
 mod inventory;
 mod journal;
 mod live;
+mod lock;
 mod modules;
 mod procedure;
 mod report;
@@ -17,11 +18,12 @@ use inventory::Inventory;
 use journal::Journal;
 use procedure::{Options, Run, Stop};
 use report::Reporter;
+use transport::SshTransport;
 use serde_json::json;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 #[derive(Parser, Debug)]
@@ -62,6 +64,10 @@ struct Common {
     /// JSON event stream on stdout instead of progress lines.
     #[arg(long)]
     json: bool,
+    /// Go ahead although the cluster has nodes the inventory does not name (they stay behind at
+    /// their version; the plan lists them).
+    #[arg(long)]
+    allow_partial: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -100,6 +106,10 @@ enum Command {
         /// The same as `kup plan`.
         #[arg(long)]
         check: bool,
+        /// Take the cluster's lock from a run that stopped renewing it (crashed, or its machine is
+        /// gone) once it is stale. A live run's lock is never taken.
+        #[arg(long)]
+        take_over_lock: bool,
     },
     /// Run one module (the multicall entry kup uses on hosts): JSON args file, or JSON on stdin.
     Module {
@@ -125,6 +135,7 @@ fn main() -> ExitCode {
             restart,
             yes,
             check,
+            take_over_lock,
         } => {
             if check {
                 return plan(&common);
@@ -137,7 +148,7 @@ fn main() -> ExitCode {
                 drain_timeout,
                 ready_timeout,
             );
-            upgrade(&common, opts, state, restart, yes)
+            upgrade(&common, opts, state, restart, yes, take_over_lock)
         }
     }
 }
@@ -166,8 +177,46 @@ fn say(text: &str) {
     let _ = writeln!(std::io::stderr(), "kup: {text}");
 }
 
+/// What the signals have asked for: the first Ctrl-C (or SIGTERM) finishes the steps under way and
+/// starts no other; a second one ends them where they are. Children run in process groups of
+/// their own, so the terminal's Ctrl-C reaches kup alone.
+struct Signals {
+    interrupted: Arc<AtomicBool>,
+    aborted: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn watch() -> Signals {
+        let s = Signals {
+            interrupted: Arc::new(AtomicBool::new(false)),
+            aborted: Arc::new(AtomicBool::new(false)),
+        };
+        let (interrupted, aborted) = (Arc::clone(&s.interrupted), Arc::clone(&s.aborted));
+        match signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]) {
+            Ok(mut signals) => {
+                std::thread::spawn(move || {
+                    for _ in signals.forever() {
+                        if interrupted.swap(true, Ordering::SeqCst) {
+                            aborted.store(true, Ordering::SeqCst);
+                            say("second interrupt: ending the steps under way now");
+                        } else {
+                            say("interrupt: finishing the steps under way, then stopping (interrupt again to end them now)");
+                        }
+                    }
+                });
+            }
+            Err(e) => say(&format!("cannot watch for Ctrl-C ({e}): an interrupt ends kup at once")),
+        }
+        s
+    }
+}
+
 /// The inventory, the options completed from its variables, and a transport to its hosts.
-fn load(common: &Common, mut opts: Options) -> Result<(Inventory, Options, transport::Transport), String> {
+fn load(
+    common: &Common,
+    mut opts: Options,
+    aborted: &Arc<AtomicBool>,
+) -> Result<(Inventory, Options, SshTransport), String> {
     let inventory = Inventory::load(&common.inventory)?;
     opts.base_url = common
         .base_url
@@ -177,22 +226,25 @@ fn load(common: &Common, mut opts: Options) -> Result<(Inventory, Options, trans
     if opts.cni_version.is_none() {
         opts.cni_version = inventory.var("cni_version");
     }
-    Ok((inventory, opts, transport::Transport::new()?))
+    Ok((inventory, opts, SshTransport::new(Arc::clone(aborted))?))
 }
 
-fn upgrade(common: &Common, opts: Options, state: Option<PathBuf>, restart: bool, yes: bool) -> ExitCode {
-    let (inventory, opts, transport) = match load(common, opts) {
+fn upgrade(
+    common: &Common,
+    opts: Options,
+    state: Option<PathBuf>,
+    restart: bool,
+    yes: bool,
+    take_over_lock: bool,
+) -> ExitCode {
+    let signals = Signals::watch();
+    let (inventory, opts, transport) = match load(common, opts, &signals.aborted) {
         Ok(x) => x,
         Err(e) => {
             say(&e);
             return ExitCode::from(2);
         }
     };
-    let reporter = Reporter::new(common.json, &inventory.host_names());
-    let interrupted = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let _ = signal_hook::flag::register(signal, Arc::clone(&interrupted));
-    }
     let journal_path = state.unwrap_or_else(|| {
         let name = common
             .inventory
@@ -204,40 +256,47 @@ fn upgrade(common: &Common, opts: Options, state: Option<PathBuf>, restart: bool
             .with_file_name(format!(".{name}.kup-journal.json"))
     });
     // The journal is keyed by the target as given until resolved; a channel is resolved first.
+    // Opening it takes its lock: a second kup with the same journal stops here.
     let (journal, _) = match Journal::open(journal_path.clone(), &opts.target, true) {
         Ok(j) => j,
         Err(e) => {
             say(&e);
-            return ExitCode::from(2);
+            return ExitCode::from(1);
         }
     };
+    let reporter = Reporter::new(common.json, &inventory.host_names());
     let mut run = Run {
         inventory: &inventory,
         transport: &transport,
         opts,
         journal: Mutex::new(journal),
         reporter: &reporter,
-        interrupted,
+        interrupted: Arc::clone(&signals.interrupted),
+        running: Mutex::new(Vec::new()),
     };
     let target = match run.resolve_target() {
         Ok(t) => t,
         Err(stop) => return finish(&reporter, stop, None),
     };
-    match Journal::open(journal_path, &target.to_string(), restart) {
-        Ok((journal, resumed)) => {
-            if resumed > 0 {
-                say(&format!(
-                    "resuming: {resumed} steps already done (journal {}); --restart ignores it",
-                    journal.path().display()
-                ));
-            }
-            run.journal = Mutex::new(journal);
-        }
-        Err(e) => {
-            say(&e);
-            return ExitCode::from(2);
-        }
+    let journal = match run.journal.into_inner() {
+        Ok(j) => j.retarget(&target.to_string(), restart),
+        Err(_) => return finish(&reporter, Stop::Setup("journal lock poisoned".into()), None),
+    };
+    let resumed = journal.done_count();
+    if resumed > 0 {
+        say(&format!(
+            "resuming: {resumed} steps already done (journal {}); --restart ignores it",
+            journal.path().display()
+        ));
     }
+    let cluster_lock = lock::ClusterLock {
+        holder: lock::holder(journal.path()),
+        host: lock::whereabouts(),
+        takeover: take_over_lock,
+        lost: AtomicBool::new(false),
+        lost_why: Mutex::new(String::new()),
+    };
+    run.journal = Mutex::new(journal);
     let hosts = inventory.all_hosts().count();
     if !yes {
         if !std::io::stdin().is_terminal() {
@@ -252,16 +311,49 @@ fn upgrade(common: &Common, opts: Options, state: Option<PathBuf>, restart: bool
             return ExitCode::from(1);
         }
     }
-    let result = (|| {
-        reporter.phase(&format!("preflight ({hosts} hosts, target {target})"));
-        run.preflight(target)?;
-        reporter.phase("control planes: kubeadm");
-        run.control_plane_kubeadm(target)?;
-        reporter.phase("nodes: packages (control planes one by one, then workers)");
-        run.nodes(target)?;
-        reporter.phase("verify");
-        run.verify(target)
-    })();
+    if let Err(stop) = cluster_lock.acquire(&run) {
+        return finish(&reporter, stop, Some(target.to_string()));
+    }
+    let done = AtomicBool::new(false);
+    let result = std::thread::scope(|scope| {
+        scope.spawn(|| cluster_lock.keep(&run, &done));
+        let result = (|| {
+            reporter.phase(&format!("preflight ({hosts} hosts, target {target})"));
+            run.preflight(target)?;
+            let unlisted = run.unlisted_nodes()?;
+            if !unlisted.is_empty() {
+                let what = format!(
+                    "the cluster has {} node(s) the inventory does not name: {}; they would stay behind",
+                    unlisted.len(),
+                    unlisted.join(", ")
+                );
+                if !common.allow_partial {
+                    return Err(Stop::Setup(format!(
+                        "{what}\n  what to do: add them to the inventory (groups control_plane/workers), or rerun with --allow-partial"
+                    )));
+                }
+                reporter.note(&run.primary().name, &format!("{what} (--allow-partial)"));
+            }
+            reporter.phase("control planes: kubeadm");
+            run.control_plane_kubeadm(target)?;
+            reporter.phase("nodes: packages (control planes one by one, then workers)");
+            run.nodes(target)?;
+            reporter.phase("verify");
+            run.verify(target)
+        })();
+        done.store(true, Ordering::SeqCst);
+        result
+    });
+    if !signals.aborted.load(Ordering::SeqCst) {
+        cluster_lock.release(&run);
+    }
+    let result = match result {
+        Err(Stop::Interrupted) if cluster_lock.lost.load(Ordering::SeqCst) => Err(Stop::Setup(format!(
+            "stopped: the cluster's lock was lost ({}); another run may be changing the cluster",
+            cluster_lock.lost_why.lock().map(|w| w.clone()).unwrap_or_default()
+        ))),
+        other => other,
+    };
     match result {
         Ok(()) => {
             if let Ok(journal) = run.journal.into_inner() {
@@ -281,9 +373,8 @@ fn upgrade(common: &Common, opts: Options, state: Option<PathBuf>, restart: bool
 
 fn finish(reporter: &Reporter, stop: Stop, target: Option<String>) -> ExitCode {
     let code = match stop {
-        Stop::Interrupted => 130,
-        Stop::Setup(_) => 2,
-        Stop::Failed { .. } => 1,
+        Stop::Interrupted | Stop::Aborted { .. } => 130,
+        Stop::Setup(_) | Stop::Failed { .. } => 1,
     };
     reporter.finish("stopped", target);
     say(&stop.to_string());
@@ -291,8 +382,9 @@ fn finish(reporter: &Reporter, stop: Stop, target: Option<String>) -> ExitCode {
 }
 
 fn plan(common: &Common) -> ExitCode {
+    let signals = Signals::watch();
     let opts = options(common, 1, 0, false, 0, 0);
-    let (inventory, opts, transport) = match load(common, opts) {
+    let (inventory, opts, transport) = match load(common, opts, &signals.aborted) {
         Ok(x) => x,
         Err(e) => {
             say(&e);
@@ -307,20 +399,15 @@ fn plan(common: &Common) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let journal = match Journal::open(tmp.path().join("plan.json"), &opts.target, true) {
-        Ok((j, _)) => j,
-        Err(e) => {
-            say(&e);
-            return ExitCode::from(2);
-        }
-    };
+    let journal = Journal::unlocked(tmp.path().join("plan.json"), &opts.target, true);
     let run = Run {
         inventory: &inventory,
         transport: &transport,
         opts,
         journal: Mutex::new(journal),
         reporter: &reporter,
-        interrupted: Arc::new(AtomicBool::new(false)),
+        interrupted: Arc::clone(&signals.interrupted),
+        running: Mutex::new(Vec::new()),
     };
     let mut blockers = Vec::new();
     let result = (|| -> Result<(), Stop> {
@@ -343,7 +430,7 @@ fn plan(common: &Common) -> ExitCode {
         };
         match run.check(primary, "cluster_survey", modules::survey_args(&inventory, false)) {
             Ok(survey) => {
-                let found = modules::survey_findings(&inventory, &survey);
+                let found = modules::survey_findings(&inventory, &survey, common.allow_partial);
                 for (host, note) in &found.notes {
                     reporter.note(host, note);
                 }
@@ -353,6 +440,12 @@ fn plan(common: &Common) -> ExitCode {
                 blockers.push(format!("{}: cluster_survey: {msg}", primary.name))
             }
             Err(other) => return Err(other),
+        }
+        // Another operator's rollout under way.
+        if let Ok(lock) = run.check(primary, "cluster_lock", json!({"action": "status"})) {
+            if let Some(other) = modules::lock_blocker(&lock) {
+                blockers.push(format!("{}: {other}", primary.name));
+            }
         }
         Ok(())
     })();
@@ -374,8 +467,9 @@ fn plan(common: &Common) -> ExitCode {
     }
     match result {
         Err(stop) => {
+            let code = if matches!(stop, Stop::Interrupted | Stop::Aborted { .. }) { 130 } else { 1 };
             say(&stop.to_string());
-            ExitCode::from(1)
+            ExitCode::from(code)
         }
         Ok(()) if blockers.is_empty() => ExitCode::SUCCESS,
         Ok(()) => ExitCode::from(1),

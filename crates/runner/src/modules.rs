@@ -79,8 +79,27 @@ pub struct Findings {
     pub notes: Vec<(String, String)>,
 }
 
-pub fn survey_findings(inventory: &Inventory, survey: &Value) -> Findings {
+pub fn survey_findings(inventory: &Inventory, survey: &Value, allow_partial: bool) -> Findings {
     let mut out = Findings::default();
+    let unlisted: Vec<&str> = survey["unlisted"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if let (false, Some(primary)) = (unlisted.is_empty(), inventory.control_plane.first()) {
+        let what = format!(
+            "the cluster has {} node(s) the inventory does not name: {}; they would stay behind at their version",
+            unlisted.len(),
+            unlisted.join(", ")
+        );
+        if allow_partial {
+            out.notes.push((primary.name.clone(), format!("{what} (--allow-partial)")));
+        } else {
+            out.blockers.push(format!(
+                "{}: {what} (add them to the inventory's control_plane/workers, or pass --allow-partial)",
+                primary.name
+            ));
+        }
+    }
     let rows = survey["nodes"].as_array().map(Vec::as_slice).unwrap_or_default();
     let missing = survey["missing"]
         .as_array()
@@ -158,6 +177,23 @@ pub fn survey_findings(inventory: &Inventory, survey: &Value) -> Findings {
     out
 }
 
+/// Another operator's rollout, from the `cluster_lock` module's status: a live lock held by
+/// anyone blocks the plan (a stale one only needs `--take-over-lock`).
+pub fn lock_blocker(status: &Value) -> Option<String> {
+    let holder = status["holder"].as_str().filter(|h| !h.is_empty())?;
+    let since = status["acquired"].as_str().unwrap_or("?");
+    let host = status["host"].as_str().unwrap_or("?");
+    if status["stale"] == true {
+        return Some(format!(
+            "the cluster's lock is held by {holder} ({host}) since {since} but no longer renewed: \
+             if that run is gone, `kup upgrade --take-over-lock` takes it"
+        ));
+    }
+    Some(format!(
+        "another upgrade is running: the cluster's lock is held by {holder} ({host}) since {since}"
+    ))
+}
+
 /// `v1.9.2 (3), v1.8.3 (2)` from a version -> count map.
 fn versions(counts: &Value) -> String {
     let shown: Vec<String> = counts
@@ -214,7 +250,7 @@ mod tests {
                  "blocking": [], "pdb_waits": []},
             ]
         });
-        let f = survey_findings(&inv, &survey);
+        let f = survey_findings(&inv, &survey, false);
         assert_eq!(
             f.blockers,
             [
@@ -241,5 +277,33 @@ mod tests {
             note("w1")
         );
         assert!(!note("w2").contains("wait"), "{}", note("w2"));
+    }
+
+    #[test]
+    fn nodes_the_inventory_leaves_out_block_unless_allowed() {
+        let (_dir, inv) = inventory();
+        let survey = json!({"nodes": [], "missing": [], "unlisted": ["cp2", "w9"]});
+        let f = survey_findings(&inv, &survey, false);
+        assert_eq!(f.blockers.len(), 1, "{:?}", f.blockers);
+        assert!(
+            f.blockers[0].starts_with("cp1: the cluster has 2 node(s) the inventory does not name: cp2, w9"),
+            "{:?}",
+            f.blockers
+        );
+        let allowed = survey_findings(&inv, &survey, true);
+        assert!(allowed.blockers.is_empty());
+        assert!(allowed.notes.iter().any(|(_, n)| n.contains("--allow-partial")));
+        let covered = survey_findings(&inv, &json!({"nodes": [], "missing": [], "unlisted": []}), false);
+        assert!(covered.blockers.is_empty());
+    }
+
+    #[test]
+    fn a_lock_held_blocks_the_plan() {
+        assert_eq!(lock_blocker(&json!({"holder": null})), None);
+        let live = json!({"holder": "kup@ops1:/srv/j.json", "host": "root@ops1 pid 7", "acquired": "2026-12-02T01:00:00.000000Z", "stale": false});
+        let b = lock_blocker(&live).unwrap();
+        assert!(b.contains("another upgrade is running") && b.contains("kup@ops1") && b.contains("2026-12-02T01:00"), "{b}");
+        let stale = json!({"holder": "kup@ops1:/srv/j.json", "stale": true});
+        assert!(lock_blocker(&stale).unwrap().contains("--take-over-lock"));
     }
 }

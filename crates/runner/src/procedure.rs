@@ -1,17 +1,21 @@
 //! The runbook, in order: preflight -> kubeadm on the first control plane (download, nodeName,
 //! apply) -> each other control plane (apply retried, or `upgrade node` from 1.15) -> control-plane
 //! nodes one by one (cordon, stop, pin, start, Ready, uncordon) -> workers in batches (drain ...) ->
-//! verify. The first failure stops the rollout and says where, what and what to do.
+//! verify. The first failure stops the rollout and says where, what, the node's state and what to do.
 
 use crate::inventory::{Host, Inventory};
 use crate::journal::Journal;
 use crate::report::{Reporter, StepEvent};
-use crate::transport::Transport;
+use crate::transport::{RunError, Transport};
 use kube_version::Version;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// Where kubeadm_download puts the target's kubeadm: root's own 0700 directory, never a
+/// predictable name in a world-writable one.
+pub const KUBEADM_PATH: &str = "/var/lib/kup/kubeadm";
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -34,7 +38,10 @@ pub enum Stop {
         msg: String,
         fix: String,
     },
+    /// The operator's Ctrl-C (or SIGTERM): the step under way was finished, nothing more started.
     Interrupted,
+    /// The operator's second Ctrl-C: steps under way were ended where they were.
+    Aborted { running: Vec<String> },
     Setup(String),
 }
 
@@ -46,7 +53,16 @@ impl std::fmt::Display for Stop {
             }
             Stop::Interrupted => write!(
                 f,
-                "interrupted: stopped after the current step; rerun the same command to resume"
+                "interrupted: the steps under way were finished, no other was started; rerun the same command to resume"
+            ),
+            Stop::Aborted { running } if running.is_empty() => {
+                write!(f, "aborted: no step was under way; rerun the same command to resume")
+            }
+            Stop::Aborted { running } => write!(
+                f,
+                "aborted: these steps were ended while running and may be half-done: {}; \
+                 rerun the same command: it runs them again",
+                running.join(", ")
             ),
             Stop::Setup(msg) => write!(f, "{msg}"),
         }
@@ -55,22 +71,55 @@ impl std::fmt::Display for Stop {
 
 pub struct Run<'a> {
     pub inventory: &'a Inventory,
-    pub transport: &'a Transport,
+    pub transport: &'a dyn Transport,
     pub opts: Options,
     pub journal: Mutex<Journal>,
     pub reporter: &'a Reporter,
+    /// Set by the first Ctrl-C: finish the steps under way, start no other.
     pub interrupted: Arc<AtomicBool>,
+    /// Steps under way (`host/step`), for the message of an abort.
+    pub running: Mutex<Vec<String>>,
 }
 
-const API_MODULES: &[&str] = &[
+/// The modules that talk only to the API server: they run on this machine when the inventory gives
+/// a kubeconfig, else on the first control plane with its admin.conf.
+pub const API_MODULES: &[&str] = &[
     "node_drain",
     "node_ready",
     "kubeadm_config_nodename",
     "cluster_survey",
+    "cluster_lock",
 ];
 
+/// One step of a node's upgrade, as data: the rollout runs these, a resume checks them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeStep {
+    pub name: &'static str,
+    pub module: &'static str,
+    pub args: Value,
+}
+
+/// How long one module run may take: its own timeout (plus kup's margin for ssh and start-up),
+/// else a bound for what the module does.
+pub fn step_limit(module: &str, args: &Value) -> Duration {
+    const MARGIN: u64 = 60;
+    let own = args["timeout"].as_u64();
+    let seconds = match module {
+        // Each attempt has its own timeout; retries wait retry_delay between them.
+        "kubeadm_upgrade" => {
+            let attempts = args["retries"].as_u64().unwrap_or(0) + 1;
+            attempts * own.unwrap_or(600) + attempts * args["retry_delay"].as_u64().unwrap_or(0)
+        }
+        "package_pin" => own.unwrap_or(900),
+        "node_drain" | "node_ready" | "cluster_survey" => own.unwrap_or(120),
+        "kubeadm_download" => own.unwrap_or(300),
+        _ => own.unwrap_or(300),
+    };
+    Duration::from_secs(seconds.saturating_add(MARGIN).min(7 * 24 * 3600))
+}
+
 impl Run<'_> {
-    fn primary(&self) -> &Host {
+    pub fn primary(&self) -> &Host {
         &self.inventory.control_plane[0]
     }
 
@@ -87,15 +136,18 @@ impl Run<'_> {
         }
     }
 
+    /// Runs `module` for `host` where it belongs, bounded by its limit.
+    pub fn call(&self, host: &Host, module: &str, mut args: Value) -> Result<Value, RunError> {
+        let (run_on, kubeconfig) = self.place(module, host);
+        if let (Some(k), Some(obj)) = (kubeconfig, args.as_object_mut()) {
+            obj.insert("kubeconfig".into(), json!(k));
+        }
+        let limit = step_limit(module, &args);
+        self.transport.run(run_on, module, &args, limit)
+    }
+
     /// Runs one module for `host` unless the journal has it; records it when done.
-    fn step(
-        &self,
-        host: &Host,
-        step: &str,
-        module: &str,
-        mut args: Value,
-        journaled: bool,
-    ) -> Result<Value, Stop> {
+    fn step(&self, host: &Host, step: &str, module: &str, args: Value, journaled: bool) -> Result<Value, Stop> {
         let key = format!("{}/{step}", host.name);
         if journaled && self.journal.lock().map(|j| j.is_done(&key)).unwrap_or(false) {
             self.reporter.step(StepEvent::skipped(&host.name, step, module));
@@ -104,21 +156,16 @@ impl Run<'_> {
         if self.interrupted.load(Ordering::SeqCst) {
             return Err(Stop::Interrupted);
         }
-        let (run_on, kubeconfig) = self.place(module, host);
-        if let (Some(k), Some(obj)) = (kubeconfig, args.as_object_mut()) {
-            obj.insert("kubeconfig".into(), json!(k));
-        }
         self.reporter.running(&host.name, step);
+        if let Ok(mut running) = self.running.lock() {
+            running.push(key.clone());
+        }
         let started = Instant::now();
-        let result = self
-            .transport
-            .run(run_on, module, &args)
-            .map_err(|msg| Stop::Failed {
-                host: host.name.clone(),
-                step: step.to_string(),
-                msg,
-                fix: "check that the host is reachable over ssh, then rerun the same command".into(),
-            })?;
+        let outcome = self.call(host, module, args);
+        if let Ok(mut running) = self.running.lock() {
+            running.retain(|k| k != &key);
+        }
+        let result = outcome.map_err(|e| self.lost(host, step, e))?;
         let seconds = started.elapsed().as_secs_f64();
         let failed = result["failed"].as_bool().unwrap_or(true);
         self.reporter
@@ -139,6 +186,80 @@ impl Run<'_> {
             journal.mark(&key).map_err(Stop::Setup)?;
         }
         Ok(result)
+    }
+
+    /// A module that gave no answer: what happened, the node's state as far as kup knows, what to do.
+    fn lost(&self, host: &Host, step: &str, e: RunError) -> Stop {
+        let state = self.state_of(host);
+        let (msg, fix) = match &e {
+            RunError::Aborted => {
+                let running = self.running.lock().map(|r| r.clone()).unwrap_or_default();
+                let mut all = running;
+                all.push(format!("{}/{step}", host.name));
+                all.sort();
+                all.dedup();
+                return Stop::Aborted { running: all };
+            }
+            RunError::Unreachable { place, detail } => (
+                format!("host {place} stopped answering during step {step} ({detail}); its state: {state}"),
+                format!("bring {place} back (network, sshd), then rerun the same command to resume; hosts after it were not touched"),
+            ),
+            RunError::Deadline { .. } => (
+                format!("{e}; its state: {state}"),
+                "look at the host (the module's process was ended), then rerun the same command to resume".into(),
+            ),
+            RunError::Refused { place, .. } => (
+                format!("{e}"),
+                format!("on {place}, remove what the message names (as root), then rerun; kup never runs a file it did not put there itself"),
+            ),
+            RunError::Other(_) => (
+                format!("{e}; its state: {state}"),
+                "check that the host is reachable over ssh, then rerun the same command to resume".into(),
+            ),
+        };
+        Stop::Failed {
+            host: host.name.clone(),
+            step: step.to_string(),
+            msg,
+            fix,
+        }
+    }
+
+    /// What this rollout has done to `host`, from the journal.
+    pub fn state_of(&self, host: &Host) -> String {
+        let done = |s: &str| {
+            self.journal
+                .lock()
+                .map(|j| j.is_done(&format!("{}/{s}", host.name)))
+                .unwrap_or(false)
+        };
+        let mut facts = Vec::new();
+        if done("drain") {
+            facts.push("drained (cordoned)");
+        } else if done("cordon") {
+            facts.push("cordoned");
+        }
+        if done("stop-services") && !done("start-services") {
+            facts.push("its services stopped by kup");
+        }
+        if done("packages") {
+            facts.push("its packages at the target");
+        }
+        if done("node-ready") && !done("uncordon") {
+            facts.push("Ready at the target but not yet uncordoned");
+        }
+        if done("uncordon") {
+            facts.push("upgraded and uncordoned");
+        }
+        if facts.is_empty() {
+            if done("kubeadm-apply") || done("kubeadm-node") {
+                format!("{}: kubeadm done, its packages not yet changed", host.name)
+            } else {
+                format!("{}: not changed by this rollout yet", host.name)
+            }
+        } else {
+            format!("{} is {}", host.name, facts.join(", "))
+        }
     }
 
     /// The target version, resolving a channel (`stable-1.9`) with the release server.
@@ -182,6 +303,20 @@ impl Run<'_> {
         })
     }
 
+    /// The cluster's nodes that the inventory does not name (one survey). An inventory that leaves
+    /// nodes out would leave them behind at the old version.
+    pub fn unlisted_nodes(&self) -> Result<Vec<String>, Stop> {
+        let survey = self.check(
+            self.primary(),
+            "cluster_survey",
+            crate::modules::survey_args(self.inventory, self.opts.force_drain),
+        )?;
+        Ok(survey["unlisted"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .unwrap_or_default())
+    }
+
     /// Runs `job` for every host concurrently; the first failure in inventory order wins.
     fn on_each<F>(&self, hosts: &[&Host], job: F) -> Result<(), Stop>
     where
@@ -204,7 +339,7 @@ impl Run<'_> {
     pub fn control_plane_kubeadm(&self, target: Version) -> Result<(), Stop> {
         let uses_node = (target.major, target.minor) >= (1, 15);
         for (i, host) in self.inventory.control_plane.iter().enumerate() {
-            let download = json!({"version": target.to_string(), "base_url": self.opts.base_url, "dest": "/tmp/kubeadm"});
+            let download = json!({"version": target.to_string(), "base_url": self.opts.base_url, "dest": KUBEADM_PATH});
             self.step(host, "kubeadm-download", "kubeadm_download", download, true)?;
             let apply = i == 0 || !uses_node;
             if apply && !uses_node {
@@ -217,11 +352,9 @@ impl Run<'_> {
                     true,
                 )?;
             }
-            let args = if apply {
-                json!({"action": "apply", "version": target.to_string(), "retries": 1, "retry_delay": self.opts.retry_delay})
-            } else {
-                json!({"action": "node", "version": target.to_string(), "retries": 1, "retry_delay": self.opts.retry_delay})
-            };
+            let action = if apply { "apply" } else { "node" };
+            let args = json!({"action": action, "version": target.to_string(), "kubeadm_path": KUBEADM_PATH,
+                              "retries": 1, "retry_delay": self.opts.retry_delay});
             self.step(
                 host,
                 if apply { "kubeadm-apply" } else { "kubeadm-node" },
@@ -233,84 +366,147 @@ impl Run<'_> {
         Ok(())
     }
 
+    fn pin_args(&self, host: &Host, target: Version) -> Value {
+        let mut args = json!({"version": target.to_string().trim_start_matches('v')});
+        if let Some(cni) = &self.opts.cni_version {
+            args["cni_version"] = json!(cni);
+        }
+        if let Some(manager) = host.var("package_manager") {
+            args["manager"] = json!(manager);
+        }
+        args
+    }
+
+    /// A node's upgrade as data, in order: taken out (cordon for control planes, drain for
+    /// workers), services stopped, packages pinned, services started, Ready at the target, back in.
+    pub fn node_steps(&self, host: &Host, target: Version, worker: bool) -> Vec<NodeStep> {
+        let node = host.node_name();
+        let units = json!([
+            "keepalived",
+            "kubelet",
+            host.var("container_runtime").unwrap_or_else(|| "docker".into())
+        ]);
+        let take_out = if worker {
+            NodeStep {
+                name: "drain",
+                module: "node_drain",
+                args: json!({"name": node, "state": "drain", "ignore_daemonsets": true, "delete_emptydir_data": true,
+                             "force": self.opts.force_drain, "timeout": self.opts.drain_timeout}),
+            }
+        } else {
+            NodeStep {
+                name: "cordon",
+                module: "node_drain",
+                args: json!({"name": node, "state": "cordon"}),
+            }
+        };
+        vec![
+            take_out,
+            NodeStep {
+                name: "stop-services",
+                module: "service_state",
+                args: json!({"units": units, "state": "stopped"}),
+            },
+            NodeStep {
+                name: "packages",
+                module: "package_pin",
+                args: self.pin_args(host, target),
+            },
+            NodeStep {
+                name: "start-services",
+                module: "service_state",
+                args: json!({"units": units, "state": "started"}),
+            },
+            NodeStep {
+                name: "node-ready",
+                module: "node_ready",
+                args: json!({"names": [node], "kubelet_version": target.to_string(),
+                             "timeout": self.opts.ready_timeout, "interval": 1}),
+            },
+            NodeStep {
+                name: "uncordon",
+                module: "node_drain",
+                args: json!({"name": node, "state": "uncordon"}),
+            },
+        ]
+    }
+
     /// One node's package upgrade, with cordon (control plane) or drain (worker) around it.
     /// Skipped when the node already runs the target with the packages pinned.
     pub fn upgrade_node(&self, host: &Host, target: Version, worker: bool) -> Result<(), Stop> {
-        let node = host.node_name();
-        let pin = {
-            let mut args = json!({"version": target.to_string().trim_start_matches('v')});
-            if let Some(cni) = &self.opts.cni_version {
-                args["cni_version"] = json!(cni);
-            }
-            if let Some(manager) = host.var("package_manager") {
-                args["manager"] = json!(manager);
-            }
-            args
-        };
+        let steps = self.node_steps(host, target, worker);
         // A node this rollout already began on is finished, never skipped: it may still be cordoned.
         let begun = self
             .journal
             .lock()
-            .map(|j| {
-                ["cordon", "drain"]
-                    .iter()
-                    .any(|s| j.is_done(&format!("{}/{s}", host.name)))
-            })
+            .map(|j| steps.iter().any(|s| j.is_done(&format!("{}/{}", host.name, s.name))))
             .unwrap_or(false);
-        if !begun {
-            let mut check = pin.clone();
+        if begun {
+            self.recheck_resumed(host, &steps)?;
+        } else {
+            let mut check = self.pin_args(host, target);
             check["_ansible_check_mode"] = json!(true);
             let pinned = self.step(host, "packages-check", "package_pin", check, false)?;
-            let ready = json!({"names": [node], "kubelet_version": target.to_string(), "timeout": 0});
-            let at_target = self.step_quiet(host, "node_ready", ready);
+            let ready =
+                json!({"names": [host.node_name()], "kubelet_version": target.to_string(), "timeout": 0});
+            let at_target = self
+                .call(host, "node_ready", ready)
+                .is_ok_and(|r| r["failed"] == false);
             if pinned["changed"] == false && at_target {
                 self.reporter
                     .note(&host.name, &format!("already at {target}: nothing to do"));
                 return Ok(());
             }
         }
-        let units = json!([
-            "keepalived",
-            "kubelet",
-            host.var("container_runtime").unwrap_or_else(|| "docker".into())
-        ]);
-        if worker {
-            let drain = json!({"name": node, "state": "drain", "ignore_daemonsets": true, "delete_emptydir_data": true,
-                               "force": self.opts.force_drain, "timeout": self.opts.drain_timeout});
-            self.step(host, "drain", "node_drain", drain, true)?;
-        } else {
-            self.step(
-                host,
-                "cordon",
-                "node_drain",
-                json!({"name": node, "state": "cordon"}),
-                true,
-            )?;
+        for s in steps {
+            self.step(host, s.name, s.module, s.args, true)?;
         }
-        self.step(
-            host,
-            "stop-services",
-            "service_state",
-            json!({"units": units, "state": "stopped"}),
-            true,
-        )?;
-        self.step(host, "packages", "package_pin", pin, true)?;
-        self.step(
-            host,
-            "start-services",
-            "service_state",
-            json!({"units": units, "state": "started"}),
-            true,
-        )?;
-        let ready = json!({"names": [node], "kubelet_version": target.to_string(), "timeout": self.opts.ready_timeout, "interval": 1});
-        self.step(host, "node-ready", "node_ready", ready, true)?;
-        self.step(
-            host,
-            "uncordon",
-            "node_drain",
-            json!({"name": node, "state": "uncordon"}),
-            true,
-        )?;
+        Ok(())
+    }
+
+    /// Resuming a node an earlier run left halfway: the journal says which steps it finished, but
+    /// someone may have changed the node since (started its services by hand, uncordoned it). The
+    /// last finished step is checked against the live node (its module in check mode); if the
+    /// node no longer is as that step left it, the step is forgotten and runs again.
+    fn recheck_resumed(&self, host: &Host, steps: &[NodeStep]) -> Result<(), Stop> {
+        let inherited = |s: &NodeStep| {
+            self.journal
+                .lock()
+                .map(|j| j.inherited(&format!("{}/{}", host.name, s.name)))
+                .unwrap_or(false)
+        };
+        let Some(last) = steps.iter().rev().find(|s| inherited(s)) else {
+            return Ok(());
+        };
+        let mut args = last.args.clone();
+        if last.module == "node_ready" {
+            args["timeout"] = json!(0);
+        }
+        args["_ansible_check_mode"] = json!(true);
+        let verdict = self
+            .call(host, last.module, args)
+            .map_err(|e| self.lost(host, &format!("{} (check)", last.name), e))?;
+        let contradicted = if last.module == "node_ready" {
+            verdict["failed"] == true
+        } else {
+            verdict["changed"] == true
+        };
+        if contradicted {
+            let key = format!("{}/{}", host.name, last.name);
+            self.journal
+                .lock()
+                .map_err(|_| Stop::Setup("journal lock poisoned".into()))?
+                .unmark(&key)
+                .map_err(Stop::Setup)?;
+            self.reporter.note(
+                &host.name,
+                &format!(
+                    "resuming: the journal says step {} was done, but the node says otherwise ({}); running it again",
+                    last.name,
+                    verdict["msg"].as_str().unwrap_or("")
+                ),
+            );
+        }
         Ok(())
     }
 
@@ -318,17 +514,6 @@ impl Run<'_> {
     pub fn check(&self, host: &Host, module: &str, mut args: Value) -> Result<Value, Stop> {
         args["_ansible_check_mode"] = json!(true);
         self.step(host, module, module, args, false)
-    }
-
-    /// A read-only probe: true when the module succeeds (no failure is reported for it).
-    fn step_quiet(&self, host: &Host, module: &str, mut args: Value) -> bool {
-        let (run_on, kubeconfig) = self.place(module, host);
-        if let (Some(k), Some(obj)) = (kubeconfig, args.as_object_mut()) {
-            obj.insert("kubeconfig".into(), json!(k));
-        }
-        self.transport
-            .run(run_on, module, &args)
-            .is_ok_and(|r| r["failed"] == false)
     }
 
     pub fn nodes(&self, target: Version) -> Result<(), Stop> {
@@ -361,6 +546,11 @@ fn fix_for(step: &str) -> String {
         "node-ready" | "start-services" => {
             "the node's kubelet did not come back: look at `systemctl status kubelet` and `journalctl -u kubelet` on it, repair it, then rerun to resume".into()
         }
+        "lock" => "wait for the other run to end; if it is gone for good, rerun with --take-over-lock once the lock is stale".into(),
         _ => "fix the cause above, then rerun the same command to resume".into(),
     }
 }
+
+#[cfg(test)]
+#[path = "procedure_tests.rs"]
+mod tests;

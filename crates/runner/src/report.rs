@@ -68,6 +68,8 @@ struct HostSummary {
 
 pub struct Reporter {
     json: bool,
+    /// Prints nothing (the procedure's unit tests).
+    quiet: bool,
     started: Instant,
     hosts: Mutex<BTreeMap<String, HostSummary>>,
     live: Option<Arc<Mutex<Live>>>,
@@ -95,13 +97,29 @@ impl Reporter {
         }
         Reporter {
             json,
+            quiet: false,
             started: Instant::now(),
             hosts: Mutex::new(BTreeMap::new()),
             live,
         }
     }
 
+    /// A reporter that keeps its tallies and prints nothing.
+    #[cfg(test)]
+    pub fn silent() -> Reporter {
+        Reporter {
+            json: true,
+            quiet: true,
+            started: Instant::now(),
+            hosts: Mutex::new(BTreeMap::new()),
+            live: None,
+        }
+    }
+
     fn emit(&self, line: String) {
+        if self.quiet {
+            return;
+        }
         if self.json {
             let _ = writeln!(std::io::stdout().lock(), "{line}");
         } else if let Some(mut view) = self.live.as_ref().and_then(|l| l.lock().ok()) {

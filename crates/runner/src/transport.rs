@@ -1,57 +1,159 @@
 //! Running a module on a host: `kup module NAME` with the JSON arguments on stdin, locally or over
 //! OpenSSH (ControlMaster multiplexing, the inventory's `ansible_*` variables, `~/.ssh/config`).
-//! kup copies itself to each host once, under a name carrying its hash.
+//!
+//! Every remote action is bounded: ssh gives up on a host that does not answer (`ConnectTimeout`,
+//! `ServerAliveInterval` x `ServerAliveCountMax`), and every run has a deadline after which its
+//! process group is ended. Children run in process groups of their own, so a Ctrl-C on the terminal
+//! reaches kup alone, which decides what to do with the step under way.
+//!
+//! kup copies itself to each host into a directory only the ssh user can write (root:
+//! `/var/lib/kup/bin`, anyone else `~/.kup/bin`, mode 0700), and verifies the directory and the copy
+//! (type, owner, mode, SHA-256) before the first use in a run; anything else found there is refused,
+//! never run.
 
 use crate::inventory::{split_words, Host};
 use serde_json::Value;
-use std::collections::HashSet;
-use std::io::Write;
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-pub struct Transport {
+/// Why a module gave no result.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunError {
+    /// ssh could not reach the host, or lost it (exit 255).
+    Unreachable { place: String, detail: String },
+    /// The run outlived its deadline and was ended.
+    Deadline { place: String, seconds: u64 },
+    /// What was found at kup's remote path is not kup's own: refused, never run.
+    Refused { place: String, detail: String },
+    /// Abandoned on the operator's second Ctrl-C.
+    Aborted,
+    /// Anything else: kup itself could not run, or the module answered no JSON object.
+    Other(String),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Unreachable { place, detail } => {
+                write!(f, "{place} stopped answering over ssh ({detail})")
+            }
+            RunError::Deadline { place, seconds } => write!(
+                f,
+                "the step on {place} did not end within its deadline of {seconds} s and was stopped"
+            ),
+            RunError::Refused { place, detail } => {
+                write!(f, "refused to run kup on {place}: {detail}")
+            }
+            RunError::Aborted => write!(f, "abandoned (second Ctrl-C)"),
+            RunError::Other(msg) => write!(f, "{msg}"),
+        }
+    }
+}
+
+/// Where and how modules run. The procedure sees only this, so it is tested with a fake.
+pub trait Transport: Sync {
+    /// Runs `module` on `host` (here when None or a local connection) with `args`, for at most
+    /// `limit`; returns its result object.
+    fn run(&self, host: Option<&Host>, module: &str, args: &Value, limit: Duration) -> Result<Value, RunError>;
+}
+
+/// The ssh options kup adds. The inventory's own ssh arguments come first on the command line, and
+/// ssh takes the first value it sees for an option, so an inventory can override each of these.
+pub const SSH_BOUNDS: &[&str] = &[
+    "-o",
+    "ConnectTimeout=10",
+    "-o",
+    "ServerAliveInterval=5",
+    "-o",
+    "ServerAliveCountMax=4",
+];
+
+/// Verifies (or makes) kup's directory and reports whether `kup-$1` is there and intact. A fixed
+/// text: the only argument is kup's own SHA-256 in hex, never input. Exit 3 with `kup-refused:` on
+/// stderr means something there is not ours.
+const PREPARE: &str = r#"set -u; umask 077; h=$1; me=$(id -u)
+if [ "$me" = 0 ]; then d=/var/lib/kup; else d="${HOME:?}/.kup"; fi
+refuse() { echo "kup-refused: $*" >&2; exit 3; }
+for p in "$d" "$d/bin"; do
+  [ -L "$p" ] && refuse "$p is a symbolic link; remove it (it was not made by kup)"
+  [ -e "$p" ] || mkdir -m 0700 "$p" || refuse "cannot make $p"
+  [ -d "$p" ] || refuse "$p is not a directory; remove it"
+  o=$(stat -c %u.%a "$p")
+  [ "$o" = "$me.700" ] || refuse "$p is owned by uid ${o%.*} with mode ${o#*.}; kup needs uid $me and mode 700: remove it (kup did not make it)"
+done
+f="$d/bin/kup-$h"
+if [ -e "$f" ] || [ -L "$f" ]; then
+  [ -L "$f" ] && refuse "$f is a symbolic link"
+  [ -f "$f" ] || refuse "$f is not a regular file"
+  o=$(stat -c %u.%a "$f")
+  [ "$o" = "$me.700" ] || refuse "$f is owned by uid ${o%.*} with mode ${o#*.}; kup needs uid $me and mode 700: remove it (kup did not make it)"
+  s=$(sha256sum < "$f") || refuse "cannot read $f"
+  [ "${s%% *}" = "$h" ] || refuse "$f is not this kup (its SHA-256 differs)"
+  echo "present $f"
+else
+  echo "absent $f"
+fi"#;
+
+/// Writes stdin to `$1.part` (created new: noclobber, in the verified directory), checks its
+/// SHA-256 against `$2`, and renames it into place.
+const INSTALL: &str = r#"set -u; umask 077; f=$1; h=$2; set -C
+rm -f "$f.part"
+cat > "$f.part" || exit 3
+chmod 0700 "$f.part" || exit 3
+s=$(sha256sum < "$f.part")
+[ "${s%% *}" = "$h" ] || { rm -f "$f.part"; echo "kup-refused: the copy of kup arrived damaged" >&2; exit 3; }
+mv -f "$f.part" "$f""#;
+
+pub struct SshTransport {
     exe: PathBuf,
     hash: String,
     control_dir: tempfile::TempDir,
-    copied: Mutex<HashSet<String>>,
+    /// Host name -> the verified remote path of kup, once per run.
+    verified: Mutex<HashMap<String, String>>,
+    /// Process groups of the children running now (their leaders' pids).
+    running: Mutex<HashSet<i32>>,
+    aborted: Arc<AtomicBool>,
 }
 
-impl Transport {
-    pub fn new() -> Result<Transport, String> {
+impl SshTransport {
+    pub fn new(aborted: Arc<AtomicBool>) -> Result<SshTransport, String> {
         use sha2::Digest;
         let exe = std::env::current_exe().map_err(|e| format!("cannot find kup itself: {e}"))?;
         let bytes = std::fs::read(&exe).map_err(|e| format!("cannot read {}: {e}", exe.display()))?;
-        let hash = hex::encode(&sha2::Sha256::digest(&bytes)[..8]);
+        let hash = hex::encode(sha2::Sha256::digest(&bytes));
         let control_dir = tempfile::Builder::new()
             .prefix("kup-ssh-")
             .tempdir()
             .map_err(|e| format!("cannot make a directory for ssh control sockets: {e}"))?;
-        Ok(Transport {
+        Ok(SshTransport {
             exe,
             hash,
             control_dir,
-            copied: Mutex::new(HashSet::new()),
+            verified: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashSet::new()),
+            aborted,
         })
     }
 
-    fn remote_path(&self) -> String {
-        format!("/var/tmp/kup-{}", self.hash)
-    }
-
-    /// `ssh` with the host's connection settings and connection sharing.
+    /// `ssh` with the host's connection settings, kup's bounds, and connection sharing.
     fn ssh(&self, host: &Host) -> Result<Command, String> {
         let mut cmd = Command::new("ssh");
-        cmd.args([
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ControlMaster=auto",
-            "-o",
-            "ControlPersist=120",
-        ])
-        .arg("-o")
-        .arg(format!("ControlPath={}/%C", self.control_dir.path().display()));
+        // The inventory's arguments first: ssh keeps the first value of each option.
+        for var in ["ansible_ssh_common_args", "ansible_ssh_extra_args"] {
+            if let Some(extra) = host.var(var) {
+                cmd.args(split_words(&extra).map_err(|e| format!("{}: {var}: {e}", host.name))?);
+            }
+        }
+        cmd.args(["-o", "BatchMode=yes", "-o", "ControlMaster=auto", "-o", "ControlPersist=120"])
+            .args(SSH_BOUNDS)
+            .arg("-o")
+            .arg(format!("ControlPath={}/%C", self.control_dir.path().display()));
         if let Some(port) = host.var("ansible_port") {
             cmd.args(["-p", &port]);
         }
@@ -61,93 +163,156 @@ impl Transport {
         if let Some(key) = host.var("ansible_ssh_private_key_file") {
             cmd.args(["-i", &key]);
         }
-        for var in ["ansible_ssh_common_args", "ansible_ssh_extra_args"] {
-            if let Some(extra) = host.var(var) {
-                cmd.args(split_words(&extra).map_err(|e| format!("{}: {var}: {e}", host.name))?);
-            }
-        }
-        cmd.arg(host.var("ansible_host").unwrap_or_else(|| host.name.clone()));
+        cmd.arg("--").arg(host.var("ansible_host").unwrap_or_else(|| host.name.clone()));
         Ok(cmd)
     }
 
-    /// Makes sure this exact kup is on the host.
-    fn ensure_copied(&self, host: &Host) -> Result<(), String> {
-        if self
-            .copied
-            .lock()
-            .map(|c| c.contains(&host.name))
-            .unwrap_or(false)
-        {
-            return Ok(());
+    /// A fixed script run by `sh -c` on the host with our own hash (and path) as its arguments.
+    fn script(&self, host: &Host, script: &str, args: &[&str]) -> Result<Command, String> {
+        // ssh joins its arguments into one remote command line: the script goes single-quoted (it
+        // has no single quote), the arguments are kup's own hex hash and the path built from it.
+        let mut line = format!("sh -c '{script}' kup");
+        for a in args {
+            line.push(' ');
+            line.push_str(a);
         }
-        let path = self.remote_path();
-        let present = self
-            .ssh(host)?
-            .args(["test", "-x", &path])
-            .stdin(Stdio::null())
-            .output();
-        let present = present.map_err(|e| format!("{}: cannot run ssh: {e}", host.name))?;
-        match present.status.code() {
-            Some(0) => {}
-            Some(255) => {
-                return Err(format!(
-                    "{}: ssh failed: {}",
-                    host.name,
-                    String::from_utf8_lossy(&present.stderr).trim()
-                ))
-            }
-            _ => {
-                let bytes = std::fs::read(&self.exe)
-                    .map_err(|e| format!("cannot read {}: {e}", self.exe.display()))?;
-                // The path is made of our own hash, never of input.
-                let install =
-                    format!("cat > {path}.part && chmod 0755 {path}.part && mv -f {path}.part {path}");
-                let out = feed(self.ssh(host)?.arg(install), &bytes)?;
-                if !out.status.success() {
-                    return Err(format!(
-                        "{}: cannot copy kup to {path}: {}",
-                        host.name,
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    ));
-                }
-            }
-        }
-        if let Ok(mut copied) = self.copied.lock() {
-            copied.insert(host.name.clone());
-        }
-        Ok(())
+        let mut cmd = self.ssh(host)?;
+        cmd.arg(line);
+        Ok(cmd)
     }
 
-    /// Runs a module on `host` (or here, when `host` is None or a local connection); returns its
-    /// result object.
-    pub fn run(&self, host: Option<&Host>, module: &str, args: &Value) -> Result<Value, String> {
+    /// The verified path of this exact kup on `host`, copying it there first if needed.
+    fn remote_kup(&self, host: &Host, limit: Duration) -> Result<String, RunError> {
+        if let Some(path) = self.verified.lock().ok().and_then(|v| v.get(&host.name).cloned()) {
+            return Ok(path);
+        }
+        let place = host.name.clone();
+        let other = |e: String| RunError::Other(format!("{place}: {e}"));
+        let mut prepare = self.script(host, PREPARE, &[&self.hash]).map_err(other)?;
+        let out = self.wait(&mut prepare, b"", limit, &place)?;
+        let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let path = match (out.code, answer.split_once(' ')) {
+            (Some(0), Some(("present", path))) => path.to_string(),
+            (Some(0), Some(("absent", path))) => {
+                let bytes = std::fs::read(&self.exe)
+                    .map_err(|e| RunError::Other(format!("cannot read {}: {e}", self.exe.display())))?;
+                let mut install = self
+                    .script(host, INSTALL, &[path, &self.hash])
+                    .map_err(other)?;
+                let copied = self.wait(&mut install, &bytes, limit, &place)?;
+                if copied.code != Some(0) {
+                    return Err(remote_failure(&place, &copied, &format!("cannot copy kup to {path}")));
+                }
+                path.to_string()
+            }
+            _ => return Err(remote_failure(&place, &out, "cannot prepare kup's directory")),
+        };
+        if let Ok(mut verified) = self.verified.lock() {
+            verified.insert(host.name.clone(), path.clone());
+        }
+        Ok(path)
+    }
+
+    /// Runs `cmd` in a process group of its own with `input` on stdin, for at most `limit`.
+    fn wait(&self, cmd: &mut Command, input: &[u8], limit: Duration, place: &str) -> Result<Finished, RunError> {
+        if self.aborted.load(Ordering::SeqCst) {
+            return Err(RunError::Aborted);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| RunError::Other(format!("cannot run {:?}: {e}", cmd.get_program())))?;
+        let group = i32::try_from(child.id()).unwrap_or(0);
+        if let Ok(mut running) = self.running.lock() {
+            running.insert(group);
+        }
+        let result = self.supervise(&mut child, input, limit, place);
+        if let Ok(mut running) = self.running.lock() {
+            running.remove(&group);
+        }
+        result
+    }
+
+    fn supervise(&self, child: &mut Child, input: &[u8], limit: Duration, place: &str) -> Result<Finished, RunError> {
+        let feeder = child.stdin.take().map(|mut stdin| {
+            let input = input.to_vec();
+            // A module that exits early closes the pipe; its answer tells what happened.
+            std::thread::spawn(move || {
+                let _ = stdin.write_all(&input);
+            })
+        });
+        let stdout = child.stdout.take().map(|s| std::thread::spawn(move || read_all(s)));
+        let stderr = child.stderr.take().map(|s| std::thread::spawn(move || read_all(s)));
+        let started = Instant::now();
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Ok(status),
+                Ok(None) => {}
+                Err(e) => break Err(RunError::Other(format!("waiting for a child: {e}"))),
+            }
+            if self.aborted.load(Ordering::SeqCst) {
+                end_group(child);
+                break Err(RunError::Aborted);
+            }
+            if started.elapsed() >= limit {
+                end_group(child);
+                break Err(RunError::Deadline {
+                    place: place.to_string(),
+                    seconds: limit.as_secs(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }?;
+        if let Some(f) = feeder {
+            let _ = f.join();
+        }
+        let stdout = stdout.and_then(|t| t.join().ok()).unwrap_or_default();
+        let stderr = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
+        Ok(Finished {
+            code: status.code(),
+            stdout,
+            stderr,
+        })
+    }
+}
+
+impl Transport for SshTransport {
+    fn run(&self, host: Option<&Host>, module: &str, args: &Value, limit: Duration) -> Result<Value, RunError> {
         let input = args.to_string();
         let (out, place) = match host.filter(|h| !h.is_local()) {
             None => {
                 let mut cmd = Command::new(&self.exe);
                 cmd.args(["module", module]);
-                (feed(&mut cmd, input.as_bytes())?, "this machine".to_string())
+                let place = "this machine".to_string();
+                (self.wait(&mut cmd, input.as_bytes(), limit, &place)?, place)
             }
             Some(host) => {
-                self.ensure_copied(host)?;
-                let mut cmd = self.ssh(host)?;
-                cmd.args([self.remote_path().as_str(), "module", module]);
-                (feed(&mut cmd, input.as_bytes())?, host.name.clone())
+                let kup = self.remote_kup(host, limit)?;
+                let mut cmd = self.ssh(host).map_err(RunError::Other)?;
+                cmd.args([kup.as_str(), "module", module]);
+                (self.wait(&mut cmd, input.as_bytes(), limit, &host.name)?, host.name.clone())
             }
         };
         let stdout = String::from_utf8_lossy(&out.stdout);
         match serde_json::from_str::<Value>(stdout.trim()) {
             Ok(value) if value.is_object() => Ok(value),
-            _ => Err(format!(
+            _ if out.code == Some(255) && place != "this machine" => Err(RunError::Unreachable {
+                detail: last_line(&String::from_utf8_lossy(&out.stderr)).unwrap_or_else(|| "ssh exit 255".into()),
+                place,
+            }),
+            _ => Err(RunError::Other(format!(
                 "{module} on {place} did not answer with a JSON result (exit {}): {}",
-                out.status.code().unwrap_or(-1),
+                out.code.unwrap_or(-1),
                 last_line(&String::from_utf8_lossy(&out.stderr)).unwrap_or_else(|| stdout.trim().to_string())
-            )),
+            ))),
         }
     }
 }
 
-impl Drop for Transport {
+impl Drop for SshTransport {
     /// Closes the shared ssh connections now rather than when ControlPersist runs out.
     fn drop(&mut self) {
         if let Ok(entries) = std::fs::read_dir(self.control_dir.path()) {
@@ -165,20 +330,57 @@ impl Drop for Transport {
     }
 }
 
-fn feed(cmd: &mut Command, input: &[u8]) -> Result<std::process::Output, String> {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A module that exits early closes the pipe; its answer tells what happened.
-        let _ = stdin.write_all(input);
+struct Finished {
+    code: Option<i32>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+fn read_all(mut r: impl Read) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let _ = r.read_to_end(&mut buf);
+    buf
+}
+
+/// SIGTERM to the child's group, then SIGKILL if it is still there after a grace period.
+fn end_group(child: &mut Child) {
+    let group = i32::try_from(child.id()).unwrap_or(0);
+    signal_group(group, rustix::process::Signal::TERM);
+    let grace = Instant::now();
+    while grace.elapsed() < Duration::from_secs(5) {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
-    child
-        .wait_with_output()
-        .map_err(|e| format!("waiting for {:?}: {e}", cmd.get_program()))
+    signal_group(group, rustix::process::Signal::KILL);
+    let _ = child.wait();
+}
+
+fn signal_group(group: i32, signal: rustix::process::Signal) {
+    if let Some(pid) = rustix::process::Pid::from_raw(group) {
+        let _ = rustix::process::kill_process_group(pid, signal);
+    }
+}
+
+/// A failed remote preparation: refused (exit 3), unreachable (ssh's 255), or another error.
+fn remote_failure(place: &str, out: &Finished, what: &str) -> RunError {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if let Some(reason) = stderr.lines().find_map(|l| l.strip_prefix("kup-refused: ")) {
+        return RunError::Refused {
+            place: place.to_string(),
+            detail: reason.trim().to_string(),
+        };
+    }
+    let detail = last_line(&stderr).unwrap_or_else(|| format!("exit {}", out.code.unwrap_or(-1)));
+    if out.code == Some(255) {
+        RunError::Unreachable {
+            place: place.to_string(),
+            detail,
+        }
+    } else {
+        RunError::Other(format!("{place}: {what}: {detail}"))
+    }
 }
 
 fn last_line(text: &str) -> Option<String> {

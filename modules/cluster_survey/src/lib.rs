@@ -337,6 +337,7 @@ async fn survey(p: Params, conn: kube_kit::Connection) -> Result<Outcome, Failur
     let mut kubelet_versions: BTreeMap<String, u32> = BTreeMap::new();
     let mut rows: BTreeMap<String, NodeRow> = BTreeMap::new();
     let mut node_count = 0u32;
+    let mut unlisted: Vec<String> = Vec::new();
     list_each(
         client,
         "/api/v1/nodes",
@@ -352,6 +353,8 @@ async fn survey(p: Params, conn: kube_kit::Connection) -> Result<Outcome, Failur
                 .as_ref()
                 .is_some_and(|w| !w.contains(node.metadata.name.as_str()))
             {
+                // A node the caller did not name: an inventory that does not cover the cluster.
+                unlisted.push(node.metadata.name.clone());
                 return;
             }
             rows.insert(
@@ -433,6 +436,7 @@ async fn survey(p: Params, conn: kube_kit::Connection) -> Result<Outcome, Failur
         node_count,
         kubelet_versions,
         missing,
+        unlisted,
         pdb_api,
         pdb_count,
         zero_budgets,
@@ -468,6 +472,8 @@ struct Report<'a> {
     node_count: u32,
     kubelet_versions: BTreeMap<String, u32>,
     missing: Vec<String>,
+    /// Nodes of the cluster that `names` left out, sorted.
+    unlisted: Vec<String>,
     pdb_api: Option<String>,
     pdb_count: u32,
     zero_budgets: Vec<String>,
@@ -517,6 +523,11 @@ fn report(r: Report<'_>) -> Outcome {
     if !r.missing.is_empty() {
         msg.push_str(&format!("; not registered: {}", r.missing.join(", ")));
     }
+    let mut unlisted = r.unlisted;
+    unlisted.sort();
+    if !unlisted.is_empty() {
+        msg.push_str(&format!("; nodes not named: {}", unlisted.join(", ")));
+    }
     let filters = json!({
         "ignore_daemonsets": r.p.ignore_daemonsets,
         "delete_emptydir_data": r.p.delete_emptydir_data,
@@ -533,6 +544,7 @@ fn report(r: Report<'_>) -> Outcome {
         .with("pdb_api", &r.pdb_api)
         .with("pdbs_disallowing", &r.zero_budgets)
         .with("missing", &r.missing)
+        .with("unlisted", &unlisted)
         .with("filters", filters)
         .with(
             "counts",

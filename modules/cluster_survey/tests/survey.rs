@@ -291,6 +291,11 @@ fn names_limit_the_report_not_the_lists() {
     assert_eq!(ran.json["blocked_nodes"], json!(["worker-2"]));
     assert_eq!(ran.json["counts"]["nodes"], 6);
     assert!(ran.msg().contains("not registered: worker-9"), "{}", ran.msg());
+    // The other five nodes are the ones an inventory naming these two would leave out.
+    let unlisted = ran.json["unlisted"].as_array().unwrap();
+    assert_eq!(unlisted.len(), 5, "{}", ran.json["unlisted"]);
+    assert!(!unlisted.contains(&json!("worker-2")));
+    assert!(ran.msg().contains("nodes not named: "), "{}", ran.msg());
 }
 
 #[test]

@@ -1,0 +1,304 @@
+//! The procedure against a fake transport: order, journal, resume and faults, in milliseconds.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use super::*;
+use crate::inventory::Inventory;
+use crate::report::Reporter;
+use crate::transport::{RunError, Transport};
+use std::sync::Mutex as StdMutex;
+
+type Answer = Box<dyn Fn(&str, &str, &Value) -> Result<Value, RunError> + Sync>;
+
+/// Records every call as `host module [check]` and answers with `answer`.
+struct Fake {
+    calls: StdMutex<Vec<String>>,
+    answer: Answer,
+}
+
+impl Fake {
+    fn new(answer: impl Fn(&str, &str, &Value) -> Result<Value, RunError> + Sync + 'static) -> Fake {
+        Fake {
+            calls: StdMutex::new(Vec::new()),
+            answer: Box::new(answer),
+        }
+    }
+
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+impl Transport for Fake {
+    fn run(&self, host: Option<&Host>, module: &str, args: &Value, limit: Duration) -> Result<Value, RunError> {
+        assert!(limit >= Duration::from_secs(60), "{module}: limit {limit:?}");
+        let place = host.map_or("local", |h| h.name.as_str()).to_string();
+        let check = if args["_ansible_check_mode"] == true { "check" } else { "" };
+        let step = args["state"].as_str().or(args["action"].as_str()).unwrap_or("");
+        let label: Vec<&str> = [place.as_str(), module, step, check]
+            .into_iter()
+            .filter(|w| !w.is_empty())
+            .collect();
+        self.calls.lock().unwrap().push(label.join(" "));
+        (self.answer)(&place, module, args)
+    }
+}
+
+fn ok(changed: bool) -> Result<Value, RunError> {
+    Ok(json!({"failed": false, "changed": changed, "msg": ""}))
+}
+
+fn inventory(dir: &tempfile::TempDir) -> Inventory {
+    let path = dir.path().join("hosts.ini");
+    std::fs::write(&path, "[control_plane]\ncp1\n[workers]\nw1\nw2\n[all:vars]\nkubeconfig=/k\n").unwrap();
+    Inventory::load(&path).unwrap()
+}
+
+fn options() -> Options {
+    Options {
+        target: "v1.9.2".into(),
+        workers_batch: 1,
+        retry_delay: 1,
+        base_url: "http://r".into(),
+        cni_version: None,
+        force_drain: false,
+        drain_timeout: 30,
+        ready_timeout: 30,
+    }
+}
+
+fn with_run<R>(fake: &Fake, journal: Journal, f: impl FnOnce(&Run<'_>) -> R) -> R {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = inventory(&dir);
+    let reporter = Reporter::silent();
+    let run = Run {
+        inventory: &inv,
+        transport: fake,
+        opts: options(),
+        journal: Mutex::new(journal),
+        reporter: &reporter,
+        interrupted: Arc::new(AtomicBool::new(false)),
+        running: Mutex::new(Vec::new()),
+    };
+    f(&run)
+}
+
+fn target() -> Version {
+    Version::parse("v1.9.2").unwrap()
+}
+
+/// A node not yet at the target: the package check would change something.
+fn not_upgraded(_: &str, module: &str, args: &Value) -> Result<Value, RunError> {
+    match module {
+        "package_pin" if args["_ansible_check_mode"] == true => ok(true),
+        "node_ready" if args["timeout"] == 0 => Ok(json!({"failed": true, "changed": false})),
+        _ => ok(true),
+    }
+}
+
+#[test]
+fn a_worker_is_drained_and_a_control_plane_cordoned_in_the_runbook_order() {
+    let fake = Fake::new(not_upgraded);
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::unlocked(dir.path().join("j.json"), "v1.9.2", false);
+    with_run(&fake, journal, |run| {
+        run.upgrade_node(&run.inventory.workers[0], target(), true).unwrap();
+        run.upgrade_node(run.primary(), target(), false).unwrap();
+    });
+    assert_eq!(
+        fake.calls(),
+        [
+            "w1 package_pin check",
+            "local node_ready",
+            "local node_drain drain",
+            "w1 service_state stopped",
+            "w1 package_pin",
+            "w1 service_state started",
+            "local node_ready",
+            "local node_drain uncordon",
+            "cp1 package_pin check",
+            "local node_ready",
+            "local node_drain cordon",
+            "cp1 service_state stopped",
+            "cp1 package_pin",
+            "cp1 service_state started",
+            "local node_ready",
+            "local node_drain uncordon",
+        ]
+    );
+}
+
+#[test]
+fn kubeadm_never_comes_from_a_world_writable_directory() {
+    let seen = Arc::new(StdMutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    let fake = Fake::new(move |_, module, args| {
+        if module.starts_with("kubeadm_") && module != "kubeadm_config_nodename" {
+            let path = args["dest"].as_str().or(args["kubeadm_path"].as_str());
+            record.lock().unwrap().push(path.map(str::to_string));
+        }
+        ok(false)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::unlocked(dir.path().join("j.json"), "v1.9.2", false);
+    with_run(&fake, journal, |run| run.control_plane_kubeadm(target()).unwrap());
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen.iter().all(|p| p.as_deref() == Some(KUBEADM_PATH)), "{seen:?}");
+}
+
+#[test]
+fn a_resumed_node_whose_services_were_started_by_hand_is_stopped_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.json");
+    {
+        let (mut j, _) = Journal::open(path.clone(), "v1.9.2", false).unwrap();
+        j.mark("w1/drain").unwrap();
+        j.mark("w1/stop-services").unwrap();
+    }
+    // The operator started the services again: a check of "stopped" would change something.
+    let fake = Fake::new(|_, _, _| ok(true));
+    let (journal, _) = Journal::open(path, "v1.9.2", false).unwrap();
+    with_run(&fake, journal, |run| {
+        run.upgrade_node(&run.inventory.workers[0], target(), true).unwrap();
+        assert!(run.journal.lock().unwrap().is_done("w1/stop-services"));
+    });
+    assert_eq!(
+        fake.calls(),
+        [
+            "w1 service_state stopped check",
+            "w1 service_state stopped",
+            "w1 package_pin",
+            "w1 service_state started",
+            "local node_ready",
+            "local node_drain uncordon",
+        ]
+    );
+}
+
+#[test]
+fn a_resumed_node_as_the_journal_left_it_continues_without_redoing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.json");
+    {
+        let (mut j, _) = Journal::open(path.clone(), "v1.9.2", false).unwrap();
+        j.mark("w1/drain").unwrap();
+        j.mark("w1/stop-services").unwrap();
+    }
+    let fake = Fake::new(|_, _, args| ok(args["_ansible_check_mode"] != true));
+    let (journal, _) = Journal::open(path, "v1.9.2", false).unwrap();
+    with_run(&fake, journal, |run| {
+        run.upgrade_node(&run.inventory.workers[0], target(), true).unwrap()
+    });
+    assert_eq!(fake.calls()[..2], ["w1 service_state stopped check", "w1 package_pin"]);
+}
+
+#[test]
+fn a_resumed_node_that_is_no_longer_ready_waits_for_ready_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.json");
+    {
+        let (mut j, _) = Journal::open(path.clone(), "v1.9.2", false).unwrap();
+        for s in ["drain", "stop-services", "packages", "start-services", "node-ready"] {
+            j.mark(&format!("w1/{s}")).unwrap();
+        }
+    }
+    let fake = Fake::new(|_, module, args| match module {
+        "node_ready" if args["timeout"] == 0 => Ok(json!({"failed": true, "changed": false, "msg": "NotReady"})),
+        _ => ok(true),
+    });
+    let (journal, _) = Journal::open(path, "v1.9.2", false).unwrap();
+    with_run(&fake, journal, |run| {
+        run.upgrade_node(&run.inventory.workers[0], target(), true).unwrap()
+    });
+    assert_eq!(
+        fake.calls(),
+        ["local node_ready check", "local node_ready", "local node_drain uncordon"]
+    );
+}
+
+#[test]
+fn a_lost_host_stops_the_rollout_with_its_state_and_touches_no_later_host() {
+    let fake = Fake::new(|place, module, args| {
+        if place == "w1" && module == "package_pin" && args["_ansible_check_mode"] != true {
+            return Err(RunError::Unreachable {
+                place: "w1".into(),
+                detail: "Timeout, server w1 not responding.".into(),
+            });
+        }
+        not_upgraded(place, module, args)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::unlocked(dir.path().join("j.json"), "v1.9.2", false);
+    let stop = with_run(&fake, journal, |run| run.nodes(target())).unwrap_err();
+    let Stop::Failed { host, step, msg, fix } = stop else {
+        panic!("not a failure")
+    };
+    assert_eq!((host.as_str(), step.as_str()), ("w1", "packages"));
+    assert!(msg.contains("host w1 stopped answering during step packages"), "{msg}");
+    assert!(msg.contains("w1 is drained (cordoned), its services stopped by kup"), "{msg}");
+    assert!(fix.contains("rerun"), "{fix}");
+    assert!(
+        !fake.calls().iter().any(|c| c.starts_with("w2")),
+        "{:?}",
+        fake.calls()
+    );
+}
+
+#[test]
+fn an_interrupt_finishes_the_step_under_way_and_starts_no_other() {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&interrupted);
+    let fake = Fake::new(move |place, module, args| {
+        if module == "service_state" {
+            // The operator's Ctrl-C arrives while the services are being stopped.
+            flag.store(true, Ordering::SeqCst);
+        }
+        not_upgraded(place, module, args)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _) = Journal::open(dir.path().join("j.json"), "v1.9.2", false).unwrap();
+    let inv = inventory(&dir);
+    let reporter = Reporter::silent();
+    let run = Run {
+        inventory: &inv,
+        transport: &fake,
+        opts: options(),
+        journal: Mutex::new(journal),
+        reporter: &reporter,
+        interrupted,
+        running: Mutex::new(Vec::new()),
+    };
+    let stop = run.nodes(target()).unwrap_err();
+    assert!(matches!(stop, Stop::Interrupted), "{stop}");
+    let calls = fake.calls();
+    assert_eq!(calls.last().unwrap(), "cp1 service_state stopped", "{calls:?}");
+    // The step that was under way finished and is journaled: the rerun goes on after it.
+    assert!(run.journal.lock().unwrap().is_done("cp1/stop-services"));
+}
+
+#[test]
+fn an_abort_names_the_step_that_may_be_half_done() {
+    let fake = Fake::new(|place, module, args| {
+        if module == "package_pin" && args["_ansible_check_mode"] != true {
+            return Err(RunError::Aborted);
+        }
+        not_upgraded(place, module, args)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::unlocked(dir.path().join("j.json"), "v1.9.2", false);
+    let stop = with_run(&fake, journal, |run| run.nodes(target())).unwrap_err();
+    let text = stop.to_string();
+    assert!(matches!(stop, Stop::Aborted { .. }), "{text}");
+    assert!(text.contains("cp1/packages") && text.contains("half-done"), "{text}");
+}
+
+#[test]
+fn limits_follow_each_steps_own_timeout() {
+    let drain = step_limit("node_drain", &json!({"timeout": 600}));
+    assert_eq!(drain, Duration::from_secs(660));
+    let kubeadm = step_limit("kubeadm_upgrade", &json!({"retries": 1, "retry_delay": 90}));
+    assert_eq!(kubeadm, Duration::from_secs(2 * 600 + 2 * 90 + 60));
+    assert_eq!(step_limit("service_state", &json!({})), Duration::from_secs(360));
+    let huge = step_limit("node_ready", &json!({"timeout": u64::MAX}));
+    assert_eq!(huge, Duration::from_secs(7 * 24 * 3600));
+}
