@@ -243,7 +243,8 @@ impl Command {
 }
 
 fn wait_with_timeout(child: &mut Child, timeout: Duration) -> (Option<std::process::ExitStatus>, bool) {
-    let deadline = Instant::now() + timeout;
+    // A timeout too long to be a point in time is no timeout at all (it cannot overflow here).
+    let deadline = Instant::now().checked_add(timeout);
     let mut pause = Duration::from_micros(200);
     loop {
         match child.try_wait() {
@@ -251,11 +252,14 @@ fn wait_with_timeout(child: &mut Child, timeout: Duration) -> (Option<std::proce
             Ok(None) => {}
             Err(_) => return (None, false),
         }
-        let now = Instant::now();
-        if now >= deadline {
+        let left = match deadline {
+            Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+            None => Duration::MAX,
+        };
+        if left.is_zero() {
             return (None, true);
         }
-        std::thread::sleep(pause.min(deadline - now));
+        std::thread::sleep(pause.min(left));
         pause = (pause * 2).min(Duration::from_millis(20));
     }
 }
@@ -333,6 +337,18 @@ mod tests {
         let err = cmd.run().unwrap_err();
         assert!(matches!(err, CommandError::TimedOut { .. }), "{err}");
         assert!(started.elapsed() < Duration::from_secs(20));
+    }
+
+    #[test]
+    fn a_timeout_past_the_end_of_time_does_not_panic() {
+        // `Instant::now() + Duration::MAX` overflows; such a timeout just never fires.
+        let out = Command::new("true").timeout(Duration::MAX).run().unwrap();
+        assert_eq!(out.rc, 0);
+        let out = Command::new("true")
+            .timeout(Duration::from_secs(i64::MAX as u64))
+            .run()
+            .unwrap();
+        assert_eq!(out.rc, 0);
     }
 
     #[test]

@@ -1,9 +1,15 @@
 //! Lenient scalar parsing for parameters: Ansible templating turns numbers and booleans into strings
 //! (`timeout: "{{ t }}"` arrives as `"30"`), so integers and booleans also accept their string forms.
 //! Use with `#[serde(deserialize_with = "module_kit::de::int")]` and friends.
+//!
+//! Durations, paths and names have types of their own in [`crate::params`]; the adapters at the end
+//! ([`seconds`], [`opt_file_path`], ...) apply the same checks to fields that keep a plain type.
 
+use crate::echo::{shown, shown_value};
+use crate::params::{FilePath, Name, Seconds};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 /// A boolean, or one of Ansible's spellings: yes/no, true/false, on/off, 1/0 (any case).
@@ -15,9 +21,12 @@ pub fn bool_from_value(value: &Value) -> Result<bool, String> {
         Value::String(s) => match s.to_ascii_lowercase().as_str() {
             "yes" | "true" | "on" | "1" | "y" => Ok(true),
             "no" | "false" | "off" | "0" | "n" => Ok(false),
-            _ => Err(format!("expected a boolean (true/false, yes/no), got {s:?}")),
+            _ => Err(format!(
+                "expected a boolean (true/false, yes/no), got {}",
+                shown(s)
+            )),
         },
-        other => Err(format!("expected a boolean, got {other}")),
+        other => Err(format!("expected a boolean, got {}", shown_value(other))),
     }
 }
 
@@ -34,8 +43,8 @@ pub fn int_from_value<T: TryFrom<i64> + FromStr>(value: &Value) -> Result<T, Str
         Value::String(s) => s
             .trim()
             .parse::<T>()
-            .map_err(|_| format!("expected a whole number, got {s:?}")),
-        other => Err(format!("expected a whole number, got {other}")),
+            .map_err(|_| format!("expected a whole number, got {}", shown(s))),
+        other => Err(format!("expected a whole number, got {}", shown_value(other))),
     }
 }
 
@@ -83,6 +92,26 @@ pub fn file_mode<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
             "expected an octal file mode such as \"0755\"",
         )),
     }
+}
+
+/// A [`Seconds`] (1 s to 7 days) kept as a plain `u64` of seconds.
+pub fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    Seconds::<1>::deserialize(d).map(Seconds::get)
+}
+
+/// A [`Seconds`] that may be 0 (0 s to 7 days), kept as a plain `u64` of seconds.
+pub fn seconds_or_zero<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    Seconds::<0>::deserialize(d).map(Seconds::get)
+}
+
+/// An optional [`FilePath`] kept as an `Option<PathBuf>` (use with `#[serde(default)]`).
+pub fn opt_file_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+    Option::<FilePath>::deserialize(d).map(|p| p.map(PathBuf::from))
+}
+
+/// An optional [`Name`] kept as an `Option<String>` (use with `#[serde(default)]`).
+pub fn opt_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Option::<Name>::deserialize(d).map(|n| n.map(String::from))
 }
 
 #[cfg(test)]

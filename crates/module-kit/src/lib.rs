@@ -8,11 +8,18 @@
 
 pub mod command;
 pub mod de;
+pub mod echo;
+pub mod params;
 mod protocol;
 mod result;
 pub mod testkit;
+pub mod trust;
 
-pub use protocol::{main, main_with_args, parse_input, run_input, run_value, Context};
+pub use echo::shown;
+pub use params::{FilePath, Name, Retries, Seconds};
+pub use protocol::{
+    intake, intake_value, main, main_with_args, parameter_names, parse_input, run_input, run_value, Context,
+};
 pub use result::{Diff, Failure, Outcome};
 
 use serde::de::DeserializeOwned;
@@ -25,8 +32,15 @@ pub trait Module {
     const SECRETS: &'static [&'static str] = &[];
     /// The sidecar documentation (Ansible's DOCUMENTATION/EXAMPLES/RETURN), printed by `--help`.
     const DOCS: &'static str = "";
-    /// The module's parameters, parsed strictly (use `#[serde(deny_unknown_fields)]`).
+    /// The module's parameters, parsed strictly (use `#[serde(deny_unknown_fields)]`, and the types of
+    /// [`params`] for durations, retries, paths and names).
     type Params: DeserializeOwned;
+
+    /// Checks between parameters, or of values no type expresses, before anything runs: part of the
+    /// intake, so it must not do any I/O. Name the field ([`Failure::param`]).
+    fn validate(_params: &Self::Params) -> Result<(), Failure> {
+        Ok(())
+    }
 
     /// Observe, plan and (unless `ctx.check_mode`) apply.
     fn run(params: Self::Params, ctx: &Context) -> Result<Outcome, Failure>;

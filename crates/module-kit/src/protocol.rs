@@ -1,7 +1,10 @@
 //! Argument intake and result output: Ansible's binary-module convention, or JSON on stdin.
 
+use crate::echo::{bounded, elide_quoted, shown_name, ECHO_LIMIT};
 use crate::{de, Failure, Module, Outcome};
+use serde::de::{Deserialize, Deserializer, Visitor};
 use serde_json::{Map, Value};
+use std::cell::Cell;
 use std::io::{Read, Write};
 
 /// How Ansible (or `kup`) asked the module to run: the `_ansible_*` keys, parsed.
@@ -74,7 +77,7 @@ pub fn run_input<M: Module>(raw: &[u8]) -> Value {
 /// Runs a module on a parsed argument object; returns the result object.
 pub fn run_value<M: Module>(args: Value) -> Value {
     let secrets = secret_values::<M>(&args);
-    let mut result = match parse_input::<M>(args) {
+    let mut result = match intake::<M>(args) {
         Ok((params, ctx)) => match M::run(params, &ctx) {
             Ok(outcome) => outcome_value(outcome, &ctx),
             Err(failure) => failure_value(&failure),
@@ -85,7 +88,37 @@ pub fn run_value<M: Module>(args: Value) -> Value {
     result
 }
 
+/// Everything that happens before a module runs, and nothing else: [`parse_input`], then
+/// [`Module::validate`]. No I/O.
+pub fn intake<M: Module>(args: Value) -> Result<(M::Params, Context), Failure> {
+    let (params, ctx) = parse_input::<M>(args)?;
+    M::validate(&params)?;
+    Ok((params, ctx))
+}
+
+/// The result object [`run_value`] gives when [`intake`] refuses the arguments, or a stub success
+/// (`changed: false`, `failed: false`) when it accepts them: intake on its own, for tests.
+pub fn intake_value<M: Module>(args: Value) -> Value {
+    let secrets = secret_values::<M>(&args);
+    let mut result = match intake::<M>(args) {
+        Ok(_) => outcome_value(Outcome::unchanged("arguments accepted"), &Context::default()),
+        Err(failure) => failure_value(&failure),
+    };
+    scrub(&mut result, &secrets);
+    result
+}
+
+/// The names (and aliases) of a module's parameters, as its `Params` declares them; `None` when
+/// they cannot be known (a `Params` that is not a plain struct, or uses `#[serde(flatten)]`).
+pub fn parameter_names<M: Module>() -> Option<&'static [&'static str]> {
+    let found = Cell::new(None);
+    let _ = M::Params::deserialize(FieldProbe(&found));
+    found.get()
+}
+
 /// Splits off the `_ansible_*` keys and parses the rest strictly into the module's parameters.
+/// `null` means "not given", so the parameter's default applies; but an unknown parameter is refused
+/// whatever its value.
 pub fn parse_input<M: Module>(args: Value) -> Result<(M::Params, Context), Failure> {
     let Value::Object(all) = args else {
         return Err(Failure::new(format!(
@@ -96,25 +129,46 @@ pub fn parse_input<M: Module>(args: Value) -> Result<(M::Params, Context), Failu
     };
     let mut ctx = Context::default();
     let mut params = Map::new();
+    let mut nulls = Vec::new();
     for (key, value) in all {
         match key.strip_prefix("_ansible_") {
             Some(setting) => apply_setting(&mut ctx, setting, &value)?,
             // `null` means "not given" (Ansible's `~`), so the parameter's default applies.
-            None if value.is_null() => {}
+            None if value.is_null() => nulls.push(key),
             None => {
                 params.insert(key, value);
             }
         }
     }
+    if let Some(accepted) = parameter_names::<M>() {
+        if let Some(unknown) = nulls.iter().find(|k| !accepted.contains(&k.as_str())) {
+            let list: Vec<String> = accepted.iter().map(|a| format!("`{a}`")).collect();
+            return Err(Failure::new(format!(
+                "{}: unknown parameter {}; accepted parameters: {}",
+                M::NAME,
+                shown_name(unknown),
+                list.join(", ")
+            )));
+        }
+    }
     let params = serde_path_to_error::deserialize(Value::Object(params)).map_err(|err| {
         let path = err.path().to_string();
-        let problem = err
-            .into_inner()
-            .to_string()
+        // serde echoes the values and keys it refuses in full: cut them.
+        let problem = elide_quoted(&err.into_inner().to_string())
             .replace("unknown field", "unknown parameter")
             .replace("missing field", "missing required parameter")
             .replace(", expected one of", "; accepted parameters:")
             .replace("unknown variant", "unknown value");
+        // A parameter and its alias both given.
+        if let Some(name) = problem
+            .strip_prefix("duplicate field `")
+            .and_then(|r| r.split('`').next())
+        {
+            return Failure::new(format!(
+                "{}: parameter `{name}` is given twice (under two of its names)",
+                M::NAME
+            ));
+        }
         if path == "." || path.is_empty() || problem.starts_with("unknown parameter") {
             Failure::new(format!("{}: {problem}", M::NAME))
         } else {
@@ -145,7 +199,7 @@ fn outcome_value(outcome: Outcome, ctx: &Context) -> Value {
     let mut out = outcome.values;
     out.insert("changed".into(), Value::Bool(outcome.changed));
     out.insert("failed".into(), Value::Bool(false));
-    out.insert("msg".into(), Value::String(outcome.msg));
+    out.insert("msg".into(), Value::String(bounded(outcome.msg)));
     if let (true, Some(diff)) = (ctx.diff, outcome.diff) {
         out.insert(
             "diff".into(),
@@ -153,7 +207,8 @@ fn outcome_value(outcome: Outcome, ctx: &Context) -> Value {
         );
     }
     if !outcome.warnings.is_empty() {
-        out.insert("warnings".into(), outcome.warnings.into());
+        let warnings: Vec<String> = outcome.warnings.into_iter().map(bounded).collect();
+        out.insert("warnings".into(), warnings.into());
     }
     Value::Object(out)
 }
@@ -168,14 +223,15 @@ fn failure_value(failure: &Failure) -> Value {
         .unwrap_or(false);
     out.insert("changed".into(), Value::Bool(changed));
     out.insert("failed".into(), Value::Bool(true));
-    out.insert("msg".into(), Value::String(failure.msg.clone()));
+    out.insert("msg".into(), Value::String(bounded(failure.msg.clone())));
     if let Some(command) = &failure.command {
         out.insert("rc".into(), command.rc.into());
         out.insert("stdout".into(), command.stdout.clone().into());
         out.insert("stderr".into(), command.stderr.clone().into());
     }
     if !failure.warnings.is_empty() {
-        out.insert("warnings".into(), failure.warnings.clone().into());
+        let warnings: Vec<String> = failure.warnings.iter().cloned().map(bounded).collect();
+        out.insert("warnings".into(), warnings.into());
     }
     Value::Object(out)
 }
@@ -239,7 +295,8 @@ fn secret_values<M: Module>(args: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Replaces every occurrence of a secret value in the output with a mask.
+/// Replaces every occurrence of a secret value in the output with a mask; also the first
+/// [`ECHO_LIMIT`] characters of a longer one, which is what a cut echo of it would show.
 fn scrub(value: &mut Value, secrets: &[String]) {
     if secrets.is_empty() {
         return;
@@ -247,8 +304,11 @@ fn scrub(value: &mut Value, secrets: &[String]) {
     match value {
         Value::String(s) => {
             for secret in secrets {
-                if s.contains(secret.as_str()) {
-                    *s = s.replace(secret.as_str(), "********");
+                let head: String = secret.chars().take(ECHO_LIMIT).collect();
+                for masked in [secret.as_str(), head.as_str()] {
+                    if s.contains(masked) {
+                        *s = s.replace(masked, "********");
+                    }
                 }
             }
         }
@@ -266,5 +326,150 @@ fn json_kind(value: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+/// A `Deserializer` that only learns which fields a struct declares (serde hands them to
+/// `deserialize_struct`), then refuses to go on.
+struct FieldProbe<'a>(&'a Cell<Option<&'static [&'static str]>>);
+
+impl<'de> Deserializer<'de> for FieldProbe<'_> {
+    type Error = serde::de::value::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, Self::Error> {
+        Err(serde::de::Error::custom("not a struct"))
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.0.set(Some(fields));
+        Err(serde::de::Error::custom("probed"))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+        unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::{FilePath, Name, Seconds};
+    use serde_json::json;
+
+    struct Probe;
+
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Params {
+        name: Name,
+        #[serde(default, alias = "delete_local_data", deserialize_with = "de::boolean")]
+        delete_emptydir_data: bool,
+        #[serde(default = "default_timeout")]
+        timeout: Seconds,
+        #[serde(default)]
+        path: Option<FilePath>,
+    }
+
+    fn default_timeout() -> Seconds {
+        Seconds::of(30)
+    }
+
+    impl Module for Probe {
+        const NAME: &'static str = "probe";
+        type Params = Params;
+        fn validate(p: &Params) -> Result<(), Failure> {
+            if p.name.as_str() == "forbidden" {
+                return Err(Failure::param("name", "is forbidden"));
+            }
+            Ok(())
+        }
+        fn run(_p: Params, _ctx: &Context) -> Result<Outcome, Failure> {
+            Ok(Outcome::changed("ran"))
+        }
+    }
+
+    #[test]
+    fn parameter_names_come_from_the_struct_with_aliases() {
+        let names = parameter_names::<Probe>().unwrap();
+        for n in [
+            "name",
+            "delete_emptydir_data",
+            "delete_local_data",
+            "timeout",
+            "path",
+        ] {
+            assert!(names.contains(&n), "{n} missing from {names:?}");
+        }
+    }
+
+    #[test]
+    fn nulls_are_defaults_only_for_known_parameters() {
+        let ok = intake::<Probe>(json!({"name": "a", "delete_local_data": null, "timeout": null}));
+        assert!(ok.is_ok());
+        let err = intake::<Probe>(json!({"name": "a", "colour": null}))
+            .err()
+            .unwrap();
+        assert!(
+            err.msg
+                .starts_with("probe: unknown parameter `colour`; accepted parameters: `name`"),
+            "{}",
+            err.msg
+        );
+    }
+
+    #[test]
+    fn validate_is_part_of_the_intake_and_runs_before_run() {
+        let r = run_value::<Probe>(json!({"name": "forbidden"}));
+        assert_eq!(r["failed"], true);
+        assert_eq!(r["msg"], "parameter `name`: is forbidden");
+        assert_eq!(intake_value::<Probe>(json!({"name": "ok"}))["failed"], false);
+    }
+
+    #[test]
+    fn typed_parameters_name_the_field() {
+        for (args, start) in [
+            (
+                json!({"name": "a", "timeout": 9223372036854775807i64}),
+                "parameter `timeout`: must be at most 604800",
+            ),
+            (
+                json!({"name": "a", "timeout": "0"}),
+                "parameter `timeout`: must be at least 1 second",
+            ),
+            (
+                json!({"name": "a", "path": ""}),
+                "parameter `path`: must not be empty",
+            ),
+            (
+                json!({"name": "a", "path": "/x\u{0}"}),
+                "parameter `path`: contains a NUL byte",
+            ),
+            (json!({"name": "a\u{0}"}), "parameter `name`: contains a NUL byte"),
+        ] {
+            let msg = intake::<Probe>(args.clone()).err().unwrap().msg;
+            assert!(msg.starts_with(start), "{args}: {msg}");
+        }
+    }
+
+    #[test]
+    fn secrets_cut_in_an_echo_are_still_masked() {
+        let mut v = json!({"msg": format!("got \"{}…\" (300 bytes)", "s".repeat(200))});
+        scrub(&mut v, &["s".repeat(300)]);
+        assert_eq!(v["msg"], "got \"********…\" (300 bytes)");
+    }
+
+    #[test]
+    fn fuzzed_intake_of_a_small_module() {
+        let report = crate::testkit::fuzz_intake::<Probe>(17, 500, &json!({"name": "n"})).unwrap();
+        assert_eq!(report.cases, 500);
+        assert!(report.accepted > 10 && report.refused > 100, "{report:?}");
     }
 }

@@ -77,7 +77,9 @@ impl Failure {
     }
 
     /// A parameter that parsed but whose value is not acceptable.
+    /// Say what is wrong without repeating a long value in full: [`crate::echo::shown`].
     pub fn param(field: &str, problem: impl std::fmt::Display) -> Self {
+        let field: String = field.chars().take(crate::echo::ECHO_LIMIT).collect();
         Self::new(format!("parameter `{field}`: {problem}"))
     }
 

@@ -1,7 +1,11 @@
 //! Running a module binary the way Ansible does, for tests: args file as argv[1], or JSON on stdin;
 //! checks that stdout is exactly one JSON object and that the exit code agrees with `failed`.
+//!
+//! And a fixed-seed fuzzer of a module's argument intake ([`fuzz_intake`]): each module's test of it
+//! is a few lines.
 
-use serde_json::Value;
+use crate::Module;
+use serde_json::{Map, Value};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -89,4 +93,301 @@ fn interpret(out: std::process::Output) -> Result<Ran, String> {
         ));
     }
     Ok(ran)
+}
+
+/// A small pseudo-random generator (xorshift64*) with a fixed seed: the same cases on every run and
+/// every machine, so a failure found once is found again.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        // Never 0 (xorshift would stay there), and nearby seeds diverge at once.
+        Rng((seed ^ 0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// 0 to `n - 1` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            (self.next_u64() % n as u64) as usize
+        }
+    }
+
+    /// True `percent` times out of 100.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.next_u64() % 100 < percent
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> Option<&'a T> {
+        items.get(self.below(items.len()))
+    }
+}
+
+/// Strings modules are likely to meet, right or wrong: versions (with suffixes that were cut once),
+/// channels, actions, states, paths (relative, empty, with NUL), URLs with a password, option-like words.
+const WORDS: &[&str] = &[
+    "",
+    " ",
+    "-",
+    "--force",
+    "yes",
+    "no",
+    "true",
+    "off",
+    "auto",
+    "none",
+    "0",
+    "1",
+    "30",
+    "-1",
+    " 30 ",
+    "0x10",
+    "1e3",
+    "9223372036854775807",
+    "18446744073709551616",
+    "99999999999999999999999999999999999999999",
+    "v1.9.2",
+    "1.9.2",
+    "1.9",
+    "v1.10.0-beta.1",
+    "v1.9.2-y --force",
+    "v1.9.2-$(id)",
+    "v1.9.2\n",
+    "stable",
+    "stable-1.9",
+    "latest-1.30",
+    "plan",
+    "apply",
+    "node",
+    "drain",
+    "cordon",
+    "uncordon",
+    "started",
+    "stopped",
+    "restarted",
+    "fail",
+    "ignore",
+    "always",
+    "never",
+    "apt",
+    "dnf",
+    "amd64",
+    "x86_64",
+    "0755",
+    "0999",
+    "sha256:0000",
+    "/",
+    "/tmp/x",
+    "/var/lib/kup/kubeadm",
+    "/etc/kubernetes/manifests",
+    "relative/path",
+    ".",
+    "~/.kube/config",
+    "/tmp/ku\u{0}beadm",
+    "http://user:pw@127.0.0.1:9/",
+    "https://dl.k8s.io/release",
+    "ftp://mirror",
+    "kube-system",
+    "kubeadm-config",
+    "worker-1",
+    "master-1,worker-1",
+    "kubelet",
+    "docker",
+    "kubelet.service",
+    "CoreDNS=true",
+    "app=web",
+    "=",
+    "ünïcødé",
+    "日本語",
+    "\u{202e}evil",
+    "💥",
+];
+
+/// Control characters, alone or inside something plausible.
+const CONTROLS: &[&str] = &[
+    "\u{0}",
+    "\r\n",
+    "\n",
+    "\t",
+    "\u{7f}",
+    "\u{1b}[31m",
+    "\u{8}",
+    "\u{85}",
+];
+
+fn fuzz_string(rng: &mut Rng) -> String {
+    match rng.below(6) {
+        0 | 1 => rng.pick(WORDS).copied().unwrap_or_default().to_string(),
+        2 => {
+            let mut s = String::new();
+            for _ in 0..=rng.below(4) {
+                s.push_str(rng.pick(WORDS).copied().unwrap_or_default());
+                s.push_str(rng.pick(CONTROLS).copied().unwrap_or_default());
+            }
+            s
+        }
+        3 => {
+            // Long: an argument far larger than any message should carry.
+            let unit = rng.pick(WORDS).copied().filter(|w| !w.is_empty()).unwrap_or("x");
+            let len = [300, 5_000, 70_000][rng.below(3)];
+            unit.repeat(len / unit.len().max(1) + 1)
+        }
+        _ => (0..rng.below(24))
+            .map(|_| char::from(32 + rng.below(95) as u8))
+            .collect(),
+    }
+}
+
+/// A random JSON value: every type, extreme numbers, awkward strings, nesting up to three levels.
+pub fn fuzz_value(rng: &mut Rng, depth: u32) -> Value {
+    let kinds = if depth >= 3 { 7 } else { 9 };
+    match rng.below(kinds) {
+        0 => Value::Null,
+        1 => Value::Bool(rng.chance(50)),
+        2 => Value::from(rng.below(200) as i64 - 5),
+        3 => [
+            Value::from(i64::MAX),
+            Value::from(i64::MIN),
+            Value::from(u64::MAX),
+            Value::from(u32::MAX),
+            Value::from(u64::from(u32::MAX) + 1),
+            Value::from(604_800),
+            Value::from(604_801),
+            Value::from(0),
+            Value::from(-1),
+        ][rng.below(9)]
+        .clone(),
+        4 => [0.5, -1.5, 1e300, 3.0, -0.0][rng.below(5)].into(),
+        5 | 6 => Value::String(fuzz_string(rng)),
+        7 => Value::Array((0..rng.below(5)).map(|_| fuzz_value(rng, depth + 1)).collect()),
+        _ => Value::Object(
+            (0..rng.below(4))
+                .map(|_| (fuzz_string(rng), fuzz_value(rng, depth + 1)))
+                .collect(),
+        ),
+    }
+}
+
+/// A random argument object: mostly the module's own parameter names (taken from `base`, which holds
+/// valid values to start from half of the time, and from `names`), some random keys, random values,
+/// and always `_ansible_check_mode: true`.
+pub fn fuzz_args(rng: &mut Rng, names: &[&str], base: &Value) -> Value {
+    let mut args = match base {
+        Value::Object(map) if rng.chance(50) => map.clone(),
+        _ => Map::new(),
+    };
+    for _ in 0..rng.below(5) {
+        let key = if rng.chance(75) && !names.is_empty() {
+            rng.pick(names).map(|n| n.to_string()).unwrap_or_default()
+        } else if rng.chance(20) {
+            [
+                "_ansible_diff",
+                "_ansible_verbosity",
+                "_ansible_no_log",
+                "_ansible_version",
+            ][rng.below(4)]
+            .to_string()
+        } else {
+            fuzz_string(rng)
+        };
+        args.insert(key, fuzz_value(rng, 0));
+    }
+    args.insert("_ansible_check_mode".into(), Value::Bool(true));
+    Value::Object(args)
+}
+
+/// The longest `msg` an intake failure may have.
+pub const INTAKE_MESSAGE_LIMIT: usize = 2_000;
+
+/// What [`fuzz_intake`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FuzzReport {
+    pub cases: usize,
+    pub accepted: usize,
+    pub refused: usize,
+}
+
+/// Feeds `cases` random argument objects (see [`fuzz_args`]; `base` holds valid arguments to start
+/// from) through the module's intake ([`crate::intake_value`]: parsing and [`Module::validate`],
+/// never `run`, so nothing is touched) and checks every result: no panic, exactly one JSON object,
+/// `changed` and `failed` booleans, and a refusal's `msg` at most [`INTAKE_MESSAGE_LIMIT`] characters
+/// naming the parameter at fault (`parameter `name``: a declared one, `_ansible_*`, or a key that was
+/// sent). `Err` describes the first case that broke a rule.
+pub fn fuzz_intake<M: Module>(seed: u64, cases: usize, base: &Value) -> Result<FuzzReport, String> {
+    let names = crate::parameter_names::<M>()
+        .ok_or_else(|| format!("{}: its Params declares no field names", M::NAME))?;
+    let mut rng = Rng::new(seed);
+    let mut report = FuzzReport::default();
+    for case in 0..cases {
+        let args = fuzz_args(&mut rng, names, base);
+        let shown_args = crate::echo::elide_quoted(&args.to_string());
+        let fail = |why: String| format!("{} case {case} (seed {seed}): {why}\nargs: {shown_args}", M::NAME);
+        let sent = args.clone();
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| crate::intake_value::<M>(sent)))
+                .map_err(|_| fail("intake panicked".into()))?;
+        let text = serde_json::to_string(&result).map_err(|e| fail(format!("result is not JSON: {e}")))?;
+        let again: Value =
+            serde_json::from_str(&text).map_err(|e| fail(format!("not one JSON value: {e}")))?;
+        if !again.is_object() {
+            return Err(fail(format!("result is not a JSON object: {text}")));
+        }
+        let (Some(failed), Some(_)) = (again["failed"].as_bool(), again["changed"].as_bool()) else {
+            return Err(fail(format!("`failed` or `changed` is not a boolean: {text}")));
+        };
+        let msg = again["msg"].as_str().unwrap_or_default();
+        if msg.contains("internal error") {
+            return Err(fail(format!("internal error: {msg}")));
+        }
+        report.cases += 1;
+        if !failed {
+            report.accepted += 1;
+            continue;
+        }
+        report.refused += 1;
+        if msg.chars().count() > INTAKE_MESSAGE_LIMIT {
+            return Err(fail(format!(
+                "msg has {} characters: {}",
+                msg.chars().count(),
+                crate::echo::shown(msg)
+            )));
+        }
+        let keys: Vec<&String> = args.as_object().map(|m| m.keys().collect()).unwrap_or_default();
+        if !names_a_field(msg, names, &keys) {
+            return Err(fail(format!("msg names no parameter: {msg}")));
+        }
+    }
+    Ok(report)
+}
+
+/// Whether `msg` says `parameter `x`` with x a declared parameter (or an element of one: `names[2]`),
+/// an `_ansible_*` setting, or a key that was sent (possibly cut: `kkk…`).
+fn names_a_field(msg: &str, names: &[&str], keys: &[&String]) -> bool {
+    msg.match_indices("parameter `").any(|(at, open)| {
+        let rest = &msg[at + open.len()..];
+        let Some(end) = rest.find('`') else {
+            return false;
+        };
+        let named = &rest[..end];
+        let head = named.split(['[', '.']).next().unwrap_or(named);
+        let prefix = named.trim_end_matches('…');
+        // A key is shown raw (serde) or escaped (module-kit), maybe cut, and a backtick in it ends it early.
+        let sent = |k: &&String| {
+            [k.to_string(), k.escape_debug().to_string()]
+                .iter()
+                .any(|form| form == named || form.starts_with(prefix))
+        };
+        names.contains(&head) || named.starts_with("_ansible_") || keys.iter().any(sent)
+    })
 }

@@ -157,3 +157,51 @@ fn help_prints_the_docs() {
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("exercises the module protocol"));
 }
+
+#[test]
+fn an_unknown_parameter_is_refused_even_when_null() {
+    let ran = run_with_args_file(bin(), &json!({"name": "a", "colour": null})).unwrap();
+    assert!(ran.failed(), "{}", ran.stdout);
+    assert!(ran.msg().contains("unknown parameter `colour`"), "{}", ran.msg());
+    assert!(
+        ran.msg().contains("accepted parameters: `name`, `count`"),
+        "{}",
+        ran.msg()
+    );
+    // A known one given as null still means its default.
+    let ran = run_with_args_file(bin(), &json!({"name": "a", "count": null, "token": null})).unwrap();
+    assert!(!ran.failed(), "{}", ran.stdout);
+}
+
+#[test]
+fn a_huge_argument_gives_a_small_result() {
+    let big = "9".repeat(50 * 1024 * 1024);
+    let ran = run_with_args_file(bin(), &json!({"name": "a", "count": format!("x{big}")})).unwrap();
+    assert!(ran.failed());
+    assert!(
+        ran.stdout.len() < 1_000,
+        "{} bytes: {}",
+        ran.stdout.len(),
+        &ran.stdout[..300]
+    );
+    assert!(ran.msg().starts_with("parameter `count`"), "{}", ran.msg());
+    assert!(ran.msg().contains("(52428801 bytes)"), "{}", ran.msg());
+
+    // serde's own messages (an invalid type) and an unknown parameter's name are cut too.
+    let big = "k".repeat(1024 * 1024);
+    for args in [
+        json!({"name": "a", "panic": big}),
+        json!({"name": "a", big.clone(): 1}),
+        json!({"name": "a", big.clone(): null}),
+    ] {
+        let ran = run_with_args_file(bin(), &args).unwrap();
+        assert!(ran.failed());
+        assert!(
+            ran.stdout.len() < 1_000,
+            "{} bytes: {}",
+            ran.stdout.len(),
+            &ran.stdout[..300]
+        );
+        assert!(ran.msg().contains("bytes)"), "{}", ran.msg());
+    }
+}
