@@ -1,11 +1,13 @@
-//! Fault injection: failures, latency and 429s for requests matching a method and a path.
+//! Fault injection: failures, latency, 429s and ignored field selectors for requests matching a
+//! method and a path.
 
 use serde::{Deserialize, Serialize};
 
 /// One fault rule. A request matches when the method (if given) is equal and the path starts
 /// with `path_prefix` and contains `path_contains` (when given). A matching request is delayed by
 /// `latency_ms` and, with `status`, fails with that code and a real `Status` body. `count` limits
-/// how many requests the rule affects (none: all of them).
+/// how many requests the rule affects (none: all of them). With `ignore_field_selector`, a matching
+/// list answers as if no `fieldSelector` had been given (a server that does not honour it).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultSpec {
@@ -33,6 +35,9 @@ pub struct FaultSpec {
     /// Status message.
     #[serde(default)]
     pub message: Option<String>,
+    /// Lists ignore their `fieldSelector` (and return every object).
+    #[serde(default)]
+    pub ignore_field_selector: bool,
 }
 
 impl FaultSpec {
@@ -58,6 +63,16 @@ impl FaultSpec {
         }
     }
 
+    /// Lists matching `prefix` ignore their field selector (all of them: no count).
+    pub fn ignore_field_selector(prefix: &str) -> FaultSpec {
+        FaultSpec {
+            method: Some("GET".into()),
+            path_prefix: Some(prefix.into()),
+            ignore_field_selector: true,
+            ..FaultSpec::default()
+        }
+    }
+
     fn matches(&self, method: &str, path: &str) -> bool {
         self.method
             .as_deref()
@@ -68,8 +83,8 @@ impl FaultSpec {
 
     /// Validates a rule.
     pub fn validate(&self) -> Result<(), String> {
-        if self.status.is_none() && self.latency_ms.is_none() {
-            return Err("a fault needs a status or a latency_ms".into());
+        if self.status.is_none() && self.latency_ms.is_none() && !self.ignore_field_selector {
+            return Err("a fault needs a status, a latency_ms or ignore_field_selector".into());
         }
         if let Some(s) = self.status {
             if !(400..=599).contains(&s) {
@@ -87,6 +102,8 @@ pub struct Verdict {
     pub latency_ms: u64,
     /// Failure: code, message, Retry-After.
     pub fail: Option<(u16, Option<String>, Option<u32>)>,
+    /// Answer as if the request had no `fieldSelector`.
+    pub ignore_field_selector: bool,
 }
 
 /// The active rules.
@@ -139,6 +156,7 @@ impl Faults {
                 *c -= 1;
             }
             v.latency_ms += r.latency_ms.unwrap_or(0);
+            v.ignore_field_selector |= r.ignore_field_selector;
             if let Some(s) = r.status {
                 v.fail = Some((s, r.message.clone(), r.retry_after_seconds));
                 self.injected += 1;
@@ -165,5 +183,15 @@ mod tests {
         assert_eq!(f.check("POST", p).fail, None);
         assert!(f.rules().is_empty());
         assert!(f.add(FaultSpec::default()).is_err());
+    }
+
+    #[test]
+    fn field_selectors_can_be_ignored() {
+        let mut f = Faults::default();
+        f.add(FaultSpec::ignore_field_selector("/api/v1/pods")).unwrap();
+        let v = f.check("GET", "/api/v1/pods");
+        assert!(v.ignore_field_selector && v.fail.is_none());
+        assert!(f.check("GET", "/api/v1/pods").ignore_field_selector);
+        assert!(!f.check("GET", "/api/v1/nodes").ignore_field_selector);
     }
 }

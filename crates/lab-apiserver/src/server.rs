@@ -356,7 +356,7 @@ async fn dispatch(
     let query = Query::<HashMap<String, String>>::try_from_uri(&uri)
         .map(|q| q.0)
         .unwrap_or_default();
-    let req = Req {
+    let mut req = Req {
         method,
         path: uri.path().to_string(),
         query,
@@ -390,6 +390,9 @@ async fn dispatch(
     }
     if let Some((code, msg, retry)) = verdict.fail {
         return error_response(&ApiError::injected(code, msg, retry));
+    }
+    if verdict.ignore_field_selector {
+        req.query.remove("fieldSelector");
     }
     let resp = match route(&app, &req) {
         Ok(r) => r,
