@@ -1,9 +1,12 @@
 //! What drains need to know about pods and the server: where evictions live, who owns a pod,
-//! and kubectl drain's filters (which pods a drain removes, skips, or is blocked by).
+//! which PodDisruptionBudgets cover it, and kubectl drain's filters (which pods a drain removes,
+//! skips, or is blocked by).
+
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, DeleteParams};
+use kube::api::{Api, DeleteParams, Preconditions};
 use kube::Client;
 use serde_json::{json, Value};
 
@@ -65,19 +68,164 @@ pub async fn evict(
     client.request::<Value>(req).await.map(|_| ())
 }
 
-/// DELETEs a pod (with the given grace period, or the pod's own).
+/// DELETEs a pod (with the given grace period, or the pod's own). With `uid`, only that pod: a
+/// pod recreated under the same name is left alone (the server answers 409 Conflict).
 pub async fn delete(
     client: &Client,
     namespace: &str,
     name: &str,
     grace_period: Option<i64>,
+    uid: Option<&str>,
 ) -> Result<(), kube::Error> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let params = DeleteParams {
         grace_period_seconds: grace_period.and_then(|g| u32::try_from(g).ok()),
+        preconditions: uid.map(|u| Preconditions {
+            uid: Some(u.to_string()),
+            resource_version: None,
+        }),
         ..DeleteParams::default()
     };
     api.delete(name, &params).await.map(|_| ())
+}
+
+/// Whether the pod is bound to `node`. Lists by `fieldSelector=spec.nodeName=...` are checked
+/// with this: a server (or a proxy in front of it) that ignores field selectors answers with every
+/// pod, and a drain must never touch another node's pods.
+pub fn on_node(pod: &Pod, node: &str) -> bool {
+    pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node)
+}
+
+/// A PodDisruptionBudget that covers a pod, with what its status says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Budget {
+    /// `namespace/name`.
+    pub key: String,
+    pub disruptions_allowed: Option<i64>,
+    pub current_healthy: Option<i64>,
+    pub desired_healthy: Option<i64>,
+}
+
+impl std::fmt::Display for Budget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PodDisruptionBudget {}", self.key)?;
+        match (
+            self.disruptions_allowed,
+            self.current_healthy,
+            self.desired_healthy,
+        ) {
+            (Some(a), Some(c), Some(d)) => {
+                write!(f, " (allows {a} disruption(s): {c} healthy pod(s), {d} needed)")
+            }
+            (Some(a), _, _) => write!(f, " (allows {a} disruption(s))"),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The PodDisruptionBudgets of the pod's namespace whose selector matches the pod, read from
+/// `policy/v1` or `policy/v1beta1` (`group_version` first, then the other).
+pub async fn budgets_for(
+    client: &Client,
+    group_version: &str,
+    pod: &Pod,
+) -> Result<Vec<Budget>, kube::Error> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let other = if group_version == "policy/v1" {
+        "policy/v1beta1"
+    } else {
+        "policy/v1"
+    };
+    let mut last = None;
+    for gv in [group_version, other] {
+        let req = http::Request::get(format!("/apis/{gv}/namespaces/{ns}/poddisruptionbudgets"))
+            .body(Vec::new())
+            .map_err(kube::Error::HttpError)?;
+        match client.request::<Value>(req).await {
+            Ok(list) => {
+                let labels = pod.metadata.labels.clone().unwrap_or_default();
+                let items = list
+                    .get("items")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                return Ok(items
+                    .iter()
+                    .filter(|pdb| budget_selects(pdb, gv, &labels))
+                    .map(|pdb| {
+                        let int =
+                            |field: &str| pdb.pointer(&format!("/status/{field}")).and_then(Value::as_i64);
+                        let name = pdb
+                            .pointer("/metadata/name")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default();
+                        Budget {
+                            key: format!("{ns}/{name}"),
+                            disruptions_allowed: int("disruptionsAllowed"),
+                            current_healthy: int("currentHealthy"),
+                            desired_healthy: int("desiredHealthy"),
+                        }
+                    })
+                    .collect());
+            }
+            Err(e) if crate::status(&e) == Some(404) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    match last {
+        Some(e) => Err(e),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Whether a PodDisruptionBudget's `spec.selector` selects a pod with these labels. A missing
+/// selector selects nothing; an empty one selects every pod in policy/v1 and none in policy/v1beta1.
+fn budget_selects(pdb: &Value, group_version: &str, labels: &BTreeMap<String, String>) -> bool {
+    let Some(sel) = pdb.pointer("/spec/selector").filter(|s| s.is_object()) else {
+        return false;
+    };
+    let match_labels = sel.get("matchLabels").and_then(Value::as_object);
+    let exprs = sel.get("matchExpressions").and_then(Value::as_array);
+    if match_labels.is_none_or(|m| m.is_empty()) && exprs.is_none_or(|e| e.is_empty()) {
+        return group_version == "policy/v1";
+    }
+    selector_matches(sel, labels)
+}
+
+/// A `LabelSelector` (`matchLabels` and `matchExpressions`, all of them ANDed) against labels.
+pub fn selector_matches(selector: &Value, labels: &BTreeMap<String, String>) -> bool {
+    let equal = selector
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .is_none_or(|m| {
+            m.iter().all(|(k, v)| {
+                v.as_str()
+                    .is_some_and(|v| labels.get(k).map(String::as_str) == Some(v))
+            })
+        });
+    let exprs = selector
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .is_none_or(|es| {
+            es.iter().all(|e| {
+                let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
+                let values: Vec<&str> = e
+                    .get("values")
+                    .and_then(Value::as_array)
+                    .map(|vs| vs.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                let have = labels.get(key).map(String::as_str);
+                match e.get("operator").and_then(Value::as_str) {
+                    Some("In") => have.is_some_and(|h| values.contains(&h)),
+                    Some("NotIn") => have.is_none_or(|h| !values.contains(&h)),
+                    Some("Exists") => have.is_some(),
+                    Some("DoesNotExist") => have.is_none(),
+                    // An operator we do not know: assume it selects (a budget must not be missed).
+                    _ => true,
+                }
+            })
+        });
+    equal && exprs
 }
 
 /// The API groups that ever served DaemonSets.
@@ -228,4 +376,56 @@ pub fn key(pod: &Pod) -> String {
         pod.metadata.namespace.as_deref().unwrap_or("default"),
         pod.metadata.name.as_deref().unwrap_or_default()
     )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn budget_selectors() {
+        let db = labels(&[("app", "db"), ("tier", "data")]);
+        let pdb = |sel: Value| json!({"spec": {"selector": sel}});
+        assert!(budget_selects(
+            &pdb(json!({"matchLabels": {"app": "db"}})),
+            "policy/v1beta1",
+            &db
+        ));
+        assert!(!budget_selects(
+            &pdb(json!({"matchLabels": {"app": "web"}})),
+            "policy/v1",
+            &db
+        ));
+        let exprs = json!({"matchExpressions": [
+            {"key": "tier", "operator": "In", "values": ["data", "cache"]},
+            {"key": "canary", "operator": "DoesNotExist"},
+        ]});
+        assert!(budget_selects(&pdb(exprs), "policy/v1", &db));
+        let not_in = json!({"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["db"]}]});
+        assert!(!budget_selects(&pdb(not_in), "policy/v1", &db));
+        // An empty selector: every pod in policy/v1, none in policy/v1beta1; none without a selector.
+        assert!(budget_selects(&pdb(json!({})), "policy/v1", &db));
+        assert!(!budget_selects(&pdb(json!({})), "policy/v1beta1", &db));
+        assert!(!budget_selects(&json!({"spec": {}}), "policy/v1", &db));
+    }
+
+    #[test]
+    fn pods_on_a_node() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"nodeName": "worker-1", "containers": []},
+        }))
+        .unwrap();
+        assert!(on_node(&pod, "worker-1"));
+        assert!(!on_node(&pod, "worker-2"));
+        assert!(!on_node(&Pod::default(), "worker-1"));
+    }
 }

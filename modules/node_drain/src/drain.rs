@@ -25,7 +25,13 @@ async fn list_pods(s: &Session<'_>, selector: Option<&str>) -> Result<Vec<Pod>, 
     }
     kube_kit::retry(s.deadline, || pods.list(&lp))
         .await
-        .map(|l| l.items)
+        // A server that ignores the field selector answers with every pod: keep this node's.
+        .map(|l| {
+            l.items
+                .into_iter()
+                .filter(|p| pods::on_node(p, &s.p.name))
+                .collect()
+        })
         .map_err(|e| kube_kit::api_failure(format!("cannot list the pods of node {}", s.p.name), &e))
 }
 
@@ -106,30 +112,34 @@ pub async fn drain(s: &Session<'_>, before: CordonState) -> Result<Outcome, Fail
     }
     match evict_and_wait(s, sorted, cordoned_now).await {
         Ok(done) => {
-            let changed = cordoned_now || !done.removed.is_empty();
-            let mut msg = if done.removed.is_empty() {
+            let removed = done.evicted.len() + done.deleted.len();
+            let changed = cordoned_now || removed > 0;
+            let mut msg = if removed == 0 {
                 format!("node {name} is cordoned and has no pods to evict")
             } else {
+                let mut how = Vec::new();
+                if !done.evicted.is_empty() {
+                    how.push(format!(
+                        "{} pod(s) evicted ({})",
+                        done.evicted.len(),
+                        done.how.name()
+                    ));
+                }
+                if !done.deleted.is_empty() {
+                    how.push(format!("{} pod(s) deleted", done.deleted.len()));
+                }
                 format!(
-                    "drained node {name}: {} pod(s) {} in {:.1}s",
-                    done.removed.len(),
-                    match &done.how {
-                        Removal::Evict(gv) => format!("evicted ({gv})"),
-                        Removal::Delete => "deleted".to_string(),
-                    },
+                    "drained node {name}: {} in {:.1}s",
+                    how.join(", "),
                     s.start.elapsed().as_secs_f64()
                 )
             };
             if !done.skipped.is_empty() {
                 msg.push_str(&format!(", {} skipped", done.skipped.len()));
             }
-            if cordoned_now && done.removed.is_empty() {
+            if cordoned_now && removed == 0 {
                 msg = format!("cordoned node {name}; it has no pods to evict");
             }
-            let (evicted, deleted) = match done.how {
-                Removal::Evict(_) => (done.removed, Vec::new()),
-                Removal::Delete => (Vec::new(), done.removed),
-            };
             let mut o = Outcome {
                 changed,
                 msg,
@@ -137,8 +147,8 @@ pub async fn drain(s: &Session<'_>, before: CordonState) -> Result<Outcome, Fail
                 ..Outcome::default()
             };
             o = o
-                .with("evicted", evicted)
-                .with("deleted", deleted)
+                .with("evicted", done.evicted)
+                .with("deleted", done.deleted)
                 .with("skipped_pods", verdicts(&done.skipped))
                 .with("still_pending", Vec::<String>::new())
                 .with("eviction_api", done.how.name())
@@ -160,25 +170,61 @@ pub async fn drain(s: &Session<'_>, before: CordonState) -> Result<Outcome, Fail
                     Err(e) => f = f.warn(format!("uncordon_on_failure: {}", e.msg)),
                 }
             }
-            Err(cordon_values(f, now_cordoned))
+            // Failed, but maybe not before cordoning, evicting or uncordoning: say so.
+            let removed_any = ["evicted", "deleted"].iter().any(|k| {
+                f.values
+                    .get(*k)
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| !a.is_empty())
+            });
+            let changed = removed_any || now_cordoned != before.cordoned;
+            Err(cordon_values(f, now_cordoned).with("changed", changed))
         }
     }
 }
 
 struct Done {
     how: Removal,
-    removed: Vec<String>,
+    evicted: Vec<String>,
+    deleted: Vec<String>,
     skipped: Vec<Verdict>,
     warnings: Vec<String>,
 }
 
+/// What became of one pod.
+enum Removed {
+    /// Gone before its eviction, or replaced by a pod with a new UID under its name.
+    Gone,
+    /// The eviction was accepted: wait for this UID to go.
+    Evicted(String),
+    /// Deleted: wait for this UID to go. `instead`: why it was deleted although evictions were asked
+    /// for (a warning).
+    Deleted { uid: String, instead: Option<String> },
+}
+
+/// The PodDisruptionBudgets that cover a pod, for a message: ` by PodDisruptionBudget ns/x (...)`.
+async fn budgets_note(s: &Session<'_>, gv: &str, pod: &Pod) -> String {
+    match pods::budgets_for(&s.api.client, gv, pod).await {
+        Ok(b) if b.is_empty() => " (no PodDisruptionBudget covers the pod: the server is throttling)".into(),
+        Ok(b) => format!(
+            " by {}",
+            b.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        ),
+        Err(e) => format!(
+            " (its PodDisruptionBudgets cannot be read: {})",
+            kube_kit::describe(&e)
+        ),
+    }
+}
+
 /// One pod's eviction (or deletion), retried while a PodDisruptionBudget or the server says
-/// "later". `Ok(Some(uid))`: wait for that UID to go; `Ok(None)`: already gone.
-async fn remove_one(s: &Session<'_>, how: &Removal, pod: &Pod) -> Result<Option<String>, String> {
+/// "later".
+async fn remove_one(s: &Session<'_>, how: &Removal, pod: &Pod) -> Result<Removed, String> {
     let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
     let pod_name = pod.metadata.name.clone().unwrap_or_default();
     let key = format!("{ns}/{pod_name}");
     let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let only = Some(uid.as_str()).filter(|u| !u.is_empty());
     let grace = s.p.grace();
     let started = Instant::now();
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
@@ -186,33 +232,136 @@ async fn remove_one(s: &Session<'_>, how: &Removal, pod: &Pod) -> Result<Option<
     loop {
         let res = match how {
             Removal::Evict(gv) => pods::evict(&s.api.client, gv, &ns, &pod_name, grace).await,
-            Removal::Delete => pods::delete(&s.api.client, &ns, &pod_name, grace).await,
+            Removal::Delete => pods::delete(&s.api.client, &ns, &pod_name, grace, only).await,
         };
         match res {
-            Ok(()) => return Ok(Some(uid)),
-            Err(e) if kube_kit::status(&e) == Some(404) => return Ok(None),
+            Ok(()) => {
+                return Ok(match how {
+                    Removal::Evict(_) => Removed::Evicted(uid),
+                    Removal::Delete => Removed::Deleted { uid, instead: None },
+                })
+            }
+            Err(e) if kube_kit::status(&e) == Some(404) => {
+                return match how {
+                    Removal::Delete => Ok(Removed::Gone),
+                    Removal::Evict(gv) => eviction_not_found(s, gv, &key, &uid).await,
+                };
+            }
+            // The UID precondition failed: a new pod under the same name, ours is gone.
+            Err(e) if *how == Removal::Delete && only.is_some() && kube_kit::status(&e) == Some(409) => {
+                return Ok(Removed::Gone)
+            }
             Err(e) if kube_kit::transient(&e) => {
                 if kube_kit::status(&e) == Some(429) {
                     refusals += 1;
                 }
-                let delay = backoff.step();
-                if Instant::now() + delay >= s.deadline {
-                    let why = if kube_kit::status(&e) == Some(429) {
-                        format!(
-                            "eviction still refused after {refusals} tries over {:.0}s (a PodDisruptionBudget \
-                             allows no disruption now)",
-                            started.elapsed().as_secs_f64()
-                        )
-                    } else {
-                        "gave up at the timeout".to_string()
+                // Keep trying until the deadline: the last try is at the deadline, not a backoff
+                // step before it.
+                let now = Instant::now();
+                if now >= s.deadline {
+                    let why = match how {
+                        Removal::Evict(gv) if kube_kit::status(&e) == Some(429) => format!(
+                            "eviction still refused after {refusals} tries over {:.0}s{}",
+                            started.elapsed().as_secs_f64(),
+                            budgets_note(s, gv, pod).await
+                        ),
+                        _ => "gave up at the timeout".to_string(),
                     };
                     return Err(format!("{key}: {why}: {}", kube_kit::describe(&e)));
                 }
-                kube_kit::tokio::time::sleep(delay).await;
+                kube_kit::tokio::time::sleep(backoff.step().min(s.deadline - now)).await;
             }
             Err(e) => return Err(format!("{key}: {}", kube_kit::describe(&e))),
         }
     }
+}
+
+/// The eviction answered 404. That means "no such pod" — or a server that does not serve the
+/// eviction subresource at all. Read the pod back: gone or replaced (new UID) is gone; the same pod
+/// is deleted instead, as kubectl drain does without an eviction subresource, unless a
+/// PodDisruptionBudget covers it (a deletion would bypass the budget): then this pod fails.
+async fn eviction_not_found(s: &Session<'_>, gv: &str, key: &str, uid: &str) -> Result<Removed, String> {
+    let (ns, name) = key.split_once('/').unwrap_or(("default", key));
+    let api: Api<Pod> = Api::namespaced(s.api.client.clone(), ns);
+    let now = kube_kit::retry(s.deadline, || api.get_opt(name))
+        .await
+        .map_err(|e| {
+            format!(
+                "{key}: its eviction answered 404 Not Found, and reading the pod back failed: {}",
+                kube_kit::describe(&e)
+            )
+        })?;
+    let pod = match now {
+        Some(p) if p.metadata.uid.as_deref() == Some(uid) => p,
+        _ => return Ok(Removed::Gone),
+    };
+    let unserved = format!(
+        "{key}: its eviction ({gv}) answered 404 Not Found although the pod exists: the server does not \
+         serve the eviction subresource"
+    );
+    if pod.metadata.deletion_timestamp.is_none() {
+        let budgets = pods::budgets_for(&s.api.client, gv, &pod).await.map_err(|e| {
+            format!(
+                "{unserved}; it was not deleted instead, because the PodDisruptionBudgets that may cover it \
+                 cannot be read: {}",
+                kube_kit::describe(&e)
+            )
+        })?;
+        if !budgets.is_empty() {
+            let list: Vec<String> = budgets.iter().map(ToString::to_string).collect();
+            return Err(format!(
+                "{unserved}; it was not deleted instead, because {} covers it and a deletion would bypass \
+                 the budget (disable_eviction=true deletes pods without evictions)",
+                list.join(", ")
+            ));
+        }
+    }
+    let only = Some(uid).filter(|u| !u.is_empty());
+    match kube_kit::retry(s.deadline, || {
+        pods::delete(&s.api.client, ns, name, s.p.grace(), only)
+    })
+    .await
+    {
+        Ok(()) => Ok(Removed::Deleted {
+            uid: uid.to_string(),
+            instead: Some(format!(
+                "{unserved}; deleted it instead (no PodDisruptionBudget covers it)"
+            )),
+        }),
+        Err(e) if matches!(kube_kit::status(&e), Some(404 | 409)) => Ok(Removed::Gone),
+        Err(e) => Err(format!(
+            "{unserved}; deleting it instead failed: {}",
+            kube_kit::describe(&e)
+        )),
+    }
+}
+
+/// Which of `pods` (same UID) are on the node now: one look, for a failure's `still_pending`.
+async fn still_on_node(s: &Session<'_>, pods: &[Pod]) -> Result<Vec<String>, String> {
+    let api: Api<Pod> = Api::all(s.api.client.clone());
+    let lp = ListParams::default().fields(&format!("spec.nodeName={}", s.p.name));
+    // The drain's deadline may have passed already: give this look a few seconds of its own.
+    let until = s.deadline.max(Instant::now() + Duration::from_secs(3));
+    let list = kube_kit::retry(until, || api.list(&lp))
+        .await
+        .map_err(|e| kube_kit::describe(&e))?;
+    let present: BTreeMap<String, Option<String>> = list
+        .items
+        .iter()
+        .filter(|p| pods::on_node(p, &s.p.name))
+        .map(|p| (pods::key(p), p.metadata.uid.clone()))
+        .collect();
+    let mut still: Vec<String> = pods
+        .iter()
+        .filter(|p| {
+            present
+                .get(&pods::key(p))
+                .is_some_and(|uid| *uid == p.metadata.uid)
+        })
+        .map(pods::key)
+        .collect();
+    still.sort();
+    Ok(still)
 }
 
 async fn evict_and_wait(s: &Session<'_>, first: Sorted, cordoned_now: bool) -> Result<Done, Failure> {
@@ -235,7 +384,7 @@ async fn evict_and_wait(s: &Session<'_>, first: Sorted, cordoned_now: bool) -> R
             .map_err(|e| kube_kit::api_failure("cannot discover the eviction API (GET /api/v1)", &e))?
     };
     let concurrency = usize::try_from(s.p.concurrency).unwrap_or(1).max(1);
-    let results: Vec<(String, Result<Option<String>, String>)> = stream::iter(sorted.remove.iter())
+    let results: Vec<(String, Result<Removed, String>)> = stream::iter(sorted.remove.iter())
         .map(|pod| {
             let how = &how;
             async move { (pods::key(pod), remove_one(s, how, pod).await) }
@@ -243,42 +392,95 @@ async fn evict_and_wait(s: &Session<'_>, first: Sorted, cordoned_now: bool) -> R
         .buffer_unordered(concurrency)
         .collect()
         .await;
-    let mut removed = Vec::new();
+    let mut evicted = Vec::new();
+    let mut deleted = Vec::new();
+    let mut warnings = sorted.warnings.clone();
     let mut waiting: BTreeMap<String, String> = BTreeMap::new();
     let mut errors = Vec::new();
+    let mut gone = Vec::new();
     for (key, r) in results {
         match r {
-            Ok(Some(uid)) => {
-                removed.push(key.clone());
+            Ok(Removed::Evicted(uid)) => {
+                evicted.push(key.clone());
                 waiting.insert(key, uid);
             }
-            Ok(None) => {}
+            Ok(Removed::Deleted { uid, instead }) => {
+                deleted.push(key.clone());
+                waiting.insert(key, uid);
+                warnings.extend(instead);
+            }
+            Ok(Removed::Gone) => gone.push(key),
             Err(e) => errors.push(e),
         }
     }
-    removed.sort();
+    evicted.sort();
+    deleted.sort();
     if !errors.is_empty() {
         errors.sort();
-        return Err(Failure::new(format!(
+        // As kubectl drain does, let the accepted evictions finish first (until the deadline): the
+        // report then says what the node is left with, not what was in flight. Whatever has not
+        // gone by then is in `still_pending`, from a look at the node (not from what was asked).
+        let _unsettled = wait_gone(s, &mut waiting).await;
+        let (still, note) = match still_on_node(s, &sorted.remove).await {
+            Ok(still) => (still, String::new()),
+            Err(e) => {
+                // Every pod not known to be gone may still be there.
+                let mut unknown: Vec<String> = sorted
+                    .remove
+                    .iter()
+                    .map(pods::key)
+                    .filter(|k| !gone.contains(k))
+                    .collect();
+                unknown.sort();
+                (unknown, format!(" (the pods left could not be listed: {e})"))
+            }
+        };
+        let mut msg = format!(
             "draining node {name}: {} pod(s) could not be evicted: {}",
             errors.len(),
             errors.join("; ")
-        ))
-        .with("evicted", &removed)
-        .with("still_pending", waiting.keys().collect::<Vec<_>>())
-        .with("skipped_pods", verdicts(&sorted.skipped))
-        .with("eviction_api", how.name()));
+        );
+        let mut sentence = |text: String| {
+            if !msg.ends_with('.') {
+                msg.push('.');
+            }
+            msg.push(' ');
+            msg.push_str(&text);
+        };
+        if !evicted.is_empty() {
+            sentence(format!("Evicted: {}", evicted.join(", ")));
+        }
+        if !deleted.is_empty() {
+            sentence(format!("Deleted: {}", deleted.join(", ")));
+        }
+        let left = if still.is_empty() {
+            "none".to_string()
+        } else {
+            still.join(", ")
+        };
+        sentence(format!("Still on the node: {left}{note}."));
+        let mut f = Failure::new(msg)
+            .with("evicted", &evicted)
+            .with("deleted", &deleted)
+            .with("still_pending", still)
+            .with("skipped_pods", verdicts(&sorted.skipped))
+            .with("eviction_api", how.name());
+        f.warnings = warnings;
+        return Err(f);
     }
-    wait_gone(s, &mut waiting).await.map_err(|f| {
-        f.with("evicted", &removed)
+    wait_gone(s, &mut waiting).await.map_err(|mut f| {
+        f.warnings.extend(warnings.iter().cloned());
+        f.with("evicted", &evicted)
+            .with("deleted", &deleted)
             .with("skipped_pods", verdicts(&sorted.skipped))
             .with("eviction_api", how.name())
     })?;
     Ok(Done {
         how,
-        removed,
+        evicted,
+        deleted,
         skipped: sorted.skipped,
-        warnings: sorted.warnings,
+        warnings,
     })
 }
 
@@ -293,7 +495,12 @@ async fn wait_gone(s: &Session<'_>, waiting: &mut BTreeMap<String, String>) -> R
             Ok(list) => {
                 last_error = None;
                 let now = kube_kit::k8s_openapi::jiff::Timestamp::now();
-                let present: BTreeMap<String, &Pod> = list.items.iter().map(|p| (pods::key(p), p)).collect();
+                let present: BTreeMap<String, &Pod> = list
+                    .items
+                    .iter()
+                    .filter(|p| pods::on_node(p, &s.p.name))
+                    .map(|p| (pods::key(p), p))
+                    .collect();
                 last.clear();
                 waiting.retain(|key, uid| match present.get(key) {
                     Some(p) if p.metadata.uid.as_deref() == Some(uid.as_str()) => {
@@ -332,7 +539,8 @@ async fn wait_gone(s: &Session<'_>, waiting: &mut BTreeMap<String, String>) -> R
         if waiting.is_empty() {
             break;
         }
-        if Instant::now() + POLL >= s.deadline {
+        let now = Instant::now();
+        if now >= s.deadline {
             let pending: Vec<String> = waiting
                 .keys()
                 .map(|k| match last.get(k) {
@@ -352,7 +560,7 @@ async fn wait_gone(s: &Session<'_>, waiting: &mut BTreeMap<String, String>) -> R
             ))
             .with("still_pending", waiting.keys().collect::<Vec<_>>()));
         }
-        kube_kit::tokio::time::sleep(POLL).await;
+        kube_kit::tokio::time::sleep(POLL.min(s.deadline - now)).await;
     }
     Ok(())
 }

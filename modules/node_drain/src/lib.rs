@@ -8,7 +8,12 @@
 //! before anything is done — the node is not even cordoned then. Pods are evicted concurrently
 //! through the eviction subresource whose group/version the server advertises (DELETE when it has
 //! none, or with `disable_eviction`); a refusal by a PodDisruptionBudget (429) is retried with
-//! backoff until `timeout`. Then each pod must be gone, or replaced by one with a new UID.
+//! backoff until `timeout`, then named with the budget. A 404 from an eviction is checked: the pod is
+//! read back, and the same pod still there (a server that does not serve evictions) is deleted
+//! instead unless a PodDisruptionBudget covers it. Then each pod must be gone, or replaced by one
+//! with a new UID. Pods listed by `spec.nodeName` are checked on this side too (a server may ignore
+//! the field selector). A failure says what was done before it (`changed`, `evicted`, `deleted`)
+//! and which pods are still on the node (`still_pending`).
 //!
 //! A cordon made by this module carries the annotation [`CORDON_ANNOTATION`]; a node found cordoned
 //! without it was cordoned by someone else, and `uncordon` leaves that cordon in place.

@@ -425,3 +425,169 @@ fn bad_params_name_the_field() {
     assert!(ran.failed());
     assert!(ran.msg().contains("node ghost not found"), "{}", ran.msg());
 }
+
+fn warnings(v: &Value) -> Vec<String> {
+    v["warnings"]
+        .as_array()
+        .map(|a| a.iter().map(|w| w.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+fn db_pod_on(lab: &Lab, node: &str) -> String {
+    pod_names_on(lab, node)
+        .into_iter()
+        .find(|n| n.starts_with("db-"))
+        .unwrap()
+}
+
+#[test]
+fn refused_evictions_report_what_was_done_and_what_is_left() {
+    for (emu, tls) in [(Emulation::V1_9, true), (Emulation::V1_30, false)] {
+        // The budget allows no disruption for db; cache, toolbox and web are evictable.
+        let lab = Lab::start(emu, tls, pdb_cluster(2));
+        let db = db_pod_on(&lab, "worker-1");
+        let others: Vec<String> = pod_names_on(&lab, "worker-1")
+            .into_iter()
+            .filter(|n| !n.starts_with("db-") && !n.starts_with("kube-proxy"))
+            .map(|n| format!("default/{n}"))
+            .collect();
+        assert_eq!(others.len(), 3, "{others:?}");
+        let ran = lab.run(bin(), with(&runbook_drain("worker-1"), json!({"timeout": 3})));
+        assert!(ran.failed(), "{}: {}", lab.label(), ran.stdout);
+        // It cordoned the node and evicted three pods: that is a change, failed or not.
+        assert!(ran.changed(), "{}", ran.stdout);
+        assert!(unschedulable(&lab, "worker-1"));
+        assert_eq!(strs(&ran.json["evicted"]), others, "{}", ran.stdout);
+        assert_eq!(ran.json["deleted"], json!([]), "{}", ran.stdout);
+        // Exactly what is still on the node: the refused pod, not the evicted ones.
+        assert_eq!(
+            ran.json["still_pending"],
+            json!([format!("default/{db}")]),
+            "{}",
+            ran.stdout
+        );
+        assert!(pod_names_on(&lab, "worker-1").contains(&db));
+        let msg = ran.msg();
+        assert!(
+            msg.contains(&format!("default/{db}: eviction still refused")),
+            "{msg}"
+        );
+        assert!(msg.contains("PodDisruptionBudget default/db"), "{msg}");
+        assert!(msg.contains("1 pod(s) could not be evicted"), "{msg}");
+        assert!(lab.handle().pdb_violations().is_empty());
+    }
+}
+
+#[test]
+fn a_404_from_the_eviction_of_a_pod_that_exists_is_not_taken_for_gone() {
+    for (emu, tls) in [(Emulation::V1_9, false), (Emulation::V1_30, true)] {
+        // The server answers 404 to toolbox's eviction (as one that does not serve pods/eviction
+        // would), but the pod is there: no budget covers it, so it is deleted instead, and reported as
+        // deleted, not evicted.
+        let lab = Lab::start(emu, tls, Cluster::sample(None));
+        let bare = "toolbox";
+        lab.inject(FaultSpec {
+            path_contains: Some("/eviction".into()),
+            message: Some("the server could not find the requested resource".into()),
+            ..FaultSpec::fail(
+                "POST",
+                &format!("/api/v1/namespaces/default/pods/{bare}/"),
+                404,
+                100,
+            )
+        });
+        let ran = lab.run(bin(), runbook_drain("worker-1"));
+        assert!(!ran.failed() && ran.changed(), "{}: {}", lab.label(), ran.stdout);
+        let bare_key = format!("default/{bare}");
+        assert!(!strs(&ran.json["evicted"]).contains(&bare_key), "{}", ran.stdout);
+        assert_eq!(ran.json["deleted"], json!([bare_key]), "{}", ran.stdout);
+        assert_eq!(strs(&ran.json["evicted"]).len(), 2, "{}", ran.stdout);
+        assert!(
+            warnings(&ran.json)
+                .iter()
+                .any(|w| w.contains(&bare_key) && w.contains("404")),
+            "{}",
+            ran.stdout
+        );
+        assert_eq!(
+            pods_on(&lab, "worker-1").len(),
+            1,
+            "{:?}",
+            pod_names_on(&lab, "worker-1")
+        );
+
+        // A pod a PodDisruptionBudget covers is not deleted behind the budget's back: that pod fails,
+        // named with the budget, and it is still there.
+        let lab = Lab::start(emu, tls, pdb_cluster(1));
+        let db = db_pod_on(&lab, "worker-1");
+        lab.inject(FaultSpec {
+            path_contains: Some("/eviction".into()),
+            ..FaultSpec::fail(
+                "POST",
+                &format!("/api/v1/namespaces/default/pods/{db}/"),
+                404,
+                100,
+            )
+        });
+        let ran = lab.run(bin(), runbook_drain("worker-1"));
+        assert!(ran.failed(), "{}", ran.stdout);
+        let db_key = format!("default/{db}");
+        assert!(!strs(&ran.json["evicted"]).contains(&db_key), "{}", ran.stdout);
+        assert_eq!(ran.json["deleted"], json!([]), "{}", ran.stdout);
+        assert_eq!(ran.json["still_pending"], json!([db_key]), "{}", ran.stdout);
+        let msg = ran.msg();
+        assert!(
+            msg.contains(&db_key) && msg.contains("404") && msg.contains("PodDisruptionBudget default/db"),
+            "{msg}"
+        );
+        assert!(pod_names_on(&lab, "worker-1").contains(&db));
+    }
+}
+
+#[test]
+fn a_server_that_ignores_the_field_selector_never_gets_other_nodes_pods_evicted() {
+    for (emu, tls) in [(Emulation::V1_9, true), (Emulation::V1_30, false)] {
+        let lab = Lab::start(emu, tls, Cluster::sample(None));
+        let nodes = ["master-1", "master-2", "master-3", "worker-2", "worker-3"];
+        let uids = |node: &str| -> Vec<String> {
+            pods_on(&lab, node)
+                .iter()
+                .map(|p| p["metadata"]["uid"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let elsewhere: Vec<(String, Vec<String>)> = nodes.iter().map(|n| (n.to_string(), uids(n))).collect();
+        assert!(elsewhere.iter().any(|(_, u)| !u.is_empty()));
+        let mine: Vec<String> = pod_names_on(&lab, "worker-1")
+            .into_iter()
+            .map(|n| format!("default/{n}"))
+            .collect();
+        // Every pod list answers with the pods of all nodes.
+        lab.inject(FaultSpec::ignore_field_selector("/api/v1/pods"));
+        let ran = lab.run(bin(), runbook_drain("worker-1"));
+        assert!(!ran.failed() && ran.changed(), "{}: {}", lab.label(), ran.stdout);
+        let evicted = strs(&ran.json["evicted"]);
+        assert_eq!(evicted.len(), 3, "{}", ran.stdout);
+        assert!(
+            evicted.iter().all(|p| mine.contains(p)),
+            "{evicted:?} not all in {mine:?}"
+        );
+        assert!(
+            ran.json["skipped_pods"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|v| v["pod"].as_str().unwrap().starts_with("kube-system/kube-proxy")),
+            "{}",
+            ran.stdout
+        );
+        // Every pod of every other node is still there (same UID); new ones may have arrived.
+        for (node, before) in &elsewhere {
+            let now = uids(node);
+            assert!(
+                before.iter().all(|u| now.contains(u)),
+                "{node}: {before:?} -> {now:?}"
+            );
+        }
+        assert_eq!(pods_on(&lab, "worker-1").len(), 1);
+    }
+}
