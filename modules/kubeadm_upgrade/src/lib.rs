@@ -9,10 +9,10 @@ mod plan;
 
 use kube_version::Version;
 use module_kit::command::Command;
-use module_kit::{de, Context, Failure, Module, Outcome};
+use module_kit::{de, shown, Context, Failure, FilePath, Module, Name, Outcome, Retries, Seconds};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 pub struct KubeadmUpgrade;
@@ -32,37 +32,41 @@ pub struct Params {
     #[serde(default)]
     version: Option<String>,
     #[serde(default = "default_kubeadm")]
-    kubeadm_path: PathBuf,
-    #[serde(default = "one", deserialize_with = "de::int")]
-    retries: u32,
-    #[serde(default = "default_delay", deserialize_with = "de::int")]
-    retry_delay: u64,
-    #[serde(default = "default_timeout", deserialize_with = "de::int")]
-    timeout: u64,
+    kubeadm_path: FilePath,
+    #[serde(default = "one")]
+    retries: Retries,
+    #[serde(default = "default_delay")]
+    retry_delay: Seconds<0>,
+    #[serde(default = "default_timeout")]
+    timeout: Seconds,
     #[serde(default, deserialize_with = "de::boolean")]
     force: bool,
     #[serde(default)]
-    feature_gates: Option<String>,
+    feature_gates: Option<Name>,
     #[serde(default)]
-    extra_args: Vec<String>,
+    extra_args: Vec<Name>,
     #[serde(default = "default_manifests")]
-    manifests_dir: PathBuf,
+    manifests_dir: FilePath,
 }
 
-fn default_kubeadm() -> PathBuf {
-    PathBuf::from("/tmp/kubeadm")
+/// Where kubeadm_download puts the target's kubeadm by default: a directory only root can write to
+/// (not /tmp, where any local user could plant a `kubeadm` for us to run as root).
+pub const DEFAULT_KUBEADM: &str = "/var/lib/kup/kubeadm";
+
+fn default_kubeadm() -> FilePath {
+    FilePath::from_static(DEFAULT_KUBEADM)
 }
-fn one() -> u32 {
-    1
+fn one() -> Retries {
+    Retries::of(1)
 }
-fn default_delay() -> u64 {
-    90
+fn default_delay() -> Seconds<0> {
+    Seconds::of(90)
 }
-fn default_timeout() -> u64 {
-    600
+fn default_timeout() -> Seconds {
+    Seconds::of(600)
 }
-fn default_manifests() -> PathBuf {
-    PathBuf::from("/etc/kubernetes/manifests")
+fn default_manifests() -> FilePath {
+    FilePath::from_static("/etc/kubernetes/manifests")
 }
 
 const COMPONENTS: &[&str] = &["kube-apiserver", "kube-controller-manager", "kube-scheduler"];
@@ -72,8 +76,12 @@ impl Module for KubeadmUpgrade {
     const DOCS: &'static str = include_str!("../kubeadm_upgrade.yml");
     type Params = Params;
 
+    fn validate(p: &Params) -> Result<(), Failure> {
+        validate(p)
+    }
+
     fn run(p: Params, ctx: &Context) -> Result<Outcome, Failure> {
-        validate(&p)?;
+        trusted_kubeadm(&p)?;
         match p.action {
             Action::Plan => plan(&p),
             Action::Apply | Action::Node => upgrade(&p, ctx),
@@ -86,32 +94,46 @@ fn validate(p: &Params) -> Result<(), Failure> {
         if Version::parse(v).is_none() {
             return Err(Failure::param(
                 "version",
-                format!("expected a release such as v1.9.2, got {v:?}"),
+                format!(
+                    "expected a release such as v1.9.2 (or a pre-release such as v1.10.0-beta.1), got {}",
+                    shown(v)
+                ),
             ));
         }
     }
     if p.action == Action::Apply && p.version.is_none() {
         return Err(Failure::param("version", "is required with action=apply"));
     }
-    if !p.kubeadm_path.is_absolute() {
-        return Err(Failure::param("kubeadm_path", "must be an absolute path"));
-    }
-    if p.timeout == 0 {
-        return Err(Failure::param("timeout", "must be at least 1 second"));
-    }
     if let Some(gates) = &p.feature_gates {
-        if gates.is_empty() || gates.contains(char::is_whitespace) {
+        if gates.contains(char::is_whitespace) {
             return Err(Failure::param(
                 "feature_gates",
-                format!("expected Name=true,Other=false, got {gates:?}"),
+                format!("expected Name=true,Other=false, got {}", shown(gates)),
             ));
         }
     }
     Ok(())
 }
 
+/// Refuses a kubeadm another local user could have planted or replaced: it runs as root.
+/// A missing one is left to the command's own error (check mode may come before the download).
+fn trusted_kubeadm(p: &Params) -> Result<(), Failure> {
+    module_kit::trust::check_executable(&p.kubeadm_path)
+        .map(|_| ())
+        .map_err(|problem| {
+            Failure::param(
+                "kubeadm_path",
+                format!(
+                    "refusing to run {}: {problem}, so another local user could replace what runs as root; \
+                     keep kubeadm in a directory only root can write to (kubeadm_download's default is {DEFAULT_KUBEADM})",
+                    p.kubeadm_path.display()
+                ),
+            )
+        })
+}
+
 fn kubeadm(p: &Params) -> Command {
-    Command::new(&p.kubeadm_path).timeout(Duration::from_secs(p.timeout))
+    Command::new(&p.kubeadm_path).timeout(p.timeout.duration())
 }
 
 fn plan(p: &Params) -> Result<Outcome, Failure> {
@@ -157,7 +179,7 @@ fn control_plane_version(dir: &Path) -> Result<Option<Version>, String> {
             .find(|image| image.contains(component))
             .and_then(|image| image.rsplit_once(':').map(|(_, tag)| tag.to_string()))
             .ok_or_else(|| format!("{}: no {component} image", path.display()))?;
-        let version = Version::parse(&tag)
+        let version = Version::parse_reported(&tag)
             .ok_or_else(|| format!("{}: image tag {tag:?} is not a version", path.display()))?;
         found.push((component, version));
     }
@@ -250,7 +272,7 @@ fn upgrade(p: &Params, ctx: &Context) -> Result<Outcome, Failure> {
     if let Some(gates) = &p.feature_gates {
         args.push(format!("--feature-gates={gates}"));
     }
-    args.extend(p.extra_args.iter().cloned());
+    args.extend(p.extra_args.iter().map(|a| a.to_string()));
     let shown = std::iter::once(p.kubeadm_path.display().to_string())
         .chain(args.iter().cloned())
         .collect::<Vec<_>>()
@@ -267,7 +289,7 @@ fn upgrade(p: &Params, ctx: &Context) -> Result<Outcome, Failure> {
     }
 
     let mut attempts = Vec::new();
-    let total = p.retries + 1;
+    let total = p.retries.get() + 1;
     for attempt in 1..=total {
         let started = Instant::now();
         let result = kubeadm(p).args(&args).run();
@@ -314,7 +336,7 @@ fn upgrade(p: &Params, ctx: &Context) -> Result<Outcome, Failure> {
                 .with_diff(diff_before, diff_after));
         }
         if attempt < total {
-            std::thread::sleep(Duration::from_secs(p.retry_delay));
+            std::thread::sleep(p.retry_delay.duration());
         }
     }
     let last = attempts
@@ -344,7 +366,7 @@ fn kubeadm_version(p: &Params) -> Result<Version, Failure> {
                 p.kubeadm_path.display()
             ))
         })?;
-    Version::parse(out.trim()).ok_or_else(|| {
+    Version::parse_reported(out.trim()).ok_or_else(|| {
         Failure::new(format!(
             "`kubeadm version -o short` printed {:?}, not a version",
             out.trim()
