@@ -100,7 +100,9 @@ impl Journal {
             file.sync_all().map_err(err)?;
         }
         std::fs::rename(&tmp, &self.path).map_err(err)?;
-        File::open(parent(&self.path)).and_then(|d| d.sync_all()).map_err(err)
+        File::open(parent(&self.path))
+            .and_then(|d| d.sync_all())
+            .map_err(err)
     }
 
     /// The rollout finished: nothing to resume.

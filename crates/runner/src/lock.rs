@@ -96,9 +96,10 @@ impl ClusterLock {
                     return;
                 }
                 // Unreachable for now: the next renewal tries again; the lock lasts DURATION.
-                Err(e) => run
-                    .reporter
-                    .note(&run.primary().name, &format!("cannot renew the cluster's lock now: {e}")),
+                Err(e) => run.reporter.note(
+                    &run.primary().name,
+                    &format!("cannot renew the cluster's lock now: {e}"),
+                ),
             }
         }
     }

@@ -18,13 +18,13 @@ use inventory::Inventory;
 use journal::Journal;
 use procedure::{Options, Run, Stop};
 use report::Reporter;
-use transport::SshTransport;
 use serde_json::json;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use transport::SshTransport;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -192,7 +192,8 @@ impl Signals {
             aborted: Arc::new(AtomicBool::new(false)),
         };
         let (interrupted, aborted) = (Arc::clone(&s.interrupted), Arc::clone(&s.aborted));
-        match signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]) {
+        match signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+        {
             Ok(mut signals) => {
                 std::thread::spawn(move || {
                     for _ in signals.forever() {
@@ -205,7 +206,9 @@ impl Signals {
                     }
                 });
             }
-            Err(e) => say(&format!("cannot watch for Ctrl-C ({e}): an interrupt ends kup at once")),
+            Err(e) => say(&format!(
+                "cannot watch for Ctrl-C ({e}): an interrupt ends kup at once"
+            )),
         }
         s
     }
@@ -350,7 +353,11 @@ fn upgrade(
     let result = match result {
         Err(Stop::Interrupted) if cluster_lock.lost.load(Ordering::SeqCst) => Err(Stop::Setup(format!(
             "stopped: the cluster's lock was lost ({}); another run may be changing the cluster",
-            cluster_lock.lost_why.lock().map(|w| w.clone()).unwrap_or_default()
+            cluster_lock
+                .lost_why
+                .lock()
+                .map(|w| w.clone())
+                .unwrap_or_default()
         ))),
         other => other,
     };
@@ -467,7 +474,11 @@ fn plan(common: &Common) -> ExitCode {
     }
     match result {
         Err(stop) => {
-            let code = if matches!(stop, Stop::Interrupted | Stop::Aborted { .. }) { 130 } else { 1 };
+            let code = if matches!(stop, Stop::Interrupted | Stop::Aborted { .. }) {
+                130
+            } else {
+                1
+            };
             say(&stop.to_string());
             ExitCode::from(code)
         }

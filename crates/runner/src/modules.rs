@@ -92,7 +92,8 @@ pub fn survey_findings(inventory: &Inventory, survey: &Value, allow_partial: boo
             unlisted.join(", ")
         );
         if allow_partial {
-            out.notes.push((primary.name.clone(), format!("{what} (--allow-partial)")));
+            out.notes
+                .push((primary.name.clone(), format!("{what} (--allow-partial)")));
         } else {
             out.blockers.push(format!(
                 "{}: {what} (add them to the inventory's control_plane/workers, or pass --allow-partial)",
@@ -302,7 +303,12 @@ mod tests {
         assert_eq!(lock_blocker(&json!({"holder": null})), None);
         let live = json!({"holder": "kup@ops1:/srv/j.json", "host": "root@ops1 pid 7", "acquired": "2026-12-02T01:00:00.000000Z", "stale": false});
         let b = lock_blocker(&live).unwrap();
-        assert!(b.contains("another upgrade is running") && b.contains("kup@ops1") && b.contains("2026-12-02T01:00"), "{b}");
+        assert!(
+            b.contains("another upgrade is running")
+                && b.contains("kup@ops1")
+                && b.contains("2026-12-02T01:00"),
+            "{b}"
+        );
         let stale = json!({"holder": "kup@ops1:/srv/j.json", "stale": true});
         assert!(lock_blocker(&stale).unwrap().contains("--take-over-lock"));
     }

@@ -41,7 +41,9 @@ pub enum Stop {
     /// The operator's Ctrl-C (or SIGTERM): the step under way was finished, nothing more started.
     Interrupted,
     /// The operator's second Ctrl-C: steps under way were ended where they were.
-    Aborted { running: Vec<String> },
+    Aborted {
+        running: Vec<String>,
+    },
     Setup(String),
 }
 
@@ -147,7 +149,14 @@ impl Run<'_> {
     }
 
     /// Runs one module for `host` unless the journal has it; records it when done.
-    fn step(&self, host: &Host, step: &str, module: &str, args: Value, journaled: bool) -> Result<Value, Stop> {
+    fn step(
+        &self,
+        host: &Host,
+        step: &str,
+        module: &str,
+        args: Value,
+        journaled: bool,
+    ) -> Result<Value, Stop> {
         let key = format!("{}/{step}", host.name);
         if journaled && self.journal.lock().map(|j| j.is_done(&key)).unwrap_or(false) {
             self.reporter.step(StepEvent::skipped(&host.name, step, module));
@@ -339,7 +348,8 @@ impl Run<'_> {
     pub fn control_plane_kubeadm(&self, target: Version) -> Result<(), Stop> {
         let uses_node = (target.major, target.minor) >= (1, 15);
         for (i, host) in self.inventory.control_plane.iter().enumerate() {
-            let download = json!({"version": target.to_string(), "base_url": self.opts.base_url, "dest": KUBEADM_PATH});
+            let download =
+                json!({"version": target.to_string(), "base_url": self.opts.base_url, "dest": KUBEADM_PATH});
             self.step(host, "kubeadm-download", "kubeadm_download", download, true)?;
             let apply = i == 0 || !uses_node;
             if apply && !uses_node {
@@ -439,7 +449,11 @@ impl Run<'_> {
         let begun = self
             .journal
             .lock()
-            .map(|j| steps.iter().any(|s| j.is_done(&format!("{}/{}", host.name, s.name))))
+            .map(|j| {
+                steps
+                    .iter()
+                    .any(|s| j.is_done(&format!("{}/{}", host.name, s.name)))
+            })
             .unwrap_or(false);
         if begun {
             self.recheck_resumed(host, &steps)?;

@@ -29,10 +29,20 @@ impl Fake {
 }
 
 impl Transport for Fake {
-    fn run(&self, host: Option<&Host>, module: &str, args: &Value, limit: Duration) -> Result<Value, RunError> {
+    fn run(
+        &self,
+        host: Option<&Host>,
+        module: &str,
+        args: &Value,
+        limit: Duration,
+    ) -> Result<Value, RunError> {
         assert!(limit >= Duration::from_secs(60), "{module}: limit {limit:?}");
         let place = host.map_or("local", |h| h.name.as_str()).to_string();
-        let check = if args["_ansible_check_mode"] == true { "check" } else { "" };
+        let check = if args["_ansible_check_mode"] == true {
+            "check"
+        } else {
+            ""
+        };
         let step = args["state"].as_str().or(args["action"].as_str()).unwrap_or("");
         let label: Vec<&str> = [place.as_str(), module, step, check]
             .into_iter()
@@ -49,7 +59,11 @@ fn ok(changed: bool) -> Result<Value, RunError> {
 
 fn inventory(dir: &tempfile::TempDir) -> Inventory {
     let path = dir.path().join("hosts.ini");
-    std::fs::write(&path, "[control_plane]\ncp1\n[workers]\nw1\nw2\n[all:vars]\nkubeconfig=/k\n").unwrap();
+    std::fs::write(
+        &path,
+        "[control_plane]\ncp1\n[workers]\nw1\nw2\n[all:vars]\nkubeconfig=/k\n",
+    )
+    .unwrap();
     Inventory::load(&path).unwrap()
 }
 
@@ -101,7 +115,8 @@ fn a_worker_is_drained_and_a_control_plane_cordoned_in_the_runbook_order() {
     let dir = tempfile::tempdir().unwrap();
     let journal = Journal::unlocked(dir.path().join("j.json"), "v1.9.2", false);
     with_run(&fake, journal, |run| {
-        run.upgrade_node(&run.inventory.workers[0], target(), true).unwrap();
+        run.upgrade_node(&run.inventory.workers[0], target(), true)
+            .unwrap();
         run.upgrade_node(run.primary(), target(), false).unwrap();
     });
     assert_eq!(
@@ -143,7 +158,10 @@ fn kubeadm_never_comes_from_a_world_writable_directory() {
     with_run(&fake, journal, |run| run.control_plane_kubeadm(target()).unwrap());
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 2, "{seen:?}");
-    assert!(seen.iter().all(|p| p.as_deref() == Some(KUBEADM_PATH)), "{seen:?}");
+    assert!(
+        seen.iter().all(|p| p.as_deref() == Some(KUBEADM_PATH)),
+        "{seen:?}"
+    );
 }
 
 #[test]
@@ -159,7 +177,8 @@ fn a_resumed_node_whose_services_were_started_by_hand_is_stopped_again() {
     let fake = Fake::new(|_, _, _| ok(true));
     let (journal, _) = Journal::open(path, "v1.9.2", false).unwrap();
     with_run(&fake, journal, |run| {
-        run.upgrade_node(&run.inventory.workers[0], target(), true).unwrap();
+        run.upgrade_node(&run.inventory.workers[0], target(), true)
+            .unwrap();
         assert!(run.journal.lock().unwrap().is_done("w1/stop-services"));
     });
     assert_eq!(
@@ -187,9 +206,13 @@ fn a_resumed_node_as_the_journal_left_it_continues_without_redoing() {
     let fake = Fake::new(|_, _, args| ok(args["_ansible_check_mode"] != true));
     let (journal, _) = Journal::open(path, "v1.9.2", false).unwrap();
     with_run(&fake, journal, |run| {
-        run.upgrade_node(&run.inventory.workers[0], target(), true).unwrap()
+        run.upgrade_node(&run.inventory.workers[0], target(), true)
+            .unwrap()
     });
-    assert_eq!(fake.calls()[..2], ["w1 service_state stopped check", "w1 package_pin"]);
+    assert_eq!(
+        fake.calls()[..2],
+        ["w1 service_state stopped check", "w1 package_pin"]
+    );
 }
 
 #[test]
@@ -198,21 +221,34 @@ fn a_resumed_node_that_is_no_longer_ready_waits_for_ready_again() {
     let path = dir.path().join("j.json");
     {
         let (mut j, _) = Journal::open(path.clone(), "v1.9.2", false).unwrap();
-        for s in ["drain", "stop-services", "packages", "start-services", "node-ready"] {
+        for s in [
+            "drain",
+            "stop-services",
+            "packages",
+            "start-services",
+            "node-ready",
+        ] {
             j.mark(&format!("w1/{s}")).unwrap();
         }
     }
     let fake = Fake::new(|_, module, args| match module {
-        "node_ready" if args["timeout"] == 0 => Ok(json!({"failed": true, "changed": false, "msg": "NotReady"})),
+        "node_ready" if args["timeout"] == 0 => {
+            Ok(json!({"failed": true, "changed": false, "msg": "NotReady"}))
+        }
         _ => ok(true),
     });
     let (journal, _) = Journal::open(path, "v1.9.2", false).unwrap();
     with_run(&fake, journal, |run| {
-        run.upgrade_node(&run.inventory.workers[0], target(), true).unwrap()
+        run.upgrade_node(&run.inventory.workers[0], target(), true)
+            .unwrap()
     });
     assert_eq!(
         fake.calls(),
-        ["local node_ready check", "local node_ready", "local node_drain uncordon"]
+        [
+            "local node_ready check",
+            "local node_ready",
+            "local node_drain uncordon"
+        ]
     );
 }
 
@@ -234,8 +270,14 @@ fn a_lost_host_stops_the_rollout_with_its_state_and_touches_no_later_host() {
         panic!("not a failure")
     };
     assert_eq!((host.as_str(), step.as_str()), ("w1", "packages"));
-    assert!(msg.contains("host w1 stopped answering during step packages"), "{msg}");
-    assert!(msg.contains("w1 is drained (cordoned), its services stopped by kup"), "{msg}");
+    assert!(
+        msg.contains("host w1 stopped answering during step packages"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("w1 is drained (cordoned), its services stopped by kup"),
+        "{msg}"
+    );
     assert!(fix.contains("rerun"), "{fix}");
     assert!(
         !fake.calls().iter().any(|c| c.starts_with("w2")),
@@ -289,7 +331,10 @@ fn an_abort_names_the_step_that_may_be_half_done() {
     let stop = with_run(&fake, journal, |run| run.nodes(target())).unwrap_err();
     let text = stop.to_string();
     assert!(matches!(stop, Stop::Aborted { .. }), "{text}");
-    assert!(text.contains("cp1/packages") && text.contains("half-done"), "{text}");
+    assert!(
+        text.contains("cp1/packages") && text.contains("half-done"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -60,7 +60,13 @@ impl std::fmt::Display for RunError {
 pub trait Transport: Sync {
     /// Runs `module` on `host` (here when None or a local connection) with `args`, for at most
     /// `limit`; returns its result object.
-    fn run(&self, host: Option<&Host>, module: &str, args: &Value, limit: Duration) -> Result<Value, RunError>;
+    fn run(
+        &self,
+        host: Option<&Host>,
+        module: &str,
+        args: &Value,
+        limit: Duration,
+    ) -> Result<Value, RunError>;
 }
 
 /// The ssh options kup adds. The inventory's own ssh arguments come first on the command line, and
@@ -126,7 +132,11 @@ impl SshTransport {
         use sha2::Digest;
         let exe = std::env::current_exe().map_err(|e| format!("cannot find kup itself: {e}"))?;
         let bytes = std::fs::read(&exe).map_err(|e| format!("cannot read {}: {e}", exe.display()))?;
-        let hash = hex::encode(sha2::Sha256::digest(&bytes));
+        SshTransport::with_identity(exe, hex::encode(sha2::Sha256::digest(&bytes)), aborted)
+    }
+
+    /// A transport that copies `exe`, known by its SHA-256 `hash` (hex).
+    fn with_identity(exe: PathBuf, hash: String, aborted: Arc<AtomicBool>) -> Result<SshTransport, String> {
         let control_dir = tempfile::Builder::new()
             .prefix("kup-ssh-")
             .tempdir()
@@ -150,10 +160,17 @@ impl SshTransport {
                 cmd.args(split_words(&extra).map_err(|e| format!("{}: {var}: {e}", host.name))?);
             }
         }
-        cmd.args(["-o", "BatchMode=yes", "-o", "ControlMaster=auto", "-o", "ControlPersist=120"])
-            .args(SSH_BOUNDS)
-            .arg("-o")
-            .arg(format!("ControlPath={}/%C", self.control_dir.path().display()));
+        cmd.args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ControlMaster=auto",
+            "-o",
+            "ControlPersist=120",
+        ])
+        .args(SSH_BOUNDS)
+        .arg("-o")
+        .arg(format!("ControlPath={}/%C", self.control_dir.path().display()));
         if let Some(port) = host.var("ansible_port") {
             cmd.args(["-p", &port]);
         }
@@ -163,7 +180,8 @@ impl SshTransport {
         if let Some(key) = host.var("ansible_ssh_private_key_file") {
             cmd.args(["-i", &key]);
         }
-        cmd.arg("--").arg(host.var("ansible_host").unwrap_or_else(|| host.name.clone()));
+        cmd.arg("--")
+            .arg(host.var("ansible_host").unwrap_or_else(|| host.name.clone()));
         Ok(cmd)
     }
 
@@ -196,12 +214,14 @@ impl SshTransport {
             (Some(0), Some(("absent", path))) => {
                 let bytes = std::fs::read(&self.exe)
                     .map_err(|e| RunError::Other(format!("cannot read {}: {e}", self.exe.display())))?;
-                let mut install = self
-                    .script(host, INSTALL, &[path, &self.hash])
-                    .map_err(other)?;
+                let mut install = self.script(host, INSTALL, &[path, &self.hash]).map_err(other)?;
                 let copied = self.wait(&mut install, &bytes, limit, &place)?;
                 if copied.code != Some(0) {
-                    return Err(remote_failure(&place, &copied, &format!("cannot copy kup to {path}")));
+                    return Err(remote_failure(
+                        &place,
+                        &copied,
+                        &format!("cannot copy kup to {path}"),
+                    ));
                 }
                 path.to_string()
             }
@@ -214,7 +234,13 @@ impl SshTransport {
     }
 
     /// Runs `cmd` in a process group of its own with `input` on stdin, for at most `limit`.
-    fn wait(&self, cmd: &mut Command, input: &[u8], limit: Duration, place: &str) -> Result<Finished, RunError> {
+    fn wait(
+        &self,
+        cmd: &mut Command,
+        input: &[u8],
+        limit: Duration,
+        place: &str,
+    ) -> Result<Finished, RunError> {
         if self.aborted.load(Ordering::SeqCst) {
             return Err(RunError::Aborted);
         }
@@ -236,7 +262,13 @@ impl SshTransport {
         result
     }
 
-    fn supervise(&self, child: &mut Child, input: &[u8], limit: Duration, place: &str) -> Result<Finished, RunError> {
+    fn supervise(
+        &self,
+        child: &mut Child,
+        input: &[u8],
+        limit: Duration,
+        place: &str,
+    ) -> Result<Finished, RunError> {
         let feeder = child.stdin.take().map(|mut stdin| {
             let input = input.to_vec();
             // A module that exits early closes the pipe; its answer tells what happened.
@@ -244,8 +276,14 @@ impl SshTransport {
                 let _ = stdin.write_all(&input);
             })
         });
-        let stdout = child.stdout.take().map(|s| std::thread::spawn(move || read_all(s)));
-        let stderr = child.stderr.take().map(|s| std::thread::spawn(move || read_all(s)));
+        let stdout = child
+            .stdout
+            .take()
+            .map(|s| std::thread::spawn(move || read_all(s)));
+        let stderr = child
+            .stderr
+            .take()
+            .map(|s| std::thread::spawn(move || read_all(s)));
         let started = Instant::now();
         let status = loop {
             match child.try_wait() {
@@ -280,7 +318,13 @@ impl SshTransport {
 }
 
 impl Transport for SshTransport {
-    fn run(&self, host: Option<&Host>, module: &str, args: &Value, limit: Duration) -> Result<Value, RunError> {
+    fn run(
+        &self,
+        host: Option<&Host>,
+        module: &str,
+        args: &Value,
+        limit: Duration,
+    ) -> Result<Value, RunError> {
         let input = args.to_string();
         let (out, place) = match host.filter(|h| !h.is_local()) {
             None => {
@@ -293,14 +337,18 @@ impl Transport for SshTransport {
                 let kup = self.remote_kup(host, limit)?;
                 let mut cmd = self.ssh(host).map_err(RunError::Other)?;
                 cmd.args([kup.as_str(), "module", module]);
-                (self.wait(&mut cmd, input.as_bytes(), limit, &host.name)?, host.name.clone())
+                (
+                    self.wait(&mut cmd, input.as_bytes(), limit, &host.name)?,
+                    host.name.clone(),
+                )
             }
         };
         let stdout = String::from_utf8_lossy(&out.stdout);
         match serde_json::from_str::<Value>(stdout.trim()) {
             Ok(value) if value.is_object() => Ok(value),
             _ if out.code == Some(255) && place != "this machine" => Err(RunError::Unreachable {
-                detail: last_line(&String::from_utf8_lossy(&out.stderr)).unwrap_or_else(|| "ssh exit 255".into()),
+                detail: last_line(&String::from_utf8_lossy(&out.stderr))
+                    .unwrap_or_else(|| "ssh exit 255".into()),
                 place,
             }),
             _ => Err(RunError::Other(format!(
@@ -389,4 +437,95 @@ fn last_line(text: &str) -> Option<String> {
         .map(str::trim)
         .find(|l| !l.is_empty())
         .map(str::to_string)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Hashing the test binary itself would take seconds in a debug build.
+    fn transport(aborted: Arc<AtomicBool>) -> SshTransport {
+        SshTransport::with_identity("/bin/false".into(), "ab".repeat(32), aborted).unwrap()
+    }
+
+    fn host(vars: serde_json::Value) -> Host {
+        Host {
+            name: "w1".into(),
+            vars: vars.as_object().unwrap().clone(),
+        }
+    }
+
+    #[test]
+    fn a_host_name_is_never_an_ssh_option_and_the_inventory_overrides_the_bounds() {
+        let t = transport(Arc::new(AtomicBool::new(false)));
+        let h = host(serde_json::json!({"ansible_host": "-oProxyCommand=touch /tmp/x",
+                                        "ansible_ssh_common_args": "-o ServerAliveInterval=30"}));
+        let cmd = t.ssh(&h).unwrap();
+        let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let n = args.len();
+        assert_eq!(args[n - 2..], ["--", "-oProxyCommand=touch /tmp/x"]);
+        // ssh keeps the first value of an option: the inventory's comes before kup's.
+        let ours = args.iter().position(|a| a == "ServerAliveInterval=5").unwrap();
+        let theirs = args.iter().position(|a| a == "ServerAliveInterval=30").unwrap();
+        assert!(theirs < ours, "{args:?}");
+        assert!(args.iter().any(|a| a == "ConnectTimeout=10"), "{args:?}");
+    }
+
+    #[test]
+    fn the_remote_scripts_take_only_kups_own_words() {
+        let t = transport(Arc::new(AtomicBool::new(false)));
+        assert_eq!(t.hash.len(), 64);
+        assert!(t.hash.bytes().all(|b| b.is_ascii_hexdigit()));
+        for script in [PREPARE, INSTALL] {
+            assert!(!script.contains('\''), "a script must fit in single quotes");
+        }
+        let cmd = t
+            .script(&host(serde_json::json!({})), PREPARE, &[&t.hash])
+            .unwrap();
+        let line = cmd.get_args().last().unwrap().to_string_lossy().into_owned();
+        assert!(line.starts_with("sh -c 'set -u;") && line.ends_with(&format!("' kup {}", t.hash)));
+    }
+
+    #[test]
+    fn a_run_past_its_deadline_is_ended_with_its_process_group() {
+        let t = transport(Arc::new(AtomicBool::new(false)));
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("grandchild-survived");
+        // The child leaves a grandchild in its group that would write the marker later.
+        let script = format!("(sleep 3; touch {}) & sleep 30", marker.display());
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &script]);
+        let err = t
+            .wait(&mut cmd, b"", Duration::from_millis(300), "test")
+            .err()
+            .unwrap();
+        assert_eq!(
+            err,
+            RunError::Deadline {
+                place: "test".into(),
+                seconds: 0
+            }
+        );
+        std::thread::sleep(Duration::from_secs(4));
+        assert!(!marker.exists(), "the grandchild outlived the deadline");
+    }
+
+    #[test]
+    fn an_abort_ends_the_run_under_way() {
+        let aborted = Arc::new(AtomicBool::new(false));
+        let t = transport(Arc::clone(&aborted));
+        let flag = Arc::clone(&aborted);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            flag.store(true, Ordering::SeqCst);
+        });
+        let mut cmd = Command::new("sleep");
+        cmd.arg("30");
+        let err = t
+            .wait(&mut cmd, b"", Duration::from_secs(60), "test")
+            .err()
+            .unwrap();
+        assert_eq!(err, RunError::Aborted);
+    }
 }
