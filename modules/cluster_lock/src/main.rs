@@ -1,0 +1,3 @@
+fn main() {
+    module_kit::main::<cluster_lock::ClusterLock>()
+}
