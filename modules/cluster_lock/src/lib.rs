@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use kube_kit::k8s_openapi::jiff::Timestamp;
-use module_kit::{de, Context, Failure, Module, Outcome};
+use module_kit::{de, shown, Context, Failure, Module, Name, Outcome, Seconds};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -49,13 +49,13 @@ pub struct Params {
     namespace: String,
     /// Who holds (or wants) the lock; required except for `status`.
     #[serde(default)]
-    holder: Option<String>,
+    holder: Option<Name>,
     /// The machine the holder runs on, shown to whoever finds the cluster locked.
     #[serde(default)]
-    host: Option<String>,
+    host: Option<Name>,
     /// Seconds the lock stays valid without renewal.
-    #[serde(default = "default_duration", deserialize_with = "de::int")]
-    duration: u64,
+    #[serde(default = "default_duration")]
+    duration: Seconds<MIN_DURATION>,
     /// Take over a lock whose holder stopped renewing it for longer than its duration.
     #[serde(default, deserialize_with = "de::boolean")]
     takeover: bool,
@@ -74,8 +74,8 @@ fn default_name() -> String {
 fn default_namespace() -> String {
     "kube-system".into()
 }
-fn default_duration() -> u64 {
-    120
+fn default_duration() -> Seconds<MIN_DURATION> {
+    Seconds::of(120)
 }
 fn default_request_timeout() -> u64 {
     30
@@ -139,25 +139,29 @@ impl Ask {
         if p.request_timeout == 0 {
             return Err(Failure::param("request_timeout", "must be at least 1 second"));
         }
-        if !(MIN_DURATION..=MAX_DURATION).contains(&p.duration) {
+        let duration = p.duration.get();
+        if duration > MAX_DURATION {
             return Err(Failure::param(
                 "duration",
-                format!(
-                    "must be between {MIN_DURATION} and {MAX_DURATION} seconds, got {}",
-                    p.duration
-                ),
+                format!("must be at most {MAX_DURATION} seconds (a day), got {duration}"),
             ));
         }
         if !valid_object_name(&p.name, false) {
             return Err(Failure::param(
                 "name",
-                format!("{:?} is not a valid object name", p.name),
+                format!(
+                    "{} is not a valid object name (lowercase letters, digits, '-' and '.')",
+                    shown(&p.name)
+                ),
             ));
         }
         if !valid_object_name(&p.namespace, true) {
             return Err(Failure::param(
                 "namespace",
-                format!("{:?} is not a valid namespace name", p.namespace),
+                format!(
+                    "{} is not a valid namespace name (lowercase letters, digits and '-')",
+                    shown(&p.namespace)
+                ),
             ));
         }
         let holder = p.holder.as_deref().map(|h| text_param("holder", h)).transpose()?;
@@ -172,7 +176,7 @@ impl Ask {
             action: p.action,
             holder,
             host,
-            duration: i64::try_from(p.duration).unwrap_or(120),
+            duration: i64::try_from(duration).unwrap_or(120),
             takeover: p.takeover,
         })
     }
@@ -438,6 +442,10 @@ impl Module for ClusterLock {
     const NAME: &'static str = "cluster_lock";
     const DOCS: &'static str = include_str!("../cluster_lock.yml");
     type Params = Params;
+
+    fn validate(p: &Params) -> Result<(), Failure> {
+        Ask::from_params(p).map(drop)
+    }
 
     fn run(p: Params, ctx: &Context) -> Result<Outcome, Failure> {
         let ask = Ask::from_params(&p)?;

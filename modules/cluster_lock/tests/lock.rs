@@ -513,3 +513,10 @@ fn bad_params_name_the_field() {
     let msg = lab.run(bin(), acquire(B, "ctrl-b"));
     assert!(msg.msg().contains("(host not recorded)"), "{}", msg.msg());
 }
+
+#[test]
+fn fuzzed_arguments_fail_cleanly() {
+    let base = json!({"action": "acquire", "holder": A, "host": "ctrl-a", "duration": 60});
+    let report = module_kit::testkit::fuzz_intake::<cluster_lock::ClusterLock>(0x17_04, 400, &base).unwrap();
+    assert!(report.accepted > 5 && report.refused > 100, "{report:?}");
+}
