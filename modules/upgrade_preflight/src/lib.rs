@@ -7,10 +7,9 @@ use kube_kit::k8s_openapi::api::core::v1::{Node, Pod};
 use kube_kit::kube::api::{Api, ListParams};
 use kube_version::Version;
 use module_kit::command::Command;
-use module_kit::{de, Context, Failure, Module, Outcome};
+use module_kit::{de, shown, Context, Failure, FilePath, Module, Name, Outcome, Seconds};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::path::PathBuf;
 use std::time::Duration;
 
 pub struct UpgradePreflight;
@@ -31,32 +30,33 @@ const API_CHECKS: &[&str] = &["version_skew", "api", "nodes_ready", "control_pla
 pub struct Params {
     version: String,
     #[serde(default = "default_kubeadm")]
-    kubeadm_path: PathBuf,
+    kubeadm_path: FilePath,
     #[serde(default)]
     skip: Vec<String>,
     #[serde(default = "default_disk_path")]
-    disk_path: PathBuf,
+    disk_path: FilePath,
     #[serde(default = "default_min_free", deserialize_with = "de::int")]
     min_free_mb: u64,
     #[serde(default)]
-    kubeconfig: Option<PathBuf>,
+    kubeconfig: Option<FilePath>,
     #[serde(default)]
-    context: Option<String>,
-    #[serde(default = "default_request_timeout", deserialize_with = "de::int")]
-    request_timeout: u64,
+    context: Option<Name>,
+    #[serde(default = "default_request_timeout")]
+    request_timeout: Seconds,
 }
 
-fn default_kubeadm() -> PathBuf {
-    PathBuf::from("/tmp/kubeadm")
+/// Where kubeadm_download puts the target's kubeadm by default (a directory only root can write to).
+fn default_kubeadm() -> FilePath {
+    FilePath::from_static("/var/lib/kup/kubeadm")
 }
-fn default_disk_path() -> PathBuf {
-    PathBuf::from("/var")
+fn default_disk_path() -> FilePath {
+    FilePath::from_static("/var")
 }
 fn default_min_free() -> u64 {
     300
 }
-fn default_request_timeout() -> u64 {
-    15
+fn default_request_timeout() -> Seconds {
+    Seconds::of(15)
 }
 
 /// One check's verdict.
@@ -88,22 +88,19 @@ impl Module for UpgradePreflight {
     const DOCS: &'static str = include_str!("../upgrade_preflight.yml");
     type Params = Params;
 
-    fn run(p: Params, _ctx: &Context) -> Result<Outcome, Failure> {
-        let target = Version::parse(&p.version).ok_or_else(|| {
-            Failure::param(
-                "version",
-                format!("expected a release such as v1.9.2, got {:?}", p.version),
-            )
-        })?;
+    fn validate(p: &Params) -> Result<(), Failure> {
+        target(p)?;
         if let Some(bad) = p.skip.iter().find(|s| !CHECKS.contains(&s.as_str())) {
             return Err(Failure::param(
                 "skip",
-                format!("unknown check {bad:?}; checks are {}", CHECKS.join(", ")),
+                format!("unknown check {}; checks are {}", shown(bad), CHECKS.join(", ")),
             ));
         }
-        if p.request_timeout == 0 {
-            return Err(Failure::param("request_timeout", "must be at least 1 second"));
-        }
+        Ok(())
+    }
+
+    fn run(p: Params, _ctx: &Context) -> Result<Outcome, Failure> {
+        let target = target(&p)?;
         let wanted = |name: &str| !p.skip.iter().any(|s| s == name);
         let mut checks = Vec::new();
         if wanted("swap") {
@@ -114,9 +111,9 @@ impl Module for UpgradePreflight {
         }
         if API_CHECKS.iter().any(|c| wanted(c)) {
             let conn = kube_kit::Connection {
-                kubeconfig: p.kubeconfig.clone(),
-                context: p.context.clone(),
-                request_timeout: Duration::from_secs(p.request_timeout),
+                kubeconfig: p.kubeconfig.clone().map(Into::into),
+                context: p.context.clone().map(Into::into),
+                request_timeout: p.request_timeout.duration(),
             };
             checks.extend(kube_kit::block_on(api_checks(conn, target, &wanted))??);
         }
@@ -149,6 +146,19 @@ impl Module for UpgradePreflight {
     }
 }
 
+/// The target: a release or a pre-release, nothing else after it.
+fn target(p: &Params) -> Result<Version, Failure> {
+    Version::parse(&p.version).ok_or_else(|| {
+        Failure::param(
+            "version",
+            format!(
+                "expected a release such as v1.9.2 (or a pre-release such as v1.10.0-beta.1), got {}",
+                shown(&p.version)
+            ),
+        )
+    })
+}
+
 fn swap() -> Check {
     match std::fs::read_to_string("/proc/swaps") {
         Ok(text) => {
@@ -172,6 +182,17 @@ fn swap() -> Check {
 
 fn kubeadm(p: &Params, target: Version) -> Check {
     const ASK: [&str; 3] = ["version", "-o", "short"];
+    // It is about to run (as root): not if another local user could have planted or replaced it.
+    if let Err(problem) = module_kit::trust::check_executable(&p.kubeadm_path) {
+        return Check::fail(
+            "kubeadm",
+            format!(
+                "refusing to run {}: {problem}, so another local user could replace what runs as root; keep \
+                 kubeadm in a directory only root can write to (kubeadm_download's default is /var/lib/kup/kubeadm)",
+                p.kubeadm_path.display()
+            ),
+        );
+    }
     let out = version_cache::Cache::system().output(&p.kubeadm_path, &ASK, || {
         Command::new(&p.kubeadm_path)
             .args(ASK)
@@ -180,7 +201,7 @@ fn kubeadm(p: &Params, target: Version) -> Check {
             .map(|o| o.stdout)
     });
     match out {
-        Ok(out) => match Version::parse(out.trim()) {
+        Ok(out) => match Version::parse_reported(out.trim()) {
             Some(v) if v >= target => Check::pass("kubeadm", format!("{} is {v}", p.kubeadm_path.display())),
             Some(v) => Check::fail(
                 "kubeadm",
@@ -199,7 +220,7 @@ fn kubeadm(p: &Params, target: Version) -> Check {
 }
 
 fn disk(p: &Params) -> Check {
-    match rustix::fs::statvfs(&p.disk_path) {
+    match rustix::fs::statvfs(p.disk_path.as_path()) {
         Ok(s) => {
             let free_mb = s.f_bavail.saturating_mul(s.f_frsize) / (1024 * 1024);
             let detail = format!(
@@ -240,7 +261,7 @@ async fn api_checks(
                     format!("{} answers, version {}", api.server, info.git_version),
                 ));
             }
-            Version::parse(&info.git_version)
+            Version::parse_reported(&info.git_version)
         }
         Err(e) => {
             let why = format!("{} is not reachable: {}", api.server, kube_kit::describe(&e));
