@@ -16,6 +16,7 @@ const BUDGETS: &[(&str, u64)] = &[
     ("node_ready", 6_000_000),
     ("kubeadm_config_nodename", 6_000_000),
     ("cluster_survey", 6_000_000),
+    ("cluster_lock", 6_000_000),
 ];
 
 #[test]
