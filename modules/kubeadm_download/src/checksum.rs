@@ -62,15 +62,23 @@ impl Checksum {
     /// Parses `algo:hex` as an operator pins it.
     pub fn parse_pinned(text: &str) -> Result<Self, String> {
         let (name, hex) = text.trim().split_once(':').ok_or_else(|| {
-            format!("expected `auto` or `<algo>:<hex>` (algo one of sha512, sha256, sha1, md5), got {text:?}")
+            format!(
+                "expected `auto` or `<algo>:<hex>` (algo one of sha512, sha256, sha1, md5), got {}",
+                module_kit::shown(text)
+            )
         })?;
-        let algo = Algo::from_name(&name.to_ascii_lowercase())
-            .ok_or_else(|| format!("unknown checksum algorithm {name:?}: use sha512, sha256, sha1 or md5"))?;
+        let algo = Algo::from_name(&name.to_ascii_lowercase()).ok_or_else(|| {
+            format!(
+                "unknown checksum algorithm {}: use sha512, sha256, sha1 or md5",
+                module_kit::shown(name)
+            )
+        })?;
         Self::from_hex(algo, hex).ok_or_else(|| {
             format!(
-                "a {} checksum is {} hex digits, got {hex:?}",
+                "a {} checksum is {} hex digits, got {}",
                 algo.name(),
-                algo.hex_len()
+                algo.hex_len(),
+                module_kit::shown(hex)
             )
         })
     }

@@ -12,12 +12,11 @@ mod target;
 
 use checksum::{Algo, Checksum};
 use fetch::{FetchError, Http};
-use install::{Existing, Staged};
-use module_kit::{de, Context, Failure, Module, Outcome};
+use install::{DirProblem, Existing, Staged};
+use module_kit::{de, shown, Context, Failure, FilePath, Module, Outcome, Retries, Seconds};
 use serde::{Deserialize, Deserializer};
-use serde_json::json;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use serde_json::{json, Value};
+use std::path::Path;
 use target::{Arch, VersionSpec};
 
 pub struct KubeadmDownload;
@@ -30,21 +29,25 @@ pub struct Params {
     #[serde(default, deserialize_with = "arch")]
     arch: Option<Arch>,
     #[serde(default = "default_dest")]
-    dest: PathBuf,
+    dest: FilePath,
     #[serde(default = "default_base_url", deserialize_with = "base_url")]
     base_url: String,
     #[serde(default, deserialize_with = "checksum_spec")]
     checksum: Option<Checksum>,
     #[serde(default = "default_mode", deserialize_with = "de::file_mode")]
     mode: u32,
-    #[serde(default = "default_timeout", deserialize_with = "de::int")]
-    timeout: u32,
-    #[serde(default = "default_retries", deserialize_with = "de::int")]
-    retries: u32,
+    #[serde(default = "default_timeout")]
+    timeout: Seconds,
+    #[serde(default = "default_retries")]
+    retries: Retries,
 }
 
-fn default_dest() -> PathBuf {
-    PathBuf::from("/tmp/kubeadm")
+/// The default directory: only root (or whoever runs the module) may write to it, unlike /tmp, where
+/// any local user could plant a `kubeadm` for the upgrade to run as root. Created 0700 when missing.
+pub const DEFAULT_DIR: &str = "/var/lib/kup";
+
+fn default_dest() -> FilePath {
+    FilePath::from_static("/var/lib/kup/kubeadm")
 }
 fn default_base_url() -> String {
     "https://dl.k8s.io/release".to_string()
@@ -52,11 +55,11 @@ fn default_base_url() -> String {
 fn default_mode() -> u32 {
     0o755
 }
-fn default_timeout() -> u32 {
-    300
+fn default_timeout() -> Seconds {
+    Seconds::of(300)
 }
-fn default_retries() -> u32 {
-    3
+fn default_retries() -> Retries {
+    Retries::of(3)
 }
 
 fn version_spec<'de, D: Deserializer<'de>>(d: D) -> Result<VersionSpec, D::Error> {
@@ -80,7 +83,8 @@ fn base_url<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
         Ok(trimmed.to_string())
     } else {
         Err(serde::de::Error::custom(format!(
-            "expected an http:// or https:// URL, got {url:?}"
+            "expected an http:// or https:// URL, got {}",
+            shown(&Userinfo::redact_in(&url))
         )))
     }
 }
@@ -102,137 +106,225 @@ impl Module for KubeadmDownload {
     type Params = Params;
 
     fn run(p: Params, ctx: &Context) -> Result<Outcome, Failure> {
-        if !p.dest.is_absolute() {
-            return Err(Failure::param(
-                "dest",
-                format!("must be an absolute path, got {:?}", p.dest),
-            ));
+        // A password in base_url is used, never shown: not in msg, warnings or any value.
+        let hide = Userinfo::of(&p.base_url);
+        let result = install_kubeadm(p, ctx);
+        match hide {
+            Some(hide) => hide.redact_result(result),
+            None => result,
         }
-        if p.timeout == 0 {
-            return Err(Failure::param("timeout", "must be at least 1 second"));
-        }
-        let arch = match p.arch {
-            Some(arch) => arch,
-            None => Arch::host().map_err(|e| Failure::param("arch", e))?,
-        };
-        let existing = install::inspect(&p.dest).map_err(Failure::new)?;
-        let dir = install::check_parent(&p.dest).map_err(Failure::new)?;
+    }
+}
 
-        // Built on first use only, so that an idempotent pinned run costs no network and no TLS setup.
-        let http = std::cell::OnceCell::new();
-        let client = || -> Result<&Http, Failure> {
-            if http.get().is_none() {
-                let built =
-                    Http::new(Duration::from_secs(p.timeout.into()), p.retries).map_err(Failure::new)?;
-                let _ = http.set(built);
-            }
-            http.get().ok_or_else(|| Failure::new("HTTP client unavailable"))
-        };
-
-        let version = match &p.version {
-            VersionSpec::Exact(v) => v.clone(),
-            VersionSpec::Channel(channel) => resolve_channel(client()?, &p.base_url, channel)?,
-        };
-        let url = format!("{}/{version}/bin/linux/{arch}/kubeadm", p.base_url);
-        let mut warnings = Vec::new();
-        let (expected, source) = match &p.checksum {
-            Some(pinned) => (pinned.clone(), "pinned".to_string()),
-            None => published_checksum(client()?, &url, &version)?,
-        };
-        if expected.algo.is_weak() {
-            warnings.push(if source == "pinned" {
-                format!(
-                    "the pinned checksum is {}: it detects a corrupt download but not a forged one; \
-                     prefer sha256 or sha512",
-                    expected.algo.name()
-                )
-            } else {
-                format!(
-                    "{version} publishes only .sha1/.md5 checksums, so the download was verified with {}: \
-                     that detects corruption but not tampering. Pin a stronger one with \
-                     checksum=sha256:<hex> if you have it",
-                    expected.algo.name()
-                )
-            });
-        }
-
-        let current = match existing {
-            Existing::File { .. } => Some(
-                checksum::of_file(&p.dest, expected.algo)
-                    .map_err(|e| Failure::new(format!("cannot read {}: {e}", p.dest.display())))?,
+fn install_kubeadm(p: Params, ctx: &Context) -> Result<Outcome, Failure> {
+    let arch = match p.arch {
+        Some(arch) => arch,
+        None => Arch::host().map_err(|e| Failure::param("arch", e))?,
+    };
+    let existing = install::inspect(&p.dest).map_err(Failure::new)?;
+    let (dir, create_dir) = install::check_parent(&p.dest, Path::new(DEFAULT_DIR)).map_err(|problem| match problem {
+        DirProblem::Unusable(why) => Failure::param("dest", why),
+        DirProblem::Untrusted(why) => Failure::param(
+            "dest",
+            format!(
+                "refusing to install kubeadm at {}: {why}, so another local user could replace it before it runs \
+                 as root; use a directory only root (or this user) can write to, such as {DEFAULT_DIR} (the \
+                 default), or make it one (chown root, chmod go-w, and not a symbolic link)",
+                p.dest.display()
             ),
-            Existing::Missing => None,
-        };
-        let content_ok = current.as_ref() == Some(&expected);
-        let mode_ok = matches!(existing, Existing::File { mode, .. } if mode == p.mode);
-        let dest = p.dest.display().to_string();
-        let before = match (&existing, &current) {
-            (Existing::File { mode, size }, Some(sum)) => {
-                json!({ "path": dest, "exists": true, "checksum": sum.to_string(), "mode": octal(*mode), "size": size })
-            }
-            _ => json!({ "path": dest, "exists": false }),
-        };
-        let after = json!({ "path": dest, "exists": true, "version": version, "checksum": expected.to_string(),
-                            "mode": octal(p.mode) });
+        ),
+    })?;
+    if create_dir && !ctx.check_mode {
+        module_kit::trust::ensure_private_dir(&dir).map_err(Failure::new)?;
+    }
 
-        let (changed, size, msg) = if content_ok && mode_ok {
-            let size = file_size(&existing);
-            (
-                false,
-                size,
-                format!(
-                    "{dest} is already kubeadm {version} ({arch}), verified {}",
-                    expected.algo.name()
-                ),
-            )
-        } else if content_ok {
-            if !ctx.check_mode {
-                install::set_mode(&p.dest, p.mode).map_err(Failure::new)?;
-            }
-            let verb = if ctx.check_mode { "would set" } else { "set" };
-            (
-                true,
-                file_size(&existing),
-                format!(
-                    "{dest} is already kubeadm {version}; {verb} its mode to {}",
-                    octal(p.mode)
-                ),
-            )
-        } else if ctx.check_mode {
-            (
-                true,
-                None,
-                format!("would download kubeadm {version} ({arch}) from {url} to {dest}"),
+    // Built on first use only, so that an idempotent pinned run costs no network and no TLS setup.
+    let http = std::cell::OnceCell::new();
+    let client = || -> Result<&Http, Failure> {
+        if http.get().is_none() {
+            let built = Http::new(p.timeout.duration(), p.retries.get()).map_err(Failure::new)?;
+            let _ = http.set(built);
+        }
+        http.get().ok_or_else(|| Failure::new("HTTP client unavailable"))
+    };
+
+    let version = match &p.version {
+        VersionSpec::Exact(v) => v.clone(),
+        VersionSpec::Channel(channel) => resolve_channel(client()?, &p.base_url, channel)?,
+    };
+    let url = format!("{}/{version}/bin/linux/{arch}/kubeadm", p.base_url);
+    let mut warnings = Vec::new();
+    let (expected, source) = match &p.checksum {
+        Some(pinned) => (pinned.clone(), "pinned".to_string()),
+        None => published_checksum(client()?, &url, &version)?,
+    };
+    if expected.algo.is_weak() {
+        warnings.push(if source == "pinned" {
+            format!(
+                "the pinned checksum is {}: it detects a corrupt download but not a forged one; \
+                 prefer sha256 or sha512",
+                expected.algo.name()
             )
         } else {
-            let size = download(client()?, &url, &p.dest, &dir, &expected, p.mode)?;
-            let how = match source.as_str() {
-                "pinned" => format!("the pinned {}", expected.algo.name()),
-                file => format!("{} from {file}", expected.algo.name()),
-            };
-            (
-                true,
-                Some(size),
-                format!("downloaded kubeadm {version} ({arch}) to {dest}, verified with {how}"),
+            format!(
+                "{version} publishes only .sha1/.md5 checksums, so the download was verified with {}: \
+                 that detects corruption but not tampering. Pin a stronger one with \
+                 checksum=sha256:<hex> if you have it",
+                expected.algo.name()
             )
-        };
+        });
+    }
 
-        let mut outcome = if changed {
-            Outcome::changed(msg)
+    let current = match existing {
+        Existing::File { .. } => Some(
+            checksum::of_file(&p.dest, expected.algo)
+                .map_err(|e| Failure::new(format!("cannot read {}: {e}", p.dest.display())))?,
+        ),
+        Existing::Missing => None,
+    };
+    let content_ok = current.as_ref() == Some(&expected);
+    let mode_ok = matches!(existing, Existing::File { mode, .. } if mode == p.mode);
+    let dest = p.dest.display().to_string();
+    let before = match (&existing, &current) {
+        (Existing::File { mode, size }, Some(sum)) => {
+            json!({ "path": dest, "exists": true, "checksum": sum.to_string(), "mode": octal(*mode), "size": size })
+        }
+        _ => json!({ "path": dest, "exists": false }),
+    };
+    let after = json!({ "path": dest, "exists": true, "version": version, "checksum": expected.to_string(),
+                        "mode": octal(p.mode) });
+
+    let (changed, size, msg) = if content_ok && mode_ok {
+        let size = file_size(&existing);
+        (
+            false,
+            size,
+            format!(
+                "{dest} is already kubeadm {version} ({arch}), verified {}",
+                expected.algo.name()
+            ),
+        )
+    } else if content_ok {
+        if !ctx.check_mode {
+            install::set_mode(&p.dest, p.mode).map_err(Failure::new)?;
+        }
+        let verb = if ctx.check_mode { "would set" } else { "set" };
+        (
+            true,
+            file_size(&existing),
+            format!(
+                "{dest} is already kubeadm {version}; {verb} its mode to {}",
+                octal(p.mode)
+            ),
+        )
+    } else if ctx.check_mode {
+        let mkdir = if create_dir {
+            format!(" (creating {}, mode 0700)", dir.display())
         } else {
-            Outcome::unchanged(msg)
+            String::new()
         };
-        outcome.warnings = warnings;
-        Ok(outcome
-            .with("version", &version)
-            .with("arch", arch.to_string())
-            .with("url", &url)
-            .with("dest", &dest)
-            .with("checksum", expected.to_string())
-            .with("checksum_source", &source)
-            .with("mode", octal(p.mode))
-            .with("size", size)
-            .with_diff(before, after))
+        (
+            true,
+            None,
+            format!("would download kubeadm {version} ({arch}) from {url} to {dest}{mkdir}"),
+        )
+    } else {
+        let size = download(client()?, &url, &p.dest, &dir, &expected, p.mode)?;
+        let how = match source.as_str() {
+            "pinned" => format!("the pinned {}", expected.algo.name()),
+            file => format!("{} from {file}", expected.algo.name()),
+        };
+        (
+            true,
+            Some(size),
+            format!("downloaded kubeadm {version} ({arch}) to {dest}, verified with {how}"),
+        )
+    };
+
+    let mut outcome = if changed {
+        Outcome::changed(msg)
+    } else {
+        Outcome::unchanged(msg)
+    };
+    outcome.warnings = warnings;
+    Ok(outcome
+        .with("version", &version)
+        .with("arch", arch.to_string())
+        .with("url", &url)
+        .with("dest", &dest)
+        .with("checksum", expected.to_string())
+        .with("checksum_source", &source)
+        .with("mode", octal(p.mode))
+        .with("size", size)
+        .with_diff(before, after))
+}
+
+/// The `user:password@` of a URL, to keep out of everything the module reports.
+#[derive(Debug, Clone)]
+struct Userinfo {
+    /// As it appears in the URL: `user:password@`.
+    raw: String,
+    /// What is shown instead: `user:***@`.
+    masked: String,
+}
+
+impl Userinfo {
+    /// The userinfo of `url` when it holds a password.
+    fn of(url: &str) -> Option<Userinfo> {
+        let (_, rest) = url.split_once("://")?;
+        let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+        let (userinfo, _host) = authority.rsplit_once('@')?;
+        let (user, _password) = userinfo.split_once(':')?;
+        Some(Userinfo {
+            raw: format!("{userinfo}@"),
+            masked: format!("{user}:***@"),
+        })
+    }
+
+    /// `url` (or any text holding it) with its password masked.
+    fn redact_in(text: &str) -> String {
+        match Userinfo::of(text) {
+            Some(u) => u.redact(text),
+            None => text.to_string(),
+        }
+    }
+
+    fn redact(&self, text: &str) -> String {
+        text.replace(&self.raw, &self.masked)
+    }
+
+    fn redact_value(&self, value: &mut Value) {
+        match value {
+            Value::String(s) if s.contains(&self.raw) => *s = self.redact(s),
+            Value::Array(items) => items.iter_mut().for_each(|v| self.redact_value(v)),
+            Value::Object(map) => map.values_mut().for_each(|v| self.redact_value(v)),
+            _ => {}
+        }
+    }
+
+    fn redact_result(&self, result: Result<Outcome, Failure>) -> Result<Outcome, Failure> {
+        match result {
+            Ok(mut o) => {
+                o.msg = self.redact(&o.msg);
+                o.warnings = o.warnings.iter().map(|w| self.redact(w)).collect();
+                o.values.values_mut().for_each(|v| self.redact_value(v));
+                if let Some(diff) = o.diff.as_mut() {
+                    self.redact_value(&mut diff.before);
+                    self.redact_value(&mut diff.after);
+                }
+                Ok(o)
+            }
+            Err(mut f) => {
+                f.msg = self.redact(&f.msg);
+                f.warnings = f.warnings.iter().map(|w| self.redact(w)).collect();
+                f.values.values_mut().for_each(|v| self.redact_value(v));
+                if let Some(command) = f.command.as_mut() {
+                    command.stdout = self.redact(&command.stdout);
+                    command.stderr = self.redact(&command.stderr);
+                }
+                Err(f)
+            }
+        }
     }
 }
 

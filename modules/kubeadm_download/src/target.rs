@@ -32,31 +32,36 @@ impl VersionSpec {
             Ok(VersionSpec::Channel(text.to_string()))
         } else {
             Err(format!(
-                "expected a release (v1.9.2 or 1.9.2) or a channel (stable, latest, stable-1.9, latest-1.9), \
-                 got {text:?}"
+                "expected a release (v1.9.2 or 1.9.2, or a pre-release such as v1.10.0-beta.1) or a channel \
+                 (stable, latest, stable-1.9, latest-1.9), got {}",
+                module_kit::shown(text)
             ))
         }
     }
 }
 
-/// `1.9.2` / `v1.9.2` / `v1.10.0-beta.1` -> `v1.9.2` ...; anything else -> None.
+/// `1.9.2` / `v1.9.2` / `v1.10.0-beta.1` -> `v1.9.2` ...; anything else -> None. The same grammar as
+/// kube-version's strict `Version::parse`: a pre-release is `-alpha.N`, `-beta.N` or `-rc.N`, and any
+/// other suffix is refused (it becomes part of a URL path).
 pub fn normalize_version(text: &str) -> Option<String> {
     let bare = text.strip_prefix('v').unwrap_or(text);
     let (core, pre) = match bare.split_once('-') {
         Some((core, pre)) => (core, Some(pre)),
         None => (bare, None),
     };
+    let number = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 6
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && (p == "0" || !p.starts_with('0'))
+    };
     let numbers: Vec<&str> = core.split('.').collect();
-    let numeric = |p: &&str| !p.is_empty() && p.len() <= 6 && p.bytes().all(|b| b.is_ascii_digit());
-    if numbers.len() != 3 || !numbers.iter().all(numeric) {
+    if numbers.len() != 3 || !numbers.iter().all(|p| number(p)) {
         return None;
     }
     if let Some(pre) = pre {
-        let ok = !pre.is_empty()
-            && pre
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
-        if !ok {
+        let (stage, n) = pre.split_once('.')?;
+        if !["alpha", "beta", "rc"].contains(&stage) || !number(n) {
             return None;
         }
     }
@@ -142,6 +147,10 @@ mod tests {
             "../v1.9.2",
             "1.9.2/../x",
             "v1.9.2-",
+            "v1.9.2-y",
+            "v1.9.2-dirty.1",
+            "v1.10.0-beta",
+            "v1.9.2-$(id)",
         ] {
             assert!(VersionSpec::parse(bad).is_err(), "{bad} accepted");
         }

@@ -248,6 +248,24 @@ fn symlink_and_directory_at_dest_are_refused() {
 }
 
 #[test]
+fn a_password_in_base_url_is_used_but_never_shown() {
+    let lab = Lab::start();
+    let base = lab.base().replacen("http://", "http://kup:s3cret-pw@", 1);
+    let ran = run(json!({"version": "stable-1.9", "base_url": base, "dest": lab.dest("kubeadm")}));
+    assert!(ran.changed(), "{}", ran.stdout);
+    assert_eq!(std::fs::read(lab.dest("kubeadm")).unwrap(), binary_for("v1.9.3"));
+    assert!(!ran.stdout.contains("s3cret-pw"), "{}", ran.stdout);
+    let shown = lab.base().replacen("http://", "http://kup:***@", 1);
+    assert_eq!(ran.json["url"], format!("{shown}/v1.9.3/bin/linux/amd64/kubeadm"));
+    assert!(
+        ran.json["checksum_source"].as_str().unwrap().starts_with(&shown),
+        "{}",
+        ran.stdout
+    );
+    assert!(ran.msg().contains("kubeadm v1.9.3"), "{}", ran.msg());
+}
+
+#[test]
 fn diff_mode_reports_before_and_after() {
     let lab = Lab::start();
     let dest = lab.dest("kubeadm");
@@ -282,7 +300,7 @@ fn every_bad_parameter_is_named() {
         (json!({"version": "v1.9.2", "timeout": 0}), "timeout"),
         (json!({"version": "v1.9.2", "retries": -1}), "retries"),
         (
-            json!({"version": "v1.9.2", "destination": "/tmp/x"}),
+            json!({"version": "v1.9.2", "destination": "/var/lib/kup/x"}),
             "destination",
         ),
     ];
@@ -315,9 +333,10 @@ fn unreachable_server_fails_with_the_url() {
         .unwrap()
         .port();
     let base = format!("http://127.0.0.1:{port}");
-    let ran =
-        run(json!({"version": "v1.9.2", "base_url": base, "dest": "/tmp/kup-never-written", "retries": 0}));
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("kup-never-written");
+    let ran = run(json!({"version": "v1.9.2", "base_url": base, "dest": dest, "retries": 0}));
     assert!(ran.failed());
     assert!(ran.msg().contains(&base), "{}", ran.msg());
-    assert!(!std::path::Path::new("/tmp/kup-never-written").exists());
+    assert!(!dest.exists());
 }
