@@ -10,11 +10,10 @@ mod manager;
 mod version;
 
 use manager::{Manager, Options};
-use module_kit::{de, Context, Failure, Module, Outcome};
+use module_kit::{de, shown, Context, Failure, Module, Name, Outcome, Seconds};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::cmp::Ordering;
-use std::time::Duration;
 
 pub struct PackagePin;
 
@@ -33,13 +32,13 @@ pub struct Params {
     #[serde(default, deserialize_with = "de::boolean")]
     allow_downgrade: bool,
     #[serde(default)]
-    repo: Option<String>,
+    repo: Option<Name>,
     #[serde(default = "default_excludes")]
     disable_excludes: String,
     #[serde(default, deserialize_with = "de::boolean")]
     update_cache: bool,
-    #[serde(default = "default_timeout", deserialize_with = "de::int")]
-    timeout: u64,
+    #[serde(default = "default_timeout")]
+    timeout: Seconds,
 }
 
 fn default_packages() -> Vec<String> {
@@ -51,8 +50,8 @@ fn default_manager() -> String {
 fn default_excludes() -> String {
     "kubernetes".into()
 }
-fn default_timeout() -> u64 {
-    600
+fn default_timeout() -> Seconds {
+    Seconds::of(600)
 }
 fn yes() -> bool {
     true
@@ -72,8 +71,11 @@ impl Module for PackagePin {
     const DOCS: &'static str = include_str!("../package_pin.yml");
     type Params = Params;
 
+    fn validate(p: &Params) -> Result<(), Failure> {
+        validate(p)
+    }
+
     fn run(p: Params, ctx: &Context) -> Result<Outcome, Failure> {
-        validate(&p)?;
         let manager = Manager::detect(&p.manager)?;
         let excludes = match p.disable_excludes.trim() {
             "" | "none" => None,
@@ -83,7 +85,7 @@ impl Module for PackagePin {
             allow_downgrade: p.allow_downgrade,
             disable_excludes: excludes,
             repo: p.repo.as_deref(),
-            timeout: Duration::from_secs(p.timeout),
+            timeout: p.timeout.duration(),
         };
         let mut wanted: Vec<(String, String)> = p
             .packages
@@ -206,8 +208,8 @@ fn validate(p: &Params) -> Result<(), Failure> {
         return Err(Failure::param(
             "version",
             format!(
-                "expected a version such as 1.9.2 or 1.9.2-00, got {:?}",
-                p.version
+                "expected a version such as 1.9.2 or 1.9.2-00, got {}",
+                shown(&p.version)
             ),
         ));
     }
@@ -215,7 +217,7 @@ fn validate(p: &Params) -> Result<(), Failure> {
         if !version_ok(cni) {
             return Err(Failure::param(
                 "cni_version",
-                format!("expected a version such as 0.6.0, got {cni:?}"),
+                format!("expected a version such as 0.6.0, got {}", shown(cni)),
             ));
         }
     }
@@ -230,29 +232,34 @@ fn validate(p: &Params) -> Result<(), Failure> {
     if let Some(bad) = p.packages.iter().find(|n| !name_ok(n)) {
         return Err(Failure::param(
             "packages",
-            format!("{bad:?} is not a package name"),
+            format!("{} is not a package name", shown(bad)),
         ));
     }
     if !["auto", "apt", "yum", "dnf"].contains(&p.manager.as_str()) {
         return Err(Failure::param(
             "manager",
-            format!("expected auto, apt, yum or dnf, got {:?}", p.manager),
+            format!("expected auto, apt, yum or dnf, got {}", shown(&p.manager)),
         ));
     }
-    let repo_ok = |r: &str| !r.is_empty() && !r.starts_with('-') && !r.contains(char::is_whitespace);
+    let repo_ok = |r: &str| {
+        !r.is_empty()
+            && !r.starts_with('-')
+            && !r.contains(char::is_whitespace)
+            && !r.contains(char::is_control)
+    };
     if let Some(repo) = &p.repo {
         if !repo_ok(repo) {
-            return Err(Failure::param("repo", format!("{repo:?} is not a repository id")));
+            return Err(Failure::param(
+                "repo",
+                format!("{} is not a repository id", shown(repo)),
+            ));
         }
     }
     if !p.disable_excludes.is_empty() && !repo_ok(&p.disable_excludes) {
         return Err(Failure::param(
             "disable_excludes",
-            format!("{:?} is not a repository id", p.disable_excludes),
+            format!("{} is not a repository id", shown(&p.disable_excludes)),
         ));
-    }
-    if p.timeout == 0 {
-        return Err(Failure::param("timeout", "must be at least 1 second"));
     }
     Ok(())
 }
