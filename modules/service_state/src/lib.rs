@@ -8,10 +8,9 @@
 
 mod systemd;
 
-use module_kit::{de, Context, Failure, Module, Outcome};
+use module_kit::{de, shown, Context, Failure, Module, Outcome, Seconds};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use std::time::Duration;
 use systemd::{Systemctl, UnitState};
 
 pub struct ServiceState;
@@ -50,10 +49,10 @@ pub struct Params {
     daemon_reload: Reload,
     #[serde(default, deserialize_with = "opt_bool")]
     enabled: Option<bool>,
-    #[serde(default = "default_wait", deserialize_with = "de::int")]
-    wait_timeout: u64,
-    #[serde(default = "default_settle", deserialize_with = "de::int")]
-    settle: u64,
+    #[serde(default = "default_wait")]
+    wait_timeout: Seconds,
+    #[serde(default = "default_settle")]
+    settle: Seconds<0>,
 }
 
 fn ignore() -> Missing {
@@ -62,11 +61,11 @@ fn ignore() -> Missing {
 fn auto() -> Reload {
     Reload::Auto
 }
-fn default_wait() -> u64 {
-    90
+fn default_wait() -> Seconds {
+    Seconds::of(90)
 }
-fn default_settle() -> u64 {
-    2
+fn default_settle() -> Seconds<0> {
+    Seconds::of(2)
 }
 fn opt_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
     de::boolean(d).map(Some)
@@ -86,9 +85,13 @@ impl Module for ServiceState {
     const DOCS: &'static str = include_str!("../service_state.yml");
     type Params = Params;
 
+    fn validate(p: &Params) -> Result<(), Failure> {
+        validate(p).map(|_| ())
+    }
+
     fn run(p: Params, ctx: &Context) -> Result<Outcome, Failure> {
         let units = validate(&p)?;
-        let systemctl = Systemctl::new(Duration::from_secs(p.wait_timeout));
+        let systemctl = Systemctl::new(p.wait_timeout.duration());
         let before = systemctl.show_brief(&units, p.enabled.is_some())?;
         let missing: Vec<&str> = before
             .iter()
@@ -147,7 +150,7 @@ impl Module for ServiceState {
                     started.push((unit.name.clone(), systemctl.start(&unit.name)?));
                 }
             }
-            systemctl.settle(&started, Duration::from_secs(p.settle))?;
+            systemctl.settle(&started, p.settle.duration())?;
         }
 
         let after = if changed && !ctx.check_mode {
@@ -270,7 +273,10 @@ fn validate(p: &Params) -> Result<Vec<String>, Failure> {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || ":_.@-\\".contains(c));
         if !ok {
-            return Err(Failure::param("units", format!("{unit:?} is not a unit name")));
+            return Err(Failure::param(
+                "units",
+                format!("{} is not a unit name", shown(unit)),
+            ));
         }
         let full = if unit.contains('.') {
             unit.clone()
@@ -278,12 +284,12 @@ fn validate(p: &Params) -> Result<Vec<String>, Failure> {
             format!("{unit}.service")
         };
         if units.contains(&full) {
-            return Err(Failure::param("units", format!("{unit} is listed twice")));
+            return Err(Failure::param(
+                "units",
+                format!("{} is listed twice", shown(unit)),
+            ));
         }
         units.push(full);
-    }
-    if p.wait_timeout == 0 {
-        return Err(Failure::param("wait_timeout", "must be at least 1 second"));
     }
     Ok(units)
 }
