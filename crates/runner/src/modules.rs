@@ -19,6 +19,7 @@ pub const NAMES: &[&str] = &[
     "node_ready",
     "upgrade_preflight",
     "cluster_survey",
+    "cluster_lock",
 ];
 
 /// Runs module `name` as its own binary would (never returns for a known module).
@@ -36,6 +37,7 @@ pub fn run(name: &str, args: Vec<OsString>) -> ExitCode {
         "node_ready" => module_kit::main_with_args::<node_ready::NodeReady>(args),
         "upgrade_preflight" => module_kit::main_with_args::<upgrade_preflight::UpgradePreflight>(args),
         "cluster_survey" => module_kit::main_with_args::<cluster_survey::ClusterSurvey>(args),
+        "cluster_lock" => module_kit::main_with_args::<cluster_lock::ClusterLock>(args),
         other => {
             let failure = json!({"failed": true, "changed": false,
                                  "msg": format!("no module {other:?}; kup has: {}", NAMES.join(", "))});
@@ -181,6 +183,9 @@ pub fn survey_findings(inventory: &Inventory, survey: &Value, allow_partial: boo
 /// Another operator's rollout, from the `cluster_lock` module's status: a live lock held by
 /// anyone blocks the plan (a stale one only needs `--take-over-lock`).
 pub fn lock_blocker(status: &Value) -> Option<String> {
+    if status["locked"] == false {
+        return None;
+    }
     let holder = status["holder"].as_str().filter(|h| !h.is_empty())?;
     let since = status["acquired"].as_str().unwrap_or("?");
     let host = status["host"].as_str().unwrap_or("?");
