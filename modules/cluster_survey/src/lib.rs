@@ -12,13 +12,12 @@
 mod slim;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use kube_kit::kube::api::ListParams;
 use kube_kit::kube::Client;
 use kube_kit::pods::{self, Decision, DrainFacts, DrainFilters};
-use module_kit::{de, Context, Failure, Module, Outcome};
+use module_kit::{de, shown, Context, Failure, FilePath, Module, Name, Outcome, Seconds};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -32,7 +31,7 @@ pub struct ClusterSurvey;
 pub struct Params {
     /// Report these nodes only (default: every node). The lists stay cluster-wide.
     #[serde(default)]
-    names: Option<Vec<String>>,
+    names: Option<Vec<Name>>,
     #[serde(default, deserialize_with = "de::boolean")]
     ignore_daemonsets: bool,
     #[serde(default, alias = "delete_local_data", deserialize_with = "de::boolean")]
@@ -43,25 +42,25 @@ pub struct Params {
     #[serde(default = "default_page_size", deserialize_with = "de::int")]
     page_size: u32,
     /// Seconds the whole survey may take (transient API errors are retried until then).
-    #[serde(default = "default_timeout", deserialize_with = "de::int")]
-    timeout: u64,
+    #[serde(default = "default_timeout")]
+    timeout: Seconds,
     #[serde(default)]
-    kubeconfig: Option<PathBuf>,
+    kubeconfig: Option<FilePath>,
     #[serde(default)]
-    context: Option<String>,
+    context: Option<Name>,
     /// Seconds one API request may take.
-    #[serde(default = "default_request_timeout", deserialize_with = "de::int")]
-    request_timeout: u64,
+    #[serde(default = "default_request_timeout")]
+    request_timeout: Seconds,
 }
 
 fn default_page_size() -> u32 {
     500
 }
-fn default_timeout() -> u64 {
-    120
+fn default_timeout() -> Seconds {
+    Seconds::of(120)
 }
-fn default_request_timeout() -> u64 {
-    30
+fn default_request_timeout() -> Seconds {
+    Seconds::of(30)
 }
 
 /// The static pods whose image tags say which version the control plane runs.
@@ -77,12 +76,6 @@ impl Params {
         if self.page_size == 0 {
             return Err(Failure::param("page_size", "must be at least 1"));
         }
-        if self.timeout == 0 {
-            return Err(Failure::param("timeout", "must be at least 1 second"));
-        }
-        if self.request_timeout == 0 {
-            return Err(Failure::param("request_timeout", "must be at least 1 second"));
-        }
         if let Some(names) = &self.names {
             if names.is_empty() {
                 return Err(Failure::param(
@@ -91,7 +84,10 @@ impl Params {
                 ));
             }
             if let Some(bad) = names.iter().find(|n| n.trim().is_empty()) {
-                return Err(Failure::param("names", format!("{bad:?} is not a node name")));
+                return Err(Failure::param(
+                    "names",
+                    format!("{} is not a node name", shown(bad)),
+                ));
             }
         }
         Ok(())
@@ -103,12 +99,15 @@ impl Module for ClusterSurvey {
     const DOCS: &'static str = include_str!("../cluster_survey.yml");
     type Params = Params;
 
+    fn validate(p: &Params) -> Result<(), Failure> {
+        p.validate()
+    }
+
     fn run(p: Params, _ctx: &Context) -> Result<Outcome, Failure> {
-        p.validate()?;
         let conn = kube_kit::Connection {
-            kubeconfig: p.kubeconfig.clone(),
-            context: p.context.clone(),
-            request_timeout: Duration::from_secs(p.request_timeout),
+            kubeconfig: p.kubeconfig.clone().map(Into::into),
+            context: p.context.clone().map(Into::into),
+            request_timeout: p.request_timeout.duration(),
         };
         // Read-only: check mode runs the same survey.
         kube_kit::block_on(survey(p, conn))?
@@ -320,7 +319,7 @@ impl Survey<'_> {
 
 async fn survey(p: Params, conn: kube_kit::Connection) -> Result<Outcome, Failure> {
     let start = Instant::now();
-    let deadline = start + Duration::from_secs(p.timeout);
+    let deadline = start + p.timeout.duration();
     let api = kube_kit::connect(&conn).await?;
     let client = &api.client;
     let server = &api.server;
