@@ -12,12 +12,11 @@
 mod hostname;
 mod yaml;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use kube_kit::k8s_openapi::api::core::v1::ConfigMap;
 use kube_kit::kube::api::{Api, PostParams};
-use module_kit::{de, Context, Failure, Module, Outcome};
+use module_kit::{shown, Context, Failure, FilePath, Module, Name, Outcome, Seconds};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -34,15 +33,15 @@ pub struct Params {
     #[serde(default = "default_name")]
     name: String,
     #[serde(default)]
-    kubeconfig: Option<PathBuf>,
+    kubeconfig: Option<FilePath>,
     #[serde(default)]
-    context: Option<String>,
+    context: Option<Name>,
     /// Seconds one API request may take.
-    #[serde(default = "default_request_timeout", deserialize_with = "de::int")]
-    request_timeout: u64,
+    #[serde(default = "default_request_timeout")]
+    request_timeout: Seconds,
     /// Seconds for the whole operation, retries included.
-    #[serde(default = "default_timeout", deserialize_with = "de::int")]
-    timeout: u64,
+    #[serde(default = "default_timeout")]
+    timeout: Seconds,
 }
 
 fn default_namespace() -> String {
@@ -51,11 +50,11 @@ fn default_namespace() -> String {
 fn default_name() -> String {
     "kubeadm-config".into()
 }
-fn default_request_timeout() -> u64 {
-    30
+fn default_request_timeout() -> Seconds {
+    Seconds::of(30)
 }
-fn default_timeout() -> u64 {
-    120
+fn default_timeout() -> Seconds {
+    Seconds::of(120)
 }
 
 /// A DNS-1123 subdomain, what Kubernetes accepts as a node name.
@@ -150,13 +149,22 @@ impl Module for KubeadmConfigNodename {
     const DOCS: &'static str = include_str!("../kubeadm_config_nodename.yml");
     type Params = Params;
 
+    fn validate(p: &Params) -> Result<(), Failure> {
+        if let Some(node) = &p.node_name {
+            check_node_name(node.trim())?;
+        }
+        for (field, value) in [("namespace", &p.namespace), ("name", &p.name)] {
+            if !valid_node_name(value) {
+                return Err(Failure::param(
+                    field,
+                    format!("{} is not a valid object name", shown(value)),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn run(p: Params, ctx: &Context) -> Result<Outcome, Failure> {
-        if p.request_timeout == 0 {
-            return Err(Failure::param("request_timeout", "must be at least 1 second"));
-        }
-        if p.timeout == 0 {
-            return Err(Failure::param("timeout", "must be at least 1 second"));
-        }
         let (node, source) = match &p.node_name {
             Some(n) => (n.trim().to_string(), "parameter"),
             None => (
@@ -164,24 +172,11 @@ impl Module for KubeadmConfigNodename {
                 "hostname",
             ),
         };
-        if !valid_node_name(&node) {
-            return Err(Failure::param(
-                "node_name",
-                format!("{node:?} is not a valid node name (lowercase letters, digits, '-' and '.')"),
-            ));
-        }
-        for (field, value) in [("namespace", &p.namespace), ("name", &p.name)] {
-            if !valid_node_name(value) {
-                return Err(Failure::param(
-                    field,
-                    format!("{value:?} is not a valid object name"),
-                ));
-            }
-        }
+        check_node_name(&node)?;
         let conn = kube_kit::Connection {
-            kubeconfig: p.kubeconfig.clone(),
-            context: p.context.clone(),
-            request_timeout: Duration::from_secs(p.request_timeout),
+            kubeconfig: p.kubeconfig.clone().map(Into::into),
+            context: p.context.clone().map(Into::into),
+            request_timeout: p.request_timeout.duration(),
         };
         let check = ctx.check_mode;
         kube_kit::block_on(async move {
@@ -191,8 +186,23 @@ impl Module for KubeadmConfigNodename {
     }
 }
 
+/// The node name to set (given, or this host's): what Kubernetes accepts as one.
+fn check_node_name(node: &str) -> Result<(), Failure> {
+    if valid_node_name(node) {
+        Ok(())
+    } else {
+        Err(Failure::param(
+            "node_name",
+            format!(
+                "{} is not a valid node name (lowercase letters, digits, '-' and '.')",
+                shown(node)
+            ),
+        ))
+    }
+}
+
 async fn apply(p: &Params, conn: &kube_kit::Connection, node: &str, check: bool) -> Result<Outcome, Failure> {
-    let deadline = Instant::now() + Duration::from_secs(p.timeout);
+    let deadline = Instant::now() + p.timeout.duration();
     let api = kube_kit::connect(conn).await?;
     let cms: Api<ConfigMap> = Api::namespaced(api.client.clone(), &p.namespace);
     let where_ = format!("configmap {}/{}", p.namespace, p.name);
