@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use kube_kit::k8s_openapi::api::core::v1::Node;
 use kube_kit::kube::api::{Api, ListParams};
-use module_kit::{de, Context, Failure, Module, Outcome};
+use module_kit::{de, shown, Context, Failure, Module, Outcome};
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
@@ -23,18 +23,18 @@ pub struct Params {
     /// Expected `status.nodeInfo.kubeletVersion` (`v1.9.2`, `1.9.2`, or `1.9` for any patch).
     #[serde(default)]
     kubelet_version: Option<String>,
-    /// Seconds to wait in all (0: look once).
-    #[serde(default = "default_timeout", deserialize_with = "de::int")]
+    /// Seconds to wait in all (0: look once; at most 7 days).
+    #[serde(default = "default_timeout", deserialize_with = "de::seconds_or_zero")]
     timeout: u64,
-    /// Seconds between two looks.
-    #[serde(default = "default_interval", deserialize_with = "de::int")]
+    /// Seconds between two looks (1 s to 7 days).
+    #[serde(default = "default_interval", deserialize_with = "de::seconds")]
     interval: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de::opt_file_path")]
     kubeconfig: Option<PathBuf>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de::opt_name")]
     context: Option<String>,
-    /// Seconds one API request may take.
-    #[serde(default = "default_request_timeout", deserialize_with = "de::int")]
+    /// Seconds one API request may take (1 s to 7 days).
+    #[serde(default = "default_request_timeout", deserialize_with = "de::seconds")]
     request_timeout: u64,
 }
 
@@ -57,19 +57,27 @@ fn names<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Erro
             .map(|v| match v {
                 Value::String(s) => Ok(s.trim().to_string()),
                 other => Err(serde::de::Error::custom(format!(
-                    "expected node names (strings), got {other}"
+                    "expected node names (strings), got {}",
+                    module_kit::echo::shown_value(&other)
                 ))),
             })
             .collect::<Result<_, _>>()?,
         other => {
             return Err(serde::de::Error::custom(format!(
-                "expected a list of node names, got {other}"
+                "expected a list of node names, got {}",
+                module_kit::echo::shown_value(&other)
             )))
         }
     };
     let list: Vec<String> = list.into_iter().filter(|n| !n.is_empty()).collect();
     if list.is_empty() {
         return Err(serde::de::Error::custom("expected at least one node name"));
+    }
+    if let Some(bad) = list.iter().find(|n| n.contains(char::is_control)) {
+        return Err(serde::de::Error::custom(format!(
+            "{} is not a node name (it contains a control character)",
+            shown(bad)
+        )));
     }
     Ok(Some(list))
 }
@@ -192,27 +200,26 @@ impl Module for NodeReady {
     const DOCS: &'static str = include_str!("../node_ready.yml");
     type Params = Params;
 
-    fn run(p: Params, _ctx: &Context) -> Result<Outcome, Failure> {
-        if p.interval == 0 {
-            return Err(Failure::param("interval", "must be at least 1 second"));
-        }
-        if p.request_timeout == 0 {
-            return Err(Failure::param("request_timeout", "must be at least 1 second"));
-        }
+    fn validate(p: &Params) -> Result<(), Failure> {
         if let Some(v) = &p.kubelet_version {
             let t = v.trim().trim_start_matches('v');
             let valid = !t.is_empty()
                 && t.split(['.', '-', '+'])
                     .next()
                     .is_some_and(|m| m.parse::<u32>().is_ok())
-                && t.contains('.');
+                && t.contains('.')
+                && !t.contains(char::is_control);
             if !valid {
                 return Err(Failure::param(
                     "kubelet_version",
-                    format!("expected a version such as v1.9.2 or 1.9, got {v:?}"),
+                    format!("expected a version such as v1.9.2 or 1.9, got {}", shown(v)),
                 ));
             }
         }
+        Ok(())
+    }
+
+    fn run(p: Params, _ctx: &Context) -> Result<Outcome, Failure> {
         let conn = kube_kit::Connection {
             kubeconfig: p.kubeconfig.clone(),
             context: p.context.clone(),
