@@ -34,9 +34,18 @@ pub fn check_selector(sel: &str) -> Result<(), String> {
     if t.is_empty() {
         return Err("must not be empty (leave it out to drain every pod)".into());
     }
+    if t.contains(char::is_control) {
+        return Err(format!(
+            "{} is not a label selector: it contains a control character",
+            module_kit::shown(sel)
+        ));
+    }
     let opens = t.matches('(').count();
     if opens != t.matches(')').count() {
-        return Err(format!("{sel:?} is not a label selector: unbalanced parentheses"));
+        return Err(format!(
+            "{} is not a label selector: unbalanced parentheses",
+            module_kit::shown(sel)
+        ));
     }
     Ok(())
 }

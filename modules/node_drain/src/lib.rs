@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use kube_kit::k8s_openapi::api::core::v1::Node;
 use kube_kit::kube::api::{Api, Patch, PatchParams};
-use module_kit::{de, Context, Failure, Module, Outcome};
+use module_kit::{de, shown, Context, Failure, Module, Outcome};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -58,27 +58,28 @@ pub struct Params {
     /// Seconds each pod gets to terminate (default: its own terminationGracePeriodSeconds).
     #[serde(default, deserialize_with = "de::opt_int")]
     pub grace_period: Option<i64>,
-    /// Seconds the whole drain may take; then it fails.
-    #[serde(default = "default_timeout", deserialize_with = "de::int")]
+    /// Seconds the whole drain may take; then it fails (1 s to 7 days).
+    #[serde(default = "default_timeout", deserialize_with = "de::seconds")]
     pub timeout: u64,
     /// Only pods matching this label selector are drained.
     #[serde(default)]
     pub pod_selector: Option<String>,
     #[serde(default, deserialize_with = "de::boolean")]
     pub disable_eviction: bool,
-    /// Pods deleted longer ago than this many seconds are skipped (0: never).
-    #[serde(default, deserialize_with = "de::int")]
+    /// Pods deleted longer ago than this many seconds are skipped (0: never; at most 7 days).
+    #[serde(default, deserialize_with = "de::seconds_or_zero")]
     pub skip_wait_for_delete_timeout: u64,
     /// Evictions in flight at once.
     #[serde(default = "default_concurrency", deserialize_with = "de::int")]
     pub concurrency: u32,
     #[serde(default, deserialize_with = "de::boolean")]
     pub uncordon_on_failure: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de::opt_file_path")]
     pub kubeconfig: Option<PathBuf>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de::opt_name")]
     pub context: Option<String>,
-    #[serde(default = "default_request_timeout", deserialize_with = "de::int")]
+    /// Seconds one API request may take (1 s to 7 days).
+    #[serde(default = "default_request_timeout", deserialize_with = "de::seconds")]
     pub request_timeout: u64,
 }
 
@@ -108,13 +109,10 @@ impl Params {
                     && !l.ends_with('-')
             });
         if !valid {
-            return Err(Failure::param("name", format!("{n:?} is not a valid node name")));
-        }
-        if self.timeout == 0 {
-            return Err(Failure::param("timeout", "must be at least 1 second"));
-        }
-        if self.request_timeout == 0 {
-            return Err(Failure::param("request_timeout", "must be at least 1 second"));
+            return Err(Failure::param(
+                "name",
+                format!("{} is not a valid node name", shown(n)),
+            ));
         }
         if self.concurrency == 0 {
             return Err(Failure::param("concurrency", "must be at least 1"));
@@ -144,8 +142,11 @@ impl Module for NodeDrain {
     const DOCS: &'static str = include_str!("../node_drain.yml");
     type Params = Params;
 
+    fn validate(p: &Params) -> Result<(), Failure> {
+        p.validate()
+    }
+
     fn run(p: Params, ctx: &Context) -> Result<Outcome, Failure> {
-        p.validate()?;
         let conn = kube_kit::Connection {
             kubeconfig: p.kubeconfig.clone(),
             context: p.context.clone(),
