@@ -135,7 +135,7 @@ fn recap(output: &str) -> BTreeMap<String, BTreeMap<String, u64>> {
 }
 
 /// What an upgrade would change, as seen from outside: nodes (Ready, version, cordon), the pods and
-/// where they run, kubeadm-config, and on each node its packages, holds, services, /tmp/kubeadm and
+/// where they run, kubeadm-config, and on each node its packages, holds, services, /var/lib/kup/kubeadm and
 /// control-plane images.
 fn state(lab: &TestLab, nodes: u8) -> Vec<String> {
     let mut seen = Vec::new();
@@ -183,7 +183,7 @@ fn state(lab: &TestLab, nodes: u8) -> Vec<String> {
             "dpkg-query -W -f '${Package}=${Version} ' kubelet kubeadm kubectl kubernetes-cni; echo; \
              apt-mark showhold | sort | tr '\\n' ' '; echo; \
              systemctl is-active keepalived kubelet docker | tr '\\n' ' '; echo; \
-             ls -l /tmp/kubeadm 2>&1; grep -h 'image:' /etc/kubernetes/manifests/*.yaml 2>/dev/null",
+             ls -l /var/lib/kup/kubeadm 2>&1; grep -h 'image:' /etc/kubernetes/manifests/*.yaml 2>/dev/null",
         );
         seen.push(format!("node {n}: {}", String::from_utf8_lossy(&out.stdout)));
     }
@@ -228,7 +228,7 @@ fn ansible_playbook_upgrades_an_apt_lab_from_1_8_3_to_1_9_2() {
     // plan.yml: every module in check mode; it runs through and changes nothing.
     let (ok, out) = ansible.playbook(&lab.inventory, "plan.yml", &["--diff"]);
     assert!(ok, "plan.yml failed:\n{out}");
-    assert!(out.contains("/tmp/kubeadm upgrade apply v1.9.2"), "{out}");
+    assert!(out.contains("/var/lib/kup/kubeadm upgrade apply v1.9.2"), "{out}");
     assert_same(&before, &state(&lab, 5), "plan.yml");
 
     // upgrade.yml --check: the same.
