@@ -32,7 +32,7 @@ fn reply(kind: u8, reply_serial: u32, big: bool, error: Option<&str>, sig: &str,
     let u32b = |n: u32| if big { n.to_be_bytes() } else { n.to_le_bytes() };
     let mut fields = Vec::new();
     let pad = |v: &mut Vec<u8>, a: usize, base: usize| {
-        while (base + v.len()) % a != 0 {
+        while !(base + v.len()).is_multiple_of(a) {
             v.push(0)
         }
     };
