@@ -68,18 +68,17 @@ fn a_pre_release_is_kept_whole() {
     let dir = tempfile_dir();
     let ran = run(
         json!({"action": "apply", "version": "v1.10.0-beta.1", "kubeadm_path": dir.join("missing"),
-                         "manifests_dir": dir, "_ansible_check_mode": true}),
+                         "manifests_dir": &*dir, "_ansible_check_mode": true}),
     );
     // No manifests here: refused as not a control plane, but not for its version.
     assert!(ran.failed());
     assert!(!ran.msg().contains("version"), "{}", ran.msg());
     let ran = run(
         json!({"action": "node", "version": "v1.10.0-beta.1", "kubeadm_path": dir.join("missing"),
-                         "manifests_dir": dir, "_ansible_check_mode": true}),
+                         "manifests_dir": &*dir, "_ansible_check_mode": true}),
     );
     assert!(!ran.failed(), "{}", ran.stdout);
     assert_eq!(ran.json["after"], "v1.10.0-beta.1", "{}", ran.stdout);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -121,8 +120,24 @@ fn a_huge_argument_is_not_echoed_whole() {
     assert!(ran.msg().contains("(1048576 bytes)"), "{}", ran.msg());
 }
 
-/// A private directory of our own (tempfile is not a dependency of this crate).
-fn tempfile_dir() -> std::path::PathBuf {
+/// A private directory of our own (tempfile is not a dependency of this crate), removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o700));
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempfile_dir() -> TempDir {
     let dir = std::env::temp_dir().join(format!(
         "kubeadm-upgrade-test-{}-{:?}",
         std::process::id(),
@@ -131,7 +146,7 @@ fn tempfile_dir() -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-    dir
+    TempDir(dir)
 }
 
 #[test]
@@ -150,8 +165,7 @@ fn a_kubeadm_others_could_replace_is_not_run() {
     std::fs::write(&kubeadm, "#!/bin/sh\necho v1.30.2\n").unwrap();
     let mode =
         |path: &Path, m: u32| std::fs::set_permissions(path, std::fs::Permissions::from_mode(m)).unwrap();
-    let args =
-        json!({"action": "node", "kubeadm_path": kubeadm, "manifests_dir": dir, "_ansible_check_mode": true});
+    let args = json!({"action": "node", "kubeadm_path": kubeadm, "manifests_dir": &*dir, "_ansible_check_mode": true});
 
     mode(&kubeadm, 0o755);
     let ran = run(args.clone());
@@ -170,6 +184,4 @@ fn a_kubeadm_others_could_replace_is_not_run() {
         // Check mode too, and plan: nothing runs it.
         refused(json!({"action": "plan", "kubeadm_path": kubeadm}), "kubeadm_path");
     }
-    mode(&dir, 0o700);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
