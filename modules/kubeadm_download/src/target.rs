@@ -80,7 +80,13 @@ impl Arch {
             .iter()
             .find(|a| **a == text.trim())
             .map(|a| Arch(a))
-            .ok_or_else(|| format!("expected one of {}, got {text:?}", Self::ALL.join(", ")))
+            .ok_or_else(|| {
+                format!(
+                    "expected one of {}, got {}",
+                    Self::ALL.join(", "),
+                    module_kit::shown(text)
+                )
+            })
     }
 
     /// The architecture this module runs on.

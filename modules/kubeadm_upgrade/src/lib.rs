@@ -180,7 +180,7 @@ fn control_plane_version(dir: &Path) -> Result<Option<Version>, String> {
             .and_then(|image| image.rsplit_once(':').map(|(_, tag)| tag.to_string()))
             .ok_or_else(|| format!("{}: no {component} image", path.display()))?;
         let version = Version::parse_reported(&tag)
-            .ok_or_else(|| format!("{}: image tag {tag:?} is not a version", path.display()))?;
+            .ok_or_else(|| format!("{}: image tag {} is not a version", path.display(), shown(&tag)))?;
         found.push((component, version));
     }
     match found.as_slice() {
@@ -368,8 +368,8 @@ fn kubeadm_version(p: &Params) -> Result<Version, Failure> {
         })?;
     Version::parse_reported(out.trim()).ok_or_else(|| {
         Failure::new(format!(
-            "`kubeadm version -o short` printed {:?}, not a version",
-            out.trim()
+            "`kubeadm version -o short` printed {}, not a version",
+            shown(out.trim())
         ))
     })
 }

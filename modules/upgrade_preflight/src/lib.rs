@@ -212,7 +212,7 @@ fn kubeadm(p: &Params, target: Version) -> Check {
             ),
             None => Check::fail(
                 "kubeadm",
-                format!("`kubeadm version -o short` printed {:?}", out.trim()),
+                format!("`kubeadm version -o short` printed {}", shown(out.trim())),
             ),
         },
         Err(e) => Check::fail("kubeadm", format!("{e} (download it with kubeadm_download)")),
