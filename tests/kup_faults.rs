@@ -223,11 +223,22 @@ fn kup_survives_an_operators_bad_day() {
     let log = text(&other);
     assert_eq!(other.status.code(), Some(1), "{log}");
     assert!(
-        log.contains("locked by kup@") && log.contains(".kup-journal.json"),
+        log.contains("the cluster is locked") && log.contains("by kup@") && log.contains(".kup-journal.json"),
         "{log}"
     );
 
-    // 4. Ctrl-C: SIGINT to kup's process group (as the terminal sends it).
+    // 4. Ctrl-C: SIGINT to kup's process group (as the terminal sends it), once a step is journaled.
+    let journal = lab.dir.join(".inventory.ini.kup-journal.json");
+    wait_for(
+        "the first run's first journaled step",
+        Duration::from_secs(120),
+        || {
+            std::fs::read(&journal)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .is_some_and(|j| j["done"].as_array().is_some_and(|d| !d.is_empty()))
+        },
+    );
     let pids = kup_pids();
     assert_eq!(pids.len(), 1, "one kup upgrade should be running: {pids:?}");
     let group = process_group(pids[0]);

@@ -187,6 +187,13 @@ pub fn boot(plan: &NodePlan, dir: &Path, spec: &LabSpec, repo: &Path) -> Result<
     let log = std::fs::File::create(&console).map_err(|e| format!("{}: {e}", console.display()))?;
     let log2 = log.try_clone().map_err(|e| e.to_string())?;
     let merged = dir.join("root");
+    // A node killed outright (SIGKILL) leaves its veth behind, and nspawn then refuses to start a
+    // machine of the same name ("Failed to add new veth interfaces: File exists"): the name is
+    // this lab's own, so whatever holds it is a leftover of this lab's.
+    let veth = format!("vb-{}", machine_name(&spec.bridge, plan));
+    if Path::new("/sys/class/net").join(&veth).exists() {
+        let _ = sh::run("ip", &["link", "del", &veth]);
+    }
     let child = std::process::Command::new("systemd-nspawn")
         .args(["-b", "-D"])
         .arg(&merged)

@@ -24,9 +24,19 @@ pub fn holder(journal: &std::path::Path) -> String {
 
 /// `user@machine pid N`, shown to the other operator.
 pub fn whereabouts() -> String {
+    let uid = || {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Uid:"))
+                    .and_then(|l| l.split_whitespace().next().map(|u| format!("uid {u}")))
+            })
+            .unwrap_or_else(|| "?".into())
+    };
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "?".into());
+        .unwrap_or_else(|_| uid());
     format!("{user}@{} pid {}", machine(), std::process::id())
 }
 

@@ -220,7 +220,15 @@ fn load(
     mut opts: Options,
     aborted: &Arc<AtomicBool>,
 ) -> Result<(Inventory, Options, SshTransport), String> {
-    let inventory = Inventory::load(&common.inventory)?;
+    let mut inventory = Inventory::load(&common.inventory)?;
+    // The modules take only absolute paths: `~/.kube/config` and relative names are the
+    // controller's, so they are made absolute here.
+    if let Some(kubeconfig) = inventory.var("kubeconfig") {
+        let path = controller_path(&kubeconfig)?;
+        inventory
+            .vars
+            .insert("kubeconfig".into(), json!(path.to_string_lossy()));
+    }
     opts.base_url = common
         .base_url
         .clone()
@@ -230,6 +238,18 @@ fn load(
         opts.cni_version = inventory.var("cni_version");
     }
     Ok((inventory, opts, SshTransport::new(Arc::clone(aborted))?))
+}
+
+/// A path on the controller, absolute: `~/x` under `$HOME`, a relative one under the current
+/// directory.
+fn controller_path(text: &str) -> Result<PathBuf, String> {
+    let expanded = match text.strip_prefix("~/") {
+        Some(rest) => std::env::var_os("HOME")
+            .map(|home| PathBuf::from(home).join(rest))
+            .ok_or_else(|| format!("kubeconfig {text}: HOME is not set"))?,
+        None => PathBuf::from(text),
+    };
+    std::path::absolute(&expanded).map_err(|e| format!("kubeconfig {text}: {e}"))
 }
 
 fn upgrade(
@@ -484,5 +504,26 @@ fn plan(common: &Common) -> ExitCode {
         }
         Ok(()) if blockers.is_empty() => ExitCode::SUCCESS,
         Ok(()) => ExitCode::from(1),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_controllers_kubeconfig_is_made_absolute() {
+        let home = std::env::var("HOME").unwrap();
+        assert_eq!(
+            controller_path("~/.kube/config").unwrap(),
+            PathBuf::from(home).join(".kube/config")
+        );
+        assert_eq!(controller_path("/etc/k").unwrap(), PathBuf::from("/etc/k"));
+        let relative = controller_path("lab/kubeconfig").unwrap();
+        assert!(
+            relative.is_absolute() && relative.ends_with("lab/kubeconfig"),
+            "{relative:?}"
+        );
     }
 }

@@ -64,7 +64,7 @@ pub struct Params {
     #[serde(default)]
     context: Option<String>,
     /// Seconds one API request may take.
-    #[serde(default = "default_request_timeout", deserialize_with = "de::int")]
+    #[serde(default = "default_request_timeout", deserialize_with = "de::seconds")]
     request_timeout: u64,
 }
 
@@ -136,9 +136,6 @@ pub struct Ask {
 
 impl Ask {
     fn from_params(p: &Params) -> Result<Ask, Failure> {
-        if p.request_timeout == 0 {
-            return Err(Failure::param("request_timeout", "must be at least 1 second"));
-        }
         let duration = p.duration.get();
         if duration > MAX_DURATION {
             return Err(Failure::param(
