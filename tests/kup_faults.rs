@@ -322,6 +322,8 @@ fn kup_survives_an_operators_bad_day() {
         lab.ssh(3, "true").status.success()
     });
     assert_eq!(lab.ssh_ok(3, "dpkg-query -W -f '${Version}' kubelet"), "1.8.3-00");
+    // Its kubelet's heartbeats were lost with the link: Ready again once they reach the API server.
+    lab.wait_node("lab-w2", "v1.8.3", Duration::from_secs(120));
     assert!(!unschedulable(&lab, "lab-w2"), "lab-w2 was touched");
 
     // 6. With the link back, the rerun completes.
