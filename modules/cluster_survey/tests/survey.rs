@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::Path;
 
-use api_testkit::{matrix, with, Lab};
+use lab_apiserver::testing::{matrix, with, Lab};
 use lab_apiserver::cluster::{IntOrPercent, PdbSeed, PodSeed, ReplicaSetSeed};
 use lab_apiserver::store::Kind;
 use lab_apiserver::{Cluster, Emulation};

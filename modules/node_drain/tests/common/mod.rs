@@ -1,7 +1,7 @@
-//! The shared lab API server harness (crates/api-testkit), plus what only the drain tests need.
+//! The shared lab API server harness (`lab_apiserver::testing`), plus what only the drain tests need.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-pub use api_testkit::*;
+pub use lab_apiserver::testing::*;
 use serde_json::Value;
 
 /// The pods the server has on a node.

@@ -1,4 +1,4 @@
-//! The shared lab API server harness (crates/api-testkit).
+//! The shared lab API server harness (`lab_apiserver::testing`).
 #![allow(dead_code)]
 
-pub use api_testkit::*;
+pub use lab_apiserver::testing::*;

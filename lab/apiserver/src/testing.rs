@@ -1,12 +1,15 @@
-//! For the API modules' tests: a lab API server on loopback (either emulated release, HTTP or
-//! HTTPS with a token) and a way to run the module binary against it.
+//! The one test harness of the lab API server (feature `testing`): a server on loopback on a
+//! runtime of its own (either emulated release, HTTP or HTTPS with a token), its kubeconfig, real
+//! kubectl against it, and running a module binary against it. Used by this crate's tests and by
+//! the API modules' tests.
 // Test support: a failed expectation here is a failed test, so panicking is its job.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use lab_apiserver::{Cluster, Emulation, FaultSpec, Handle, ServerConfig};
+use crate::{Cluster, Emulation, FaultSpec, Handle, ServerConfig};
+use std::process::{Command, Output};
 use module_kit::testkit::{run_with_args_file, Ran};
 use serde_json::Value;
 
@@ -46,12 +49,13 @@ impl Lab {
             .unwrap();
         let mut cfg = ServerConfig::new(emu, cluster);
         cfg.tls = tls;
-        cfg.token = tls.then(|| "module-test-token".to_string());
+        // client-go does not send bearer tokens over plain HTTP: a token only with TLS.
+        cfg.token = tls.then(|| "lab-test-token".to_string());
         cfg.time_factor = 0.02;
         cfg.pod_startup_seconds = 1.0;
         cfg.node_grace = Duration::from_millis(600);
         tweak(&mut cfg);
-        let handle = rt.block_on(lab_apiserver::start(cfg)).unwrap();
+        let handle = rt.block_on(crate::start(cfg)).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         handle.write_kubeconfig(&kubeconfig).unwrap();
@@ -78,6 +82,31 @@ impl Lab {
             .unwrap()
             .insert("kubeconfig".into(), self.kubeconfig.display().to_string().into());
         run_with_args_file(bin, &args).unwrap()
+    }
+
+    /// Runs kubectl with this lab's kubeconfig and a private HOME (its discovery cache).
+    pub fn kubectl(&self, bin: &Path, args: &[&str]) -> Output {
+        Command::new(bin)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .env("HOME", self.dir.path())
+            .env_remove("KUBECONFIG")
+            .output()
+            .unwrap()
+    }
+
+    /// kubectl that must succeed; returns stdout.
+    pub fn kubectl_ok(&self, bin: &Path, args: &[&str]) -> String {
+        let out = self.kubectl(bin, args);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed ({}):\nstdout: {stdout}\nstderr: {stderr}",
+            out.status
+        );
+        stdout
     }
 
     pub fn label(&self) -> String {

@@ -1,5 +1,5 @@
-//! `kup-lab up | down | status | release-server`: the nspawn lab's life cycle (crates/lab-cluster)
-//! and the release server its nodes download kubeadm from (crates/lab-release).
+//! `kup-lab up | down | status | release-server`: the nspawn lab's life cycle (lab/cluster)
+//! and the release server its nodes download kubeadm from (lab/release).
 
 use lab_cluster::{Flavour, LabSpec};
 use std::io::Write;

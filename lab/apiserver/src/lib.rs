@@ -37,6 +37,8 @@ pub mod faults;
 pub mod server;
 pub mod table;
 pub mod tls;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use faults::FaultSpec;
 pub use server::{start, Handle, ServerConfig};
