@@ -1,6 +1,10 @@
 //! The one way modules run external programs: an argv (never a shell line), `LC_ALL=C` so output
 //! parses the same everywhere, no stdin unless given, a timeout that kills the whole process group,
 //! and stdout/stderr captured for the error message.
+//!
+//! A [`Command`] is a plain value (program, arguments, environment, timeout) until it is run: a
+//! module's plan builds the commands it would run, tests compare them ([`Command::argv`]) without
+//! running anything, and messages show them as an operator would type them (`Display`).
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -13,8 +17,8 @@ use std::time::{Duration, Instant};
 /// How much of each stream is kept; the tail is what explains a failure.
 const CAPTURE_LIMIT: usize = 1 << 20;
 
-/// A program to run.
-#[derive(Debug, Clone)]
+/// A program to run: a value, compared field by field, until [`Command::run`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Command {
     program: OsString,
     args: Vec<OsString>,
@@ -141,23 +145,35 @@ impl Command {
         self
     }
 
-    /// The command as an operator would type it, for messages (quoted where needed).
-    pub fn display(&self) -> String {
+    pub fn get_program(&self) -> &OsStr {
+        &self.program
+    }
+
+    pub fn get_args(&self) -> &[OsString] {
+        &self.args
+    }
+
+    /// The variables set on top of `LC_ALL=C` and `LANG=C`, in the order given.
+    pub fn get_envs(&self) -> &[(OsString, OsString)] {
+        &self.env
+    }
+
+    pub fn get_timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The program and its arguments, as text (lossy): what a test compares.
+    pub fn argv(&self) -> Vec<String> {
         std::iter::once(&self.program)
             .chain(&self.args)
-            .map(|a| {
-                let s = a.to_string_lossy();
-                if !s.is_empty()
-                    && s.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@".contains(&b))
-                {
-                    s.into_owned()
-                } else {
-                    format!("'{}'", s.replace('\'', r"'\''"))
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    /// The command as an operator would type it, for messages (quoted where needed); the same as
+    /// its `Display`.
+    pub fn display(&self) -> String {
+        self.to_string()
     }
 
     /// Runs to completion; any exit code is an `Ok` output. Errors: cannot start, or timed out.
@@ -239,6 +255,26 @@ impl Command {
                 output,
             })
         }
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, word) in std::iter::once(&self.program).chain(&self.args).enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            let s = word.to_string_lossy();
+            if !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@".contains(&b))
+            {
+                f.write_str(&s)?;
+            } else {
+                write!(f, "'{}'", s.replace('\'', r"'\''"))?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -358,6 +394,26 @@ mod tests {
             err.to_string().starts_with("cannot run /nonexistent/kup-test"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_command_is_a_value_until_run() {
+        let cmd = Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y"])
+            .arg("kubelet=1.9.2-00")
+            .timeout(Duration::from_secs(600));
+        assert_eq!(cmd.argv(), ["apt-get", "install", "-y", "kubelet=1.9.2-00"]);
+        assert_eq!(cmd.get_program(), "apt-get");
+        assert_eq!(cmd.get_args().len(), 3);
+        assert_eq!(
+            cmd.get_envs(),
+            [("DEBIAN_FRONTEND".into(), "noninteractive".into())]
+        );
+        assert_eq!(cmd.get_timeout(), Duration::from_secs(600));
+        assert_eq!(cmd.to_string(), "apt-get install -y kubelet=1.9.2-00");
+        assert_eq!(cmd, cmd.clone());
+        assert_ne!(cmd, cmd.clone().timeout(Duration::from_secs(1)));
     }
 
     #[test]

@@ -5,11 +5,16 @@
 //! convention, or stdin), splitting off the `_ansible_*` keys, strict parsing with messages that name
 //! the field, check/diff mode, secret scrubbing, exactly one JSON object on stdout, exit codes, and a
 //! panic guard. Modules hold no I/O policy of their own; external programs go through [`command`].
+//!
+//! A module may also be a [`PlannedModule`]: `observe`, a pure `plan` returning what would change as
+//! a value ([`plan::Plan`]: the message, the diff, the commands or patches), and `apply`. Then
+//! [`plan::drive`] runs it, skips `apply` in check mode and words the message ("would …").
 
 pub mod command;
 pub mod de;
 pub mod echo;
 pub mod params;
+pub mod plan;
 mod protocol;
 mod result;
 pub mod testkit;
@@ -17,6 +22,7 @@ pub mod trust;
 
 pub use echo::shown;
 pub use params::{FilePath, Name, Retries, Seconds};
+pub use plan::{Applied, Change, Plan};
 pub use protocol::{
     intake, intake_value, main, main_with_args, parameter_names, parse_input, run_input, run_value, Context,
 };
@@ -42,6 +48,33 @@ pub trait Module {
         Ok(())
     }
 
-    /// Observe, plan and (unless `ctx.check_mode`) apply.
+    /// Observe, plan and (unless `ctx.check_mode`) apply. A [`PlannedModule`] says
+    /// `module_kit::plan::drive::<Self>(params, ctx)` here.
     fn run(params: Self::Params, ctx: &Context) -> Result<Outcome, Failure>;
+}
+
+/// A module whose run is `observe -> plan -> apply`, driven by [`plan::drive`]: module-kit calls
+/// `apply` only outside check mode and only when the plan changes something, and words the plan's
+/// changes for what happened ("would cordon node w1" / "cordoned node w1"). The module's
+/// [`Module::run`] is `module_kit::plan::drive::<Self>(params, ctx)`.
+pub trait PlannedModule: Module {
+    /// What `observe` saw, and what `apply` needs to act on it (a connection, a client).
+    type Observed;
+    /// One step of `apply` as a value: a [`command::Command`], a patch.
+    type Action;
+
+    /// Reads the state the run starts from. Changes nothing the plan reports (a package index may
+    /// be refreshed, outside check mode).
+    fn observe(params: &Self::Params, ctx: &Context) -> Result<Self::Observed, Failure>;
+
+    /// What would change, from the parameters and what was observed alone: no I/O, so the same
+    /// inputs give the same plan, in tests too. A state the module refuses is a `Failure`.
+    fn plan(params: &Self::Params, observed: &Self::Observed) -> Result<Plan<Self::Action>, Failure>;
+
+    /// Carries out the plan's actions; returns what it read back.
+    fn apply(
+        params: &Self::Params,
+        observed: Self::Observed,
+        plan: &Plan<Self::Action>,
+    ) -> Result<Applied, Failure>;
 }

@@ -9,6 +9,14 @@ pub struct Diff {
     pub after: Value,
 }
 
+/// Sets `key` in a module's return values; a value that cannot be represented becomes `null`.
+pub(crate) fn insert_value(values: &mut Map<String, Value>, key: &str, value: impl serde::Serialize) {
+    values.insert(
+        key.to_string(),
+        serde_json::to_value(value).unwrap_or(Value::Null),
+    );
+}
+
 /// A successful run.
 #[derive(Debug, Default, Clone)]
 pub struct Outcome {
@@ -40,10 +48,7 @@ impl Outcome {
 
     /// Adds a return value. Values that cannot be represented become `null`.
     pub fn with(mut self, key: &str, value: impl serde::Serialize) -> Self {
-        self.values.insert(
-            key.to_string(),
-            serde_json::to_value(value).unwrap_or(Value::Null),
-        );
+        insert_value(&mut self.values, key, value);
         self
     }
 
@@ -84,10 +89,7 @@ impl Failure {
     }
 
     pub fn with(mut self, key: &str, value: impl serde::Serialize) -> Self {
-        self.values.insert(
-            key.to_string(),
-            serde_json::to_value(value).unwrap_or(Value::Null),
-        );
+        insert_value(&mut self.values, key, value);
         self
     }
 
