@@ -12,7 +12,7 @@ use kube::{Client, Config};
 use module_kit::Failure;
 use tower::ServiceBuilder;
 
-use crate::dns::StubResolver;
+use crate::dns::HyperResolver;
 
 /// Where and how to reach the API server.
 #[derive(Debug, Clone)]
@@ -200,7 +200,7 @@ fn credential_with_control_character(kc: &Kubeconfig) -> Option<String> {
 
 /// kube's own client stack, but with a connector resolving names itself and a per-request timeout.
 fn build(config: Config, timeout: Duration) -> Result<Client, kube::Error> {
-    let mut http = HttpConnector::new_with_resolver(StubResolver::default());
+    let mut http = HttpConnector::new_with_resolver(HyperResolver::default());
     http.enforce_http(false);
     http.set_connect_timeout(Some(timeout));
     http.set_nodelay(true);

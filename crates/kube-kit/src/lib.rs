@@ -11,7 +11,6 @@ mod error;
 pub mod pods;
 
 pub use client::{chain, connect, kubeconfig_paths, Api, Connection};
-pub use dns::StubResolver;
 pub use error::{describe, status, transient, Backoff};
 pub use k8s_openapi;
 pub use kube;

@@ -2,7 +2,9 @@
 
 use crate::checksum::{Checksum, Hasher};
 use std::io::{Read, Write};
+use std::sync::Arc;
 use std::time::Duration;
+use stub_resolver::StubResolver;
 
 /// Text files this small at most: channel and checksum files are a line.
 const TEXT_LIMIT: u64 = 64 * 1024;
@@ -75,9 +77,31 @@ pub struct Http {
     timeout: Duration,
 }
 
+/// Names resolve through the workspace's stub resolver (`/etc/hosts`, then resolv.conf's
+/// nameservers), never glibc's getaddrinfo: a static binary must not dlopen NSS modules. The
+/// blocking client runs reqwest's async client on a runtime thread of its own, so the lookup runs
+/// on that runtime's blocking pool.
+#[derive(Debug)]
+struct Resolver(StubResolver);
+
+impl reqwest::dns::Resolve for Resolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let lookup = self.0.lookup(name.as_str());
+        Box::pin(async move {
+            let found: reqwest::dns::Addrs = Box::new(lookup.await?.into_iter());
+            Ok(found)
+        })
+    }
+}
+
 impl Http {
     pub fn new(timeout: Duration, retries: u32) -> Result<Self, String> {
+        Self::with_resolver(timeout, retries, StubResolver::default())
+    }
+
+    fn with_resolver(timeout: Duration, retries: u32, resolver: StubResolver) -> Result<Self, String> {
         let client = reqwest::blocking::Client::builder()
+            .dns_resolver(Arc::new(Resolver(resolver)))
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(15)))
             .redirect(reqwest::redirect::Policy::limited(10))
@@ -220,4 +244,35 @@ fn classify_status(status: reqwest::StatusCode) -> Option<AttemptError> {
 /// 1 s, 2 s, 4 s, then 8 s between attempts.
 fn backoff(attempt: u32) -> Duration {
     Duration::from_secs(1u64 << (attempt - 1).min(3))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn names_resolve_through_the_stub_resolver() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("stable.txt"), "v1.9.2\n").unwrap();
+        let server = lab_release::ReleaseServer::start(root.path()).unwrap();
+        // A name only this hosts file knows (.test never resolves in public DNS), no nameserver.
+        let files = tempfile::tempdir().unwrap();
+        std::fs::write(files.path().join("hosts"), "127.0.0.1 release.kup.test\n").unwrap();
+        let resolver = StubResolver::with_files(files.path().join("hosts"), files.path().join("resolv.conf"));
+        let http = Http::with_resolver(Duration::from_secs(10), 0, resolver).unwrap();
+        let url = format!("http://release.kup.test:{}/stable.txt", server.addr().port());
+        assert_eq!(http.text(&url).unwrap(), "v1.9.2");
+        // The resolver's own message comes through reqwest's error chain.
+        let bad = format!(
+            "http://{}.test:{}/stable.txt",
+            "x".repeat(64),
+            server.addr().port()
+        );
+        let err = http.text(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains("cannot resolve xxxx") && err.contains("is not a valid host name"),
+            "{err}"
+        );
+    }
 }
