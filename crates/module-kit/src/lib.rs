@@ -10,6 +10,9 @@
 //! a value ([`plan::Plan`]: the message, the diff, the commands or patches), and `apply`. Then
 //! [`plan::drive`] runs it, skips `apply` in check mode and words the message ("would …").
 
+// So that `derive(Params)`'s `::module_kit::...` paths also resolve inside this crate.
+extern crate self as module_kit;
+
 pub mod command;
 pub mod de;
 pub mod echo;
@@ -21,14 +24,13 @@ pub mod testkit;
 pub mod trust;
 
 pub use echo::shown;
-pub use params::{FilePath, Name, Retries, Seconds};
+pub use module_kit_derive::Params;
+pub use params::{FilePath, Name, Params, Retries, Seconds};
 pub use plan::{Applied, Change, Plan};
 pub use protocol::{
     intake, intake_value, main, main_with_args, parameter_names, parse_input, run_input, run_value, Context,
 };
 pub use result::{Diff, Failure, Outcome};
-
-use serde::de::DeserializeOwned;
 
 /// One step of the runbook, as an idempotent module.
 pub trait Module {
@@ -38,9 +40,10 @@ pub trait Module {
     const SECRETS: &'static [&'static str] = &[];
     /// The sidecar documentation (Ansible's DOCUMENTATION/EXAMPLES/RETURN), printed by `--help`.
     const DOCS: &'static str = "";
-    /// The module's parameters, parsed strictly (use `#[serde(deny_unknown_fields)]`, and the types of
-    /// [`params`] for durations, retries, paths and names).
-    type Params: DeserializeOwned;
+    /// The module's parameters, parsed strictly: `#[derive(Deserialize, Params)]` (the intake refuses
+    /// keys the struct does not declare), with the types of [`params`] for durations, retries, paths
+    /// and names.
+    type Params: Params;
 
     /// Checks between parameters, or of values no type expresses, before anything runs: part of the
     /// intake, so it must not do any I/O. Name the field ([`Failure::param`]).

@@ -9,15 +9,78 @@
 //! - [`Name`]: a name or other word passed on (a node, a context, a unit, a repository, an argument):
 //!   never empty, without NUL or other control characters.
 //!
-//! All of them accept what Ansible templating produces: numbers also as strings (`"30"`).
+//! All of them accept what Ansible templating produces: numbers also as strings (`"30"`), and all of
+//! them serialize back to what they accept (so a caller such as `kup` builds a module's arguments as
+//! its typed `Params`).
+//!
+//! And [`Params`], what a module's parameter struct is: `#[derive(Deserialize, Params)]` gives the
+//! intake every key the struct accepts (names, aliases, and those of `#[serde(flatten)]`-ed parts), so
+//! that an unknown key is refused with the list of accepted ones, whatever its value.
 
 use crate::echo::{shown, shown_value};
-use serde::{Deserialize, Deserializer};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use std::ffi::OsStr;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// A module's parameters: parsed by serde, and knowing every key they accept. Derive it
+/// (`#[derive(Deserialize, module_kit::Params)]`): the derive reads the same `#[serde(...)]`
+/// attributes (`rename`, `alias`, `skip`, `flatten`), so the names are declared once, by the fields.
+///
+/// serde's `deny_unknown_fields` does not work with `flatten`; the intake refuses unknown keys itself,
+/// from [`Params::NAMES`] (and also those given as `null`, which serde never sees).
+pub trait Params: DeserializeOwned {
+    /// Every accepted key: each field's name and aliases, then those of its flattened parts.
+    const NAMES: &'static [&'static str];
+}
+
+/// `parts` joined into one array of `N` names (what `derive(Params)` generates; `N` must be the total).
+/// A name given twice (two fields, an alias, or a field and a flattened part) stops the build.
+#[allow(clippy::panic)] // Evaluated at compile time: a panic here is a compile error naming the name.
+pub const fn join_names<const N: usize>(parts: &[&[&'static str]]) -> [&'static str; N] {
+    let mut out = [""; N];
+    let mut at = 0;
+    let mut p = 0;
+    while p < parts.len() {
+        let mut i = 0;
+        while i < parts[p].len() {
+            let name = parts[p][i];
+            let mut j = 0;
+            while j < at {
+                if same(out[j], name) {
+                    panic!("derive(Params): a parameter name or alias is declared twice");
+                }
+                j += 1;
+            }
+            out[at] = name;
+            at += 1;
+            i += 1;
+        }
+        p += 1;
+    }
+    if at != N {
+        panic!("join_names: N is not the number of names");
+    }
+    out
+}
+
+const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
 
 /// The longest duration any parameter may ask for: 7 days.
 pub const MAX_SECONDS: u64 = 7 * 24 * 60 * 60;
@@ -96,6 +159,12 @@ impl<'de, const MIN: u64> Deserialize<'de> for Seconds<MIN> {
     }
 }
 
+impl<const MIN: u64> Serialize for Seconds<MIN> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+
 impl<const MIN: u64> fmt::Display for Seconds<MIN> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}s", self.0)
@@ -132,6 +201,12 @@ impl<'de> Deserialize<'de> for Retries {
                 "must be from 0 to {MAX_RETRIES}, got {n}"
             )))
         }
+    }
+}
+
+impl Serialize for Retries {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u32(self.0)
     }
 }
 
@@ -192,6 +267,13 @@ impl<'de> Deserialize<'de> for FilePath {
             other => Err(format!("expected a path, got {}", shown_value(&other))),
         }
         .map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for FilePath {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // Made from a `&str`, so always UTF-8.
+        s.serialize_str(&self.0.to_string_lossy())
     }
 }
 
@@ -257,6 +339,12 @@ impl<'de> Deserialize<'de> for Name {
             other => Err(format!("expected a string, got {}", shown_value(&other))),
         }
         .map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Name {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
     }
 }
 
@@ -362,6 +450,90 @@ mod tests {
             assert!(err.contains(why), "{bad}: {err}");
             assert!(err.len() < 400, "{err}");
         }
+    }
+
+    /// A part several modules share, flattened into each one's parameters.
+    #[derive(Debug, Deserialize, Serialize, crate::Params)]
+    struct Shared {
+        #[serde(default)]
+        kubeconfig: Option<FilePath>,
+        #[serde(default = "thirty", alias = "timeout_s")]
+        request_timeout: Seconds,
+    }
+
+    fn thirty() -> Seconds {
+        Seconds::of(30)
+    }
+
+    #[derive(Debug, Deserialize, crate::Params)]
+    #[allow(dead_code)]
+    struct Flat {
+        name: Name,
+        #[serde(rename = "count")]
+        n: Option<u32>,
+        #[serde(skip)]
+        cache: Option<String>,
+        #[serde(flatten)]
+        shared: Shared,
+    }
+
+    struct FlatModule;
+
+    impl crate::Module for FlatModule {
+        const NAME: &'static str = "flat";
+        type Params = Flat;
+        fn run(_p: Flat, _ctx: &crate::Context) -> Result<crate::Outcome, crate::Failure> {
+            Ok(crate::Outcome::unchanged("ran"))
+        }
+    }
+
+    #[test]
+    fn names_see_through_flatten_renames_aliases_and_skips() {
+        assert_eq!(
+            <Flat as Params>::NAMES,
+            ["name", "count", "kubeconfig", "request_timeout", "timeout_s"]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_of_a_flattened_struct_are_refused_with_the_whole_list() {
+        let ok = crate::intake::<FlatModule>(json!({"name": "a", "kubeconfig": "/k", "timeout_s": "5"}));
+        let (p, _) = ok.unwrap();
+        assert_eq!(p.shared.request_timeout.get(), 5);
+        assert_eq!(p.shared.kubeconfig.unwrap().as_path(), Path::new("/k"));
+        for args in [
+            json!({"name": "a", "kubeconfg": "/k"}),
+            json!({"name": "a", "kubeconfg": null}),
+        ] {
+            let msg = crate::intake::<FlatModule>(args).err().unwrap().msg;
+            assert_eq!(
+                msg,
+                "flat: unknown parameter `kubeconfg`; accepted parameters: `name`, `count`, `kubeconfig`, \
+                 `request_timeout`, `timeout_s`"
+            );
+        }
+        // A flattened field's own checks still name it.
+        let msg = crate::intake::<FlatModule>(json!({"name": "a", "kubeconfig": ""}))
+            .err()
+            .unwrap()
+            .msg;
+        assert!(msg.contains("must not be empty"), "{msg}");
+        let msg = crate::intake::<FlatModule>(json!({"name": "a", "kubeconfig": null, "count": null}));
+        assert!(msg.is_ok());
+    }
+
+    #[test]
+    fn typed_parameters_serialize_to_what_they_accept() {
+        let shared = Shared {
+            kubeconfig: Some(FilePath::new("/etc/k").unwrap()),
+            request_timeout: Seconds::of(15),
+        };
+        let v = serde_json::to_value(&shared).unwrap();
+        assert_eq!(v, json!({"kubeconfig": "/etc/k", "request_timeout": 15}));
+        let back: Shared = serde_json::from_value(v).unwrap();
+        assert_eq!(back.request_timeout, Seconds::of(15));
+        assert_eq!(serde_json::to_value(Retries::of(3)).unwrap(), json!(3));
+        assert_eq!(serde_json::to_value(Name::new("n").unwrap()).unwrap(), json!("n"));
     }
 
     #[test]

@@ -240,8 +240,7 @@ mod tests {
     /// Cordons a node that is `cordoned` or not, the way node_drain words it.
     struct Cordon;
 
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
+    #[derive(serde::Deserialize, crate::Params)]
     struct Params {
         cordoned: bool,
         #[serde(default)]

@@ -1,10 +1,8 @@
 //! Argument intake and result output: Ansible's binary-module convention, or JSON on stdin.
 
 use crate::echo::{bounded, elide_quoted, shown_name, ECHO_LIMIT};
-use crate::{de, Failure, Module, Outcome};
-use serde::de::{Deserialize, Deserializer, Visitor};
+use crate::{de, Failure, Module, Outcome, Params};
 use serde_json::{Map, Value};
-use std::cell::Cell;
 use std::io::{Read, Write};
 
 /// How Ansible (or `kup`) asked the module to run: the `_ansible_*` keys, parsed.
@@ -108,12 +106,9 @@ pub fn intake_value<M: Module>(args: Value) -> Value {
     result
 }
 
-/// The names (and aliases) of a module's parameters, as its `Params` declares them; `None` when
-/// they cannot be known (a `Params` that is not a plain struct, or uses `#[serde(flatten)]`).
-pub fn parameter_names<M: Module>() -> Option<&'static [&'static str]> {
-    let found = Cell::new(None);
-    let _ = M::Params::deserialize(FieldProbe(&found));
-    found.get()
+/// The names (and aliases) of a module's parameters, flattened parts included: [`Params::NAMES`].
+pub fn parameter_names<M: Module>() -> &'static [&'static str] {
+    <M::Params as Params>::NAMES
 }
 
 /// Splits off the `_ansible_*` keys and parses the rest strictly into the module's parameters.
@@ -129,27 +124,28 @@ pub fn parse_input<M: Module>(args: Value) -> Result<(M::Params, Context), Failu
     };
     let mut ctx = Context::default();
     let mut params = Map::new();
-    let mut nulls = Vec::new();
+    let mut keys = Vec::new();
     for (key, value) in all {
         match key.strip_prefix("_ansible_") {
             Some(setting) => apply_setting(&mut ctx, setting, &value)?,
             // `null` means "not given" (Ansible's `~`), so the parameter's default applies.
-            None if value.is_null() => nulls.push(key),
+            None if value.is_null() => keys.push(key),
             None => {
+                keys.push(key.clone());
                 params.insert(key, value);
             }
         }
     }
-    if let Some(accepted) = parameter_names::<M>() {
-        if let Some(unknown) = nulls.iter().find(|k| !accepted.contains(&k.as_str())) {
-            let list: Vec<String> = accepted.iter().map(|a| format!("`{a}`")).collect();
-            return Err(Failure::new(format!(
-                "{}: unknown parameter {}; accepted parameters: {}",
-                M::NAME,
-                shown_name(unknown),
-                list.join(", ")
-            )));
-        }
+    // serde's deny_unknown_fields does not see through `flatten`, nor ever sees a `null`: checked here.
+    let accepted = parameter_names::<M>();
+    if let Some(unknown) = keys.iter().find(|k| !accepted.contains(&k.as_str())) {
+        let list: Vec<String> = accepted.iter().map(|a| format!("`{a}`")).collect();
+        return Err(Failure::new(format!(
+            "{}: unknown parameter {}; accepted parameters: {}",
+            M::NAME,
+            shown_name(unknown),
+            list.join(", ")
+        )));
     }
     let params = serde_path_to_error::deserialize(Value::Object(params)).map_err(|err| {
         let path = err.path().to_string();
@@ -329,33 +325,6 @@ fn json_kind(value: &Value) -> &'static str {
     }
 }
 
-/// A `Deserializer` that only learns which fields a struct declares (serde hands them to
-/// `deserialize_struct`), then refuses to go on.
-struct FieldProbe<'a>(&'a Cell<Option<&'static [&'static str]>>);
-
-impl<'de> Deserializer<'de> for FieldProbe<'_> {
-    type Error = serde::de::value::Error;
-
-    fn deserialize_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, Self::Error> {
-        Err(serde::de::Error::custom("not a struct"))
-    }
-
-    fn deserialize_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        fields: &'static [&'static str],
-        _visitor: V,
-    ) -> Result<V::Value, Self::Error> {
-        self.0.set(Some(fields));
-        Err(serde::de::Error::custom("probed"))
-    }
-
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
-        unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -365,8 +334,7 @@ mod tests {
 
     struct Probe;
 
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
+    #[derive(serde::Deserialize, crate::Params)]
     #[allow(dead_code)]
     struct Params {
         name: Name,
@@ -398,7 +366,7 @@ mod tests {
 
     #[test]
     fn parameter_names_come_from_the_struct_with_aliases() {
-        let names = parameter_names::<Probe>().unwrap();
+        let names = parameter_names::<Probe>();
         for n in [
             "name",
             "delete_emptydir_data",

@@ -39,8 +39,7 @@ pub enum Action {
     Status,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Deserialize, module_kit::Params)]
 pub struct Params {
     action: Action,
     #[serde(default = "default_name")]

@@ -26,8 +26,7 @@ use slim::{LabelSelector, List};
 
 pub struct ClusterSurvey;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Deserialize, module_kit::Params)]
 pub struct Params {
     /// Report these nodes only (default: every node). The lists stay cluster-wide.
     #[serde(default)]

@@ -22,8 +22,7 @@ use serde_json::json;
 
 pub struct KubeadmConfigNodename;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Deserialize, module_kit::Params)]
 pub struct Params {
     /// The node name to set (default: this host's FQDN).
     #[serde(default)]

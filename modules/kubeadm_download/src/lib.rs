@@ -21,8 +21,7 @@ use target::{Arch, VersionSpec};
 
 pub struct KubeadmDownload;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Deserialize, module_kit::Params)]
 pub struct Params {
     #[serde(deserialize_with = "version_spec")]
     version: VersionSpec,

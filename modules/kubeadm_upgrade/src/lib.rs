@@ -25,8 +25,7 @@ enum Action {
     Node,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Deserialize, module_kit::Params)]
 pub struct Params {
     action: Action,
     #[serde(default)]

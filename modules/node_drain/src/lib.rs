@@ -43,8 +43,7 @@ pub enum State {
     Uncordon,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Deserialize, module_kit::Params)]
 pub struct Params {
     pub name: String,
     #[serde(default = "default_state")]

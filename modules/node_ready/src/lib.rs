@@ -14,8 +14,7 @@ use serde_json::{json, Value};
 
 pub struct NodeReady;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Deserialize, module_kit::Params)]
 pub struct Params {
     /// Nodes to wait for (default: every node).
     #[serde(default, deserialize_with = "names")]

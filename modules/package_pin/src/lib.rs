@@ -17,8 +17,7 @@ use std::cmp::Ordering;
 
 pub struct PackagePin;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Deserialize, module_kit::Params)]
 pub struct Params {
     version: String,
     #[serde(default = "default_packages")]

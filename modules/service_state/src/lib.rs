@@ -38,8 +38,7 @@ enum Reload {
     Never,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Deserialize, module_kit::Params)]
 pub struct Params {
     units: Vec<String>,
     state: Wanted,

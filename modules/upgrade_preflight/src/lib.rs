@@ -25,8 +25,7 @@ const CHECKS: &[&str] = &[
 ];
 const API_CHECKS: &[&str] = &["version_skew", "api", "nodes_ready", "control_plane"];
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Deserialize, module_kit::Params)]
 pub struct Params {
     version: String,
     #[serde(default = "default_kubeadm")]

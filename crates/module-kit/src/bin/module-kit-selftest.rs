@@ -5,8 +5,7 @@ use serde::Deserialize;
 
 struct SelfTest;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Deserialize, module_kit::Params)]
 struct Params {
     name: String,
     #[serde(default, deserialize_with = "de::int")]
