@@ -114,6 +114,17 @@ pub fn opt_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Er
     Option::<Name>::deserialize(d).map(|n| n.map(String::from))
 }
 
+/// A field of a struct that others `#[serde(flatten)]` (use as `deserialize_with` through a small
+/// function per field): serde gives an error inside a flattened struct no path, so the field names
+/// itself (`parameter `kubeconfig`: ...`), and the intake keeps that as the message.
+pub fn flattened_field<'de, D, T>(field: &str, d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map_err(|e| serde::de::Error::custom(format!("parameter `{field}`: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -455,7 +455,7 @@ mod tests {
     /// A part several modules share, flattened into each one's parameters.
     #[derive(Debug, Deserialize, Serialize, crate::Params)]
     struct Shared {
-        #[serde(default)]
+        #[serde(default, deserialize_with = "kubeconfig")]
         kubeconfig: Option<FilePath>,
         #[serde(default = "thirty", alias = "timeout_s")]
         request_timeout: Seconds,
@@ -463,6 +463,10 @@ mod tests {
 
     fn thirty() -> Seconds {
         Seconds::of(30)
+    }
+
+    fn kubeconfig<'de, D: Deserializer<'de>>(d: D) -> Result<Option<FilePath>, D::Error> {
+        crate::de::flattened_field("kubeconfig", d)
     }
 
     #[derive(Debug, Deserialize, crate::Params)]
@@ -517,7 +521,7 @@ mod tests {
             .err()
             .unwrap()
             .msg;
-        assert!(msg.contains("must not be empty"), "{msg}");
+        assert!(msg.starts_with("parameter `kubeconfig`: must not be empty"), "{msg}");
         let msg = crate::intake::<FlatModule>(json!({"name": "a", "kubeconfig": null, "count": null}));
         assert!(msg.is_ok());
     }

@@ -165,7 +165,10 @@ pub fn parse_input<M: Module>(args: Value) -> Result<(M::Params, Context), Failu
                 M::NAME
             ));
         }
-        if path == "." || path.is_empty() || problem.starts_with("unknown parameter") {
+        if problem.starts_with("parameter `") && (path == "." || path.is_empty()) {
+            // A field of a flattened part, which names itself (de::flattened_field): serde has no path there.
+            Failure::new(problem)
+        } else if path == "." || path.is_empty() || problem.starts_with("unknown parameter") {
             Failure::new(format!("{}: {problem}", M::NAME))
         } else {
             Failure::param(&path, problem)
