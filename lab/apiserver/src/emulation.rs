@@ -15,6 +15,10 @@ pub struct Emulation {
     pub patch: u32,
 }
 
+/// What each release does differently is a named predicate below, with the upstream source of the
+/// release it changed in (`k/k#N`: kubernetes/kubernetes pull request N; the deprecation guide:
+/// kubernetes.io/docs/reference/using-api/deprecation-guide/). Where the lab's threshold differs from
+/// upstream's, the comment says so: the thresholds are what the lab's tests and recordings expect.
 impl Emulation {
     /// Kubernetes 1.9: evictions in policy/v1beta1, DaemonSets/ReplicaSets also under
     /// extensions/v1beta1 and apps/v1beta2, kubeadm-config `MasterConfiguration` with `nodeName`.
@@ -59,7 +63,7 @@ impl Emulation {
 
     /// The group/version of the Eviction subresource (`policy/v1beta1` before 1.22).
     pub fn eviction_group_version(&self) -> &'static str {
-        if self.minor >= 22 {
+        if self.serves_eviction_v1() {
             "policy/v1"
         } else {
             "policy/v1beta1"
@@ -72,70 +76,274 @@ impl Emulation {
             // Still accepted as the body of pods/eviction after policy/v1beta1 stopped being
             // served (1.25), which is what lets old kubectl drain modern clusters.
             "policy/v1beta1" => true,
-            "policy/v1" => self.minor >= 22,
+            "policy/v1" => self.serves_eviction_v1(),
             // The real server defaults a missing apiVersion to the URL's group/version.
             "" => true,
             _ => false,
         }
     }
 
-    /// Whether objects carry `metadata.selfLink` (removed in 1.20).
+    // ----- API groups and discovery ----------------------------------------------------------
+
+    /// Whether objects carry `metadata.selfLink`: RemoveSelfLink on by default from 1.20 (KEP-1164).
     pub fn self_links(&self) -> bool {
         self.minor < 20
     }
 
+    /// extensions/v1beta1 DaemonSets/ReplicaSets: no longer served from 1.16 (deprecation guide, #v1-16).
+    pub fn serves_extensions_v1beta1(&self) -> bool {
+        self.minor <= 15
+    }
+
+    /// apps/v1beta2: no longer served from 1.16 (deprecation guide, #v1-16).
+    pub fn serves_apps_v1beta2(&self) -> bool {
+        self.minor <= 15
+    }
+
+    /// PodDisruptionBudget in policy/v1: from 1.21 (k/k#99290, CHANGELOG-1.21).
+    pub fn serves_policy_v1(&self) -> bool {
+        self.minor >= 21
+    }
+
+    /// policy/v1beta1: no longer served from 1.25 (deprecation guide, #poddisruptionbudget-v125).
+    pub fn serves_policy_v1beta1(&self) -> bool {
+        self.minor <= 24
+    }
+
+    /// Eviction in policy/v1: from 1.22 (KEP-85, kubernetes/enhancements#85: "1.21 (PDB), 1.22 (Eviction)").
+    pub fn serves_eviction_v1(&self) -> bool {
+        self.minor >= 22
+    }
+
+    /// Lease in coordination.k8s.io/v1: from 1.14 (k/k#72239, CHANGELOG-1.14).
+    pub fn serves_leases_v1(&self) -> bool {
+        self.minor >= 14
+    }
+
+    /// coordination.k8s.io/v1beta1: 1.12 (k/k#64246) to 1.21 (deprecation guide, #lease-v122).
+    pub fn serves_leases_v1beta1(&self) -> bool {
+        (12..=21).contains(&self.minor)
+    }
+
+    /// Table in meta.k8s.io/v1 (v1beta1 before): from 1.15 (k/k#77136, CHANGELOG-1.15).
+    pub fn serves_table_v1(&self) -> bool {
+        self.minor >= 15
+    }
+
+    /// Built-in resources' discovery `singularName` set: from 1.27 (k/k#113542).
+    pub fn discovery_singular_names(&self) -> bool {
+        self.minor >= 27
+    }
+
+    /// `preconditions.resourceVersion` of a delete: from 1.14 (k/k#74040); older servers ignore it.
+    pub fn honours_delete_precondition_rv(&self) -> bool {
+        self.minor >= 14
+    }
+
+    /// The Go release `/version` reports: the lab's stand-in values (1.9.11 was built with go1.9.3).
+    pub fn go_version(&self) -> &'static str {
+        match self.minor {
+            ..=9 => "go1.9.3",
+            30.. => "go1.22.12",
+            _ => "go1.15.15",
+        }
+    }
+
+    // ----- pods and controllers --------------------------------------------------------------
+
+    /// The pod condition `ContainersReady`: from 1.11 (k/k#64646, Pod Ready++).
+    pub fn pod_containers_ready_condition(&self) -> bool {
+        self.minor >= 11
+    }
+
+    /// Dual-stack fields `status.podIPs` and node `spec.podCIDRs`: from 1.16 (k/k#73977, dual-stack phase 1).
+    pub fn dual_stack_fields(&self) -> bool {
+        self.minor >= 16
+    }
+
+    /// Controllers' ownerReferences name apps/v1 (extensions/v1beta1 on 1.9): the lab switches with 1.10.
+    pub fn controllers_own_as_apps_v1(&self) -> bool {
+        self.minor >= 10
+    }
+
+    /// Mirror pods owned by their Node: k/k#84485 (milestone 1.17); the lab does so from 1.19.
+    pub fn mirror_pods_owned_by_node(&self) -> bool {
+        self.minor >= 19
+    }
+
+    // ----- nodes -----------------------------------------------------------------------------
+
+    /// `node.kubernetes.io/unreachable` taints: TaintBasedEvictions on by default from 1.13 (k/k#69533).
+    pub fn taints_unreachable_nodes(&self) -> bool {
+        self.minor >= 13
+    }
+
+    /// The namespace `kube-node-lease`: NodeLease on by default from 1.14 (k/k#72096).
+    pub fn node_lease_namespace(&self) -> bool {
+        self.minor >= 14
+    }
+
+    /// Node labels `kubernetes.io/os` and `kubernetes.io/arch`: GA from 1.14 (k/k#73333).
+    pub fn node_ga_os_arch_labels(&self) -> bool {
+        self.minor >= 14
+    }
+
+    /// Node condition `OutOfDisk`: not set by 1.13 kubelets (k/k#70111); the lab drops it from 1.12.
+    pub fn node_out_of_disk_condition(&self) -> bool {
+        self.minor <= 11
+    }
+
+    /// Node condition `PIDPressure`: added in 1.10 (k/k#57136), fixed in 1.14 (k/k#72844); lab: from 1.14.
+    pub fn node_pid_pressure_condition(&self) -> bool {
+        self.minor >= 14
+    }
+
+    /// Node `spec.externalID` (deprecated): the lab's threshold, set up to 1.15 (until the dual-stack ones).
+    pub fn node_external_id(&self) -> bool {
+        !self.dual_stack_fields()
+    }
+
+    /// The nodes' (OS image, runtime, kernel): the lab's choice, docker up to 1.15, containerd after.
+    pub fn node_system(&self) -> (&'static str, &'static str, &'static str) {
+        if self.minor <= 15 {
+            ("Debian GNU/Linux 9 (stretch)", "docker://17.3.2", "4.9.0-8-amd64")
+        } else {
+            (
+                "Debian GNU/Linux 12 (bookworm)",
+                "containerd://1.7.13",
+                "6.1.0-18-amd64",
+            )
+        }
+    }
+
+    // ----- kubeadm -----------------------------------------------------------------------------
+
+    /// kubeadm's `node-role.kubernetes.io/master` label: removed in 1.24 (KEP-2067, CHANGELOG-1.24).
+    pub fn kubeadm_master_label(&self) -> bool {
+        self.minor < 24
+    }
+
+    /// kubeadm's `node-role.kubernetes.io/control-plane` label: added in 1.20 (KEP-2067, CHANGELOG-1.20).
+    pub fn kubeadm_control_plane_label(&self) -> bool {
+        self.minor >= 20
+    }
+
+    /// kubeadm's `exclude-from-external-load-balancers` label: k/k#98269 (1.21); the lab adds it from 1.20.
+    pub fn kubeadm_exclude_from_lb_label(&self) -> bool {
+        self.kubeadm_control_plane_label()
+    }
+
+    /// kubeadm's control-plane taint and role label key: `control-plane` from 1.24 (KEP-2067).
+    pub fn control_plane_role_key(&self) -> &'static str {
+        if self.kubeadm_master_label() {
+            "node-role.kubernetes.io/master"
+        } else {
+            "node-role.kubernetes.io/control-plane"
+        }
+    }
+
+    /// kubeadm's image registry: registry.k8s.io from 1.25 (k/k#109938); the older two are the lab's.
+    pub fn image_registry(&self) -> &'static str {
+        match self.minor {
+            ..=11 => "gcr.io/google_containers",
+            12..=24 => "k8s.gcr.io",
+            25.. => "registry.k8s.io",
+        }
+    }
+
+    /// A control-plane image: per-architecture names (`-amd64`) in the gcr.io/google_containers days.
+    pub fn control_plane_image(&self, component: &str, version: &str) -> String {
+        let registry = self.image_registry();
+        if registry == "gcr.io/google_containers" {
+            format!("{registry}/{component}-amd64:{version}")
+        } else {
+            format!("{registry}/{component}:{version}")
+        }
+    }
+
+    /// The etcd image of the control plane (the lab's pick of a tag per registry).
+    pub fn etcd_image(&self) -> &'static str {
+        match self.image_registry() {
+            "gcr.io/google_containers" => "gcr.io/google_containers/etcd-amd64:3.1.11",
+            "k8s.gcr.io" => "k8s.gcr.io/etcd:3.4.13-0",
+            _ => "registry.k8s.io/etcd:3.5.12-0",
+        }
+    }
+
+    /// The kubeadm config API in `kubeadm-config` (kubernetes.io/docs/reference/config-api/kubeadm-config.*).
+    pub fn kubeadm_config_api(&self) -> KubeadmConfigApi {
+        match self.minor {
+            ..=10 => KubeadmConfigApi::V1Alpha1,
+            11 => KubeadmConfigApi::V1Alpha2,
+            12 => KubeadmConfigApi::V1Alpha3,
+            13..=14 => KubeadmConfigApi::V1Beta1,
+            15..=21 => KubeadmConfigApi::V1Beta2,
+            22..=30 => KubeadmConfigApi::V1Beta3,
+            31.. => KubeadmConfigApi::V1Beta4,
+        }
+    }
+
+    // ----- PodDisruptionBudgets and evictions --------------------------------------------------
+
+    /// An empty PDB selector selects every pod of the namespace: policy/v1, 1.21 (k/k#99290).
+    pub fn pdb_empty_selector_selects_all(&self) -> bool {
+        self.serves_policy_v1()
+    }
+
+    /// No minAvailable/maxUnavailable means 1 healthy pod: policy/v1beta1 defaults, before 1.21 (k/k#99290).
+    pub fn pdb_defaults_min_available_one(&self) -> bool {
+        !self.serves_policy_v1()
+    }
+
+    /// PDB `status.conditions` (DisruptionAllowed): from 1.21 (k/k#98127).
+    pub fn pdb_status_conditions(&self) -> bool {
+        self.minor >= 21
+    }
+
+    /// Evicting a Pending/Succeeded/Failed pod skips its PDB: Pending since k/k#83906 (1.17); lab: from 1.13.
+    pub fn eviction_ignores_pdb_of_idle_pods(&self) -> bool {
+        self.minor >= 13
+    }
+
+    /// Unhealthy pods evictable while the PDB holds: k/k#94381 (1.20), named in k/k#113375 (1.26); lab: 1.26.
+    pub fn eviction_if_healthy_budget(&self) -> bool {
+        self.minor >= 26
+    }
+
+    /// A refused eviction's status names the budget (a DisruptionBudget cause): the lab's threshold, 1.16.
+    pub fn eviction_budget_cause(&self) -> bool {
+        self.minor >= 16
+    }
+
+    // ----- discovery documents -----------------------------------------------------------------
+
     /// The group versions served for a group, preferred first.
     pub fn group_versions(&self, group: &str) -> Vec<&'static str> {
-        let m = self.minor;
+        let served = |versions: &[(&'static str, bool)]| {
+            versions.iter().filter(|(_, on)| *on).map(|(v, _)| *v).collect()
+        };
         match group {
-            "apps" => {
-                let mut v = vec!["v1"];
-                if m <= 15 {
-                    v.push("v1beta2");
-                }
-                v
-            }
-            "extensions" if m <= 15 => vec!["v1beta1"],
-            "coordination.k8s.io" => {
-                let mut v = Vec::new();
-                // Lease: coordination.k8s.io/v1 since 1.14 (kubernetes/kubernetes#72239, CHANGELOG-1.14).
-                if m >= 14 {
-                    v.push("v1");
-                }
-                // v1beta1 since 1.12 (kubernetes/kubernetes#64246), gone in 1.22
-                // (kubernetes.io/docs/reference/using-api/deprecation-guide/#lease-v122).
-                if (12..=21).contains(&m) {
-                    v.push("v1beta1");
-                }
-                v
-            }
-            "policy" => {
-                let mut v = Vec::new();
-                if m >= 21 {
-                    v.push("v1");
-                }
-                if m <= 24 {
-                    v.push("v1beta1");
-                }
-                v
-            }
+            "apps" => served(&[("v1", true), ("v1beta2", self.serves_apps_v1beta2())]),
+            "extensions" => served(&[("v1beta1", self.serves_extensions_v1beta1())]),
+            "coordination.k8s.io" => served(&[
+                ("v1", self.serves_leases_v1()),
+                ("v1beta1", self.serves_leases_v1beta1()),
+            ]),
+            "policy" => served(&[
+                ("v1", self.serves_policy_v1()),
+                ("v1beta1", self.serves_policy_v1beta1()),
+            ]),
             _ => Vec::new(),
         }
     }
 
-    /// The API groups served, in the order the real server lists them.
+    /// The API groups served, in the order the real server lists them (coordination after policy,
+    /// as `kubectl api-versions` shows).
     pub fn groups(&self) -> Vec<&'static str> {
-        let mut g = Vec::new();
-        if self.minor <= 15 {
-            g.push("extensions");
-        }
-        g.push("apps");
-        g.push("policy");
-        // Listed after policy, as the real server orders its groups (kubectl api-versions).
-        if self.minor >= 12 {
-            g.push("coordination.k8s.io");
-        }
-        g
+        ["extensions", "apps", "policy", "coordination.k8s.io"]
+            .into_iter()
+            .filter(|g| !self.group_versions(g).is_empty())
+            .collect()
     }
 
     /// Which resources `group/version` serves; `None` when the group version does not exist.
@@ -186,13 +394,6 @@ impl Emulation {
 
     /// `/version`.
     pub fn version_doc(&self, git_version: &str) -> Value {
-        let go = if self.minor <= 9 {
-            "go1.9.3"
-        } else if self.minor >= 30 {
-            "go1.22.12"
-        } else {
-            "go1.15.15"
-        };
         json!({
             "major": "1",
             "minor": self.minor.to_string(),
@@ -200,7 +401,7 @@ impl Emulation {
             "gitCommit": "0000000000000000000000000000000000000000",
             "gitTreeState": "clean",
             "buildDate": "2019-01-01T00:00:00Z",
-            "goVersion": go,
+            "goVersion": self.go_version(),
             "compiler": "gc",
             "platform": "linux/amd64",
         })
@@ -254,6 +455,60 @@ impl Emulation {
         };
         let list: Vec<Value> = resources.iter().map(|r| r.to_json(self)).collect();
         Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list}))
+    }
+}
+
+/// A kubeadm configuration API, in release order; what `kubeadm-config` holds follows from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum KubeadmConfigApi {
+    /// 1.9, 1.10: `MasterConfiguration` with `nodeName`, no apiVersion in the stored document.
+    V1Alpha1,
+    /// 1.11: `MasterConfiguration` with `nodeRegistration`.
+    V1Alpha2,
+    /// 1.12: `ClusterConfiguration` + `ClusterStatus` from here on.
+    V1Alpha3,
+    /// 1.13, 1.14.
+    V1Beta1,
+    /// 1.15 to 1.21.
+    V1Beta2,
+    /// 1.22 to 1.30: no `ClusterStatus`, no `dns.type`.
+    V1Beta3,
+    /// 1.31 on: `extraArgs` as a list of name/value pairs.
+    V1Beta4,
+}
+
+impl KubeadmConfigApi {
+    /// `v1beta3`.
+    pub fn version(self) -> &'static str {
+        match self {
+            KubeadmConfigApi::V1Alpha1 => "v1alpha1",
+            KubeadmConfigApi::V1Alpha2 => "v1alpha2",
+            KubeadmConfigApi::V1Alpha3 => "v1alpha3",
+            KubeadmConfigApi::V1Beta1 => "v1beta1",
+            KubeadmConfigApi::V1Beta2 => "v1beta2",
+            KubeadmConfigApi::V1Beta3 => "v1beta3",
+            KubeadmConfigApi::V1Beta4 => "v1beta4",
+        }
+    }
+
+    /// The `MasterConfiguration` kind of kubeadm before 1.12 (v1alpha3 split it up).
+    pub fn master_configuration(self) -> bool {
+        self <= KubeadmConfigApi::V1Alpha2
+    }
+
+    /// `ClusterStatus` (the API endpoints of the control planes): removed in v1beta3 (1.22).
+    pub fn cluster_status(self) -> bool {
+        self < KubeadmConfigApi::V1Beta3
+    }
+
+    /// `dns.type`: removed in v1beta3 (CoreDNS only).
+    pub fn dns_type(self) -> bool {
+        self < KubeadmConfigApi::V1Beta3
+    }
+
+    /// `extraArgs` as a list of `{name, value}` (a map before v1beta4).
+    pub fn extra_args_list(self) -> bool {
+        self >= KubeadmConfigApi::V1Beta4
     }
 }
 
@@ -318,7 +573,7 @@ impl ResourceInfo {
     }
 
     fn to_json(&self, emu: &Emulation) -> Value {
-        let singular = if emu.minor >= 27 && !self.name.contains('/') {
+        let singular = if emu.discovery_singular_names() && !self.name.contains('/') {
             self.kind.to_ascii_lowercase()
         } else {
             String::new()
@@ -350,6 +605,261 @@ impl ResourceInfo {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use std::ops::RangeInclusive;
+
+    fn release(minor: u32) -> Emulation {
+        Emulation { minor, patch: 0 }
+    }
+
+    /// Each predicate over every emulated release: the minors it holds for, as documented on it.
+    #[test]
+    fn predicates_per_release() {
+        type Predicate = fn(&Emulation) -> bool;
+        let table: &[(&str, Predicate, RangeInclusive<u32>)] = &[
+            ("self_links", Emulation::self_links, 9..=19),
+            (
+                "serves_extensions_v1beta1",
+                Emulation::serves_extensions_v1beta1,
+                9..=15,
+            ),
+            ("serves_apps_v1beta2", Emulation::serves_apps_v1beta2, 9..=15),
+            ("serves_policy_v1", Emulation::serves_policy_v1, 21..=33),
+            ("serves_policy_v1beta1", Emulation::serves_policy_v1beta1, 9..=24),
+            ("serves_eviction_v1", Emulation::serves_eviction_v1, 22..=33),
+            ("serves_leases_v1", Emulation::serves_leases_v1, 14..=33),
+            ("serves_leases_v1beta1", Emulation::serves_leases_v1beta1, 12..=21),
+            ("serves_table_v1", Emulation::serves_table_v1, 15..=33),
+            (
+                "discovery_singular_names",
+                Emulation::discovery_singular_names,
+                27..=33,
+            ),
+            (
+                "honours_delete_precondition_rv",
+                Emulation::honours_delete_precondition_rv,
+                14..=33,
+            ),
+            (
+                "pod_containers_ready_condition",
+                Emulation::pod_containers_ready_condition,
+                11..=33,
+            ),
+            ("dual_stack_fields", Emulation::dual_stack_fields, 16..=33),
+            (
+                "controllers_own_as_apps_v1",
+                Emulation::controllers_own_as_apps_v1,
+                10..=33,
+            ),
+            (
+                "mirror_pods_owned_by_node",
+                Emulation::mirror_pods_owned_by_node,
+                19..=33,
+            ),
+            (
+                "taints_unreachable_nodes",
+                Emulation::taints_unreachable_nodes,
+                13..=33,
+            ),
+            ("node_lease_namespace", Emulation::node_lease_namespace, 14..=33),
+            (
+                "node_ga_os_arch_labels",
+                Emulation::node_ga_os_arch_labels,
+                14..=33,
+            ),
+            (
+                "node_out_of_disk_condition",
+                Emulation::node_out_of_disk_condition,
+                9..=11,
+            ),
+            (
+                "node_pid_pressure_condition",
+                Emulation::node_pid_pressure_condition,
+                14..=33,
+            ),
+            ("node_external_id", Emulation::node_external_id, 9..=15),
+            ("kubeadm_master_label", Emulation::kubeadm_master_label, 9..=23),
+            (
+                "kubeadm_control_plane_label",
+                Emulation::kubeadm_control_plane_label,
+                20..=33,
+            ),
+            (
+                "kubeadm_exclude_from_lb_label",
+                Emulation::kubeadm_exclude_from_lb_label,
+                20..=33,
+            ),
+            (
+                "pdb_empty_selector_selects_all",
+                Emulation::pdb_empty_selector_selects_all,
+                21..=33,
+            ),
+            (
+                "pdb_defaults_min_available_one",
+                Emulation::pdb_defaults_min_available_one,
+                9..=20,
+            ),
+            ("pdb_status_conditions", Emulation::pdb_status_conditions, 21..=33),
+            (
+                "eviction_ignores_pdb_of_idle_pods",
+                Emulation::eviction_ignores_pdb_of_idle_pods,
+                13..=33,
+            ),
+            (
+                "eviction_if_healthy_budget",
+                Emulation::eviction_if_healthy_budget,
+                26..=33,
+            ),
+            ("eviction_budget_cause", Emulation::eviction_budget_cause, 16..=33),
+        ];
+        for (name, predicate, holds) in table {
+            for minor in 9..=33 {
+                assert_eq!(
+                    predicate(&release(minor)),
+                    holds.contains(&minor),
+                    "{name} on 1.{minor}"
+                );
+            }
+        }
+    }
+
+    /// The values that change with the release, at each release they change in.
+    #[test]
+    fn values_per_release() {
+        use KubeadmConfigApi::*;
+        let table = [
+            (
+                9,
+                "node-role.kubernetes.io/master",
+                "gcr.io/google_containers",
+                V1Alpha1,
+                "go1.9.3",
+            ),
+            (
+                10,
+                "node-role.kubernetes.io/master",
+                "gcr.io/google_containers",
+                V1Alpha1,
+                "go1.15.15",
+            ),
+            (
+                11,
+                "node-role.kubernetes.io/master",
+                "gcr.io/google_containers",
+                V1Alpha2,
+                "go1.15.15",
+            ),
+            (
+                12,
+                "node-role.kubernetes.io/master",
+                "k8s.gcr.io",
+                V1Alpha3,
+                "go1.15.15",
+            ),
+            (
+                13,
+                "node-role.kubernetes.io/master",
+                "k8s.gcr.io",
+                V1Beta1,
+                "go1.15.15",
+            ),
+            (
+                15,
+                "node-role.kubernetes.io/master",
+                "k8s.gcr.io",
+                V1Beta2,
+                "go1.15.15",
+            ),
+            (
+                21,
+                "node-role.kubernetes.io/master",
+                "k8s.gcr.io",
+                V1Beta2,
+                "go1.15.15",
+            ),
+            (
+                22,
+                "node-role.kubernetes.io/master",
+                "k8s.gcr.io",
+                V1Beta3,
+                "go1.15.15",
+            ),
+            (
+                24,
+                "node-role.kubernetes.io/control-plane",
+                "k8s.gcr.io",
+                V1Beta3,
+                "go1.15.15",
+            ),
+            (
+                25,
+                "node-role.kubernetes.io/control-plane",
+                "registry.k8s.io",
+                V1Beta3,
+                "go1.15.15",
+            ),
+            (
+                30,
+                "node-role.kubernetes.io/control-plane",
+                "registry.k8s.io",
+                V1Beta3,
+                "go1.22.12",
+            ),
+            (
+                31,
+                "node-role.kubernetes.io/control-plane",
+                "registry.k8s.io",
+                V1Beta4,
+                "go1.22.12",
+            ),
+        ];
+        for (minor, role, registry, api, go) in table {
+            let emu = release(minor);
+            assert_eq!(emu.control_plane_role_key(), role, "1.{minor}");
+            assert_eq!(emu.image_registry(), registry, "1.{minor}");
+            assert_eq!(emu.kubeadm_config_api(), api, "1.{minor}");
+            assert_eq!(emu.go_version(), go, "1.{minor}");
+            assert!(emu.etcd_image().starts_with(registry), "1.{minor}");
+        }
+        assert_eq!(
+            release(9).control_plane_image("kube-apiserver", "v1.9.11"),
+            "gcr.io/google_containers/kube-apiserver-amd64:v1.9.11"
+        );
+        assert_eq!(
+            release(30).control_plane_image("kube-apiserver", "v1.30.14"),
+            "registry.k8s.io/kube-apiserver:v1.30.14"
+        );
+        assert_eq!(release(15).node_system().1, "docker://17.3.2");
+        assert_eq!(release(16).node_system().1, "containerd://1.7.13");
+        // What the config API version implies for the stored document.
+        assert!(V1Alpha2.master_configuration() && !V1Alpha3.master_configuration());
+        assert!(V1Beta2.cluster_status() && !V1Beta3.cluster_status());
+        assert!(V1Beta2.dns_type() && !V1Beta3.dns_type());
+        assert!(!V1Beta3.extra_args_list() && V1Beta4.extra_args_list());
+        assert_eq!(V1Beta3.version(), "v1beta3");
+    }
+
+    #[test]
+    fn discovery_per_release() {
+        assert_eq!(release(11).groups(), vec!["extensions", "apps", "policy"]);
+        assert_eq!(
+            release(12).groups(),
+            vec!["extensions", "apps", "policy", "coordination.k8s.io"]
+        );
+        assert_eq!(
+            release(16).groups(),
+            vec!["apps", "policy", "coordination.k8s.io"]
+        );
+        assert_eq!(
+            release(14).group_versions("coordination.k8s.io"),
+            vec!["v1", "v1beta1"]
+        );
+        assert_eq!(release(22).group_versions("coordination.k8s.io"), vec!["v1"]);
+        assert_eq!(release(21).group_versions("policy"), vec!["v1", "v1beta1"]);
+        assert_eq!(release(21).eviction_group_version(), "policy/v1beta1");
+        assert!(!release(21).accepts_eviction_version("policy/v1"));
+        assert!(release(22).accepts_eviction_version("policy/v1"));
+        assert!(release(30).accepts_eviction_version("policy/v1beta1"));
+    }
 
     #[test]
     fn parse_versions() {

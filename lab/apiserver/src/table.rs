@@ -7,6 +7,7 @@ use axum::http::{header, HeaderMap};
 use serde_json::{json, Value};
 
 use crate::emulation::Emulation;
+use crate::store::object::condition_status;
 use crate::store::{Kind, Store};
 
 /// The Table group version the client accepts and this release serves, if a table is wanted.
@@ -18,7 +19,7 @@ pub fn wanted(headers: &HeaderMap, emu: Emulation) -> Option<&'static str> {
             continue;
         }
         if p.contains("v=v1;") || p.ends_with("v=v1") {
-            if emu.minor >= 15 {
+            if emu.serves_table_v1() {
                 return Some("meta.k8s.io/v1");
             }
         } else if p.contains("v=v1beta1") {
@@ -82,16 +83,7 @@ fn s<'a>(v: &'a Value, p: &str) -> &'a str {
 }
 
 fn node_row(n: &Value) -> Vec<Value> {
-    let ready = n
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .and_then(|cs| {
-            cs.iter()
-                .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
-        })
-        .and_then(|c| c.get("status"))
-        .and_then(Value::as_str)
-        .unwrap_or("Unknown");
+    let ready = condition_status(n, "Ready").unwrap_or("Unknown");
     let mut status = if ready == "True" {
         "Ready".to_string()
     } else {
