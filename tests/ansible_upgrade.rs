@@ -389,6 +389,19 @@ fn ansible_doc_renders_every_module() {
                 failures.push(format!("playbooks/library/{file} is missing"));
             }
         }
+        // The binary in dist/ has its docs beside it (README: ANSIBLE_LIBRARY=dist).
+        let beside = ansible
+            .command("ansible-doc")
+            .env("ANSIBLE_LIBRARY", dist())
+            .arg(&m)
+            .output()
+            .expect("ansible-doc");
+        if !String::from_utf8_lossy(&beside.stdout).contains(&format!("MODULE {m}")) {
+            failures.push(format!(
+                "ANSIBLE_LIBRARY=dist ansible-doc {m}: {}",
+                String::from_utf8_lossy(&beside.stderr)
+            ));
+        }
         // By the library path, as text and as JSON; and by the collection name.
         let text = ansible
             .command("ansible-doc")
@@ -484,6 +497,35 @@ fn collection_builds_with_the_static_binaries() {
         );
         assert!(col.join("plugins/modules").join(format!("{m}.yml")).is_file());
     }
+    // A play outside the repository that calls a module by its FQCN, for real (a read-only check).
+    let play = install.path().join("fqcn.yml");
+    std::fs::write(
+        &play,
+        "- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n\
+         \x20   - name: Disk check by FQCN\n      kubeadm_ha.upgrade.upgrade_preflight:\n\
+         \x20       version: v1.9.2\n        skip: [swap, kubeadm, version_skew, api, nodes_ready, control_plane]\n\
+         \x20       disk_path: /\n        min_free_mb: 1\n      register: preflight\n\
+         \x20   - name: The module answered\n      ansible.builtin.assert:\n\
+         \x20       that: [\"preflight.checks[0].name == 'disk'\", \"preflight.checks[0].ok\"]\n",
+    )
+    .unwrap();
+    let ran = ansible
+        .command("ansible-playbook")
+        .current_dir(install.path())
+        .env_remove("ANSIBLE_CONFIG")
+        .env("ANSIBLE_COLLECTIONS_PATH", install.path())
+        .args(["-i", "localhost,"])
+        .arg(&play)
+        .output()
+        .expect("ansible-playbook");
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&ran.stdout),
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    assert!(ran.status.success(), "{shown}");
+    assert!(shown.contains("ok=2") && shown.contains("failed=0"), "{shown}");
+
     let syntax = ansible
         .command("ansible-playbook")
         .current_dir(install.path())
