@@ -172,7 +172,7 @@ fn apt_lab_nodes_and_host_modules() {
         start[1]["msg"]
             .as_str()
             .unwrap()
-            .starts_with("start docker.service, start kubelet.service, start keepalived"),
+            .starts_with("started docker.service, started kubelet.service, started keepalived"),
         "{}",
         start[1]
     );

@@ -9,11 +9,15 @@
 mod manager;
 mod version;
 
-use manager::{Manager, Options};
-use module_kit::{de, shown, Context, Failure, Module, Name, Outcome, Seconds};
+use manager::{run_hold, Manager, Options};
+use module_kit::command::Command;
+use module_kit::{
+    de, shown, Applied, Change, Context, Failure, Module, Name, Outcome, Plan, PlannedModule, Seconds,
+};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub struct PackagePin;
 
@@ -65,6 +69,39 @@ struct Pin {
     after: String,
 }
 
+/// One command of a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Releases the holds before the transaction: when it fails, nothing was changed.
+    Release(Command),
+    /// The transaction; when it fails, `restore` (if any) puts the released holds back.
+    Install {
+        command: Command,
+        restore: Option<Command>,
+    },
+    /// Holds (or releases) the packages at their new versions.
+    Hold(Command),
+}
+
+impl Step {
+    pub fn command(&self) -> &Command {
+        match self {
+            Step::Release(command) | Step::Install { command, .. } | Step::Hold(command) => command,
+        }
+    }
+}
+
+/// The packages as the host has them, and (when some version must be resolved) what the
+/// repositories offer.
+pub struct Observed {
+    manager: Manager,
+    /// Installed version of each package (None: not installed).
+    installed: BTreeMap<String, Option<String>>,
+    held: BTreeSet<String>,
+    /// Only read when some package is not at the exact version asked already.
+    available: Option<BTreeMap<String, Vec<String>>>,
+}
+
 impl Module for PackagePin {
     const NAME: &'static str = "package_pin";
     const DOCS: &'static str = include_str!("../package_pin.yml");
@@ -75,49 +112,55 @@ impl Module for PackagePin {
     }
 
     fn run(p: Params, ctx: &Context) -> Result<Outcome, Failure> {
-        let manager = Manager::detect(&p.manager)?;
-        let excludes = match p.disable_excludes.trim() {
-            "" | "none" => None,
-            other => Some(other),
-        };
-        let opts = Options {
-            allow_downgrade: p.allow_downgrade,
-            disable_excludes: excludes,
-            repo: p.repo.as_deref(),
-            timeout: p.timeout.duration(),
-        };
-        let mut wanted: Vec<(String, String)> = p
-            .packages
-            .iter()
-            .map(|n| (n.clone(), p.version.clone()))
-            .collect();
-        if let Some(cni) = &p.cni_version {
-            wanted.push(("kubernetes-cni".into(), cni.clone()));
-        }
-        let names: Vec<String> = wanted.iter().map(|(n, _)| n.clone()).collect();
+        module_kit::plan::drive::<Self>(p, ctx)
+    }
+}
 
+impl PlannedModule for PackagePin {
+    type Observed = Observed;
+    type Action = Step;
+
+    fn observe(p: &Params, ctx: &Context) -> Result<Observed, Failure> {
+        let manager = Manager::detect(&p.manager)?;
+        let wanted = wanted(p);
+        let names: Vec<String> = wanted.iter().map(|(n, _)| n.clone()).collect();
         let installed = manager.installed(&names)?;
         let held = manager.held(&names)?;
         // Unchanged needs no index at all when every package is already at the exact version asked.
-        let mut available = None;
+        let resolving = wanted
+            .iter()
+            .any(|(name, want)| !exact_match(installed.get(name).cloned().flatten().as_deref(), want));
+        let available = if resolving {
+            let refresh_first = p.update_cache && !ctx.check_mode;
+            Some(index(manager, &names, &options(p), refresh_first)?)
+        } else {
+            None
+        };
+        Ok(Observed {
+            manager,
+            installed,
+            held,
+            available,
+        })
+    }
+
+    fn plan(p: &Params, seen: &Observed) -> Result<Plan<Step>, Failure> {
+        let manager = seen.manager;
+        let wanted = wanted(p);
+        let names: Vec<String> = wanted.iter().map(|(n, _)| n.clone()).collect();
         let mut pins = Vec::new();
         for (name, want) in &wanted {
-            let before = installed.get(name).cloned().flatten();
-            let exact_match = before
-                .as_deref()
-                .is_some_and(|b| version::matching(want, &[b.to_string()]).len() == 1);
-            let after = if exact_match {
+            let before = seen.installed.get(name).cloned().flatten();
+            let after = if exact_match(before.as_deref(), want) {
                 before.clone().unwrap_or_default()
             } else {
-                if available.is_none() {
-                    available = Some(index(manager, &names, &opts, p.update_cache && !ctx.check_mode)?);
-                }
-                resolve(name, want, available.as_ref().and_then(|a| a.get(name)), manager)?
+                let offered = seen.available.as_ref().and_then(|a| a.get(name));
+                resolve(name, want, offered, manager)?
             };
             pins.push(Pin {
                 name: name.clone(),
                 wanted: want.clone(),
-                held_before: held.contains(name),
+                held_before: seen.held.contains(name),
                 before,
                 after,
             });
@@ -146,11 +189,38 @@ impl Module for PackagePin {
             .filter(|pin| pin.before.as_deref() != Some(pin.after.as_str()))
             .map(|pin| (pin.name.clone(), pin.after.clone()))
             .collect();
-        let hold_changes = pins.iter().filter(|pin| pin.held_before != p.hold).count();
-        let changed = !to_install.is_empty() || hold_changes > 0;
+        let holds_change = pins.iter().any(|pin| pin.held_before != p.hold);
 
-        if changed && !ctx.check_mode {
-            apply(manager, &pins, &to_install, !downgrades.is_empty(), p.hold, &opts)?;
+        let mut plan = Plan::new("");
+        if !to_install.is_empty() {
+            let summary: Vec<String> = to_install
+                .iter()
+                .map(|(n, v)| match manager {
+                    Manager::Apt => format!("{n}={v}"),
+                    Manager::Rpm(_) => format!("{n}-{v}"),
+                })
+                .collect();
+            let what = format!("{} with {}", summary.join(" "), manager.name());
+            plan = plan.change(Change::new("install", "installed", what));
+        } else if holds_change {
+            let (verb, done) = if p.hold {
+                ("hold", "held")
+            } else {
+                ("release", "released")
+            };
+            plan = plan.change(Change::new(verb, done, "the packages"));
+        } else {
+            plan.lead = format!("{} already at the wanted versions and holds", names.join(", "));
+        }
+        if plan.changed() {
+            plan.actions = steps(
+                manager,
+                &pins,
+                &to_install,
+                !downgrades.is_empty(),
+                p.hold,
+                &options(p),
+            );
         }
 
         let report: Vec<Value> = pins
@@ -169,30 +239,109 @@ impl Module for PackagePin {
         };
         let before = state(&|pin| json!({"version": pin.before, "held": pin.held_before}));
         let after = state(&|pin| json!({"version": pin.after, "held": p.hold}));
-        let summary: Vec<String> = to_install
-            .iter()
-            .map(|(n, v)| match manager {
-                Manager::Apt => format!("{n}={v}"),
-                Manager::Rpm(_) => format!("{n}-{v}"),
-            })
-            .collect();
-        let msg = match (changed, ctx.check_mode, summary.is_empty()) {
-            (false, _, _) => format!("{} already at the wanted versions and holds", names.join(", ")),
-            (true, true, false) => format!("would install {} with {}", summary.join(" "), manager.name()),
-            (true, false, false) => format!("installed {} with {}", summary.join(" "), manager.name()),
-            (true, true, true) => format!("would {} the packages", if p.hold { "hold" } else { "release" }),
-            (true, false, true) => format!("{} the packages", if p.hold { "held" } else { "released" }),
-        };
-        let outcome = if changed {
-            Outcome::changed(msg)
-        } else {
-            Outcome::unchanged(msg)
-        };
-        Ok(outcome
+        Ok(plan
             .with("manager", manager.name())
             .with("packages", report)
             .with_diff(before, after))
     }
+
+    /// Release holds, one transaction, hold again. A failed transaction restores the holds as they
+    /// were.
+    fn apply(_p: &Params, seen: Observed, plan: &Plan<Step>) -> Result<Applied, Failure> {
+        let manager = seen.manager;
+        for step in &plan.actions {
+            match step {
+                Step::Release(cmd) => run_hold(manager, cmd)
+                    .map_err(|f| f.context("releasing the holds failed, nothing was changed"))?,
+                Step::Install { command, restore } => {
+                    if let Err(failure) = manager::run(command) {
+                        // The transaction did not happen: put the holds back as they were.
+                        let note = match restore.as_ref().map(|r| run_hold(manager, r)) {
+                            None | Some(Ok(())) => "the previous versions and holds are still in place",
+                            Some(Err(_)) => {
+                                "the previous versions are in place but restoring the holds failed too"
+                            }
+                        };
+                        return Err(
+                            failure.context(format!("installing with {} failed ({note})", manager.name()))
+                        );
+                    }
+                }
+                Step::Hold(cmd) => run_hold(manager, cmd)?,
+            }
+        }
+        Ok(Applied::default())
+    }
+}
+
+/// Every package asked for, with its version.
+fn wanted(p: &Params) -> Vec<(String, String)> {
+    let mut wanted: Vec<(String, String)> = p
+        .packages
+        .iter()
+        .map(|n| (n.clone(), p.version.clone()))
+        .collect();
+    if let Some(cni) = &p.cni_version {
+        wanted.push(("kubernetes-cni".into(), cni.clone()));
+    }
+    wanted
+}
+
+fn options(p: &Params) -> Options<'_> {
+    let excludes = match p.disable_excludes.trim() {
+        "" | "none" => None,
+        other => Some(other),
+    };
+    Options {
+        allow_downgrade: p.allow_downgrade,
+        disable_excludes: excludes,
+        repo: p.repo.as_deref(),
+        timeout: p.timeout.duration(),
+    }
+}
+
+/// Whether the installed version is exactly the one asked for (no index needed to know).
+fn exact_match(before: Option<&str>, want: &str) -> bool {
+    before.is_some_and(|b| version::matching(want, &[b.to_string()]).len() == 1)
+}
+
+/// The commands: release the holds, one transaction (the holds restored if it fails), hold again.
+fn steps(
+    manager: Manager,
+    pins: &[Pin],
+    to_install: &[(String, String)],
+    downgrade: bool,
+    hold: bool,
+    opts: &Options<'_>,
+) -> Vec<Step> {
+    let was_held: Vec<(String, String)> = pins
+        .iter()
+        .filter(|pin| pin.held_before)
+        .map(|pin| (pin.name.clone(), pin.before.clone().unwrap_or_default()))
+        .collect();
+    let mut steps = Vec::new();
+    if !to_install.is_empty() {
+        steps.extend(manager.set_hold(&was_held, false).map(Step::Release));
+        steps.push(Step::Install {
+            command: manager.install(to_install, downgrade, opts),
+            restore: manager.set_hold(&was_held, true),
+        });
+    }
+    let all: Vec<(String, String)> = pins
+        .iter()
+        .map(|pin| (pin.name.clone(), pin.after.clone()))
+        .collect();
+    if hold {
+        // dnf keeps one lock per name: replace the old one so it names the new version.
+        if matches!(manager, Manager::Rpm(_)) {
+            steps.extend(manager.set_hold(&all, false).map(Step::Hold));
+        }
+        steps.extend(manager.set_hold(&all, true).map(Step::Hold));
+    } else if to_install.is_empty() {
+        // Installing released them already.
+        steps.extend(manager.set_hold(&was_held, false).map(Step::Hold));
+    }
+    steps
 }
 
 fn validate(p: &Params) -> Result<(), Failure> {
@@ -269,7 +418,7 @@ fn index(
     names: &[String],
     opts: &Options<'_>,
     refresh_first: bool,
-) -> Result<std::collections::BTreeMap<String, Vec<String>>, Failure> {
+) -> Result<BTreeMap<String, Vec<String>>, Failure> {
     if refresh_first {
         manager.refresh(opts)?;
     }
@@ -307,50 +456,5 @@ fn resolve(
     }
 }
 
-/// Release holds, one transaction, hold again. A failure restores the holds as they were.
-fn apply(
-    manager: Manager,
-    pins: &[Pin],
-    to_install: &[(String, String)],
-    downgrade: bool,
-    hold: bool,
-    opts: &Options<'_>,
-) -> Result<(), Failure> {
-    let was_held: Vec<(String, String)> = pins
-        .iter()
-        .filter(|pin| pin.held_before)
-        .map(|pin| (pin.name.clone(), pin.before.clone().unwrap_or_default()))
-        .collect();
-    if !to_install.is_empty() {
-        manager
-            .set_hold(&was_held, false)
-            .map_err(|f| f.context("releasing the holds failed, nothing was changed"))?;
-        if let Err(failure) = manager.install(to_install, downgrade, opts) {
-            // The transaction did not happen: put the holds back as they were.
-            let restored = manager.set_hold(&was_held, true);
-            let note = match restored {
-                Ok(()) => "the previous versions and holds are still in place",
-                Err(_) => "the previous versions are in place but restoring the holds failed too",
-            };
-            return Err(failure.context(format!("installing with {} failed ({note})", manager.name())));
-        }
-    }
-    let all: Vec<(String, String)> = pins
-        .iter()
-        .map(|pin| (pin.name.clone(), pin.after.clone()))
-        .collect();
-    if hold {
-        // dnf keeps one lock per name: replace the old one so it names the new version.
-        if matches!(manager, Manager::Rpm(_)) {
-            manager.set_hold(&all, false)?;
-        }
-        manager.set_hold(&all, true)
-    } else {
-        let held_now: Vec<(String, String)> = manager
-            .held(&all.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>())?
-            .into_iter()
-            .map(|n| (n, String::new()))
-            .collect();
-        manager.set_hold(&held_now, false)
-    }
-}
+#[cfg(test)]
+mod plan_tests;

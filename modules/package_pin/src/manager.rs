@@ -1,5 +1,6 @@
-//! The package managers: what is installed, held and available, and one transaction to change it.
-//! apt (dpkg, apt-mark holds) and dnf/yum (rpm, versionlock).
+//! The package managers: what is installed, held and available (queries, run here), and the
+//! commands of one transaction and its holds (built as values: a plan holds them, [`run`] and
+//! [`run_hold`] run them). apt (dpkg, apt-mark holds) and dnf/yum (rpm, versionlock).
 
 use module_kit::command::{Command, Output};
 use module_kit::Failure;
@@ -183,12 +184,7 @@ impl Manager {
     }
 
     /// One transaction installing exactly these versions.
-    pub fn install(
-        self,
-        pins: &[(String, String)],
-        downgrade: bool,
-        opts: &Options<'_>,
-    ) -> Result<(), Failure> {
+    pub fn install(self, pins: &[(String, String)], downgrade: bool, opts: &Options<'_>) -> Command {
         let cmd = match self {
             Manager::Apt => {
                 let mut cmd = Command::new("apt-get")
@@ -211,13 +207,13 @@ impl Manager {
                     .args(pins.iter().map(|(name, version)| format!("{name}-{version}")))
             }
         };
-        checked(cmd.timeout(opts.timeout)).map(|_| ())
+        cmd.timeout(opts.timeout)
     }
 
-    /// Holds (or releases) exactly these packages.
-    pub fn set_hold(self, pins: &[(String, String)], hold: bool) -> Result<(), Failure> {
+    /// Holds (or releases) exactly these packages; `None` for none.
+    pub fn set_hold(self, pins: &[(String, String)], hold: bool) -> Option<Command> {
         if pins.is_empty() {
-            return Ok(());
+            return None;
         }
         let cmd = match (self, hold) {
             (Manager::Apt, true) => Command::new("apt-mark")
@@ -233,14 +229,24 @@ impl Manager {
                 .args(["-q", "versionlock", "delete"])
                 .args(pins.iter().map(|(n, _)| n)),
         };
-        checked(cmd.timeout(QUERY_TIMEOUT)).map(|_| ()).map_err(|f| {
-            if matches!(self, Manager::Rpm(_)) && f.msg.contains("versionlock") {
-                f.context("holding needs the versionlock plugin (dnf-plugins-core / yum-plugin-versionlock), or set hold: false")
-            } else {
-                f
-            }
-        })
+        Some(cmd.timeout(QUERY_TIMEOUT))
     }
+}
+
+/// Runs a command of a transaction; a non-zero exit fails.
+pub fn run(cmd: &Command) -> Result<(), Failure> {
+    cmd.run_checked().map(|_| ()).map_err(Failure::from)
+}
+
+/// Runs a hold (or release) of `manager`; a failure says what versionlock needs.
+pub fn run_hold(manager: Manager, cmd: &Command) -> Result<(), Failure> {
+    run(cmd).map_err(|f| {
+        if matches!(manager, Manager::Rpm(_)) && f.msg.contains("versionlock") {
+            f.context("holding needs the versionlock plugin (dnf-plugins-core / yum-plugin-versionlock), or set hold: false")
+        } else {
+            f
+        }
+    })
 }
 
 fn with_repo_options(mut cmd: Command, opts: &Options<'_>) -> Command {

@@ -8,10 +8,13 @@
 
 mod systemd;
 
-use module_kit::{de, shown, Context, Failure, Module, Outcome, Seconds};
+use module_kit::command::Command;
+use module_kit::{
+    de, shown, Applied, Change, Context, Failure, Module, Outcome, Plan, PlannedModule, Seconds,
+};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use systemd::{Systemctl, UnitState};
+use systemd::{systemctl, Systemctl, UnitState};
 
 pub struct ServiceState;
 
@@ -79,6 +82,45 @@ enum Action {
     Restart,
 }
 
+impl Action {
+    fn name(self) -> &'static str {
+        match self {
+            Action::None => "none",
+            Action::Stop => "stop",
+            Action::Start => "start",
+            Action::Restart => "restart",
+        }
+    }
+}
+
+/// One systemctl call of a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// daemon-reload, enable, disable or stop.
+    Run(Command),
+    /// The start of `unit`: its restart count is read first, and it is watched afterwards to stay
+    /// up (`settle`).
+    Start { unit: String, command: Command },
+}
+
+impl Step {
+    pub fn command(&self) -> &Command {
+        match self {
+            Step::Run(command) | Step::Start { command, .. } => command,
+        }
+    }
+}
+
+/// The units' state before the run.
+pub struct Observed {
+    /// The units as systemd knows them (`docker` -> `docker.service`), in the order given.
+    units: Vec<String>,
+    before: Vec<UnitState>,
+    /// Why unit state was read with systemctl instead of over the bus.
+    bus_warning: Option<String>,
+    systemctl: Systemctl,
+}
+
 impl Module for ServiceState {
     const NAME: &'static str = "service_state";
     const DOCS: &'static str = include_str!("../service_state.yml");
@@ -89,9 +131,29 @@ impl Module for ServiceState {
     }
 
     fn run(p: Params, ctx: &Context) -> Result<Outcome, Failure> {
-        let units = validate(&p)?;
+        module_kit::plan::drive::<Self>(p, ctx)
+    }
+}
+
+impl PlannedModule for ServiceState {
+    type Observed = Observed;
+    type Action = Step;
+
+    fn observe(p: &Params, _ctx: &Context) -> Result<Observed, Failure> {
+        let units = validate(p)?;
         let systemctl = Systemctl::new(p.wait_timeout.duration());
         let before = systemctl.show_brief(&units, p.enabled.is_some())?;
+        let bus_warning = systemctl.bus_error.borrow_mut().take();
+        Ok(Observed {
+            units,
+            before,
+            bus_warning,
+            systemctl,
+        })
+    }
+
+    fn plan(p: &Params, seen: &Observed) -> Result<Plan<Step>, Failure> {
+        let before = &seen.before;
         let missing: Vec<&str> = before
             .iter()
             .filter(|u| !u.exists())
@@ -106,18 +168,13 @@ impl Module for ServiceState {
             Reload::Never => false,
             Reload::Auto => present.iter().any(|u| u.need_daemon_reload),
         };
-        let actions: Vec<(&UnitState, Action)> = present
-            .iter()
-            .map(|u| {
-                let action = match p.state {
-                    Wanted::Stopped if u.is_running() => Action::Stop,
-                    Wanted::Started if !u.is_running() => Action::Start,
-                    Wanted::Restarted => Action::Restart,
-                    _ => Action::None,
-                };
-                (*u, action)
-            })
-            .collect();
+        let action_of = |u: &UnitState| match p.state {
+            Wanted::Stopped if u.is_running() => Action::Stop,
+            Wanted::Started if !u.is_running() => Action::Start,
+            Wanted::Restarted => Action::Restart,
+            _ => Action::None,
+        };
+        let actions: Vec<(&UnitState, Action)> = present.iter().map(|u| (*u, action_of(u))).collect();
         let enable_changes: Vec<(&UnitState, bool)> = match p.enabled {
             Some(wanted) => present
                 .iter()
@@ -126,63 +183,64 @@ impl Module for ServiceState {
                 .collect(),
             None => Vec::new(),
         };
-        let changed = reload || actions.iter().any(|(_, a)| *a != Action::None) || !enable_changes.is_empty();
 
-        if changed && !ctx.check_mode {
-            if reload {
-                systemctl.daemon_reload()?;
+        let timeout = p.wait_timeout.duration();
+        let mut plan = Plan::new("");
+        if reload {
+            plan = plan
+                .change(Change::new("daemon-reload", "daemon-reloaded", ""))
+                .action(Step::Run(systemctl(&["daemon-reload"], timeout)));
+        }
+        for (unit, enable) in &enable_changes {
+            let (verb, done) = if *enable {
+                ("enable", "enabled")
+            } else {
+                ("disable", "disabled")
+            };
+            plan = plan
+                .change(Change::new(verb, done, &unit.name))
+                .action(Step::Run(systemctl(&[verb, "--", &unit.name], timeout)));
+        }
+        // Stops in the order given...
+        for (unit, action) in &actions {
+            if *action == Action::Stop || (*action == Action::Restart && unit.is_running()) {
+                plan = plan
+                    .change(Change::new("stop", "stopped", &unit.name))
+                    .action(Step::Run(systemctl(&["stop", "--", &unit.name], timeout)));
             }
-            for (unit, wanted) in &enable_changes {
-                systemctl.set_enabled(&unit.name, *wanted)?;
+        }
+        // ...starts in reverse, then all are watched together to stay up.
+        for (unit, action) in actions.iter().rev() {
+            if matches!(action, Action::Start | Action::Restart) {
+                plan = plan
+                    .change(Change::new("start", "started", &unit.name))
+                    .action(Step::Start {
+                        unit: unit.name.clone(),
+                        command: systemctl(&["start", "--", &unit.name], timeout),
+                    });
             }
-            // Stops in the order given...
-            for (unit, action) in &actions {
-                if matches!(action, Action::Stop) || (matches!(action, Action::Restart) && unit.is_running())
-                {
-                    systemctl.stop(&unit.name)?;
-                }
-            }
-            // ...starts in reverse, then all are watched together to stay up.
-            let mut started = Vec::new();
-            for (unit, action) in actions.iter().rev() {
-                if matches!(action, Action::Start | Action::Restart) {
-                    started.push((unit.name.clone(), systemctl.start(&unit.name)?));
-                }
-            }
-            systemctl.settle(&started, p.settle.duration())?;
+        }
+        if !plan.changed() {
+            let names: Vec<&str> = present.iter().map(|u| u.name.as_str()).collect();
+            plan.lead = format!("{} already {}", names.join(", "), wanted_word(p.state));
+        }
+        if !missing.is_empty() {
+            plan = plan.tail(format!(" (not present, ignored: {})", missing.join(", ")));
         }
 
-        let after = if changed && !ctx.check_mode {
-            systemctl.show_brief(&units, false)?
-        } else {
-            before.clone()
-        };
+        let action_for = |u: &UnitState| actions.iter().find(|(x, _)| x.name == u.name).map(|(_, a)| *a);
+        // Before the run, and as it leaves them when nothing is applied: `apply` reads `after` back.
         let report: Vec<Value> = before
             .iter()
-            .map(|b| {
-                let action = actions.iter().find(|(u, _)| u.name == b.name).map(|(_, a)| *a);
-                let a = after.iter().find(|u| u.name == b.name);
+            .map(|u| {
                 json!({
-                    "name": b.name,
-                    "before": b.active_state,
-                    "after": a.map(|u| u.active_state.clone()),
-                    "action": match action {
-                        None => "missing",
-                        Some(Action::None) => "none",
-                        Some(Action::Stop) => "stop",
-                        Some(Action::Start) => "start",
-                        Some(Action::Restart) => "restart",
-                    },
+                    "name": u.name,
+                    "before": u.active_state,
+                    "after": u.active_state,
+                    "action": action_for(u).map_or("missing", Action::name),
                 })
             })
             .collect();
-        let wanted_state = |u: &UnitState, action: Option<Action>| -> String {
-            match action {
-                Some(Action::Stop) => "inactive".into(),
-                Some(Action::Start | Action::Restart) => "active".into(),
-                _ => u.active_state.clone(),
-            }
-        };
         let diff_before: Map<String, Value> = before
             .iter()
             .map(|u| (u.name.clone(), json!(u.active_state)))
@@ -190,63 +248,50 @@ impl Module for ServiceState {
         let diff_after: Map<String, Value> = before
             .iter()
             .map(|u| {
-                let action = actions.iter().find(|(x, _)| x.name == u.name).map(|(_, a)| *a);
-                (u.name.clone(), json!(wanted_state(u, action)))
+                let wanted = match action_for(u) {
+                    Some(Action::Stop) => "inactive",
+                    Some(Action::Start | Action::Restart) => "active",
+                    _ => u.active_state.as_str(),
+                };
+                (u.name.clone(), json!(wanted))
             })
             .collect();
-        // In the order they are (or would be) done: stops in list order, then starts in reverse.
-        let stops = actions
-            .iter()
-            .filter(|(u, a)| *a == Action::Stop || (*a == Action::Restart && u.is_running()));
-        let starts = actions
-            .iter()
-            .rev()
-            .filter(|(_, a)| matches!(a, Action::Start | Action::Restart));
-        let touched: Vec<String> = stops
-            .map(|(u, _)| format!("stop {}", u.name))
-            .chain(starts.map(|(u, _)| format!("start {}", u.name)))
-            .collect();
-        let verb = if ctx.check_mode { "would " } else { "" };
-        let mut msg = if touched.is_empty() && !reload && enable_changes.is_empty() {
-            format!(
-                "{} already {}",
-                present
-                    .iter()
-                    .map(|u| u.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                wanted_word(p.state)
-            )
-        } else {
-            let mut parts = Vec::new();
-            if reload {
-                parts.push(format!("{verb}daemon-reload"));
-            }
-            parts.extend(
-                enable_changes
-                    .iter()
-                    .map(|(u, e)| format!("{verb}{} {}", if *e { "enable" } else { "disable" }, u.name)),
-            );
-            parts.extend(touched.iter().map(|t| format!("{verb}{t}")));
-            parts.join(", ")
-        };
-        if !missing.is_empty() {
-            msg.push_str(&format!(" (not present, ignored: {})", missing.join(", ")));
+        if let Some(why) = &seen.bus_warning {
+            plan = plan.warn(why);
         }
-        let outcome = if changed {
-            Outcome::changed(msg)
-        } else {
-            Outcome::unchanged(msg)
-        };
-        let outcome = match systemctl.bus_error.borrow_mut().take() {
-            Some(why) => outcome.warn(why),
-            None => outcome,
-        };
-        Ok(outcome
+        Ok(plan
             .with("units", report)
-            .with("daemon_reloaded", reload && !ctx.check_mode)
+            .with("daemon_reloaded", false)
             .with("missing", missing)
             .with_diff(Value::Object(diff_before), Value::Object(diff_after)))
+    }
+
+    fn apply(p: &Params, seen: Observed, plan: &Plan<Step>) -> Result<Applied, Failure> {
+        let systemctl = &seen.systemctl;
+        let mut started = Vec::new();
+        for step in &plan.actions {
+            match step {
+                Step::Run(command) => systemctl.run(command)?,
+                Step::Start { unit, command } => {
+                    started.push((unit.clone(), systemctl.start(unit, command)?));
+                }
+            }
+        }
+        systemctl.settle(&started, p.settle.duration())?;
+        let after = systemctl.show_brief(&seen.units, false)?;
+        let mut report = plan.values.get("units").cloned().unwrap_or_default();
+        for unit in report.as_array_mut().into_iter().flatten() {
+            let now = after.iter().find(|a| unit["name"] == a.name.as_str());
+            unit["after"] = json!(now.map(|a| &a.active_state));
+        }
+        let reloaded = plan.changes.iter().any(|c| c.verb == "daemon-reload");
+        let applied = Applied::default()
+            .with("units", report)
+            .with("daemon_reloaded", reloaded);
+        Ok(match systemctl.bus_error.borrow_mut().take() {
+            Some(why) => applied.warn(why),
+            None => applied,
+        })
     }
 }
 
@@ -292,3 +337,6 @@ fn validate(p: &Params) -> Result<Vec<String>, Failure> {
     }
     Ok(units)
 }
+
+#[cfg(test)]
+mod plan_tests;

@@ -1,5 +1,6 @@
 //! Unit state, read over D-Bus (`systemctl show` as the fallback), and the few verbs we need,
-//! done with systemctl.
+//! done with systemctl: built as values by [`systemctl`], run by [`Systemctl::run`] and
+//! [`Systemctl::start`].
 
 use module_kit::command::Command;
 use module_kit::Failure;
@@ -41,6 +42,11 @@ impl UnitState {
     }
 }
 
+/// `systemctl ARGS` with a timeout: the commands a plan runs, as values.
+pub fn systemctl(args: &[&str], timeout: Duration) -> Command {
+    Command::new("systemctl").args(args).timeout(timeout)
+}
+
 pub struct Systemctl {
     pub timeout: Duration,
     /// One connection for all reads of a run; `None` once the bus proved unusable.
@@ -61,6 +67,11 @@ impl Systemctl {
             // No bus and no private socket (systemd is not PID 1?): systemctl will say what is wrong.
             _ => Bus::connect_systemd(timeout.min(Duration::from_secs(5))).ok(),
         };
+        Self::with_bus(bus, timeout)
+    }
+
+    /// Reads over `bus`, or with systemctl when there is none.
+    pub fn with_bus(bus: Option<Bus>, timeout: Duration) -> Self {
         Systemctl {
             timeout,
             bus: RefCell::new(bus),
@@ -128,24 +139,17 @@ impl Systemctl {
             .collect())
     }
 
-    pub fn daemon_reload(&self) -> Result<(), Failure> {
-        self.verb(&["daemon-reload"])
+    /// Runs a systemctl verb (daemon-reload, enable, disable, stop); a non-zero exit fails.
+    pub fn run(&self, command: &Command) -> Result<(), Failure> {
+        command.run_checked().map(|_| ()).map_err(Failure::from)
     }
 
-    pub fn set_enabled(&self, unit: &str, enabled: bool) -> Result<(), Failure> {
-        self.verb(&[if enabled { "enable" } else { "disable" }, "--", unit])
-    }
-
-    pub fn stop(&self, unit: &str) -> Result<(), Failure> {
-        self.verb(&["stop", "--", unit])
-    }
-
-    /// Starts a unit; returns its restart count before, for [`Systemctl::settle`].
-    pub fn start(&self, unit: &str) -> Result<u64, Failure> {
+    /// Runs `command`, the start of `unit`; returns the unit's restart count before, for
+    /// [`Systemctl::settle`]. A failure carries the unit's status and journal.
+    pub fn start(&self, unit: &str, command: &Command) -> Result<u64, Failure> {
         let units = [unit.to_string()];
         let restarts_before = self.show(&units)?.first().map(|u| u.restarts).unwrap_or(0);
-        self.verb(&["start", "--", unit])
-            .map_err(|f| self.explain(unit, f))?;
+        self.run(command).map_err(|f| self.explain(unit, f))?;
         Ok(restarts_before)
     }
 
@@ -186,15 +190,6 @@ impl Systemctl {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-    }
-
-    fn verb(&self, args: &[&str]) -> Result<(), Failure> {
-        Command::new("systemctl")
-            .args(args)
-            .timeout(self.timeout)
-            .run_checked()
-            .map(|_| ())
-            .map_err(Failure::from)
     }
 
     /// Adds `systemctl status` and the last journal lines of the unit to a failure.
