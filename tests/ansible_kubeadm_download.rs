@@ -4,7 +4,8 @@
 //! its sidecar docs.
 
 use e2e::{dist, prerequisite, root};
-use lab_release::{write_channels, write_release, ReleaseServer, Version};
+use kube_version::Version;
+use lab_release::{write_channels, write_release, ReleaseServer};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;

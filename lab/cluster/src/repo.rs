@@ -293,7 +293,7 @@ fn build_rpm(p: &Package, out: &Path) -> Result<(), String> {
 /// Writes the release tree (the dl.k8s.io layout) with a kubeadm wrapper per release.
 pub fn write_releases(root: &Path) -> Result<(), String> {
     for r in RELEASES {
-        let version = lab_release::Version::parse(r.version).ok_or(format!("bad release {}", r.version))?;
+        let version = kube_version::Version::parse(r.version).ok_or(format!("bad release {}", r.version))?;
         lab_release::write_release(root, version, "amd64", wrapper("kubeadm", r.version).as_bytes())
             .map_err(|e| format!("{}: {e}", root.display()))?;
     }

@@ -9,4 +9,4 @@ mod server;
 mod tree;
 
 pub use server::{serve, ReleaseServer, FAULTS};
-pub use tree::{checksum_kinds, write_channels, write_release, Version};
+pub use tree::{checksum_kinds, write_channels, write_release};

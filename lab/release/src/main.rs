@@ -2,7 +2,8 @@
 //!
 //! lab-release --root DIR [--seed] [--listen 127.0.0.1:0] [--url-file FILE]
 
-use lab_release::{write_channels, write_release, ReleaseServer, Version};
+use kube_version::Version;
+use lab_release::{write_channels, write_release, ReleaseServer};
 use std::io::Write;
 use std::path::PathBuf;
 

@@ -1,37 +1,9 @@
 //! Writing releases into a dl.k8s.io-shaped directory.
 
+use kube_version::Version;
 use sha1::Digest;
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::Path;
-
-/// A Kubernetes release version, `vMAJOR.MINOR.PATCH`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Version {
-    pub major: u32,
-    pub minor: u32,
-    pub patch: u32,
-}
-
-impl Version {
-    /// Parses `v1.9.2` or `1.9.2`.
-    pub fn parse(text: &str) -> Option<Self> {
-        let mut parts = text.trim().strip_prefix('v').unwrap_or(text.trim()).split('.');
-        let mut next = || parts.next().and_then(|p| p.parse::<u32>().ok());
-        let version = Version {
-            major: next()?,
-            minor: next()?,
-            patch: next()?,
-        };
-        parts.next().is_none().then_some(version)
-    }
-}
-
-impl fmt::Display for Version {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "v{}.{}.{}", self.major, self.minor, self.patch)
-    }
-}
 
 /// The checksum files a release publishes next to each binary, as the real dl.k8s.io does.
 pub fn checksum_kinds(version: Version) -> &'static [&'static str] {
@@ -66,14 +38,16 @@ pub fn write_release(root: &Path, version: Version, arch: &str, kubeadm: &[u8]) 
 /// Writes the channel files (`stable.txt`, `stable-X.Y.txt`, and the `latest` ones) for the
 /// releases present under `root`.
 pub fn write_channels(root: &Path) -> std::io::Result<()> {
+    // Releases only: the channels never name a pre-release, which the lab does not publish.
     let mut versions: Vec<Version> = std::fs::read_dir(root)?
         .filter_map(|e| e.ok())
         .filter_map(|e| Version::parse(&e.file_name().to_string_lossy()))
+        .filter(|v| v.pre.is_none())
         .collect();
     versions.sort();
     let mut newest_by_minor: BTreeMap<(u32, u32), Version> = BTreeMap::new();
     for v in &versions {
-        newest_by_minor.insert((v.major, v.minor), *v);
+        newest_by_minor.insert(v.minor_release(), *v);
     }
     if let Some(newest) = versions.last() {
         for channel in ["stable", "latest"] {
@@ -104,6 +78,23 @@ mod tests {
         assert_eq!(Version::parse("1.9"), None);
         assert_eq!(Version::parse("1.9.2.1"), None);
         assert_eq!(Version::parse("v1.x.2"), None);
+    }
+
+    #[test]
+    fn channels_name_the_newest_release_of_each_minor() {
+        let root = std::env::temp_dir().join(format!("lab-release-channels-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for dir in ["v1.9.2", "v1.9.11", "v1.10.13", "v1.11.0-rc.1", "notes"] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        write_channels(&root).unwrap();
+        let read = |name: &str| std::fs::read_to_string(root.join(name)).unwrap();
+        assert_eq!(read("stable.txt"), "v1.10.13\n");
+        assert_eq!(read("latest.txt"), "v1.10.13\n");
+        assert_eq!(read("stable-1.9.txt"), "v1.9.11\n");
+        assert_eq!(read("latest-1.10.txt"), "v1.10.13\n");
+        assert!(!root.join("stable-1.11.txt").exists());
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! upgrades is the one named by `nodeName`, so a stale `nodeName` breaks a secondary's apply.
 
 use crate::{hostname, say, FAULT_DIR};
+use kube_version::Version;
 use lab_standin::api::Api;
-use lab_standin::version::Version;
 use serde_json::{json, Value};
 use std::io::BufRead;
 use std::path::Path;
@@ -32,12 +32,17 @@ pub fn main(own: Version, args: &[String]) -> Result<(), String> {
         }
         ["upgrade", "plan", ..] => plan(own),
         ["upgrade", "apply", rest @ ..] => apply(own, rest),
-        ["upgrade", "node", ..] if own.has_upgrade_node() => node(own),
+        ["upgrade", "node", ..] if has_upgrade_node(own) => node(own),
         ["upgrade", "node", ..] => Err("Error: unknown command \"node\" for \"kubeadm upgrade\"".into()),
         _ => Err(format!(
             "kubeadm {own} (lab stand-in): unsupported command {words:?}"
         )),
     }
+}
+
+/// Releases from 1.15 on have `kubeadm upgrade node` for the other control planes.
+fn has_upgrade_node(kubeadm: Version) -> bool {
+    kubeadm.minor_release() >= (1, 15)
 }
 
 struct Cluster {
@@ -52,7 +57,7 @@ impl Cluster {
         let reported = api.get("/version")?;
         let version = reported["gitVersion"]
             .as_str()
-            .and_then(Version::parse)
+            .and_then(Version::parse_reported)
             .ok_or("[upgrade/versions] FATAL: the API server did not report a version")?;
         let config = api.get(CONFIG_PATH)?;
         Ok(Cluster { api, version, config })
@@ -212,7 +217,7 @@ fn node(own: Version) -> Result<(), String> {
     let cluster = Cluster::read()?;
     let target = cluster
         .stored_field("kubernetesVersion")
-        .and_then(|v| Version::parse(&v))
+        .and_then(|v| Version::parse_reported(&v))
         .ok_or("[upgrade] FATAL: kubeadm-config has no kubernetesVersion")?;
     if target > own {
         return Err(format!(
@@ -311,4 +316,30 @@ fn upgrade_this_control_plane(cluster: &Cluster, me: &str, target: Version) -> R
         &json!({"node": me, "version": target.to_string()}),
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upgrade_node_from_1_15() {
+        let v = |s| Version::parse(s).unwrap();
+        assert!(!has_upgrade_node(v("v1.14.10")));
+        assert!(has_upgrade_node(v("v1.15.0")));
+        assert!(has_upgrade_node(v("v1.30.2")));
+    }
+
+    #[test]
+    fn the_policy_is_one_minor_at_a_time() {
+        let v = |s| Version::parse(s).unwrap();
+        assert!(enforce_policy(v("v1.8.3"), v("v1.9.2"), v("v1.9.2"), false).is_ok());
+        assert!(enforce_policy(v("v1.8.3"), v("v1.10.13"), v("v1.10.13"), false).is_err());
+        assert!(enforce_policy(v("v1.10.13"), v("v1.8.3"), v("v1.10.13"), false).is_err());
+        assert!(enforce_policy(v("v1.8.3"), v("v1.9.3"), v("v1.9.2"), false).is_err());
+        assert!(enforce_policy(v("v1.8.3"), v("v1.9.3"), v("v1.9.2"), true).is_ok());
+        // A pre-release comes before its release.
+        assert!(enforce_policy(v("v1.9.2"), v("v1.10.0"), v("v1.10.0-rc.1"), false).is_err());
+    }
 }

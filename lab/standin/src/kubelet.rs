@@ -3,8 +3,8 @@
 //! the server's grace period, as with a real kubelet.
 
 use crate::{hostname, now_rfc3339, say, FAULT_DIR};
+use kube_version::Version;
 use lab_standin::api::Api;
-use lab_standin::version::Version;
 use serde_json::json;
 use std::path::Path;
 use std::time::Duration;

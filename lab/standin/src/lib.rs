@@ -1,5 +1,4 @@
 //! The lab's stand-ins as a library: the small API client (also used by `kup-lab` to watch the lab
-//! come up) and release versions.
+//! come up). Versions are `kube_version::Version`.
 
 pub mod api;
-pub mod version;

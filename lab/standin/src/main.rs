@@ -7,8 +7,7 @@
 mod kubeadm;
 mod kubelet;
 
-use lab_standin::version;
-
+use kube_version::Version;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -18,7 +17,8 @@ pub const FAULT_DIR: &str = "/etc/kup-lab";
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.as_slice() {
-        [tool, version, rest @ ..] => match version::Version::parse(version) {
+        // The version the package's wrapper passes (`v1.9.2`), checked as strictly as any input.
+        [tool, version, rest @ ..] => match Version::parse(version) {
             Some(v) => match tool.as_str() {
                 "kubelet" => kubelet::main(v, rest),
                 "kubeadm" => kubeadm::main(v, rest),
@@ -45,7 +45,7 @@ pub fn say(text: &str) {
     let _ = out.flush();
 }
 
-fn kubectl(v: version::Version, args: &[String]) -> Result<(), String> {
+fn kubectl(v: Version, args: &[String]) -> Result<(), String> {
     match args.first().map(String::as_str) {
         Some("version") => {
             say(&format!("Client Version: {v}"));
