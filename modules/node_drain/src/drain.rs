@@ -12,7 +12,7 @@ use module_kit::{Failure, Outcome};
 use serde_json::{json, Value};
 
 use crate::filter::{self, Sorted, Verdict};
-use crate::{round, CordonState, Session};
+use crate::{round, CordonState, NodePatch, Session};
 
 /// How often the node's pods are listed while waiting for them to go.
 const POLL: Duration = Duration::from_millis(200);
@@ -108,7 +108,9 @@ pub async fn drain(s: &Session<'_>, before: CordonState) -> Result<Outcome, Fail
 
     let cordoned_now = !before.cordoned;
     if cordoned_now {
-        s.set_cordon().await.map_err(|f| cordon_values(f, false))?;
+        s.patch_node(&NodePatch::cordon())
+            .await
+            .map_err(|f| cordon_values(f, false))?;
     }
     match evict_and_wait(s, sorted, cordoned_now).await {
         Ok(done) => {
@@ -161,7 +163,7 @@ pub async fn drain(s: &Session<'_>, before: CordonState) -> Result<Outcome, Fail
         Err(mut f) => {
             let mut now_cordoned = true;
             if s.p.uncordon_on_failure && (cordoned_now || before.ours) {
-                match s.clear_cordon().await {
+                match s.patch_node(&NodePatch::uncordon()).await {
                     Ok(()) => {
                         f.msg
                             .push_str(" The node was uncordoned again (uncordon_on_failure).");

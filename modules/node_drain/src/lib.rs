@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 
 use kube_kit::k8s_openapi::api::core::v1::Node;
 use kube_kit::kube::api::{Api, Patch, PatchParams};
-use module_kit::{de, shown, Context, Failure, Module, Outcome};
+use module_kit::plan::{decide, Decision};
+use module_kit::{de, shown, Applied, Change, Context, Failure, Module, Outcome, Plan};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -176,8 +177,11 @@ impl Module for NodeDrain {
                 deadline,
             };
             let out = match p.state {
-                State::Cordon => session.cordon(cordon).await,
-                State::Uncordon => session.uncordon(cordon).await,
+                State::Cordon => session.carry_out(plan_cordon(&p.name, cordon), ctx).await,
+                State::Uncordon => {
+                    let plan = plan_uncordon(&p.name, p.force, cordon);
+                    session.carry_out(plan, ctx).await
+                }
                 State::Drain => drain::drain(&session, cordon).await,
             };
             out.map(|o| o.with("duration", round(start.elapsed())))
@@ -218,6 +222,109 @@ impl CordonState {
     }
 }
 
+/// A merge patch of the node, as a value: what a cordon, an uncordon or the removal of a stale mark
+/// sends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodePatch {
+    /// What it does, for a failure: `cannot cordon node w1`.
+    pub what: &'static str,
+    /// The JSON merge patch (`null` removes a field).
+    pub patch: Value,
+}
+
+impl NodePatch {
+    /// Cordons, marking the cordon as ours.
+    pub fn cordon() -> NodePatch {
+        NodePatch {
+            what: "cordon",
+            patch: json!({"spec": {"unschedulable": true}, "metadata": {"annotations": {CORDON_ANNOTATION: "true"}}}),
+        }
+    }
+
+    /// Lifts the cordon and our mark.
+    pub fn uncordon() -> NodePatch {
+        NodePatch {
+            what: "uncordon",
+            patch: json!({"spec": {"unschedulable": null}, "metadata": {"annotations": {CORDON_ANNOTATION: null}}}),
+        }
+    }
+
+    /// Removes our mark only.
+    pub fn unmark() -> NodePatch {
+        NodePatch {
+            what: "unmark",
+            patch: json!({"metadata": {"annotations": {CORDON_ANNOTATION: null}}}),
+        }
+    }
+}
+
+fn cordon_values(plan: Plan<NodePatch>, before: CordonState, now: bool) -> Plan<NodePatch> {
+    plan.with("cordoned", now)
+        .with("was_cordoned", before.cordoned)
+        .with("admin_cordon", before.admin())
+        .with_diff(
+            json!({"unschedulable": before.cordoned}),
+            json!({"unschedulable": now}),
+        )
+}
+
+/// `state: cordon` of node `name`, found as `before`: no I/O.
+pub fn plan_cordon(name: &str, before: CordonState) -> Plan<NodePatch> {
+    if before.cordoned {
+        let whose = if before.ours {
+            "by this module"
+        } else {
+            "by someone else (an uncordon by this module will keep that cordon)"
+        };
+        let plan = Plan::new(format!("node {name} is already cordoned {whose}"));
+        return cordon_values(plan, before, true);
+    }
+    let plan = Plan::new("")
+        .change(Change::new("cordon", "cordoned", format!("node {name}")))
+        .action(NodePatch::cordon());
+    cordon_values(plan, before, true)
+}
+
+/// `state: uncordon` of node `name`, found as `before`: an admin's cordon stays unless `force`.
+/// No I/O.
+pub fn plan_uncordon(name: &str, force: bool, before: CordonState) -> Plan<NodePatch> {
+    if before.admin() && !force {
+        let plan = Plan::new(format!(
+            "node {name} stays cordoned: it was cordoned by someone else, not by this module \
+             (force=true lifts it anyway)"
+        ));
+        return cordon_values(plan, before, true);
+    }
+    if before.cordoned {
+        let mut plan = Plan::new("")
+            .change(Change::new("uncordon", "uncordoned", format!("node {name}")))
+            .action(NodePatch::uncordon());
+        if before.admin() {
+            plan = plan.warn(format!(
+                "node {name} was cordoned by someone else, not by this module; force=true lifted that cordon"
+            ));
+        }
+        return cordon_values(plan, before, false);
+    }
+    if before.marked {
+        // Schedulable, but our mark lingers (someone uncordoned by hand): remove it, so that a
+        // later cordon by someone else is not mistaken for ours.
+        let plan = Plan::new(format!("node {name} is schedulable already; "))
+            .change(Change::new(
+                "remove",
+                "removed",
+                format!("the stale {CORDON_ANNOTATION} annotation"),
+            ))
+            .action(NodePatch::unmark());
+        return cordon_values(plan, before, false);
+    }
+    cordon_values(
+        Plan::new(format!("node {name} is schedulable already")),
+        before,
+        false,
+    )
+}
+
 /// One run: parameters, client, mode, clock.
 pub struct Session<'a> {
     pub p: &'a Params,
@@ -229,128 +336,33 @@ pub struct Session<'a> {
 }
 
 impl Session<'_> {
-    async fn patch_node(&self, patch: Value, what: &str) -> Result<(), Failure> {
+    /// Sends a patch of the node.
+    pub async fn patch_node(&self, patch: &NodePatch) -> Result<(), Failure> {
         let params = PatchParams::default();
-        let patch = Patch::Merge(patch);
-        kube_kit::retry(self.deadline, || self.nodes.patch(&self.p.name, &params, &patch))
+        let merge = Patch::Merge(&patch.patch);
+        kube_kit::retry(self.deadline, || self.nodes.patch(&self.p.name, &params, &merge))
             .await
             .map(|_| ())
-            .map_err(|e| kube_kit::api_failure(format!("cannot {what} node {}", self.p.name), &e))
+            .map_err(|e| kube_kit::api_failure(format!("cannot {} node {}", patch.what, self.p.name), &e))
     }
 
-    /// Cordons, marking the cordon as ours.
-    pub async fn set_cordon(&self) -> Result<(), Failure> {
-        self.patch_node(
-            json!({"spec": {"unschedulable": true}, "metadata": {"annotations": {CORDON_ANNOTATION: "true"}}}),
-            "cordon",
-        )
-        .await
-    }
-
-    /// Lifts the cordon and our mark.
-    pub async fn clear_cordon(&self) -> Result<(), Failure> {
-        self.patch_node(
-            json!({"spec": {"unschedulable": null}, "metadata": {"annotations": {CORDON_ANNOTATION: null}}}),
-            "uncordon",
-        )
-        .await
-    }
-
-    fn cordon_values(o: Outcome, before: CordonState, now: bool) -> Outcome {
-        o.with("cordoned", now)
-            .with("was_cordoned", before.cordoned)
-            .with("admin_cordon", before.admin())
-            .with_diff(
-                json!({"unschedulable": before.cordoned}),
-                json!({"unschedulable": now}),
-            )
-    }
-
-    async fn cordon(&self, before: CordonState) -> Result<Outcome, Failure> {
-        let name = &self.p.name;
-        if before.cordoned {
-            let whose = if before.ours {
-                "by this module"
-            } else {
-                "by someone else (an uncordon by this module will keep that cordon)"
-            };
-            return Ok(Self::cordon_values(
-                Outcome::unchanged(format!("node {name} is already cordoned {whose}")),
-                before,
-                true,
-            ));
-        }
-        if self.check {
-            return Ok(Self::cordon_values(
-                Outcome::changed(format!("would cordon node {name}")),
-                before,
-                true,
-            ));
-        }
-        self.set_cordon().await?;
-        Ok(Self::cordon_values(
-            Outcome::changed(format!("cordoned node {name}")),
-            before,
-            true,
-        ))
-    }
-
-    async fn uncordon(&self, before: CordonState) -> Result<Outcome, Failure> {
-        let name = &self.p.name;
-        let would = if self.check { "would " } else { "" };
-        if before.admin() && !self.p.force {
-            return Ok(Self::cordon_values(
-                Outcome::unchanged(format!(
-                    "node {name} stays cordoned: it was cordoned by someone else, not by this module \
-                     (force=true lifts it anyway)"
-                )),
-                before,
-                true,
-            ));
-        }
-        if before.cordoned {
-            if !self.check {
-                self.clear_cordon().await?;
+    /// Carries out a cordon or uncordon plan, unless module-kit says it is only reported.
+    async fn carry_out(&self, plan: Plan<NodePatch>, ctx: &Context) -> Result<Outcome, Failure> {
+        match decide(plan, ctx) {
+            Decision::Report(outcome) => Ok(outcome),
+            Decision::Apply(plan) => {
+                for patch in &plan.actions {
+                    self.patch_node(patch).await?;
+                }
+                Ok(plan.applied(Applied::default()))
             }
-            let verb = if self.check {
-                "would uncordon"
-            } else {
-                "uncordoned"
-            };
-            let mut o = Outcome::changed(format!("{verb} node {name}"));
-            if before.admin() {
-                o = o.warn(format!(
-                    "node {name} was cordoned by someone else, not by this module; force=true lifted that cordon"
-                ));
-            }
-            return Ok(Self::cordon_values(o, before, false));
         }
-        if before.marked {
-            // Schedulable, but our mark lingers (someone uncordoned by hand): remove it, so that a
-            // later cordon by someone else is not mistaken for ours.
-            if !self.check {
-                self.patch_node(
-                    json!({"metadata": {"annotations": {CORDON_ANNOTATION: null}}}),
-                    "unmark",
-                )
-                .await?;
-            }
-            return Ok(Self::cordon_values(
-                Outcome::changed(format!(
-                    "node {name} is schedulable already; {would}remove the stale {CORDON_ANNOTATION} annotation"
-                )),
-                before,
-                false,
-            ));
-        }
-        Ok(Self::cordon_values(
-            Outcome::unchanged(format!("node {name} is schedulable already")),
-            before,
-            false,
-        ))
     }
 }
 
 pub(crate) fn round(d: Duration) -> f64 {
     (d.as_secs_f64() * 100.0).round() / 100.0
 }
+
+#[cfg(test)]
+mod plan_tests;
