@@ -615,101 +615,43 @@ mod tests {
     #[test]
     fn predicates_per_release() {
         type Predicate = fn(&Emulation) -> bool;
-        let table: &[(&str, Predicate, RangeInclusive<u32>)] = &[
-            ("self_links", Emulation::self_links, 9..=19),
-            (
-                "serves_extensions_v1beta1",
-                Emulation::serves_extensions_v1beta1,
-                9..=15,
-            ),
-            ("serves_apps_v1beta2", Emulation::serves_apps_v1beta2, 9..=15),
-            ("serves_policy_v1", Emulation::serves_policy_v1, 21..=33),
-            ("serves_policy_v1beta1", Emulation::serves_policy_v1beta1, 9..=24),
-            ("serves_eviction_v1", Emulation::serves_eviction_v1, 22..=33),
-            ("serves_leases_v1", Emulation::serves_leases_v1, 14..=33),
-            ("serves_leases_v1beta1", Emulation::serves_leases_v1beta1, 12..=21),
-            ("serves_table_v1", Emulation::serves_table_v1, 15..=33),
-            (
-                "discovery_singular_names",
-                Emulation::discovery_singular_names,
-                27..=33,
-            ),
-            (
-                "honours_delete_precondition_rv",
-                Emulation::honours_delete_precondition_rv,
-                14..=33,
-            ),
-            (
-                "pod_containers_ready_condition",
-                Emulation::pod_containers_ready_condition,
-                11..=33,
-            ),
-            ("dual_stack_fields", Emulation::dual_stack_fields, 16..=33),
-            (
-                "controllers_own_as_apps_v1",
-                Emulation::controllers_own_as_apps_v1,
-                10..=33,
-            ),
-            (
-                "mirror_pods_owned_by_node",
-                Emulation::mirror_pods_owned_by_node,
-                19..=33,
-            ),
-            (
-                "taints_unreachable_nodes",
-                Emulation::taints_unreachable_nodes,
-                13..=33,
-            ),
-            ("node_lease_namespace", Emulation::node_lease_namespace, 14..=33),
-            (
-                "node_ga_os_arch_labels",
-                Emulation::node_ga_os_arch_labels,
-                14..=33,
-            ),
-            (
-                "node_out_of_disk_condition",
-                Emulation::node_out_of_disk_condition,
-                9..=11,
-            ),
-            (
-                "node_pid_pressure_condition",
-                Emulation::node_pid_pressure_condition,
-                14..=33,
-            ),
-            ("node_external_id", Emulation::node_external_id, 9..=15),
-            ("kubeadm_master_label", Emulation::kubeadm_master_label, 9..=23),
-            (
-                "kubeadm_control_plane_label",
-                Emulation::kubeadm_control_plane_label,
-                20..=33,
-            ),
-            (
-                "kubeadm_exclude_from_lb_label",
-                Emulation::kubeadm_exclude_from_lb_label,
-                20..=33,
-            ),
-            (
-                "pdb_empty_selector_selects_all",
-                Emulation::pdb_empty_selector_selects_all,
-                21..=33,
-            ),
-            (
-                "pdb_defaults_min_available_one",
-                Emulation::pdb_defaults_min_available_one,
-                9..=20,
-            ),
-            ("pdb_status_conditions", Emulation::pdb_status_conditions, 21..=33),
-            (
-                "eviction_ignores_pdb_of_idle_pods",
-                Emulation::eviction_ignores_pdb_of_idle_pods,
-                13..=33,
-            ),
-            (
-                "eviction_if_healthy_budget",
-                Emulation::eviction_if_healthy_budget,
-                26..=33,
-            ),
-            ("eviction_budget_cause", Emulation::eviction_budget_cause, 16..=33),
+        // `predicate: the minors it holds for`.
+        macro_rules! holds {
+            ($($predicate:ident: $minors:expr),* $(,)?) => {
+                [$((stringify!($predicate), Emulation::$predicate as Predicate, $minors)),*]
+            };
+        }
+        let table: &[(&str, Predicate, RangeInclusive<u32>)] = &holds![
+            self_links: 9..=19,
+            serves_extensions_v1beta1: 9..=15,
+            serves_apps_v1beta2: 9..=15,
+            serves_policy_v1: 21..=33,
+            serves_policy_v1beta1: 9..=24,
+            serves_eviction_v1: 22..=33,
+            serves_leases_v1: 14..=33,
+            serves_leases_v1beta1: 12..=21,
+            serves_table_v1: 15..=33,
+            discovery_singular_names: 27..=33,
+            honours_delete_precondition_rv: 14..=33,
+            pod_containers_ready_condition: 11..=33,
+            dual_stack_fields: 16..=33,
+            controllers_own_as_apps_v1: 10..=33,
+            mirror_pods_owned_by_node: 19..=33,
+            taints_unreachable_nodes: 13..=33,
+            node_lease_namespace: 14..=33,
+            node_ga_os_arch_labels: 14..=33,
+            node_out_of_disk_condition: 9..=11,
+            node_pid_pressure_condition: 14..=33,
+            node_external_id: 9..=15,
+            kubeadm_master_label: 9..=23,
+            kubeadm_control_plane_label: 20..=33,
+            kubeadm_exclude_from_lb_label: 20..=33,
+            pdb_empty_selector_selects_all: 21..=33,
+            pdb_defaults_min_available_one: 9..=20,
+            pdb_status_conditions: 21..=33,
+            eviction_ignores_pdb_of_idle_pods: 13..=33,
+            eviction_if_healthy_budget: 26..=33,
+            eviction_budget_cause: 16..=33,
         ];
         for (name, predicate, holds) in table {
             for minor in 9..=33 {

@@ -7,7 +7,7 @@ use axum::http::{header, HeaderMap};
 use serde_json::{json, Value};
 
 use crate::emulation::Emulation;
-use crate::store::object::condition_status;
+use crate::store::object::{condition_status, internal_ip};
 use crate::store::{Kind, Store};
 
 /// The Table group version the client accepts and this release serves, if a table is wanted.
@@ -107,16 +107,7 @@ fn node_row(n: &Value) -> Vec<Value> {
     } else {
         roles.join(",")
     };
-    let ip = n
-        .pointer("/status/addresses")
-        .and_then(Value::as_array)
-        .and_then(|a| {
-            a.iter()
-                .find(|x| x.get("type").and_then(Value::as_str) == Some("InternalIP"))
-        })
-        .and_then(|x| x.get("address"))
-        .and_then(Value::as_str)
-        .unwrap_or("<none>");
+    let ip = internal_ip(n).unwrap_or("<none>");
     vec![
         json!(s(n, "/metadata/name")),
         json!(status),

@@ -78,6 +78,21 @@ fn assert_status(v: &Value, code: u16, reason: &str) {
     assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
 }
 
+/// The entry of a discovery list (groups, resources) with that name.
+fn named<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap()
+}
+
+/// The names of the groups an APIGroupList lists.
+fn group_names(apis: &Value) -> Vec<&str> {
+    let groups = apis["groups"].as_array().unwrap();
+    groups.iter().map(|g| g["name"].as_str().unwrap()).collect()
+}
+
 #[test]
 fn discovery_per_release() {
     let old = Api::new(Emulation::V1_9, false);
@@ -87,19 +102,8 @@ fn discovery_per_release() {
         (Some("1"), Some("9"), Some("v1.9.11"))
     );
     let (_, apis) = old.get("/apis");
-    let groups: Vec<String> = apis["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g["name"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(groups, ["extensions", "apps", "policy"]);
-    let apps = apis["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["name"] == "apps")
-        .unwrap();
+    assert_eq!(group_names(&apis), ["extensions", "apps", "policy"]);
+    let apps = named(&apis["groups"], "apps");
     assert_eq!(apps["preferredVersion"]["groupVersion"], "apps/v1");
     assert_eq!(apps["versions"].as_array().unwrap().len(), 2);
     let (_, policy) = old.get("/apis/policy");
@@ -112,12 +116,7 @@ fn discovery_per_release() {
         .iter()
         .any(|r| r["name"] == "daemonsets"));
     let (_, core) = old.get("/api/v1");
-    let ev = core["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == "pods/eviction")
-        .unwrap();
+    let ev = named(&core["resources"], "pods/eviction");
     assert_eq!(
         (ev["group"].as_str(), ev["version"].as_str(), ev["kind"].as_str()),
         (Some("policy"), Some("v1beta1"), Some("Eviction"))
@@ -135,23 +134,12 @@ fn discovery_per_release() {
 
     let new = Api::new(Emulation::V1_30, true);
     let (_, apis) = new.get("/apis");
-    let groups: Vec<String> = apis["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g["name"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(groups, ["apps", "policy", "coordination.k8s.io"]);
+    assert_eq!(group_names(&apis), ["apps", "policy", "coordination.k8s.io"]);
     assert_eq!(new.get("/apis/extensions/v1beta1").0, 404);
     assert_eq!(new.get("/apis/apps/v1beta2").0, 404);
     assert_eq!(new.get("/apis/policy/v1beta1/poddisruptionbudgets").0, 404);
     let (_, core) = new.get("/api/v1");
-    let ev = core["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == "pods/eviction")
-        .unwrap();
+    let ev = named(&core["resources"], "pods/eviction");
     assert_eq!(ev["version"], "v1");
     let (_, node) = new.get("/api/v1/nodes/worker-1");
     assert!(node["metadata"].get("selfLink").is_none());

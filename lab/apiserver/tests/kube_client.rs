@@ -33,6 +33,21 @@ async fn lab(emu: Emulation) -> (Handle, Client, tempfile::TempDir) {
     (handle, client, dir)
 }
 
+/// The status of the Ready condition among `(type, status)` pairs.
+fn ready<'a>(mut conditions: impl Iterator<Item = (&'a String, &'a String)>) -> String {
+    conditions.find(|(t, _)| *t == "Ready").unwrap().1.clone()
+}
+
+fn node_ready(n: &Node) -> String {
+    let conditions = n.status.as_ref().unwrap().conditions.as_ref().unwrap();
+    ready(conditions.iter().map(|c| (&c.type_, &c.status)))
+}
+
+fn pod_ready(p: &Pod) -> String {
+    let conditions = p.status.as_ref().unwrap().conditions.as_ref().unwrap();
+    ready(conditions.iter().map(|c| (&c.type_, &c.status)))
+}
+
 fn api_err(e: kube::Error) -> (u16, String, String) {
     match e {
         kube::Error::Api(s) => (s.code, s.reason.clone(), s.message.clone()),
@@ -88,17 +103,7 @@ async fn list_patch_evict(emu: Emulation) {
             .kubelet_version,
         emu.git_version()
     );
-    let ready = w1
-        .status
-        .as_ref()
-        .unwrap()
-        .conditions
-        .as_ref()
-        .unwrap()
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .unwrap();
-    assert_eq!(ready.status, "True");
+    assert_eq!(node_ready(&w1), "True");
     let rv_before: u64 = w1.metadata.resource_version.clone().unwrap().parse().unwrap();
     let patched = nodes
         .patch(
@@ -215,24 +220,11 @@ async fn list_patch_evict(emu: Emulation) {
         .await
         .unwrap();
     assert!(created.metadata.uid.is_some());
-    let (code, reason, _) = api_err(
-        cms.create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "lab-note"}})).unwrap(),
-        )
-        .await
-        .unwrap_err(),
-    );
-    assert_eq!((code, reason.as_str()), (409, "AlreadyExists"));
-    let (code, reason, _) = api_err(
-        cms.create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "Bad_Name"}})).unwrap(),
-        )
-        .await
-        .unwrap_err(),
-    );
-    assert_eq!((code, reason.as_str()), (422, "Invalid"));
+    for (name, code, reason) in [("lab-note", 409, "AlreadyExists"), ("Bad_Name", 422, "Invalid")] {
+        let cm = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        let (got, why, _) = api_err(cms.create(&PostParams::default(), &cm).await.unwrap_err());
+        assert_eq!((got, why.as_str()), (code, reason), "{name}");
+    }
     let (code, reason, msg) = api_err(cms.get("nope").await.unwrap_err());
     assert_eq!(
         (code, reason.as_str(), msg.as_str()),
@@ -331,19 +323,7 @@ async fn heartbeats_and_not_ready() {
     for emu in [Emulation::V1_9, Emulation::V1_30] {
         let (handle, client, _dir) = lab(emu).await;
         let nodes: Api<Node> = Api::all(client.clone());
-        let ready = |n: &Node| {
-            n.status
-                .as_ref()
-                .unwrap()
-                .conditions
-                .as_ref()
-                .unwrap()
-                .iter()
-                .find(|c| c.type_ == "Ready")
-                .unwrap()
-                .status
-                .clone()
-        };
+        let ready = node_ready;
         let hb = json!({"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
             "lastHeartbeatTime": "2024-01-01T00:00:00Z"}], "nodeInfo": {"kubeletVersion": "v1.10.13"}}});
         for _ in 0..4 {
@@ -378,17 +358,7 @@ async fn heartbeats_and_not_ready() {
             .await
             .unwrap();
         for p in &on.items {
-            let r = p
-                .status
-                .as_ref()
-                .unwrap()
-                .conditions
-                .as_ref()
-                .unwrap()
-                .iter()
-                .find(|c| c.type_ == "Ready")
-                .unwrap();
-            assert_eq!(r.status, "False");
+            assert_eq!(pod_ready(p), "False");
         }
         // The kubelet comes back.
         nodes

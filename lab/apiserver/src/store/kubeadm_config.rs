@@ -6,24 +6,30 @@ use serde_json::{json, Value};
 
 use super::object::labels_of;
 use super::{Kind, Store};
-use crate::cluster::Cluster;
 use crate::emulation::KubeadmConfigApi;
 
 impl Store {
-    pub(super) fn kubeadm_config(&self, c: &Cluster) -> Value {
+    /// The data of `kube-system/kubeadm-config`.
+    pub(super) fn kubeadm_config(&self) -> Value {
+        let api = self.emu.kubeadm_config_api();
+        if api.master_configuration() {
+            return json!({"MasterConfiguration": self.master_configuration(api)});
+        }
+        self.cluster_configuration(api)
+    }
+
+    /// The `MasterConfiguration` of kubeadm 1.9 to 1.11, with the primary control plane's name.
+    fn master_configuration(&self, api: KubeadmConfigApi) -> String {
         let version = &self.served_version;
         let primary = self.primary_master.clone().unwrap_or_default();
         let addr = self.node_ip(&primary);
-        let api = self.emu.kubeadm_config_api();
         let endpoint = &self.cluster_endpoint;
-        let _ = c;
+        let api_endpoint = format!(
+            "api:\n  advertiseAddress: {addr}\n  bindPort: 6443\n  controlPlaneEndpoint: {endpoint}\n"
+        );
         if api == KubeadmConfigApi::V1Alpha1 {
-            let yaml = format!(
-                "api:
-  advertiseAddress: {addr}
-  bindPort: 6443
-  controlPlaneEndpoint: {endpoint}
-authorizationModes:
+            format!(
+                "{api_endpoint}authorizationModes:
 - Node
 - RBAC
 certificatesDir: /etc/kubernetes/pki
@@ -55,16 +61,10 @@ token: \"\"
 tokenTTL: 24h0m0s
 unifiedControlPlaneImage: \"\"
 "
-            );
-            return json!({"MasterConfiguration": yaml});
-        }
-        if api == KubeadmConfigApi::V1Alpha2 {
-            let yaml = format!(
-                "api:
-  advertiseAddress: {addr}
-  bindPort: 6443
-  controlPlaneEndpoint: {endpoint}
-apiVersion: kubeadm.k8s.io/v1alpha2
+            )
+        } else {
+            format!(
+                "{api_endpoint}apiVersion: kubeadm.k8s.io/v1alpha2
 certificatesDir: /etc/kubernetes/pki
 clusterName: kubernetes
 etcd:
@@ -86,9 +86,15 @@ nodeRegistration:
     key: node-role.kubernetes.io/master
 unifiedControlPlaneImage: \"\"
 "
-            );
-            return json!({"MasterConfiguration": yaml});
+            )
         }
+    }
+
+    /// `ClusterConfiguration` (kubeadm 1.12 on), and `ClusterStatus` with the control planes'
+    /// endpoints before v1beta3.
+    fn cluster_configuration(&self, api: KubeadmConfigApi) -> Value {
+        let version = &self.served_version;
+        let endpoint = &self.cluster_endpoint;
         let api_version = api.version();
         let repo = self.emu.image_registry();
         let api_server = if api.extra_args_list() {

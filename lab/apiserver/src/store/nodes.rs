@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::object::{condition_status, condition_true, meta_str, set_condition, set_path};
+use super::object::{condition_status, condition_true, internal_ip, meta_str, set_condition, set_path};
 use super::{Kind, Store};
 use crate::cluster::KubeletMode;
 use crate::error::ApiError;
@@ -212,16 +212,9 @@ impl Store {
 
     pub(super) fn node_ip(&self, node: &str) -> String {
         self.get(Kind::Node, "", node)
-            .and_then(|n| n.pointer("/status/addresses"))
-            .and_then(Value::as_array)
-            .and_then(|a| {
-                a.iter()
-                    .find(|x| x.get("type").and_then(Value::as_str) == Some("InternalIP"))
-                    .and_then(|x| x.get("address"))
-                    .and_then(Value::as_str)
-                    .map(String::from)
-            })
+            .and_then(internal_ip)
             .unwrap_or_default()
+            .to_string()
     }
 
     pub(super) fn alloc_pod_ip(&mut self, node: &str) -> String {

@@ -147,3 +147,13 @@ pub(crate) fn node_of(pod: &Value) -> &str {
 pub(crate) fn is_terminating(o: &Value) -> bool {
     meta(o).is_some_and(|m| m.contains_key("deletionTimestamp"))
 }
+
+/// A node's `InternalIP` address.
+pub(crate) fn internal_ip(node: &Value) -> Option<&str> {
+    node.pointer("/status/addresses")?
+        .as_array()?
+        .iter()
+        .find(|a| a.get("type").and_then(Value::as_str) == Some("InternalIP"))?
+        .get("address")?
+        .as_str()
+}

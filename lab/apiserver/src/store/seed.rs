@@ -209,7 +209,7 @@ impl Store {
             set_path(&mut obj, &["metadata", "generation"], json!(1));
             self.commit(Kind::Pdb, obj);
         }
-        let kc = self.kubeadm_config(c);
+        let kc = self.kubeadm_config();
         let m = self.new_meta("kube-system", "kubeadm-config", json!({}));
         self.commit(Kind::ConfigMap, json!({"metadata": m, "data": kc}));
         for (ns, cms) in &c.config_maps {
