@@ -1,5 +1,5 @@
-//! A kube client from the parameters every API module shares: `kubeconfig`, `context` and the
-//! per-request timeout.
+//! A kube client from the parameters every API module shares ([`Connection`]: `kubeconfig`,
+//! `context` and the per-request timeout).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,18 +13,7 @@ use module_kit::Failure;
 use tower::ServiceBuilder;
 
 use crate::dns::HyperResolver;
-
-/// Where and how to reach the API server.
-#[derive(Debug, Clone)]
-pub struct Connection {
-    /// An explicit kubeconfig; `None` means `$KUBECONFIG`, `~/.kube/config`, then
-    /// `/etc/kubernetes/admin.conf`.
-    pub kubeconfig: Option<PathBuf>,
-    /// A context of the kubeconfig; `None` means its current context.
-    pub context: Option<String>,
-    /// How long one API request may take.
-    pub request_timeout: Duration,
-}
+use crate::params::Connection;
 
 /// A connected client and what it was built from, for messages.
 #[derive(Clone)]
@@ -81,8 +70,9 @@ pub fn kubeconfig_paths(explicit: Option<&Path>) -> Result<Vec<PathBuf>, Failure
 }
 
 /// Reads the kubeconfig and builds a client (no request is made yet).
-pub async fn connect(conn: &Connection) -> Result<Api, Failure> {
+pub async fn connect<const T: u64>(conn: &Connection<T>) -> Result<Api, Failure> {
     let paths = kubeconfig_paths(conn.kubeconfig.as_deref())?;
+    let request_timeout = conn.request_timeout.duration();
     let shown = paths
         .iter()
         .map(|p| p.display().to_string())
@@ -104,7 +94,7 @@ pub async fn connect(conn: &Connection) -> Result<Api, Failure> {
     }
     let kc = merged.ok_or_else(|| Failure::new("no kubeconfig found"))?;
     if let Some(ctx) = &conn.context {
-        if !kc.contexts.iter().any(|c| &c.name == ctx) {
+        if !kc.contexts.iter().any(|c| c.name == ctx.as_str()) {
             let known: Vec<&str> = kc.contexts.iter().map(|c| c.name.as_str()).collect();
             return Err(Failure::param(
                 "context",
@@ -113,23 +103,23 @@ pub async fn connect(conn: &Connection) -> Result<Api, Failure> {
         }
     }
     let options = KubeConfigOptions {
-        context: conn.context.clone(),
+        context: conn.context.clone().map(String::from),
         cluster: None,
         user: None,
     };
     let mut config = Config::from_custom_kubeconfig(kc, &options)
         .await
         .map_err(|e| Failure::new(format!("kubeconfig {shown}: {}", chain(&e))))?;
-    config.connect_timeout = Some(conn.request_timeout);
-    config.read_timeout = Some(conn.request_timeout);
+    config.connect_timeout = Some(request_timeout);
+    config.read_timeout = Some(request_timeout);
     let server = config.cluster_url.to_string();
-    let client = build(config, conn.request_timeout)
+    let client = build(config, request_timeout)
         .map_err(|e| Failure::new(format!("cannot set up a client for {server}: {}", chain(&e))))?;
     Ok(Api {
         client,
         kubeconfig: shown,
         server: server.trim_end_matches('/').to_string(),
-        request_timeout: conn.request_timeout,
+        request_timeout,
     })
 }
 
@@ -251,10 +241,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config");
         std::fs::write(&path, text).unwrap();
-        let conn = Connection {
-            kubeconfig: Some(path),
-            context: None,
-            request_timeout: Duration::from_secs(5),
+        let conn = Connection::<5> {
+            kubeconfig: Some(module_kit::FilePath::new(path.to_str().unwrap()).unwrap()),
+            ..Connection::default()
         };
         crate::block_on(connect(&conn)).unwrap()
     }

@@ -1,19 +1,23 @@
 //! Kubernetes API access shared by the API modules (`node_drain`, `kubeadm_config_nodename`,
-//! `node_ready`, `cluster_survey`): a client from the common parameters, API errors with their HTTP
-//! status and the server's message, a small runtime so a synchronous `Module::run` can call async
-//! kube code, eviction discovery, and kubectl drain's pod filters.
+//! `node_ready`, `cluster_survey`, `cluster_lock`, and `upgrade_preflight`'s API checks): their
+//! common parameters declared once ([`Connection`], flattened into each one's `Params`, and
+//! [`NodeName`]), a client from them, API errors with their HTTP status and the server's message, a
+//! small runtime so a synchronous `Module::run` can call async kube code, eviction discovery, and
+//! kubectl drain's pod filters.
 //!
 //! Modules that do not talk to the API must not depend on this crate (it links kube and tokio).
 
 mod client;
 mod dns;
 mod error;
+mod params;
 pub mod pods;
 
-pub use client::{chain, connect, kubeconfig_paths, Api, Connection};
+pub use client::{chain, connect, kubeconfig_paths, Api};
 pub use error::{describe, status, transient, Backoff};
 pub use k8s_openapi;
 pub use kube;
+pub use params::{is_dns1123_label, is_dns1123_subdomain, Connection, NodeName};
 pub use tokio;
 
 use module_kit::Failure;

@@ -521,7 +521,10 @@ mod tests {
             .err()
             .unwrap()
             .msg;
-        assert!(msg.starts_with("parameter `kubeconfig`: must not be empty"), "{msg}");
+        assert!(
+            msg.starts_with("parameter `kubeconfig`: must not be empty"),
+            "{msg}"
+        );
         let msg = crate::intake::<FlatModule>(json!({"name": "a", "kubeconfig": null, "count": null}));
         assert!(msg.is_ok());
     }

@@ -15,12 +15,12 @@
 mod record;
 mod store;
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use kube_kit::k8s_openapi::jiff::Timestamp;
+use kube_kit::{is_dns1123_label, is_dns1123_subdomain, Connection};
 use module_kit::{de, shown, Context, Failure, Module, Name, Outcome, Seconds};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 pub use record::{Record, HOST_ANNOTATION, LOCK_ANNOTATION, STARTED_ANNOTATION};
@@ -30,7 +30,7 @@ use store::{Store, WriteError};
 pub struct ClusterLock;
 
 /// What to do with the lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     Acquire,
@@ -39,32 +39,45 @@ pub enum Action {
     Status,
 }
 
-#[derive(Debug, Deserialize, module_kit::Params)]
+#[derive(Debug, Clone, Deserialize, Serialize, module_kit::Params)]
 pub struct Params {
-    action: Action,
+    pub action: Action,
     #[serde(default = "default_name")]
-    name: String,
+    pub name: String,
     #[serde(default = "default_namespace")]
-    namespace: String,
+    pub namespace: String,
     /// Who holds (or wants) the lock; required except for `status`.
-    #[serde(default)]
-    holder: Option<Name>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<Name>,
     /// The machine the holder runs on, shown to whoever finds the cluster locked.
-    #[serde(default)]
-    host: Option<Name>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<Name>,
     /// Seconds the lock stays valid without renewal.
     #[serde(default = "default_duration")]
-    duration: Seconds<MIN_DURATION>,
+    pub duration: Seconds<MIN_DURATION>,
     /// Take over a lock whose holder stopped renewing it for longer than its duration.
     #[serde(default, deserialize_with = "de::boolean")]
-    takeover: bool,
-    #[serde(default)]
-    kubeconfig: Option<PathBuf>,
-    #[serde(default)]
-    context: Option<String>,
-    /// Seconds one API request may take.
-    #[serde(default = "default_request_timeout", deserialize_with = "de::seconds")]
-    request_timeout: u64,
+    pub takeover: bool,
+    /// `kubeconfig`, `context`, `request_timeout`.
+    #[serde(flatten)]
+    pub connection: Connection,
+}
+
+impl Params {
+    /// `action` on the default lock, by nobody in particular yet (for callers such as kup: `status`
+    /// needs no holder).
+    pub fn new(action: Action) -> Params {
+        Params {
+            action,
+            name: default_name(),
+            namespace: default_namespace(),
+            holder: None,
+            host: None,
+            duration: default_duration(),
+            takeover: false,
+            connection: Connection::default(),
+        }
+    }
 }
 
 fn default_name() -> String {
@@ -76,9 +89,6 @@ fn default_namespace() -> String {
 fn default_duration() -> Seconds<MIN_DURATION> {
     Seconds::of(120)
 }
-fn default_request_timeout() -> u64 {
-    30
-}
 
 /// Bounds of `duration`: at least 10 s (renewals must have time to land), at most a day.
 pub const MIN_DURATION: u64 = 10;
@@ -87,23 +97,6 @@ pub const MAX_DURATION: u64 = 86_400;
 const MAX_TEXT: usize = 1024;
 /// Looks (and conditional writes) before giving up on a lock that keeps changing.
 const MAX_ROUNDS: u32 = 5;
-
-/// A DNS-1123 subdomain (`label_only`: a DNS-1123 label, what a namespace must be).
-fn valid_object_name(name: &str, label_only: bool) -> bool {
-    let max = if label_only { 63 } else { 253 };
-    !name.is_empty()
-        && name.len() <= max
-        && (!label_only || !name.contains('.'))
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
-}
 
 /// A one-line, non-empty, bounded string.
 fn text_param(field: &str, value: &str) -> Result<String, Failure> {
@@ -142,7 +135,7 @@ impl Ask {
                 format!("must be at most {MAX_DURATION} seconds (a day), got {duration}"),
             ));
         }
-        if !valid_object_name(&p.name, false) {
+        if !is_dns1123_subdomain(&p.name) {
             return Err(Failure::param(
                 "name",
                 format!(
@@ -151,7 +144,7 @@ impl Ask {
                 ),
             ));
         }
-        if !valid_object_name(&p.namespace, true) {
+        if !is_dns1123_label(&p.namespace) {
             return Err(Failure::param(
                 "namespace",
                 format!(
@@ -445,20 +438,15 @@ impl Module for ClusterLock {
 
     fn run(p: Params, ctx: &Context) -> Result<Outcome, Failure> {
         let ask = Ask::from_params(&p)?;
-        let conn = kube_kit::Connection {
-            kubeconfig: p.kubeconfig.clone(),
-            context: p.context.clone(),
-            request_timeout: Duration::from_secs(p.request_timeout),
-        };
         let check = ctx.check_mode;
-        kube_kit::block_on(async move { apply(&p, &ask, &conn, check).await })?
+        kube_kit::block_on(async move { apply(&p, &ask, check).await })?
     }
 }
 
-async fn apply(p: &Params, ask: &Ask, conn: &kube_kit::Connection, check: bool) -> Result<Outcome, Failure> {
-    let api = kube_kit::connect(conn).await?;
+async fn apply(p: &Params, ask: &Ask, check: bool) -> Result<Outcome, Failure> {
+    let api = kube_kit::connect(&p.connection).await?;
     // Transient errors (5xx, 429, timeouts) are retried for up to two request timeouts.
-    let deadline = Instant::now() + conn.request_timeout * 2;
+    let deadline = Instant::now() + p.connection.request_timeout.duration() * 2;
     let mut store = Store::new(&api, &p.namespace, &p.name, deadline);
     let me = ask.holder.as_deref();
     let mut conflicts = 0u32;
@@ -738,11 +726,11 @@ mod tests {
 
     #[test]
     fn names_and_text_parameters() {
-        assert!(valid_object_name("kup-upgrade", false));
-        assert!(valid_object_name("a.b", false));
-        assert!(!valid_object_name("a.b", true));
-        assert!(!valid_object_name("Kup", false));
-        assert!(!valid_object_name("-a", true));
+        assert!(is_dns1123_subdomain("kup-upgrade"));
+        assert!(is_dns1123_subdomain("a.b"));
+        assert!(!is_dns1123_label("a.b"));
+        assert!(!is_dns1123_subdomain("Kup"));
+        assert!(!is_dns1123_label("-a"));
         assert!(text_param("holder", " x ").is_ok());
         assert!(text_param("holder", "  ").is_err());
         assert!(text_param("holder", "a\nb").is_err());

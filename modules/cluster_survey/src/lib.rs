@@ -17,39 +17,55 @@ use std::time::Instant;
 use kube_kit::kube::api::ListParams;
 use kube_kit::kube::Client;
 use kube_kit::pods::{self, Decision, DrainFacts, DrainFilters};
-use module_kit::{de, shown, Context, Failure, FilePath, Module, Name, Outcome, Seconds};
+use kube_kit::{Connection, NodeName};
+use module_kit::{de, Context, Failure, Module, Name, Outcome, Seconds};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
 
 use slim::{LabelSelector, List};
 
 pub struct ClusterSurvey;
 
-#[derive(Debug, Deserialize, module_kit::Params)]
+#[derive(Debug, Clone, Deserialize, Serialize, module_kit::Params)]
 pub struct Params {
     /// Report these nodes only (default: every node). The lists stay cluster-wide.
-    #[serde(default)]
-    names: Option<Vec<Name>>,
+    #[serde(
+        default,
+        deserialize_with = "node_names",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub names: Option<Vec<NodeName>>,
     #[serde(default, deserialize_with = "de::boolean")]
-    ignore_daemonsets: bool,
+    pub ignore_daemonsets: bool,
     #[serde(default, alias = "delete_local_data", deserialize_with = "de::boolean")]
-    delete_emptydir_data: bool,
+    pub delete_emptydir_data: bool,
     #[serde(default, deserialize_with = "de::boolean")]
-    force: bool,
+    pub force: bool,
     /// Objects per list request (`limit`).
     #[serde(default = "default_page_size", deserialize_with = "de::int")]
-    page_size: u32,
+    pub page_size: u32,
     /// Seconds the whole survey may take (transient API errors are retried until then).
     #[serde(default = "default_timeout")]
-    timeout: Seconds,
-    #[serde(default)]
-    kubeconfig: Option<FilePath>,
-    #[serde(default)]
-    context: Option<Name>,
-    /// Seconds one API request may take.
-    #[serde(default = "default_request_timeout")]
-    request_timeout: Seconds,
+    pub timeout: Seconds,
+    /// `kubeconfig`, `context`, `request_timeout`.
+    #[serde(flatten)]
+    pub connection: Connection,
+}
+
+impl Default for Params {
+    /// Every node, kubectl drain's default filters (for callers such as kup).
+    fn default() -> Params {
+        Params {
+            names: None,
+            ignore_daemonsets: false,
+            delete_emptydir_data: false,
+            force: false,
+            page_size: default_page_size(),
+            timeout: default_timeout(),
+            connection: Connection::default(),
+        }
+    }
 }
 
 fn default_page_size() -> u32 {
@@ -58,8 +74,14 @@ fn default_page_size() -> u32 {
 fn default_timeout() -> Seconds {
     Seconds::of(120)
 }
-fn default_request_timeout() -> Seconds {
-    Seconds::of(30)
+
+/// Names without NUL or control characters first (refused at `names[i]`), then each one a node
+/// name (refused at `names`).
+fn node_names<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<NodeName>>, D::Error> {
+    Option::<Vec<Name>>::deserialize(d)?
+        .map(|names| names.iter().map(|n| NodeName::new(n)).collect())
+        .transpose()
+        .map_err(serde::de::Error::custom)
 }
 
 /// The static pods whose image tags say which version the control plane runs.
@@ -82,12 +104,6 @@ impl Params {
                     "expected at least one node name (leave it out for every node)",
                 ));
             }
-            if let Some(bad) = names.iter().find(|n| n.trim().is_empty()) {
-                return Err(Failure::param(
-                    "names",
-                    format!("{} is not a node name", shown(bad)),
-                ));
-            }
         }
         Ok(())
     }
@@ -103,13 +119,8 @@ impl Module for ClusterSurvey {
     }
 
     fn run(p: Params, _ctx: &Context) -> Result<Outcome, Failure> {
-        let conn = kube_kit::Connection {
-            kubeconfig: p.kubeconfig.clone().map(Into::into),
-            context: p.context.clone().map(Into::into),
-            request_timeout: p.request_timeout.duration(),
-        };
         // Read-only: check mode runs the same survey.
-        kube_kit::block_on(survey(p, conn))?
+        kube_kit::block_on(survey(p))?
     }
 }
 
@@ -316,10 +327,10 @@ impl Survey<'_> {
     }
 }
 
-async fn survey(p: Params, conn: kube_kit::Connection) -> Result<Outcome, Failure> {
+async fn survey(p: Params) -> Result<Outcome, Failure> {
     let start = Instant::now();
     let deadline = start + p.timeout.duration();
-    let api = kube_kit::connect(&conn).await?;
+    let api = kube_kit::connect(&p.connection).await?;
     let client = &api.client;
     let server = &api.server;
     let failed =
@@ -331,7 +342,7 @@ async fn survey(p: Params, conn: kube_kit::Connection) -> Result<Outcome, Failur
         .git_version;
 
     // Nodes: versions and state for every node, a row for each reported one.
-    let wanted: Option<BTreeSet<&str>> = p.names.as_ref().map(|n| n.iter().map(|s| s.trim()).collect());
+    let wanted: Option<BTreeSet<&str>> = p.names.as_ref().map(|n| n.iter().map(|s| s.as_str()).collect());
     let mut kubelet_versions: BTreeMap<String, u32> = BTreeMap::new();
     let mut rows: BTreeMap<String, NodeRow> = BTreeMap::new();
     let mut node_count = 0u32;

@@ -16,31 +16,42 @@ use std::time::{Duration, Instant};
 
 use kube_kit::k8s_openapi::api::core::v1::ConfigMap;
 use kube_kit::kube::api::{Api, PostParams};
-use module_kit::{shown, Context, Failure, FilePath, Module, Name, Outcome, Seconds};
-use serde::Deserialize;
+use kube_kit::{is_dns1123_subdomain, Connection, NodeName};
+use module_kit::{shown, Context, Failure, Module, Outcome, Seconds};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 pub struct KubeadmConfigNodename;
 
-#[derive(Debug, Deserialize, module_kit::Params)]
+#[derive(Debug, Clone, Deserialize, Serialize, module_kit::Params)]
 pub struct Params {
     /// The node name to set (default: this host's FQDN).
-    #[serde(default)]
-    node_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<NodeName>,
     #[serde(default = "default_namespace")]
-    namespace: String,
+    pub namespace: String,
     #[serde(default = "default_name")]
-    name: String,
-    #[serde(default)]
-    kubeconfig: Option<FilePath>,
-    #[serde(default)]
-    context: Option<Name>,
-    /// Seconds one API request may take.
-    #[serde(default = "default_request_timeout")]
-    request_timeout: Seconds,
+    pub name: String,
     /// Seconds for the whole operation, retries included.
     #[serde(default = "default_timeout")]
-    timeout: Seconds,
+    pub timeout: Seconds,
+    /// `kubeconfig`, `context`, `request_timeout`.
+    #[serde(flatten)]
+    pub connection: Connection,
+}
+
+impl Params {
+    /// `nodeName` set to `node_name` (`None`: this host's FQDN), everything else at its default (for
+    /// callers such as kup).
+    pub fn new(node_name: Option<NodeName>) -> Params {
+        Params {
+            node_name,
+            namespace: default_namespace(),
+            name: default_name(),
+            timeout: default_timeout(),
+            connection: Connection::default(),
+        }
+    }
 }
 
 fn default_namespace() -> String {
@@ -49,26 +60,8 @@ fn default_namespace() -> String {
 fn default_name() -> String {
     "kubeadm-config".into()
 }
-fn default_request_timeout() -> Seconds {
-    Seconds::of(30)
-}
 fn default_timeout() -> Seconds {
     Seconds::of(120)
-}
-
-/// A DNS-1123 subdomain, what Kubernetes accepts as a node name.
-pub fn valid_node_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
 }
 
 /// What the ConfigMap holds, and what to do about it.
@@ -149,11 +142,8 @@ impl Module for KubeadmConfigNodename {
     type Params = Params;
 
     fn validate(p: &Params) -> Result<(), Failure> {
-        if let Some(node) = &p.node_name {
-            check_node_name(node.trim())?;
-        }
         for (field, value) in [("namespace", &p.namespace), ("name", &p.name)] {
-            if !valid_node_name(value) {
+            if !is_dns1123_subdomain(value) {
                 return Err(Failure::param(
                     field,
                     format!("{} is not a valid object name", shown(value)),
@@ -165,44 +155,25 @@ impl Module for KubeadmConfigNodename {
 
     fn run(p: Params, ctx: &Context) -> Result<Outcome, Failure> {
         let (node, source) = match &p.node_name {
-            Some(n) => (n.trim().to_string(), "parameter"),
-            None => (
-                hostname::fqdn().map_err(|e| Failure::param("node_name", e))?,
-                "hostname",
-            ),
-        };
-        check_node_name(&node)?;
-        let conn = kube_kit::Connection {
-            kubeconfig: p.kubeconfig.clone().map(Into::into),
-            context: p.context.clone().map(Into::into),
-            request_timeout: p.request_timeout.duration(),
+            Some(n) => (n.clone(), "parameter"),
+            None => {
+                let fqdn = hostname::fqdn().map_err(|e| Failure::param("node_name", e))?;
+                // This host's name must be one Kubernetes accepts too.
+                let node = NodeName::new(&fqdn).map_err(|e| Failure::param("node_name", e))?;
+                (node, "hostname")
+            }
         };
         let check = ctx.check_mode;
         kube_kit::block_on(async move {
-            let out = apply(&p, &conn, &node, check).await?;
+            let out = apply(&p, &node, check).await?;
             Ok(out.with("node_name", &node).with("node_name_source", source))
         })?
     }
 }
 
-/// The node name to set (given, or this host's): what Kubernetes accepts as one.
-fn check_node_name(node: &str) -> Result<(), Failure> {
-    if valid_node_name(node) {
-        Ok(())
-    } else {
-        Err(Failure::param(
-            "node_name",
-            format!(
-                "{} is not a valid node name (lowercase letters, digits, '-' and '.')",
-                shown(node)
-            ),
-        ))
-    }
-}
-
-async fn apply(p: &Params, conn: &kube_kit::Connection, node: &str, check: bool) -> Result<Outcome, Failure> {
+async fn apply(p: &Params, node: &str, check: bool) -> Result<Outcome, Failure> {
     let deadline = Instant::now() + p.timeout.duration();
-    let api = kube_kit::connect(conn).await?;
+    let api = kube_kit::connect(&p.connection).await?;
     let cms: Api<ConfigMap> = Api::namespaced(api.client.clone(), &p.namespace);
     let where_ = format!("configmap {}/{}", p.namespace, p.name);
     let mut conflicts = 0u32;

@@ -21,14 +21,14 @@
 mod drain;
 mod filter;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use kube_kit::k8s_openapi::api::core::v1::Node;
 use kube_kit::kube::api::{Api, Patch, PatchParams};
+use kube_kit::{Connection, NodeName};
 use module_kit::plan::{decide, Decision};
-use module_kit::{de, shown, Applied, Change, Context, Failure, Module, Outcome, Plan};
-use serde::Deserialize;
+use module_kit::{de, Applied, Change, Context, Failure, Module, Outcome, Plan};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 /// Marks a cordon this module made (so an uncordon may lift it).
@@ -36,7 +36,7 @@ pub const CORDON_ANNOTATION: &str = "kubeadm-ha-upgrade/cordoned";
 
 pub struct NodeDrain;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     Cordon,
@@ -44,9 +44,9 @@ pub enum State {
     Uncordon,
 }
 
-#[derive(Debug, Deserialize, module_kit::Params)]
+#[derive(Debug, Clone, Deserialize, Serialize, module_kit::Params)]
 pub struct Params {
-    pub name: String,
+    pub name: NodeName,
     #[serde(default = "default_state")]
     pub state: State,
     #[serde(default, deserialize_with = "de::boolean")]
@@ -56,13 +56,17 @@ pub struct Params {
     #[serde(default, deserialize_with = "de::boolean")]
     pub force: bool,
     /// Seconds each pod gets to terminate (default: its own terminationGracePeriodSeconds).
-    #[serde(default, deserialize_with = "de::opt_int")]
+    #[serde(
+        default,
+        deserialize_with = "de::opt_int",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub grace_period: Option<i64>,
     /// Seconds the whole drain may take; then it fails (1 s to 7 days).
     #[serde(default = "default_timeout", deserialize_with = "de::seconds")]
     pub timeout: u64,
     /// Only pods matching this label selector are drained.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_selector: Option<String>,
     #[serde(default, deserialize_with = "de::boolean")]
     pub disable_eviction: bool,
@@ -74,13 +78,9 @@ pub struct Params {
     pub concurrency: u32,
     #[serde(default, deserialize_with = "de::boolean")]
     pub uncordon_on_failure: bool,
-    #[serde(default, deserialize_with = "de::opt_file_path")]
-    pub kubeconfig: Option<PathBuf>,
-    #[serde(default, deserialize_with = "de::opt_name")]
-    pub context: Option<String>,
-    /// Seconds one API request may take (1 s to 7 days).
-    #[serde(default = "default_request_timeout", deserialize_with = "de::seconds")]
-    pub request_timeout: u64,
+    /// `kubeconfig`, `context`, `request_timeout`.
+    #[serde(flatten)]
+    pub connection: Connection,
 }
 
 fn default_state() -> State {
@@ -92,28 +92,28 @@ fn default_timeout() -> u64 {
 fn default_concurrency() -> u32 {
     50
 }
-fn default_request_timeout() -> u64 {
-    30
-}
 
 impl Params {
-    fn validate(&self) -> Result<(), Failure> {
-        let n = self.name.as_str();
-        let valid = !n.is_empty()
-            && n.len() <= 253
-            && n.split('.').all(|l| {
-                !l.is_empty()
-                    && l.bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                    && !l.starts_with('-')
-                    && !l.ends_with('-')
-            });
-        if !valid {
-            return Err(Failure::param(
-                "name",
-                format!("{} is not a valid node name", shown(n)),
-            ));
+    /// `state` of node `name`, everything else at its default (for callers such as kup).
+    pub fn new(name: NodeName, state: State) -> Params {
+        Params {
+            name,
+            state,
+            ignore_daemonsets: false,
+            delete_emptydir_data: false,
+            force: false,
+            grace_period: None,
+            timeout: default_timeout(),
+            pod_selector: None,
+            disable_eviction: false,
+            skip_wait_for_delete_timeout: 0,
+            concurrency: default_concurrency(),
+            uncordon_on_failure: false,
+            connection: Connection::default(),
         }
+    }
+
+    fn validate(&self) -> Result<(), Failure> {
         if self.concurrency == 0 {
             return Err(Failure::param("concurrency", "must be at least 1"));
         }
@@ -147,15 +147,10 @@ impl Module for NodeDrain {
     }
 
     fn run(p: Params, ctx: &Context) -> Result<Outcome, Failure> {
-        let conn = kube_kit::Connection {
-            kubeconfig: p.kubeconfig.clone(),
-            context: p.context.clone(),
-            request_timeout: Duration::from_secs(p.request_timeout),
-        };
         let check = ctx.check_mode;
         kube_kit::block_on(async move {
             let start = Instant::now();
-            let api = kube_kit::connect(&conn).await?;
+            let api = kube_kit::connect(&p.connection).await?;
             let deadline = start + Duration::from_secs(p.timeout);
             let nodes: Api<Node> = Api::all(api.client.clone());
             let node = kube_kit::retry(deadline, || nodes.get(&p.name))

@@ -3,38 +3,47 @@
 //! otherwise fails listing every node that is not, and why. Read-only: never reports a change.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use kube_kit::k8s_openapi::api::core::v1::Node;
 use kube_kit::kube::api::{Api, ListParams};
+use kube_kit::{Connection, NodeName};
 use module_kit::{de, shown, Context, Failure, Module, Outcome};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value};
 
 pub struct NodeReady;
 
-#[derive(Debug, Deserialize, module_kit::Params)]
+#[derive(Debug, Clone, Deserialize, Serialize, module_kit::Params)]
 pub struct Params {
     /// Nodes to wait for (default: every node).
-    #[serde(default, deserialize_with = "names")]
-    names: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "names", skip_serializing_if = "Option::is_none")]
+    pub names: Option<Vec<NodeName>>,
     /// Expected `status.nodeInfo.kubeletVersion` (`v1.9.2`, `1.9.2`, or `1.9` for any patch).
-    #[serde(default)]
-    kubelet_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubelet_version: Option<String>,
     /// Seconds to wait in all (0: look once; at most 7 days).
     #[serde(default = "default_timeout", deserialize_with = "de::seconds_or_zero")]
-    timeout: u64,
+    pub timeout: u64,
     /// Seconds between two looks (1 s to 7 days).
     #[serde(default = "default_interval", deserialize_with = "de::seconds")]
-    interval: u64,
-    #[serde(default, deserialize_with = "de::opt_file_path")]
-    kubeconfig: Option<PathBuf>,
-    #[serde(default, deserialize_with = "de::opt_name")]
-    context: Option<String>,
-    /// Seconds one API request may take (1 s to 7 days).
-    #[serde(default = "default_request_timeout", deserialize_with = "de::seconds")]
-    request_timeout: u64,
+    pub interval: u64,
+    /// `kubeconfig`, `context`, `request_timeout`.
+    #[serde(flatten)]
+    pub connection: Connection,
+}
+
+impl Default for Params {
+    /// Every node, any version, the default waits (for callers such as kup).
+    fn default() -> Params {
+        Params {
+            names: None,
+            kubelet_version: None,
+            timeout: default_timeout(),
+            interval: default_interval(),
+            connection: Connection::default(),
+        }
+    }
 }
 
 fn default_timeout() -> u64 {
@@ -43,12 +52,9 @@ fn default_timeout() -> u64 {
 fn default_interval() -> u64 {
     5
 }
-fn default_request_timeout() -> u64 {
-    30
-}
 
-/// A list of names, or one comma-separated string (what Ansible passes for `names: a,b`).
-fn names<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+/// A list of node names, or one comma-separated string (what Ansible passes for `names: a,b`).
+fn names<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<NodeName>>, D::Error> {
     let list: Vec<String> = match Value::deserialize(d)? {
         Value::String(s) => s.split(',').map(|n| n.trim().to_string()).collect(),
         Value::Array(items) => items
@@ -72,13 +78,11 @@ fn names<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Erro
     if list.is_empty() {
         return Err(serde::de::Error::custom("expected at least one node name"));
     }
-    if let Some(bad) = list.iter().find(|n| n.contains(char::is_control)) {
-        return Err(serde::de::Error::custom(format!(
-            "{} is not a node name (it contains a control character)",
-            shown(bad)
-        )));
-    }
-    Ok(Some(list))
+    list.iter()
+        .map(|n| NodeName::new(n))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// What one look found about one node.
@@ -170,7 +174,7 @@ fn inspect(node: &Node, expected: Option<&str>) -> Seen {
     }
 }
 
-fn evaluate(nodes: &[Node], wanted: Option<&[String]>, expected: Option<&str>) -> Vec<Seen> {
+fn evaluate(nodes: &[Node], wanted: Option<&[NodeName]>, expected: Option<&str>) -> Vec<Seen> {
     let by_name: BTreeMap<String, &Node> = nodes
         .iter()
         .map(|n| (n.metadata.name.clone().unwrap_or_default(), n))
@@ -178,10 +182,10 @@ fn evaluate(nodes: &[Node], wanted: Option<&[String]>, expected: Option<&str>) -
     match wanted {
         Some(names) => names
             .iter()
-            .map(|name| match by_name.get(name) {
+            .map(|name| match by_name.get(name.as_str()) {
                 Some(node) => inspect(node, expected),
                 None => Seen {
-                    name: name.clone(),
+                    name: name.to_string(),
                     found: false,
                     ready: false,
                     kubelet_version: None,
@@ -219,20 +223,15 @@ impl Module for NodeReady {
     }
 
     fn run(p: Params, _ctx: &Context) -> Result<Outcome, Failure> {
-        let conn = kube_kit::Connection {
-            kubeconfig: p.kubeconfig.clone(),
-            context: p.context.clone(),
-            request_timeout: Duration::from_secs(p.request_timeout),
-        };
-        kube_kit::block_on(wait(p, conn))?
+        kube_kit::block_on(wait(p))?
     }
 }
 
-async fn wait(p: Params, conn: kube_kit::Connection) -> Result<Outcome, Failure> {
+async fn wait(p: Params) -> Result<Outcome, Failure> {
     let start = Instant::now();
     let deadline = start + Duration::from_secs(p.timeout);
     let interval = Duration::from_secs(p.interval);
-    let api = kube_kit::connect(&conn).await?;
+    let api = kube_kit::connect(&p.connection).await?;
     let nodes: Api<Node> = Api::all(api.client.clone());
     let expected = p.kubelet_version.as_deref();
     let mut last_error: Option<String>;

@@ -5,10 +5,11 @@
 
 use kube_kit::k8s_openapi::api::core::v1::{Node, Pod};
 use kube_kit::kube::api::{Api, ListParams};
+use kube_kit::Connection;
 use kube_version::Version;
 use module_kit::command::Command;
-use module_kit::{de, shown, Context, Failure, FilePath, Module, Name, Outcome, Seconds};
-use serde::Deserialize;
+use module_kit::{de, shown, Context, Failure, FilePath, Module, Outcome};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -25,23 +26,34 @@ const CHECKS: &[&str] = &[
 ];
 const API_CHECKS: &[&str] = &["version_skew", "api", "nodes_ready", "control_plane"];
 
-#[derive(Debug, Deserialize, module_kit::Params)]
+#[derive(Debug, Clone, Deserialize, Serialize, module_kit::Params)]
 pub struct Params {
-    version: String,
+    pub version: String,
     #[serde(default = "default_kubeadm")]
-    kubeadm_path: FilePath,
+    pub kubeadm_path: FilePath,
     #[serde(default)]
-    skip: Vec<String>,
+    pub skip: Vec<String>,
     #[serde(default = "default_disk_path")]
-    disk_path: FilePath,
+    pub disk_path: FilePath,
     #[serde(default = "default_min_free", deserialize_with = "de::int")]
-    min_free_mb: u64,
-    #[serde(default)]
-    kubeconfig: Option<FilePath>,
-    #[serde(default)]
-    context: Option<Name>,
-    #[serde(default = "default_request_timeout")]
-    request_timeout: Seconds,
+    pub min_free_mb: u64,
+    /// `kubeconfig`, `context`, `request_timeout` (15 s by default here: a check, not a change).
+    #[serde(flatten)]
+    pub connection: Connection<15>,
+}
+
+impl Params {
+    /// Every check for `version`, everything else at its default (for callers such as kup).
+    pub fn new(version: impl Into<String>) -> Params {
+        Params {
+            version: version.into(),
+            kubeadm_path: default_kubeadm(),
+            skip: Vec::new(),
+            disk_path: default_disk_path(),
+            min_free_mb: default_min_free(),
+            connection: Connection::default(),
+        }
+    }
 }
 
 /// Where kubeadm_download puts the target's kubeadm by default (a directory only root can write to).
@@ -53,9 +65,6 @@ fn default_disk_path() -> FilePath {
 }
 fn default_min_free() -> u64 {
     300
-}
-fn default_request_timeout() -> Seconds {
-    Seconds::of(15)
 }
 
 /// One check's verdict.
@@ -109,12 +118,7 @@ impl Module for UpgradePreflight {
             checks.push(kubeadm(&p, target));
         }
         if API_CHECKS.iter().any(|c| wanted(c)) {
-            let conn = kube_kit::Connection {
-                kubeconfig: p.kubeconfig.clone().map(Into::into),
-                context: p.context.clone().map(Into::into),
-                request_timeout: p.request_timeout.duration(),
-            };
-            checks.extend(kube_kit::block_on(api_checks(conn, target, &wanted))??);
+            checks.extend(kube_kit::block_on(api_checks(&p.connection, target, &wanted))??);
         }
         if wanted("disk") {
             checks.push(disk(&p));
@@ -238,12 +242,12 @@ fn disk(p: &Params) -> Check {
 }
 
 async fn api_checks(
-    conn: kube_kit::Connection,
+    conn: &Connection<15>,
     target: Version,
     wanted: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<Check>, Failure> {
     let mut checks = Vec::new();
-    let api = match kube_kit::connect(&conn).await {
+    let api = match kube_kit::connect(conn).await {
         Ok(api) => api,
         Err(f) => {
             for name in API_CHECKS.iter().filter(|c| wanted(c)) {
