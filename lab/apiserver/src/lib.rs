@@ -36,9 +36,9 @@ pub use emulation::Emulation;
 pub mod faults;
 pub mod server;
 pub mod table;
-pub mod tls;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tls;
 
 pub use faults::FaultSpec;
 pub use server::{start, Handle, ServerConfig};

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::{Cluster, Emulation, FaultSpec, Handle, ServerConfig};
-use std::process::{Command, Output};
 use module_kit::testkit::{run_with_args_file, Ran};
 use serde_json::Value;
+use std::process::{Command, Output};
 
 pub struct Lab {
     pub rt: tokio::runtime::Runtime,
