@@ -1,6 +1,7 @@
 //! Ansible inventories, INI or YAML: the `control_plane` (alias `masters`) and `workers` (alias
 //! `nodes`) groups, with host and group variables.
 
+use kube_kit::NodeName;
 use serde_json::{Map, Value};
 use std::path::Path;
 
@@ -10,6 +11,9 @@ pub struct Host {
     pub name: String,
     /// Variables: `all` vars, then group vars, then host vars (later wins).
     pub vars: Map<String, Value>,
+    /// The Kubernetes node name (`node_name`, default the inventory name), checked when the
+    /// inventory is read: a name Kubernetes would refuse stops kup before it changes anything.
+    pub node_name: NodeName,
 }
 
 impl Host {
@@ -19,11 +23,6 @@ impl Host {
             Value::Null => None,
             other => Some(other.to_string()),
         }
-    }
-
-    /// The Kubernetes node name (`node_name`, default the inventory name).
-    pub fn node_name(&self) -> String {
-        self.var("node_name").unwrap_or_else(|| self.name.clone())
     }
 
     pub fn is_local(&self) -> bool {
@@ -110,7 +109,7 @@ impl Raw {
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();
-        let host = |name: &String, groups: &[&str]| -> Host {
+        let host = |name: &String, groups: &[&str]| -> Result<Host, String> {
             let mut vars = all_vars.clone();
             for g in groups {
                 if let Some(Value::Object(gv)) = self.group_vars.get(*g) {
@@ -120,12 +119,19 @@ impl Raw {
             if let Some(Value::Object(hv)) = self.host_vars.get(name) {
                 vars.extend(hv.clone());
             }
-            Host {
+            let node = match vars.get("node_name") {
+                None | Some(Value::Null) => name.clone(),
+                Some(Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+            };
+            let node_name = NodeName::new(&node).map_err(|e| format!("host {name}: node_name {e}"))?;
+            Ok(Host {
                 name: name.clone(),
                 vars,
-            }
+                node_name,
+            })
         };
-        let pick = |names: &[&'static str]| -> Vec<Host> {
+        let pick = |names: &[&'static str]| -> Result<Vec<Host>, String> {
             let mut members: Vec<String> = Vec::new();
             for n in names {
                 for m in self.members(n, 0) {
@@ -136,8 +142,8 @@ impl Raw {
             }
             members.iter().map(|m| host(m, names)).collect()
         };
-        let control_plane = pick(&["control_plane", "masters"]);
-        let workers: Vec<Host> = pick(&["workers", "nodes"])
+        let control_plane = pick(&["control_plane", "masters"])?;
+        let workers: Vec<Host> = pick(&["workers", "nodes"])?
             .into_iter()
             .filter(|w| !control_plane.iter().any(|c| c.name == w.name))
             .collect();
@@ -421,8 +427,8 @@ mod tests {
             let inv = Inventory::load(&path).unwrap();
             let names: Vec<&str> = inv.all_hosts().map(|h| h.name.as_str()).collect();
             assert_eq!(names, ["m1", "m2", "w1"], "{path:?}");
-            assert_eq!(inv.control_plane[0].node_name(), "m1.example");
-            assert_eq!(inv.control_plane[1].node_name(), "m2");
+            assert_eq!(inv.control_plane[0].node_name.as_str(), "m1.example");
+            assert_eq!(inv.control_plane[1].node_name.as_str(), "m2");
             assert_eq!(inv.workers[0].var("ansible_port").as_deref(), Some("2222"));
             assert_eq!(
                 inv.workers[0].var("container_runtime").as_deref(),

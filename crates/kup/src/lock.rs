@@ -3,8 +3,10 @@
 //! rollout runs, released at its end. Beside it the journal's own file lock keeps two runs on this
 //! machine apart.
 
+use crate::modules::Args;
 use crate::procedure::{Run, Stop};
-use serde_json::{json, Value};
+use cluster_lock::Action;
+use module_kit::{Name, Seconds};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -47,8 +49,8 @@ fn machine() -> String {
 }
 
 pub struct ClusterLock {
-    pub holder: String,
-    pub host: String,
+    pub holder: Name,
+    pub host: Name,
     pub takeover: bool,
     /// Set when a renewal finds the lock taken by another run.
     pub lost: AtomicBool,
@@ -56,14 +58,34 @@ pub struct ClusterLock {
 }
 
 impl ClusterLock {
-    fn args(&self, action: &str) -> Value {
-        json!({"action": action, "holder": self.holder, "host": self.host, "duration": DURATION,
-               "takeover": self.takeover && action == "acquire"})
+    /// The lock of this run (`journal`'s), taken over from a stale holder with `takeover`.
+    pub fn new(journal: &std::path::Path, takeover: bool) -> Result<ClusterLock, String> {
+        let name = |what: &str, text: String| {
+            Name::new(&text).map_err(|e| format!("cannot name this run's {what} for the cluster's lock: {e}"))
+        };
+        Ok(ClusterLock {
+            holder: name("holder", holder(journal))?,
+            host: name("machine", whereabouts())?,
+            takeover,
+            lost: AtomicBool::new(false),
+            lost_why: Mutex::new(String::new()),
+        })
+    }
+
+    fn args(&self, run: &Run<'_>, action: Action) -> Args {
+        Args::of::<cluster_lock::ClusterLock>(&cluster_lock::Params {
+            holder: Some(self.holder.clone()),
+            host: Some(self.host.clone()),
+            duration: Seconds::of(DURATION),
+            takeover: self.takeover && action == Action::Acquire,
+            connection: run.connection(),
+            ..cluster_lock::Params::new(action)
+        })
     }
 
     pub fn acquire(&self, run: &Run<'_>) -> Result<(), Stop> {
         let result = run
-            .call(run.primary(), "cluster_lock", self.args("acquire"))
+            .call(run.primary(), self.args(run, Action::Acquire))
             .map_err(|e| Stop::Setup(format!("cannot take the cluster's lock: {e}")))?;
         if result["failed"] != false {
             return Err(Stop::Setup(format!(
@@ -90,7 +112,7 @@ impl ClusterLock {
                 continue;
             }
             last = Instant::now();
-            match run.call(run.primary(), "cluster_lock", self.args("renew")) {
+            match run.call(run.primary(), self.args(run, Action::Renew)) {
                 Ok(r) if r["failed"] == false => {}
                 Ok(r) => {
                     let why = r["msg"].as_str().unwrap_or("lost").to_string();
@@ -115,7 +137,7 @@ impl ClusterLock {
     }
 
     pub fn release(&self, run: &Run<'_>) {
-        match run.call(run.primary(), "cluster_lock", self.args("release")) {
+        match run.call(run.primary(), self.args(run, Action::Release)) {
             Ok(r) if r["failed"] == false => {}
             Ok(r) => run.reporter.note(
                 &run.primary().name,

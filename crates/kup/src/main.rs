@@ -3,6 +3,7 @@
 //!   kup plan    -i INVENTORY --to VERSION|CHANNEL    what would change; changes nothing
 //!   kup upgrade -i INVENTORY --to VERSION|CHANNEL    the whole rollout, resumable
 //!   kup module NAME [ARGS.json]                      run one module (JSON on stdin without ARGS)
+//!   kup module --list                                the modules kup carries
 
 mod inventory;
 mod journal;
@@ -113,7 +114,12 @@ enum Command {
     },
     /// Run one module (the multicall entry kup uses on hosts): JSON args file, or JSON on stdin.
     Module {
-        name: String,
+        /// List the modules kup carries instead, one a line: name, where it runs (api: on this
+        /// machine or the first control plane; host: on its host), what it links (std, https, kube).
+        #[arg(long, exclusive = true)]
+        list: bool,
+        #[arg(required_unless_present = "list")]
+        name: Option<String>,
         #[arg(allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
@@ -122,7 +128,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Module { name, args } => modules::run(&name, args),
+        Command::Module { list: true, .. } => modules::list(),
+        Command::Module { name, args, .. } => modules::run(name.as_deref().unwrap_or_default(), args),
         Command::Plan(common) => plan(&common),
         Command::Upgrade {
             common,
@@ -225,6 +232,8 @@ fn load(
     // controller's, so they are made absolute here.
     if let Some(kubeconfig) = inventory.var("kubeconfig") {
         let path = controller_path(&kubeconfig)?;
+        module_kit::FilePath::new(&path.to_string_lossy())
+            .map_err(|e| format!("inventory {}: kubeconfig {e}", common.inventory.display()))?;
         inventory
             .vars
             .insert("kubeconfig".into(), json!(path.to_string_lossy()));
@@ -312,12 +321,9 @@ fn upgrade(
             journal.path().display()
         ));
     }
-    let cluster_lock = lock::ClusterLock {
-        holder: lock::holder(journal.path()),
-        host: lock::whereabouts(),
-        takeover: take_over_lock,
-        lost: AtomicBool::new(false),
-        lost_why: Mutex::new(String::new()),
+    let cluster_lock = match lock::ClusterLock::new(journal.path(), take_over_lock) {
+        Ok(lock) => lock,
+        Err(e) => return finish(&reporter, Stop::Setup(e), None),
     };
     run.journal = Mutex::new(journal);
     let hosts = inventory.all_hosts().count();
@@ -444,8 +450,9 @@ fn plan(common: &Common) -> ExitCode {
         reporter.phase("what would change (check mode)");
         for (i, host) in inventory.all_hosts().enumerate() {
             let worker = i >= inventory.control_plane.len();
-            for (module, args) in modules::plan_steps(&run, target, worker) {
-                if let Err(Stop::Failed { msg, .. }) = run.check(host, module, args) {
+            for args in modules::plan_steps(&run, target, worker) {
+                let module = args.module;
+                if let Err(Stop::Failed { msg, .. }) = run.check(host, args) {
                     blockers.push(format!("{}: {module}: {msg}", host.name));
                 }
             }
@@ -455,7 +462,9 @@ fn plan(common: &Common) -> ExitCode {
         let Some(primary) = inventory.control_plane.first() else {
             return Ok(());
         };
-        match run.check(primary, "cluster_survey", modules::survey_args(&inventory, false)) {
+        let survey = modules::survey_args(&inventory, run.connection(), false);
+        let surveyed = survey.module;
+        match run.check(primary, survey) {
             Ok(survey) => {
                 let found = modules::survey_findings(&inventory, &survey, common.allow_partial);
                 for (host, note) in &found.notes {
@@ -463,13 +472,15 @@ fn plan(common: &Common) -> ExitCode {
                 }
                 blockers.extend(found.blockers);
             }
-            Err(Stop::Failed { msg, .. }) => {
-                blockers.push(format!("{}: cluster_survey: {msg}", primary.name))
-            }
+            Err(Stop::Failed { msg, .. }) => blockers.push(format!("{}: {surveyed}: {msg}", primary.name)),
             Err(other) => return Err(other),
         }
         // Another operator's rollout under way.
-        if let Ok(lock) = run.check(primary, "cluster_lock", json!({"action": "status"})) {
+        let status = cluster_lock::Params {
+            connection: run.connection(),
+            ..cluster_lock::Params::new(cluster_lock::Action::Status)
+        };
+        if let Ok(lock) = run.check(primary, modules::Args::of::<cluster_lock::ClusterLock>(&status)) {
             if let Some(other) = modules::lock_blocker(&lock) {
                 blockers.push(format!("{}: {other}", primary.name));
             }

@@ -1,77 +1,174 @@
-//! The modules linked into kup (the multicall entry `kup module NAME`), what `kup plan` asks
-//! each host in check mode, and what it makes of the one cluster survey.
+//! The modules linked into kup, listed once ([`MODULES`]: the multicall entry `kup module NAME`,
+//! where each runs, what each links, `kup module --list` for scripts and tests), their arguments as
+//! typed values ([`Args`]), what `kup plan` asks each host in check mode, and what it makes of the
+//! one cluster survey.
 
-use crate::inventory::{Host, Inventory};
+use crate::inventory::Inventory;
 use crate::procedure::Run;
+use kube_kit::Connection;
 use kube_version::Version;
+use module_kit::Module;
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::ffi::OsString;
 use std::io::Write;
 use std::process::ExitCode;
 
-pub const NAMES: &[&str] = &[
-    "kubeadm_download",
-    "kubeadm_config_nodename",
-    "kubeadm_upgrade",
-    "package_pin",
-    "service_state",
-    "node_drain",
-    "node_ready",
-    "upgrade_preflight",
-    "cluster_survey",
-    "cluster_lock",
+/// What a module's binary links beyond std, which sets its size budget (tests/static_binaries.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Links {
+    /// Nothing that talks HTTP.
+    Std,
+    /// An HTTPS client (rustls).
+    Https,
+    /// The Kubernetes client (kube, rustls).
+    Kube,
+}
+
+impl Links {
+    pub fn name(self) -> &'static str {
+        match self {
+            Links::Std => "std",
+            Links::Https => "https",
+            Links::Kube => "kube",
+        }
+    }
+}
+
+/// One module kup carries.
+pub struct ModuleInfo {
+    /// Its name, as its `Module` declares it.
+    pub name: &'static str,
+    /// Talks only to the API server: runs on this machine when the inventory gives a kubeconfig,
+    /// else on the first control plane with its admin.conf. Other modules run on their host.
+    pub api: bool,
+    pub links: Links,
+    /// Seconds a run may take when its arguments name no `timeout` (kup adds its margin).
+    pub limit: u64,
+    main: fn(std::vec::IntoIter<OsString>) -> !,
+    /// The module's own intake on some arguments (never runs it): what it makes of what kup sends.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub intake: fn(Value) -> Value,
+}
+
+const fn module<M: Module>(api: bool, links: Links, limit: u64) -> ModuleInfo {
+    ModuleInfo {
+        name: M::NAME,
+        api,
+        links,
+        limit,
+        main: entry::<M>,
+        intake: module_kit::intake_value::<M>,
+    }
+}
+
+fn entry<M: Module>(args: std::vec::IntoIter<OsString>) -> ! {
+    module_kit::main_with_args::<M>(args)
+}
+
+/// Every module kup carries, once: read by the multicall entry, by where a step runs and how long it
+/// may take, and (through `kup module --list`) by tests/static_binaries.rs and
+/// playbooks/build-collection.
+pub const MODULES: &[ModuleInfo] = &[
+    module::<kubeadm_download::KubeadmDownload>(false, Links::Https, 300),
+    module::<kubeadm_config_nodename::KubeadmConfigNodename>(true, Links::Kube, 300),
+    module::<kubeadm_upgrade::KubeadmUpgrade>(false, Links::Std, 600),
+    module::<package_pin::PackagePin>(false, Links::Std, 900),
+    module::<service_state::ServiceState>(false, Links::Std, 300),
+    module::<node_drain::NodeDrain>(true, Links::Kube, 120),
+    module::<node_ready::NodeReady>(true, Links::Kube, 120),
+    module::<upgrade_preflight::UpgradePreflight>(false, Links::Kube, 300),
+    module::<cluster_survey::ClusterSurvey>(true, Links::Kube, 120),
+    module::<cluster_lock::ClusterLock>(true, Links::Kube, 300),
 ];
+
+/// The module named `name`, if kup has it.
+pub fn info(name: &str) -> Option<&'static ModuleInfo> {
+    MODULES.iter().find(|m| m.name == name)
+}
+
+/// `kup module --list`: one module a line, `NAME api|host std|https|kube`.
+pub fn list() -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    for m in MODULES {
+        let place = if m.api { "api" } else { "host" };
+        if writeln!(out, "{} {place} {}", m.name, m.links.name()).is_err() {
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
 
 /// Runs module `name` as its own binary would (never returns for a known module).
 pub fn run(name: &str, args: Vec<OsString>) -> ExitCode {
-    let args = args.into_iter();
-    match name {
-        "kubeadm_download" => module_kit::main_with_args::<kubeadm_download::KubeadmDownload>(args),
-        "kubeadm_config_nodename" => {
-            module_kit::main_with_args::<kubeadm_config_nodename::KubeadmConfigNodename>(args)
-        }
-        "kubeadm_upgrade" => module_kit::main_with_args::<kubeadm_upgrade::KubeadmUpgrade>(args),
-        "package_pin" => module_kit::main_with_args::<package_pin::PackagePin>(args),
-        "service_state" => module_kit::main_with_args::<service_state::ServiceState>(args),
-        "node_drain" => module_kit::main_with_args::<node_drain::NodeDrain>(args),
-        "node_ready" => module_kit::main_with_args::<node_ready::NodeReady>(args),
-        "upgrade_preflight" => module_kit::main_with_args::<upgrade_preflight::UpgradePreflight>(args),
-        "cluster_survey" => module_kit::main_with_args::<cluster_survey::ClusterSurvey>(args),
-        "cluster_lock" => module_kit::main_with_args::<cluster_lock::ClusterLock>(args),
-        other => {
+    match info(name) {
+        Some(m) => (m.main)(args.into_iter()),
+        None => {
+            let names: Vec<&str> = MODULES.iter().map(|m| m.name).collect();
             let failure = json!({"failed": true, "changed": false,
-                                 "msg": format!("no module {other:?}; kup has: {}", NAMES.join(", "))});
+                                 "msg": format!("no module {name:?}; kup has: {}", names.join(", "))});
             let _ = writeln!(std::io::stdout(), "{failure}");
             ExitCode::FAILURE
         }
     }
 }
 
+/// One module's arguments: its typed `Params`, serialized (what `kup module NAME` reads).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Args {
+    pub module: &'static str,
+    pub json: Value,
+}
+
+impl Args {
+    pub fn of<M: Module>(params: &M::Params) -> Args
+    where
+        M::Params: Serialize,
+    {
+        // Plain data (strings, numbers, lists): serializing it cannot fail; were it to, the module
+        // would refuse the `null` by name.
+        let json = serde_json::to_value(params).unwrap_or_default();
+        Args {
+            module: M::NAME,
+            json,
+        }
+    }
+
+    /// The same in check mode: the module changes nothing and says what it would change.
+    pub fn check_mode(mut self) -> Args {
+        if let Some(obj) = self.json.as_object_mut() {
+            obj.insert("_ansible_check_mode".into(), Value::Bool(true));
+        }
+        self
+    }
+}
+
 /// What `kup plan` runs in check mode for one host. Drains are judged once for every node by
 /// [`survey_args`], not host by host.
-pub fn plan_steps(run: &Run<'_>, target: Version, worker: bool) -> Vec<(&'static str, Value)> {
+pub fn plan_steps(run: &Run<'_>, target: Version, worker: bool) -> Vec<Args> {
     let mut steps = Vec::new();
-    let version = target.to_string();
     if !worker {
-        steps.push((
-            "kubeadm_download",
-            json!({"version": version, "base_url": run.opts.base_url}),
+        steps.push(run.download_args(&target.to_string(), false));
+        steps.push(Args::of::<kubeadm_upgrade::KubeadmUpgrade>(
+            &kubeadm_upgrade::Params::new(kubeadm_upgrade::Action::Apply, Some(target.to_string())),
         ));
-        steps.push(("kubeadm_upgrade", json!({"action": "apply", "version": version})));
     }
-    let mut pin = json!({"version": version.trim_start_matches('v')});
-    if let Some(cni) = &run.opts.cni_version {
-        pin["cni_version"] = json!(cni);
-    }
-    steps.push(("package_pin", pin));
+    steps.push(run.pin_args(None, target));
     steps
 }
 
 /// The one cluster survey of `kup plan`: the inventory's nodes, with the drain flags `kup upgrade`
 /// uses for workers.
-pub fn survey_args(inventory: &Inventory, force_drain: bool) -> Value {
-    let names: Vec<String> = inventory.all_hosts().map(Host::node_name).collect();
-    json!({"names": names, "ignore_daemonsets": true, "delete_emptydir_data": true, "force": force_drain})
+pub fn survey_args(inventory: &Inventory, connection: Connection, force_drain: bool) -> Args {
+    let names = inventory.all_hosts().map(|h| h.node_name.clone()).collect();
+    Args::of::<cluster_survey::ClusterSurvey>(&cluster_survey::Params {
+        names: Some(names),
+        ignore_daemonsets: true,
+        delete_emptydir_data: true,
+        force: force_drain,
+        connection,
+        ..cluster_survey::Params::default()
+    })
 }
 
 /// What the survey means for the plan: blockers (`host: what`), and notes per host.
@@ -119,7 +216,7 @@ pub fn survey_findings(inventory: &Inventory, survey: &Value, allow_partial: boo
     }
     let workers = inventory.control_plane.len();
     for (i, host) in inventory.all_hosts().enumerate() {
-        let node = host.node_name();
+        let node = &host.node_name;
         if missing.iter().any(|m| m.as_str() == Some(node.as_str())) {
             out.blockers.push(format!(
                 "{}: node {node} is not registered with the API server",
@@ -233,7 +330,7 @@ mod tests {
     #[test]
     fn survey_args_name_every_node() {
         let (_dir, inv) = inventory();
-        let args = survey_args(&inv, false);
+        let args = survey_args(&inv, Connection::default(), false).json;
         assert_eq!(args["names"], json!(["cp1", "worker-1", "w2", "w3"]));
         assert_eq!(args["ignore_daemonsets"], true);
         assert_eq!(args["force"], false);

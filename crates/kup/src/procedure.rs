@@ -5,10 +5,14 @@
 
 use crate::inventory::{Host, Inventory};
 use crate::journal::Journal;
+use crate::modules::{self, Args};
 use crate::report::{Reporter, StepEvent};
 use crate::transport::{RunError, Transport};
+use kube_kit::Connection;
 use kube_version::Version;
-use serde_json::{json, Value};
+use module_kit::{FilePath, Module, Seconds};
+use node_ready::NodeReady;
+use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -83,39 +87,37 @@ pub struct Run<'a> {
     pub running: Mutex<Vec<String>>,
 }
 
-/// The modules that talk only to the API server: they run on this machine when the inventory gives
-/// a kubeconfig, else on the first control plane with its admin.conf.
-pub const API_MODULES: &[&str] = &[
-    "node_drain",
-    "node_ready",
-    "kubeadm_config_nodename",
-    "cluster_survey",
-    "cluster_lock",
-];
-
 /// One step of a node's upgrade, as data: the rollout runs these, a resume checks them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeStep {
     pub name: &'static str,
-    pub module: &'static str,
-    pub args: Value,
+    pub args: Args,
+    /// What a resume asks the live node (in check mode) when this was the last step done.
+    pub recheck: Args,
+}
+
+impl NodeStep {
+    fn new(name: &'static str, args: Args) -> NodeStep {
+        let recheck = args.clone().check_mode();
+        NodeStep { name, args, recheck }
+    }
 }
 
 /// How long one module run may take: its own timeout (plus kup's margin for ssh and start-up),
-/// else a bound for what the module does.
+/// else the bound [`modules::MODULES`] gives for what the module does.
 pub fn step_limit(module: &str, args: &Value) -> Duration {
     const MARGIN: u64 = 60;
     let own = args["timeout"].as_u64();
-    let seconds = match module {
+    let bound = modules::info(module).map_or(300, |m| m.limit);
+    let seconds = if module == kubeadm_upgrade::KubeadmUpgrade::NAME {
         // Each attempt has its own timeout; retries wait retry_delay between them.
-        "kubeadm_upgrade" => {
-            let attempts = args["retries"].as_u64().unwrap_or(0) + 1;
-            attempts * own.unwrap_or(600) + attempts * args["retry_delay"].as_u64().unwrap_or(0)
-        }
-        "package_pin" => own.unwrap_or(900),
-        "node_drain" | "node_ready" | "cluster_survey" => own.unwrap_or(120),
-        "kubeadm_download" => own.unwrap_or(300),
-        _ => own.unwrap_or(300),
+        let attempts = args["retries"].as_u64().unwrap_or(0) + 1;
+        attempts * own.unwrap_or(bound) + attempts * args["retry_delay"].as_u64().unwrap_or(0)
+    } else if module == package_pin::PackagePin::NAME {
+        // Its timeout bounds each long command: a cache update and the transaction.
+        own.map_or(bound, |t| t.saturating_mul(3) / 2)
+    } else {
+        own.unwrap_or(bound)
     };
     Duration::from_secs(seconds.saturating_add(MARGIN).min(7 * 24 * 3600))
 }
@@ -125,38 +127,37 @@ impl Run<'_> {
         &self.inventory.control_plane[0]
     }
 
-    /// Where a module runs: API modules on this machine when the inventory gives a kubeconfig,
-    /// else on the first control plane (its admin.conf); host modules on their host.
-    fn place<'h>(&'h self, module: &str, host: &'h Host) -> (Option<&'h Host>, Option<String>) {
-        if API_MODULES.contains(&module) {
-            match self.inventory.var("kubeconfig") {
-                Some(kubeconfig) => (None, Some(kubeconfig)),
-                None => (Some(self.primary()), None),
-            }
-        } else {
-            (Some(host), None)
+    /// The API modules' connection: the inventory's `kubeconfig` (this machine's, made absolute when
+    /// the inventory was read) when it gives one, else none (the first control plane's admin.conf).
+    pub fn connection<const T: u64>(&self) -> Connection<T> {
+        Connection::with_kubeconfig(
+            self.inventory
+                .var("kubeconfig")
+                .and_then(|k| FilePath::new(&k).ok()),
+        )
+    }
+
+    /// Where a module runs: an API module here when its arguments name a kubeconfig (only
+    /// [`Run::connection`] puts one there, the inventory's), else on the first control plane (its
+    /// admin.conf); host modules on their host.
+    fn place<'h>(&'h self, args: &Args, host: &'h Host) -> Option<&'h Host> {
+        match modules::info(args.module) {
+            Some(m) if m.api && args.json.get("kubeconfig").is_some() => None,
+            Some(m) if m.api => Some(self.primary()),
+            _ => Some(host),
         }
     }
 
-    /// Runs `module` for `host` where it belongs, bounded by its limit.
-    pub fn call(&self, host: &Host, module: &str, mut args: Value) -> Result<Value, RunError> {
-        let (run_on, kubeconfig) = self.place(module, host);
-        if let (Some(k), Some(obj)) = (kubeconfig, args.as_object_mut()) {
-            obj.insert("kubeconfig".into(), json!(k));
-        }
-        let limit = step_limit(module, &args);
-        self.transport.run(run_on, module, &args, limit)
+    /// Runs a module for `host` where it belongs, bounded by its limit.
+    pub fn call(&self, host: &Host, args: Args) -> Result<Value, RunError> {
+        let run_on = self.place(&args, host);
+        let limit = step_limit(args.module, &args.json);
+        self.transport.run(run_on, args.module, &args.json, limit)
     }
 
     /// Runs one module for `host` unless the journal has it; records it when done.
-    fn step(
-        &self,
-        host: &Host,
-        step: &str,
-        module: &str,
-        args: Value,
-        journaled: bool,
-    ) -> Result<Value, Stop> {
+    fn step(&self, host: &Host, step: &str, args: Args, journaled: bool) -> Result<Value, Stop> {
+        let module = args.module;
         let key = format!("{}/{step}", host.name);
         if journaled && self.journal.lock().map(|j| j.is_done(&key)).unwrap_or(false) {
             self.reporter.step(StepEvent::skipped(&host.name, step, module));
@@ -170,7 +171,7 @@ impl Run<'_> {
             running.push(key.clone());
         }
         let started = Instant::now();
-        let outcome = self.call(host, module, args);
+        let outcome = self.call(host, args);
         if let Ok(mut running) = self.running.lock() {
             running.retain(|k| k != &key);
         }
@@ -277,9 +278,8 @@ impl Run<'_> {
             return Ok(v);
         }
         let primary = self.primary();
-        let args =
-            json!({"version": self.opts.target, "base_url": self.opts.base_url, "_ansible_check_mode": true});
-        let result = self.step(primary, "resolve-channel", "kubeadm_download", args, false)?;
+        let args = self.download_args(&self.opts.target, false).check_mode();
+        let result = self.step(primary, "resolve-channel", args, false)?;
         result["version"]
             .as_str()
             .and_then(Version::parse)
@@ -293,21 +293,21 @@ impl Run<'_> {
 
     pub fn preflight(&self, target: Version) -> Result<(), Stop> {
         let primary = self.primary();
+        let preflight = |skip: &[&str]| {
+            Args::of::<upgrade_preflight::UpgradePreflight>(&upgrade_preflight::Params {
+                skip: skip.iter().map(|s| s.to_string()).collect(),
+                connection: self.connection(),
+                ..upgrade_preflight::Params::new(target.to_string())
+            })
+        };
         // kubeadm is not downloaded yet; kubeadm_upgrade checks it before it runs.
-        self.step(
-            primary,
-            "preflight",
-            "upgrade_preflight",
-            json!({"version": target.to_string(), "skip": ["kubeadm"]}),
-            false,
-        )?;
+        self.step(primary, "preflight", preflight(&["kubeadm"]), false)?;
         // The other hosts' local checks are read-only and independent: all at once (this is also
         // each host's first contact: the ssh master and the copy of kup).
-        let local_only = json!({"version": target.to_string(),
-                                "skip": ["kubeadm", "version_skew", "api", "nodes_ready", "control_plane"]});
+        let local_only = preflight(&["kubeadm", "version_skew", "api", "nodes_ready", "control_plane"]);
         let others: Vec<&Host> = self.inventory.all_hosts().skip(1).collect();
         self.on_each(&others, |host| {
-            self.step(host, "preflight", "upgrade_preflight", local_only.clone(), false)
+            self.step(host, "preflight", local_only.clone(), false)
                 .map(|_| ())
         })
     }
@@ -317,8 +317,7 @@ impl Run<'_> {
     pub fn unlisted_nodes(&self) -> Result<Vec<String>, Stop> {
         let survey = self.check(
             self.primary(),
-            "cluster_survey",
-            crate::modules::survey_args(self.inventory, self.opts.force_drain),
+            modules::survey_args(self.inventory, self.connection(), self.opts.force_drain),
         )?;
         Ok(survey["unlisted"]
             .as_array()
@@ -347,28 +346,35 @@ impl Run<'_> {
 
     pub fn control_plane_kubeadm(&self, target: Version) -> Result<(), Stop> {
         let uses_node = (target.major, target.minor) >= (1, 15);
+        let retry_delay = Seconds::<0>::new(self.opts.retry_delay)
+            .map_err(|e| Stop::Setup(format!("--retry-delay {e}")))?;
         for (i, host) in self.inventory.control_plane.iter().enumerate() {
-            let download =
-                json!({"version": target.to_string(), "base_url": self.opts.base_url, "dest": KUBEADM_PATH});
-            self.step(host, "kubeadm-download", "kubeadm_download", download, true)?;
+            let download = self.download_args(&target.to_string(), true);
+            self.step(host, "kubeadm-download", download, true)?;
             let apply = i == 0 || !uses_node;
             if apply && !uses_node {
-                let nodename = json!({"node_name": host.node_name()});
-                self.step(
-                    host,
-                    "kubeadm-config-nodename",
-                    "kubeadm_config_nodename",
-                    nodename,
-                    true,
-                )?;
+                let nodename = Args::of::<kubeadm_config_nodename::KubeadmConfigNodename>(
+                    &kubeadm_config_nodename::Params {
+                        connection: self.connection(),
+                        ..kubeadm_config_nodename::Params::new(Some(host.node_name.clone()))
+                    },
+                );
+                self.step(host, "kubeadm-config-nodename", nodename, true)?;
             }
-            let action = if apply { "apply" } else { "node" };
-            let args = json!({"action": action, "version": target.to_string(), "kubeadm_path": KUBEADM_PATH,
-                              "retries": 1, "retry_delay": self.opts.retry_delay});
+            let action = if apply {
+                kubeadm_upgrade::Action::Apply
+            } else {
+                kubeadm_upgrade::Action::Node
+            };
+            let args = Args::of::<kubeadm_upgrade::KubeadmUpgrade>(&kubeadm_upgrade::Params {
+                kubeadm_path: FilePath::from_static(KUBEADM_PATH),
+                retries: module_kit::Retries::of(1),
+                retry_delay,
+                ..kubeadm_upgrade::Params::new(action, Some(target.to_string()))
+            });
             self.step(
                 host,
                 if apply { "kubeadm-apply" } else { "kubeadm-node" },
-                "kubeadm_upgrade",
                 args,
                 true,
             )?;
@@ -376,68 +382,86 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn pin_args(&self, host: &Host, target: Version) -> Value {
-        let mut args = json!({"version": target.to_string().trim_start_matches('v')});
-        if let Some(cni) = &self.opts.cni_version {
-            args["cni_version"] = json!(cni);
+    /// kubeadm_download of `version` (a release or a channel) from the release server; `install`:
+    /// to [`KUBEADM_PATH`] (else its default, the same place).
+    pub fn download_args(&self, version: &str, install: bool) -> Args {
+        // A version or channel the module would refuse is refused by it, with its message.
+        let spec = kubeadm_download::VersionSpec::parse(version)
+            .unwrap_or_else(|_| kubeadm_download::VersionSpec::Exact(version.to_string()));
+        let mut params = kubeadm_download::Params {
+            base_url: self.opts.base_url.clone(),
+            ..kubeadm_download::Params::new(spec)
+        };
+        if install {
+            params.dest = FilePath::from_static(KUBEADM_PATH);
         }
-        if let Some(manager) = host.var("package_manager") {
-            args["manager"] = json!(manager);
+        Args::of::<kubeadm_download::KubeadmDownload>(&params)
+    }
+
+    /// package_pin at `target` (and the CNI version, if any), with `host`'s package manager if the
+    /// inventory names one.
+    pub fn pin_args(&self, host: Option<&Host>, target: Version) -> Args {
+        let mut params = package_pin::Params::new(target.to_string().trim_start_matches('v'));
+        params.cni_version = self.opts.cni_version.clone();
+        if let Some(manager) = host.and_then(|h| h.var("package_manager")) {
+            params.manager = manager;
         }
-        args
+        Args::of::<package_pin::PackagePin>(&params)
+    }
+
+    /// node_ready for `names` at `target`, waiting up to `timeout` seconds (0: look once).
+    fn ready_args(&self, names: Vec<kube_kit::NodeName>, target: Version, timeout: u64) -> Args {
+        Args::of::<NodeReady>(&node_ready::Params {
+            names: Some(names),
+            kubelet_version: Some(target.to_string()),
+            timeout,
+            interval: 1,
+            connection: self.connection(),
+        })
+    }
+
+    fn drain_args(&self, node: &kube_kit::NodeName, state: node_drain::State) -> Args {
+        let mut params = node_drain::Params {
+            connection: self.connection(),
+            ..node_drain::Params::new(node.clone(), state)
+        };
+        if state == node_drain::State::Drain {
+            params.ignore_daemonsets = true;
+            params.delete_emptydir_data = true;
+            params.force = self.opts.force_drain;
+            params.timeout = self.opts.drain_timeout;
+        }
+        Args::of::<node_drain::NodeDrain>(&params)
     }
 
     /// A node's upgrade as data, in order: taken out (cordon for control planes, drain for
     /// workers), services stopped, packages pinned, services started, Ready at the target, back in.
     pub fn node_steps(&self, host: &Host, target: Version, worker: bool) -> Vec<NodeStep> {
-        let node = host.node_name();
-        let units = json!([
-            "keepalived",
-            "kubelet",
-            host.var("container_runtime").unwrap_or_else(|| "docker".into())
-        ]);
-        let take_out = if worker {
-            NodeStep {
-                name: "drain",
-                module: "node_drain",
-                args: json!({"name": node, "state": "drain", "ignore_daemonsets": true, "delete_emptydir_data": true,
-                             "force": self.opts.force_drain, "timeout": self.opts.drain_timeout}),
-            }
-        } else {
-            NodeStep {
-                name: "cordon",
-                module: "node_drain",
-                args: json!({"name": node, "state": "cordon"}),
-            }
+        let node = &host.node_name;
+        let units = |state| {
+            let runtime = host.var("container_runtime").unwrap_or_else(|| "docker".into());
+            let units = vec!["keepalived".to_string(), "kubelet".to_string(), runtime];
+            Args::of::<service_state::ServiceState>(&service_state::Params::new(units, state))
         };
+        let take_out = if worker {
+            NodeStep::new("drain", self.drain_args(node, node_drain::State::Drain))
+        } else {
+            NodeStep::new("cordon", self.drain_args(node, node_drain::State::Cordon))
+        };
+        let ready = vec![node.clone()];
+        let mut node_ready = NodeStep::new(
+            "node-ready",
+            self.ready_args(ready.clone(), target, self.opts.ready_timeout),
+        );
+        // A resume looks once: is the node still Ready at the target?
+        node_ready.recheck = self.ready_args(ready, target, 0).check_mode();
         vec![
             take_out,
-            NodeStep {
-                name: "stop-services",
-                module: "service_state",
-                args: json!({"units": units, "state": "stopped"}),
-            },
-            NodeStep {
-                name: "packages",
-                module: "package_pin",
-                args: self.pin_args(host, target),
-            },
-            NodeStep {
-                name: "start-services",
-                module: "service_state",
-                args: json!({"units": units, "state": "started"}),
-            },
-            NodeStep {
-                name: "node-ready",
-                module: "node_ready",
-                args: json!({"names": [node], "kubelet_version": target.to_string(),
-                             "timeout": self.opts.ready_timeout, "interval": 1}),
-            },
-            NodeStep {
-                name: "uncordon",
-                module: "node_drain",
-                args: json!({"name": node, "state": "uncordon"}),
-            },
+            NodeStep::new("stop-services", units(service_state::Wanted::Stopped)),
+            NodeStep::new("packages", self.pin_args(Some(host), target)),
+            NodeStep::new("start-services", units(service_state::Wanted::Started)),
+            node_ready,
+            NodeStep::new("uncordon", self.drain_args(node, node_drain::State::Uncordon)),
         ]
     }
 
@@ -458,14 +482,10 @@ impl Run<'_> {
         if begun {
             self.recheck_resumed(host, &steps)?;
         } else {
-            let mut check = self.pin_args(host, target);
-            check["_ansible_check_mode"] = json!(true);
-            let pinned = self.step(host, "packages-check", "package_pin", check, false)?;
-            let ready =
-                json!({"names": [host.node_name()], "kubelet_version": target.to_string(), "timeout": 0});
-            let at_target = self
-                .call(host, "node_ready", ready)
-                .is_ok_and(|r| r["failed"] == false);
+            let check = self.pin_args(Some(host), target).check_mode();
+            let pinned = self.step(host, "packages-check", check, false)?;
+            let ready = self.ready_args(vec![host.node_name.clone()], target, 0);
+            let at_target = self.call(host, ready).is_ok_and(|r| r["failed"] == false);
             if pinned["changed"] == false && at_target {
                 self.reporter
                     .note(&host.name, &format!("already at {target}: nothing to do"));
@@ -473,7 +493,7 @@ impl Run<'_> {
             }
         }
         for s in steps {
-            self.step(host, s.name, s.module, s.args, true)?;
+            self.step(host, s.name, s.args, true)?;
         }
         Ok(())
     }
@@ -492,15 +512,12 @@ impl Run<'_> {
         let Some(last) = steps.iter().rev().find(|s| inherited(s)) else {
             return Ok(());
         };
-        let mut args = last.args.clone();
-        if last.module == "node_ready" {
-            args["timeout"] = json!(0);
-        }
-        args["_ansible_check_mode"] = json!(true);
         let verdict = self
-            .call(host, last.module, args)
+            .call(host, last.recheck.clone())
             .map_err(|e| self.lost(host, &format!("{} (check)", last.name), e))?;
-        let contradicted = if last.module == "node_ready" {
+        // node_ready changes nothing: it contradicts the step by failing; the others by having
+        // something to change.
+        let contradicted = if last.recheck.module == NodeReady::NAME {
             verdict["failed"] == true
         } else {
             verdict["changed"] == true
@@ -525,9 +542,9 @@ impl Run<'_> {
     }
 
     /// One module in check mode, for `kup plan` (never journaled).
-    pub fn check(&self, host: &Host, module: &str, mut args: Value) -> Result<Value, Stop> {
-        args["_ansible_check_mode"] = json!(true);
-        self.step(host, module, module, args, false)
+    pub fn check(&self, host: &Host, args: Args) -> Result<Value, Stop> {
+        let module = args.module;
+        self.step(host, module, args.check_mode(), false)
     }
 
     pub fn nodes(&self, target: Version) -> Result<(), Stop> {
@@ -542,10 +559,9 @@ impl Run<'_> {
     }
 
     pub fn verify(&self, target: Version) -> Result<(), Stop> {
-        let names: Vec<String> = self.inventory.all_hosts().map(Host::node_name).collect();
-        let args = json!({"names": names, "kubelet_version": target.to_string(), "timeout": self.opts.ready_timeout, "interval": 1});
-        self.step(self.primary(), "verify", "node_ready", args, false)
-            .map(|_| ())
+        let names = self.inventory.all_hosts().map(|h| h.node_name.clone()).collect();
+        let args = self.ready_args(names, target, self.opts.ready_timeout);
+        self.step(self.primary(), "verify", args, false).map(|_| ())
     }
 }
 

@@ -5,6 +5,7 @@ use super::*;
 use crate::inventory::Inventory;
 use crate::report::Reporter;
 use crate::transport::{RunError, Transport};
+use serde_json::json;
 use std::sync::Mutex as StdMutex;
 
 type Answer = Box<dyn Fn(&str, &str, &Value) -> Result<Value, RunError> + Sync>;
@@ -49,6 +50,9 @@ impl Transport for Fake {
             .filter(|w| !w.is_empty())
             .collect();
         self.calls.lock().unwrap().push(label.join(" "));
+        // Whatever kup sends, the module's own intake accepts.
+        let intake = (crate::modules::info(module).unwrap().intake)(args.clone());
+        assert_eq!(intake["failed"], false, "{module} {args}: {}", intake["msg"]);
         (self.answer)(&place, module, args)
     }
 }
@@ -346,4 +350,43 @@ fn limits_follow_each_steps_own_timeout() {
     assert_eq!(step_limit("service_state", &json!({})), Duration::from_secs(360));
     let huge = step_limit("node_ready", &json!({"timeout": u64::MAX}));
     assert_eq!(huge, Duration::from_secs(7 * 24 * 3600));
+}
+
+#[test]
+fn every_argument_kup_builds_passes_the_modules_own_intake() {
+    // The fake transport runs each module's intake on what it is sent.
+    let fake = Fake::new(|_, _, _| ok(false));
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::unlocked(dir.path().join("j.json"), "v1.9.2", false);
+    with_run(&fake, journal, |run| {
+        run.preflight(target()).unwrap();
+        run.check(run.primary(), run.download_args("stable-1.9", false))
+            .unwrap();
+        for worker in [false, true] {
+            for args in crate::modules::plan_steps(run, target(), worker) {
+                run.check(run.primary(), args).unwrap();
+            }
+        }
+        let survey = crate::modules::survey_args(run.inventory, run.connection(), true);
+        run.check(run.primary(), survey).unwrap();
+        let lock = crate::lock::ClusterLock::new(&dir.path().join("j.json"), true).unwrap();
+        lock.acquire(run).unwrap();
+        lock.release(run);
+        run.verify(target()).unwrap();
+    });
+    // API modules run here with the inventory's kubeconfig; the others on their host.
+    let calls = fake.calls();
+    for call in [
+        "cp1 upgrade_preflight",
+        "w2 upgrade_preflight",
+        "cp1 kubeadm_download check",
+        "cp1 kubeadm_upgrade apply check",
+        "cp1 package_pin check",
+        "local cluster_survey check",
+        "local cluster_lock acquire",
+        "local cluster_lock release",
+        "local node_ready",
+    ] {
+        assert!(calls.iter().any(|c| c == call), "{call}: {calls:?}");
+    }
 }

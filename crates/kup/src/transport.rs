@@ -453,6 +453,7 @@ mod tests {
         Host {
             name: "w1".into(),
             vars: vars.as_object().unwrap().clone(),
+            node_name: "w1".parse().unwrap(),
         }
     }
 

@@ -10,35 +10,62 @@ mod fetch;
 mod install;
 mod target;
 
-use checksum::{Algo, Checksum};
+pub use checksum::{Algo, Checksum};
 use fetch::{FetchError, Http};
 use install::{DirProblem, Existing, Staged};
 use module_kit::{de, shown, Context, Failure, FilePath, Module, Outcome, Retries, Seconds};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{json, Value};
 use std::path::Path;
-use target::{Arch, VersionSpec};
+pub use target::{Arch, VersionSpec};
 
 pub struct KubeadmDownload;
 
-#[derive(Debug, Deserialize, module_kit::Params)]
+#[derive(Debug, Clone, Deserialize, Serialize, module_kit::Params)]
 pub struct Params {
-    #[serde(deserialize_with = "version_spec")]
-    version: VersionSpec,
-    #[serde(default, deserialize_with = "arch")]
-    arch: Option<Arch>,
+    #[serde(deserialize_with = "version_spec", serialize_with = "as_text")]
+    pub version: VersionSpec,
+    #[serde(
+        default,
+        deserialize_with = "arch",
+        serialize_with = "opt_as_text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub arch: Option<Arch>,
     #[serde(default = "default_dest")]
-    dest: FilePath,
+    pub dest: FilePath,
     #[serde(default = "default_base_url", deserialize_with = "base_url")]
-    base_url: String,
-    #[serde(default, deserialize_with = "checksum_spec")]
-    checksum: Option<Checksum>,
+    pub base_url: String,
+    #[serde(
+        default,
+        deserialize_with = "checksum_spec",
+        serialize_with = "opt_as_text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub checksum: Option<Checksum>,
     #[serde(default = "default_mode", deserialize_with = "de::file_mode")]
-    mode: u32,
+    pub mode: u32,
     #[serde(default = "default_timeout")]
-    timeout: Seconds,
+    pub timeout: Seconds,
     #[serde(default = "default_retries")]
-    retries: Retries,
+    pub retries: Retries,
+}
+
+impl Params {
+    /// `version` from the default release server to the default `dest`, everything else at its
+    /// default (for callers such as kup).
+    pub fn new(version: VersionSpec) -> Params {
+        Params {
+            version,
+            arch: None,
+            dest: default_dest(),
+            base_url: default_base_url(),
+            checksum: None,
+            mode: default_mode(),
+            timeout: default_timeout(),
+            retries: default_retries(),
+        }
+    }
 }
 
 /// The default directory: only root (or whoever runs the module) may write to it, unlike /tmp, where
@@ -59,6 +86,18 @@ fn default_timeout() -> Seconds {
 }
 fn default_retries() -> Retries {
     Retries::of(3)
+}
+
+/// A value that is written as its text (`Display`), as `version`, `arch` and `checksum` are given.
+fn as_text<S: Serializer>(value: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
+}
+
+fn opt_as_text<S: Serializer, T: std::fmt::Display>(value: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
+    }
 }
 
 fn version_spec<'de, D: Deserializer<'de>>(d: D) -> Result<VersionSpec, D::Error> {

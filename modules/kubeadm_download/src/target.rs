@@ -40,6 +40,14 @@ impl VersionSpec {
     }
 }
 
+impl fmt::Display for VersionSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VersionSpec::Exact(v) | VersionSpec::Channel(v) => f.write_str(v),
+        }
+    }
+}
+
 /// `1.9.2` / `v1.9.2` / `v1.10.0-beta.1` -> `v1.9.2` ...; anything else -> None. The same grammar as
 /// kube-version's strict `Version::parse`: a pre-release is `-alpha.N`, `-beta.N` or `-rc.N`, and any
 /// other suffix is refused (it becomes part of a URL path).

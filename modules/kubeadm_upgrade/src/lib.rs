@@ -10,42 +10,60 @@ mod plan;
 use kube_version::Version;
 use module_kit::command::Command;
 use module_kit::{de, shown, Context, Failure, FilePath, Module, Name, Outcome, Retries, Seconds};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 pub struct KubeadmUpgrade;
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Deserialize, Serialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-enum Action {
+pub enum Action {
     Plan,
     Apply,
     Node,
 }
 
-#[derive(Debug, Deserialize, module_kit::Params)]
+#[derive(Debug, Clone, Deserialize, Serialize, module_kit::Params)]
 pub struct Params {
-    action: Action,
-    #[serde(default)]
-    version: Option<String>,
+    pub action: Action,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     #[serde(default = "default_kubeadm")]
-    kubeadm_path: FilePath,
+    pub kubeadm_path: FilePath,
     #[serde(default = "one")]
-    retries: Retries,
+    pub retries: Retries,
     #[serde(default = "default_delay")]
-    retry_delay: Seconds<0>,
+    pub retry_delay: Seconds<0>,
     #[serde(default = "default_timeout")]
-    timeout: Seconds,
+    pub timeout: Seconds,
     #[serde(default, deserialize_with = "de::boolean")]
-    force: bool,
+    pub force: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_gates: Option<Name>,
     #[serde(default)]
-    feature_gates: Option<Name>,
-    #[serde(default)]
-    extra_args: Vec<Name>,
+    pub extra_args: Vec<Name>,
     #[serde(default = "default_manifests")]
-    manifests_dir: FilePath,
+    pub manifests_dir: FilePath,
+}
+
+impl Params {
+    /// `action` (to `version`, if given), everything else at its default (for callers such as kup).
+    pub fn new(action: Action, version: Option<String>) -> Params {
+        Params {
+            action,
+            version,
+            kubeadm_path: default_kubeadm(),
+            retries: one(),
+            retry_delay: default_delay(),
+            timeout: default_timeout(),
+            force: false,
+            feature_gates: None,
+            extra_args: Vec::new(),
+            manifests_dir: default_manifests(),
+        }
+    }
 }
 
 /// Where kubeadm_download puts the target's kubeadm by default: a directory only root can write to

@@ -14,34 +14,53 @@ use module_kit::command::Command;
 use module_kit::{
     de, shown, Applied, Change, Context, Failure, Module, Name, Outcome, Plan, PlannedModule, Seconds,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub struct PackagePin;
 
-#[derive(Debug, Deserialize, module_kit::Params)]
+#[derive(Debug, Clone, Deserialize, Serialize, module_kit::Params)]
 pub struct Params {
-    version: String,
+    pub version: String,
     #[serde(default = "default_packages")]
-    packages: Vec<String>,
-    #[serde(default)]
-    cni_version: Option<String>,
+    pub packages: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cni_version: Option<String>,
     #[serde(default = "default_manager")]
-    manager: String,
+    pub manager: String,
     #[serde(default = "yes", deserialize_with = "de::boolean")]
-    hold: bool,
+    pub hold: bool,
     #[serde(default, deserialize_with = "de::boolean")]
-    allow_downgrade: bool,
-    #[serde(default)]
-    repo: Option<Name>,
+    pub allow_downgrade: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<Name>,
     #[serde(default = "default_excludes")]
-    disable_excludes: String,
+    pub disable_excludes: String,
     #[serde(default, deserialize_with = "de::boolean")]
-    update_cache: bool,
+    pub update_cache: bool,
     #[serde(default = "default_timeout")]
-    timeout: Seconds,
+    pub timeout: Seconds,
+}
+
+impl Params {
+    /// The default packages pinned at `version`, everything else at its default (for callers such
+    /// as kup).
+    pub fn new(version: impl Into<String>) -> Params {
+        Params {
+            version: version.into(),
+            packages: default_packages(),
+            cni_version: None,
+            manager: default_manager(),
+            hold: yes(),
+            allow_downgrade: false,
+            repo: None,
+            disable_excludes: default_excludes(),
+            update_cache: false,
+            timeout: default_timeout(),
+        }
+    }
 }
 
 fn default_packages() -> Vec<String> {

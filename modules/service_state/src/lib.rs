@@ -12,49 +12,68 @@ use module_kit::command::Command;
 use module_kit::{
     de, shown, Applied, Change, Context, Failure, Module, Outcome, Plan, PlannedModule, Seconds,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use systemd::{systemctl, Systemctl, UnitState};
 
 pub struct ServiceState;
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Deserialize, Serialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-enum Wanted {
+pub enum Wanted {
     Stopped,
     Started,
     Restarted,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Deserialize, Serialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-enum Missing {
+pub enum Missing {
     Ignore,
     Fail,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Deserialize, Serialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-enum Reload {
+pub enum Reload {
     Auto,
     Always,
     Never,
 }
 
-#[derive(Debug, Deserialize, module_kit::Params)]
+#[derive(Debug, Clone, Deserialize, Serialize, module_kit::Params)]
 pub struct Params {
-    units: Vec<String>,
-    state: Wanted,
+    pub units: Vec<String>,
+    pub state: Wanted,
     #[serde(default = "ignore")]
-    missing: Missing,
+    pub missing: Missing,
     #[serde(default = "auto")]
-    daemon_reload: Reload,
-    #[serde(default, deserialize_with = "opt_bool")]
-    enabled: Option<bool>,
+    pub daemon_reload: Reload,
+    #[serde(
+        default,
+        deserialize_with = "opt_bool",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub enabled: Option<bool>,
     #[serde(default = "default_wait")]
-    wait_timeout: Seconds,
+    pub wait_timeout: Seconds,
     #[serde(default = "default_settle")]
-    settle: Seconds<0>,
+    pub settle: Seconds<0>,
+}
+
+impl Params {
+    /// `units` brought to `state`, everything else at its default (for callers such as kup).
+    pub fn new(units: Vec<String>, state: Wanted) -> Params {
+        Params {
+            units,
+            state,
+            missing: ignore(),
+            daemon_reload: auto(),
+            enabled: None,
+            wait_timeout: default_wait(),
+            settle: default_settle(),
+        }
+    }
 }
 
 fn ignore() -> Missing {
