@@ -1,12 +1,14 @@
 //! Running a module binary the way Ansible does, for tests: args file as argv[1], or JSON on stdin;
 //! checks that stdout is exactly one JSON object and that the exit code agrees with `failed`.
 //!
-//! And a fixed-seed fuzzer of a module's argument intake ([`fuzz_intake`]): each module's test of it
-//! is a few lines.
+//! And a fixed-seed fuzzer of a module's argument intake ([`fuzz_intake`]), and [`Intake`], the
+//! checks every module's intake test makes (fuzzed arguments, refusals naming the field, bounded
+//! durations, unknown `null` parameters, cut echoes): each module's test of its intake is a few lines.
 
 use crate::Module;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 use std::io::Write;
+use std::marker::PhantomData;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -389,4 +391,93 @@ fn names_a_field(msg: &str, names: &[&str], keys: &[&String]) -> bool {
         };
         names.contains(&head) || named.starts_with("_ansible_") || keys.iter().any(sent)
     })
+}
+
+/// A module's binary, for the tests of its intake: `const MODULE: Intake<NodeDrain> =
+/// Intake::new(env!("CARGO_BIN_EXE_node_drain"));`. Each check runs the binary as Ansible does (an
+/// args file) and fails the test with the arguments and the answer when the module's answer breaks
+/// a rule. The refusals are all made by the intake, before the module touches anything.
+#[derive(Debug)]
+pub struct Intake<M> {
+    bin: &'static str,
+    module: PhantomData<fn() -> M>,
+}
+
+// A failed expectation here is a failed test: panicking is the point.
+#[allow(clippy::panic)]
+impl<M: Module> Intake<M> {
+    pub const fn new(bin: &'static str) -> Intake<M> {
+        Intake {
+            bin,
+            module: PhantomData,
+        }
+    }
+
+    /// Runs the module with `args`.
+    pub fn run(&self, args: Value) -> Ran {
+        run_with_args_file(Path::new(self.bin), &args).unwrap_or_else(|e| panic!("{}: {args}: {e}", M::NAME))
+    }
+
+    /// `args` are refused, the message naming `field` first (`parameter `field`: ...`).
+    pub fn refused(&self, args: Value, field: &str) -> Ran {
+        self.refused_with(args, field, "")
+    }
+
+    /// `args` are refused, the message naming `field` first and saying `why`.
+    pub fn refused_with(&self, args: Value, field: &str, why: &str) -> Ran {
+        let ran = self.run(args.clone());
+        assert!(ran.failed(), "{args} accepted: {}", ran.stdout);
+        assert!(
+            ran.msg().starts_with(&format!("parameter `{field}`")) && ran.msg().contains(why),
+            "{args}: {}",
+            ran.msg()
+        );
+        ran
+    }
+
+    /// The same, and the answer stays small however large the argument (its echo is cut).
+    pub fn refused_small(&self, args: Value, field: &str, why: &str) -> Ran {
+        let ran = self.refused_with(args, field, why);
+        assert!(ran.stdout.len() < 1_000, "{} bytes", ran.stdout.len());
+        ran
+    }
+
+    /// [`fuzz_intake`] with the seed and count every module uses (issue 17, item 8), starting from
+    /// the valid arguments `base`: both outcomes are common, and every answer keeps the rules.
+    pub fn fuzz(&self, base: Value) {
+        let report = fuzz_intake::<M>(0x17_08, 400, &base).unwrap_or_else(|e| panic!("{e}"));
+        assert!(report.accepted > 5 && report.refused > 100, "{report:?}");
+    }
+
+    /// Each of `fields` set to the largest integer over `base` (in check mode) is refused as longer
+    /// than 7 days: no deadline overflows, no "internal error".
+    pub fn huge_durations_refused(&self, base: Value, fields: &[&str]) {
+        for field in fields {
+            let args = merged(&base, json!({*field: i64::MAX, "_ansible_check_mode": true}));
+            self.refused_with(args, field, "at most 604800 seconds (7 days)");
+        }
+    }
+
+    /// `key: null` over `base` is refused as an unknown parameter (`null` means a default only for
+    /// a known one).
+    pub fn unknown_null_refused(&self, base: Value, key: &str) -> Ran {
+        let args = merged(&base, json!({ key: null }));
+        let ran = self.run(args.clone());
+        assert!(ran.failed(), "{args} accepted: {}", ran.stdout);
+        assert!(
+            ran.msg().contains(&format!("unknown parameter `{key}`")),
+            "{args}: {}",
+            ran.msg()
+        );
+        ran
+    }
+}
+
+/// `base` with the keys of `extra` set over it.
+pub fn merged(base: &Value, extra: Value) -> Value {
+    let mut out = base.as_object().cloned().unwrap_or_default();
+    if let Value::Object(extra) = extra {
+        out.extend(extra);
+    }
+    Value::Object(out)
 }

@@ -3,72 +3,45 @@
 //! item 8). The refusals below happen before any kubeconfig is read.
 
 use kubeadm_config_nodename::KubeadmConfigNodename;
-use module_kit::testkit::{fuzz_intake, run_with_args_file, Ran};
-use serde_json::{json, Value};
-use std::path::Path;
+use module_kit::testkit::Intake;
+use serde_json::json;
 
-fn run(args: Value) -> Ran {
-    run_with_args_file(Path::new(env!("CARGO_BIN_EXE_kubeadm_config_nodename")), &args).unwrap()
-}
-
-fn refused(args: Value, field: &str) -> Ran {
-    let ran = run(args.clone());
-    assert!(ran.failed(), "{args} accepted: {}", ran.stdout);
-    assert!(
-        ran.msg().starts_with(&format!("parameter `{field}`")),
-        "{args}: {}",
-        ran.msg()
-    );
-    ran
-}
+const MODULE: Intake<KubeadmConfigNodename> = Intake::new(env!("CARGO_BIN_EXE_kubeadm_config_nodename"));
 
 #[test]
 fn fuzzed_arguments_fail_cleanly() {
-    let base = json!({"node_name": "master-1", "kubeconfig": "/nonexistent/kubeconfig"});
-    let report = fuzz_intake::<KubeadmConfigNodename>(0x17_08, 400, &base).unwrap();
-    assert!(report.accepted > 5 && report.refused > 100, "{report:?}");
+    MODULE.fuzz(json!({"node_name": "master-1", "kubeconfig": "/nonexistent/kubeconfig"}));
 }
 
 #[test]
 fn huge_timeouts_are_refused() {
-    for field in ["timeout", "request_timeout"] {
-        let ran = refused(
-            json!({"node_name": "master-1", field: 9223372036854775807i64,
-                   "kubeconfig": "/nonexistent/kubeconfig", "_ansible_check_mode": true}),
-            field,
-        );
-        assert!(ran.msg().contains("at most 604800 seconds"), "{}", ran.msg());
-    }
+    let base = json!({"node_name": "master-1", "kubeconfig": "/nonexistent/kubeconfig"});
+    MODULE.huge_durations_refused(base, &["timeout", "request_timeout"]);
 }
 
 #[test]
 fn nul_bytes_and_empty_paths_are_refused() {
-    refused(json!({"node_name": "master-1\u{0}"}), "node_name");
-    refused(json!({"node_name": "master-1", "kubeconfig": ""}), "kubeconfig");
-    refused(
-        json!({"node_name": "master-1", "kubeconfig": "/k\u{0}"}),
-        "kubeconfig",
-    );
-    refused(json!({"node_name": "master-1", "context": "\u{0}"}), "context");
-    refused(
-        json!({"node_name": "master-1", "namespace": "kube-system\u{0}"}),
-        "namespace",
-    );
+    MODULE.refused(json!({"node_name": "master-1\u{0}"}), "node_name");
+    for (field, bad) in [
+        ("kubeconfig", ""),
+        ("kubeconfig", "/k\u{0}"),
+        ("context", "\u{0}"),
+        ("namespace", "kube-system\u{0}"),
+    ] {
+        MODULE.refused(json!({"node_name": "master-1", field: bad}), field);
+    }
 }
 
 #[test]
 fn an_unknown_null_parameter_is_refused() {
-    let ran = run(json!({"node_name": "master-1", "nodename": null}));
-    assert!(
-        ran.msg().contains("unknown parameter `nodename`"),
-        "{}",
-        ran.msg()
-    );
+    MODULE.unknown_null_refused(json!({"node_name": "master-1"}), "nodename");
 }
 
 #[test]
 fn a_huge_argument_is_not_echoed_whole() {
-    let ran = refused(json!({"node_name": "N".repeat(1 << 20)}), "node_name");
-    assert!(ran.stdout.len() < 1_000, "{} bytes", ran.stdout.len());
-    assert!(ran.msg().contains("(1048576 bytes)"), "{}", ran.msg());
+    MODULE.refused_small(
+        json!({"node_name": "N".repeat(1 << 20)}),
+        "node_name",
+        "(1048576 bytes)",
+    );
 }

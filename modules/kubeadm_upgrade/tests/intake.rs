@@ -2,61 +2,36 @@
 //! kubeadm_upgrade's argument intake: fuzzed, and the defects fuzzing found (issue 17, item 8).
 
 use kubeadm_upgrade::KubeadmUpgrade;
-use module_kit::testkit::{fuzz_intake, run_with_args_file, Ran};
-use serde_json::{json, Value};
+use module_kit::testkit::Intake;
+use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-fn run(args: Value) -> Ran {
-    run_with_args_file(Path::new(env!("CARGO_BIN_EXE_kubeadm_upgrade")), &args).unwrap()
-}
-
-fn refused(args: Value, field: &str) -> Ran {
-    let ran = run(args.clone());
-    assert!(ran.failed(), "{args} accepted: {}", ran.stdout);
-    assert!(
-        ran.msg().starts_with(&format!("parameter `{field}`")),
-        "{args}: {}",
-        ran.msg()
-    );
-    ran
-}
+const MODULE: Intake<KubeadmUpgrade> = Intake::new(env!("CARGO_BIN_EXE_kubeadm_upgrade"));
 
 #[test]
 fn fuzzed_arguments_fail_cleanly() {
-    let base = json!({"action": "apply", "version": "v1.9.2", "kubeadm_path": "/nonexistent/kubeadm"});
-    let report = fuzz_intake::<KubeadmUpgrade>(0x17_08, 400, &base).unwrap();
-    assert!(report.accepted > 5 && report.refused > 100, "{report:?}");
+    MODULE.fuzz(json!({"action": "apply", "version": "v1.9.2", "kubeadm_path": "/nonexistent/kubeadm"}));
 }
 
 #[test]
 fn a_huge_timeout_is_refused_not_a_panic() {
     // /bin/true runs, so before the bound the deadline `now + timeout` overflowed: "internal error".
-    for field in ["timeout", "retry_delay"] {
-        let ran = refused(
-            json!({"action": "plan", "kubeadm_path": "/bin/true", field: 9223372036854775807i64,
-                   "_ansible_check_mode": true}),
-            field,
-        );
-        assert!(
-            ran.msg().contains("at most 604800 seconds (7 days)"),
-            "{}",
-            ran.msg()
-        );
-    }
-    refused(json!({"action": "plan", "timeout": "0"}), "timeout");
+    let base = json!({"action": "plan", "kubeadm_path": "/bin/true"});
+    MODULE.huge_durations_refused(base, &["timeout", "retry_delay"]);
+    MODULE.refused(json!({"action": "plan", "timeout": "0"}), "timeout");
 }
 
 #[test]
 fn retries_are_bounded() {
-    let ran = refused(json!({"action": "plan", "retries": 4294967295u32}), "retries");
+    let ran = MODULE.refused(json!({"action": "plan", "retries": 4294967295u32}), "retries");
     assert!(ran.msg().contains("from 0 to 100"), "{}", ran.msg());
 }
 
 #[test]
 fn a_version_with_a_suffix_is_refused_not_cut() {
     for v in ["v1.9.2-y --force", "v1.9.2-$(id)", "v1.9.2 -y", "v1.9.2+x"] {
-        refused(
+        MODULE.refused(
             json!({"action": "apply", "version": v, "_ansible_check_mode": true}),
             "version",
         );
@@ -66,14 +41,14 @@ fn a_version_with_a_suffix_is_refused_not_cut() {
 #[test]
 fn a_pre_release_is_kept_whole() {
     let dir = tempfile_dir();
-    let ran = run(
+    let ran = MODULE.run(
         json!({"action": "apply", "version": "v1.10.0-beta.1", "kubeadm_path": dir.join("missing"),
                          "manifests_dir": &*dir, "_ansible_check_mode": true}),
     );
     // No manifests here: refused as not a control plane, but not for its version.
     assert!(ran.failed());
     assert!(!ran.msg().contains("version"), "{}", ran.msg());
-    let ran = run(
+    let ran = MODULE.run(
         json!({"action": "node", "version": "v1.10.0-beta.1", "kubeadm_path": dir.join("missing"),
                          "manifests_dir": &*dir, "_ansible_check_mode": true}),
     );
@@ -83,21 +58,21 @@ fn a_pre_release_is_kept_whole() {
 
 #[test]
 fn nul_bytes_and_empty_paths_are_refused() {
-    refused(
+    MODULE.refused(
         json!({"action": "plan", "kubeadm_path": "/tmp/kube\u{0}adm"}),
         "kubeadm_path",
     );
-    refused(json!({"action": "plan", "kubeadm_path": ""}), "kubeadm_path");
-    refused(json!({"action": "plan", "manifests_dir": ""}), "manifests_dir");
-    refused(
+    MODULE.refused(json!({"action": "plan", "kubeadm_path": ""}), "kubeadm_path");
+    MODULE.refused(json!({"action": "plan", "manifests_dir": ""}), "manifests_dir");
+    MODULE.refused(
         json!({"action": "plan", "manifests_dir": "/etc/kubernetes\u{0}"}),
         "manifests_dir",
     );
-    refused(
+    MODULE.refused(
         json!({"action": "plan", "extra_args": ["--v=5", "a\u{0}b"]}),
         "extra_args[1]",
     );
-    refused(
+    MODULE.refused(
         json!({"action": "plan", "feature_gates": "A=true\u{0}"}),
         "feature_gates",
     );
@@ -105,19 +80,13 @@ fn nul_bytes_and_empty_paths_are_refused() {
 
 #[test]
 fn an_unknown_null_parameter_is_refused() {
-    let ran = run(json!({"action": "plan", "kubeadm_pth": null}));
-    assert!(
-        ran.msg().contains("unknown parameter `kubeadm_pth`"),
-        "{}",
-        ran.msg()
-    );
+    MODULE.unknown_null_refused(json!({"action": "plan"}), "kubeadm_pth");
 }
 
 #[test]
 fn a_huge_argument_is_not_echoed_whole() {
-    let ran = run(json!({"action": "apply", "version": "v".repeat(1 << 20)}));
-    assert!(ran.stdout.len() < 1_000, "{} bytes", ran.stdout.len());
-    assert!(ran.msg().contains("(1048576 bytes)"), "{}", ran.msg());
+    let args = json!({"action": "apply", "version": "v".repeat(1 << 20)});
+    MODULE.refused_small(args, "version", "(1048576 bytes)");
 }
 
 /// A private directory of our own (tempfile is not a dependency of this crate), removed on drop.
@@ -151,7 +120,7 @@ fn tempfile_dir() -> TempDir {
 
 #[test]
 fn the_default_kubeadm_is_not_in_tmp() {
-    let ran = run(json!({"action": "node", "_ansible_check_mode": true,
+    let ran = MODULE.run(json!({"action": "node", "_ansible_check_mode": true,
                          "manifests_dir": "/nonexistent/manifests"}));
     assert!(!ran.failed(), "{}", ran.stdout);
     assert!(ran.msg().contains("/var/lib/kup/kubeadm"), "{}", ran.msg());
@@ -168,7 +137,7 @@ fn a_kubeadm_others_could_replace_is_not_run() {
     let args = json!({"action": "node", "kubeadm_path": kubeadm, "manifests_dir": &*dir, "_ansible_check_mode": true});
 
     mode(&kubeadm, 0o755);
-    let ran = run(args.clone());
+    let ran = MODULE.run(args.clone());
     assert!(!ran.failed(), "{}", ran.stdout);
 
     for (file, dir_mode, why) in [
@@ -178,10 +147,10 @@ fn a_kubeadm_others_could_replace_is_not_run() {
     ] {
         mode(&kubeadm, file);
         mode(&dir, dir_mode);
-        let ran = refused(args.clone(), "kubeadm_path");
+        let ran = MODULE.refused(args.clone(), "kubeadm_path");
         assert!(ran.msg().contains("refusing to run"), "{}", ran.msg());
         assert!(ran.msg().contains(why), "{}", ran.msg());
         // Check mode too, and plan: nothing runs it.
-        refused(json!({"action": "plan", "kubeadm_path": kubeadm}), "kubeadm_path");
+        MODULE.refused(json!({"action": "plan", "kubeadm_path": kubeadm}), "kubeadm_path");
     }
 }

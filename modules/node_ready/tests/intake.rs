@@ -2,77 +2,54 @@
 //! node_ready's argument intake: fuzzed, and the defects fuzzing found (issue 17, item 8). The
 //! refusals below happen before any kubeconfig is read.
 
-use module_kit::testkit::{fuzz_intake, run_with_args_file, Ran};
+use module_kit::testkit::Intake;
 use node_ready::NodeReady;
-use serde_json::{json, Value};
-use std::path::Path;
+use serde_json::json;
 
-fn run(args: Value) -> Ran {
-    run_with_args_file(Path::new(env!("CARGO_BIN_EXE_node_ready")), &args).unwrap()
-}
-
-fn refused(args: Value, field: &str, why: &str) -> Ran {
-    let ran = run(args.clone());
-    assert!(ran.failed(), "{args} accepted: {}", ran.stdout);
-    assert!(
-        ran.msg().starts_with(&format!("parameter `{field}`")) && ran.msg().contains(why),
-        "{args}: {}",
-        ran.msg()
-    );
-    ran
-}
+const MODULE: Intake<NodeReady> = Intake::new(env!("CARGO_BIN_EXE_node_ready"));
 
 #[test]
 fn fuzzed_arguments_fail_cleanly() {
-    let base =
-        json!({"names": ["worker-1"], "kubelet_version": "v1.9.2", "kubeconfig": "/nonexistent/kubeconfig"});
-    let report = fuzz_intake::<NodeReady>(0x17_08, 400, &base).unwrap();
-    assert!(report.accepted > 5 && report.refused > 100, "{report:?}");
+    MODULE.fuzz(json!({"names": ["worker-1"], "kubelet_version": "v1.9.2",
+                       "kubeconfig": "/nonexistent/kubeconfig"}));
 }
 
 #[test]
 fn huge_durations_are_refused_not_a_panic() {
     // Before the bound, `start + timeout` overflowed before anything else: "internal error".
-    for field in ["timeout", "interval", "request_timeout"] {
-        refused(
-            json!({field: 9223372036854775807i64, "kubeconfig": "/nonexistent/kubeconfig",
-                   "_ansible_check_mode": true}),
-            field,
-            "at most 604800 seconds",
-        );
-    }
-    refused(json!({"interval": 0}), "interval", "at least 1 second");
+    let base = json!({"kubeconfig": "/nonexistent/kubeconfig"});
+    MODULE.huge_durations_refused(base, &["timeout", "interval", "request_timeout"]);
+    MODULE.refused_with(json!({"interval": 0}), "interval", "at least 1 second");
     // 0 still means "look once".
-    let ran = run(json!({"timeout": 0, "kubeconfig": "/nonexistent/kubeconfig"}));
+    let ran = MODULE.run(json!({"timeout": 0, "kubeconfig": "/nonexistent/kubeconfig"}));
     assert!(ran.msg().starts_with("parameter `kubeconfig`"), "{}", ran.msg());
 }
 
 #[test]
 fn nul_bytes_and_empty_paths_are_refused() {
-    refused(json!({"names": ["worker-1\u{0}"]}), "names", "control character");
-    refused(json!({"names": "worker-1,\u{0}x"}), "names", "control character");
-    refused(json!({"kubeconfig": ""}), "kubeconfig", "must not be empty");
-    refused(json!({"kubeconfig": "/k\u{0}"}), "kubeconfig", "NUL");
-    refused(json!({"context": "a\u{0}"}), "context", "NUL");
-    refused(
-        json!({"kubelet_version": "1.9\u{0}"}),
-        "kubelet_version",
-        "expected a version",
-    );
+    for (args, field, why) in [
+        (json!({"names": ["worker-1\u{0}"]}), "names", "control character"),
+        (json!({"names": "worker-1,\u{0}x"}), "names", "control character"),
+        (json!({"kubeconfig": ""}), "kubeconfig", "must not be empty"),
+        (json!({"kubeconfig": "/k\u{0}"}), "kubeconfig", "NUL"),
+        (json!({"context": "a\u{0}"}), "context", "NUL"),
+        (
+            json!({"kubelet_version": "1.9\u{0}"}),
+            "kubelet_version",
+            "expected a version",
+        ),
+    ] {
+        MODULE.refused_with(args, field, why);
+    }
 }
 
 #[test]
 fn an_unknown_null_parameter_is_refused() {
-    let ran = run(json!({"name": null, "kubeconfig": "/nonexistent/kubeconfig"}));
-    assert!(ran.msg().contains("unknown parameter `name`"), "{}", ran.msg());
+    MODULE.unknown_null_refused(json!({"kubeconfig": "/nonexistent/kubeconfig"}), "name");
 }
 
 #[test]
 fn a_huge_argument_is_not_echoed_whole() {
-    let ran = refused(
-        json!({"kubelet_version": "x".repeat(1 << 20)}),
-        "kubelet_version",
-        "(1048576 bytes)",
-    );
-    assert!(ran.stdout.len() < 1_000, "{} bytes", ran.stdout.len());
+    let args = json!({"kubelet_version": "x".repeat(1 << 20)});
+    MODULE.refused_small(args, "kubelet_version", "(1048576 bytes)");
 }
