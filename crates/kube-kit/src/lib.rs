@@ -1,5 +1,4 @@
-//! Kubernetes API access shared by the API modules (`node_drain`, `kubeadm_config_nodename`,
-//! `node_ready`, `cluster_survey`, `cluster_lock`, and `upgrade_preflight`'s API checks): their
+//! Kubernetes API access shared by the API modules (and `upgrade_preflight`'s API checks): their
 //! common parameters declared once ([`Connection`], flattened into each one's `Params`, and
 //! [`NodeName`]), a client from them, API errors with their HTTP status and the server's message, a
 //! small runtime so a synchronous `Module::run` can call async kube code, eviction discovery, and

@@ -3,13 +3,13 @@
 //! Use with `#[serde(deserialize_with = "module_kit::de::int")]` and friends.
 //!
 //! Durations, paths and names have types of their own in [`crate::params`]; the adapters at the end
-//! ([`seconds`], [`opt_file_path`], ...) apply the same checks to fields that keep a plain type.
+//! ([`seconds`], [`seconds_or_zero`]) apply the same checks to fields that keep a plain type, and
+//! [`flattened_field`] names a field of a `#[serde(flatten)]`-ed part in its errors.
 
 use crate::echo::{shown, shown_value};
-use crate::params::{FilePath, Name, Seconds};
+use crate::params::Seconds;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
-use std::path::PathBuf;
 use std::str::FromStr;
 
 /// A boolean, or one of Ansible's spellings: yes/no, true/false, on/off, 1/0 (any case).
@@ -102,16 +102,6 @@ pub fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
 /// A [`Seconds`] that may be 0 (0 s to 7 days), kept as a plain `u64` of seconds.
 pub fn seconds_or_zero<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     Seconds::<0>::deserialize(d).map(Seconds::get)
-}
-
-/// An optional [`FilePath`] kept as an `Option<PathBuf>` (use with `#[serde(default)]`).
-pub fn opt_file_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
-    Option::<FilePath>::deserialize(d).map(|p| p.map(PathBuf::from))
-}
-
-/// An optional [`Name`] kept as an `Option<String>` (use with `#[serde(default)]`).
-pub fn opt_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Option::<Name>::deserialize(d).map(|n| n.map(String::from))
 }
 
 /// A field of a struct that others `#[serde(flatten)]` (use as `deserialize_with` through a small

@@ -1,7 +1,8 @@
 //! A real release server on loopback, serving the dl.k8s.io layout for a handful of releases.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use lab_release::{write_channels, write_release, ReleaseServer, Version};
+use kube_version::Version;
+use lab_release::{write_channels, write_release, ReleaseServer};
 use module_kit::testkit::{run_with_args_file, Ran};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
