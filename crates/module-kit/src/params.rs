@@ -210,6 +210,20 @@ impl Serialize for Retries {
     }
 }
 
+/// Why `text` is not a word to pass on: empty (`empty` says why that matters), a control character,
+/// or longer than `max` bytes.
+fn unclean(text: &str, empty: &str, max: usize) -> Option<String> {
+    if text.is_empty() {
+        Some(empty.to_string())
+    } else if let Some(problem) = control_character(text) {
+        Some(problem.to_string())
+    } else if text.len() > max {
+        Some(format!("is longer than {max} bytes ({} bytes)", text.len()))
+    } else {
+        None
+    }
+}
+
 /// Why `text` has a control character, if it has one.
 fn control_character(text: &str) -> Option<&'static str> {
     if text.contains('\0') {
@@ -231,18 +245,9 @@ impl FilePath {
     pub const MAX_LEN: usize = 4096;
 
     pub fn new(text: &str) -> Result<Self, String> {
-        if text.is_empty() {
-            return Err("must not be empty (an empty path would mean the current directory)".into());
-        }
-        if let Some(problem) = control_character(text) {
-            return Err(problem.into());
-        }
-        if text.len() > Self::MAX_LEN {
-            return Err(format!(
-                "is longer than {} bytes ({} bytes)",
-                Self::MAX_LEN,
-                text.len()
-            ));
+        let empty = "must not be empty (an empty path would mean the current directory)";
+        if let Some(problem) = unclean(text, empty, Self::MAX_LEN) {
+            return Err(problem);
         }
         if !text.starts_with('/') {
             return Err(format!("must be an absolute path, got {}", shown(text)));
@@ -311,20 +316,10 @@ impl Name {
     pub const MAX_LEN: usize = 4096;
 
     pub fn new(text: &str) -> Result<Self, String> {
-        if text.is_empty() {
-            return Err("must not be empty".into());
+        match unclean(text, "must not be empty", Self::MAX_LEN) {
+            Some(problem) => Err(problem),
+            None => Ok(Name(text.to_string())),
         }
-        if let Some(problem) = control_character(text) {
-            return Err(problem.into());
-        }
-        if text.len() > Self::MAX_LEN {
-            return Err(format!(
-                "is longer than {} bytes ({} bytes)",
-                Self::MAX_LEN,
-                text.len()
-            ));
-        }
-        Ok(Name(text.to_string()))
     }
 
     pub fn as_str(&self) -> &str {
