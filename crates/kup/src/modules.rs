@@ -255,6 +255,23 @@ pub fn survey_findings(inventory: &Inventory, survey: &Value, allow_partial: boo
             ));
         }
         out.notes.push((host.name.clone(), note));
+        // A budget that can never allow an eviction holds the drain until its timeout, every time.
+        if i >= workers {
+            let mut never: Vec<(&str, &str)> = waits
+                .iter()
+                .filter_map(|w| Some((w["pdb"].as_str()?, w["never"].as_str()?)))
+                .collect();
+            never.sort_unstable();
+            never.dedup();
+            for (pdb, why) in never {
+                out.blockers.push(format!(
+                    "{}: PodDisruptionBudget {pdb} can never allow a disruption ({why}): the drain of node \
+                     {node} would wait until --drain-timeout and fail; relax the budget (e.g. maxUnavailable: 1) \
+                     or scale its workload up first",
+                    host.name
+                ));
+            }
+        }
         if i >= workers && !blocking.is_empty() {
             let pods: Vec<String> = blocking
                 .iter()
@@ -348,7 +365,9 @@ mod tests {
                 {"name": "cp1", "kubelet_version": "v1.9.11", "ready": true, "cordoned": false, "would_evict": 0,
                  "blocking": [bare.clone()], "pdb_waits": []},
                 {"name": "worker-1", "kubelet_version": "v1.9.11", "ready": true, "cordoned": true, "would_evict": 2,
-                 "blocking": [bare], "pdb_waits": [{"pod": "default/web-1", "pdb": "default/web"}]},
+                 "blocking": [bare], "pdb_waits": [{"pod": "default/web-1", "pdb": "default/web"},
+                                                   {"pod": "default/db-0", "pdb": "default/db", "never": "maxUnavailable: 0"},
+                                                   {"pod": "default/db-1", "pdb": "default/db", "never": "maxUnavailable: 0"}]},
                 {"name": "w2", "kubelet_version": "v1.9.11", "ready": true, "cordoned": false, "would_evict": 1,
                  "blocking": [], "pdb_waits": []},
             ]
@@ -357,6 +376,9 @@ mod tests {
         assert_eq!(
             f.blockers,
             [
+                "w1: PodDisruptionBudget default/db can never allow a disruption (maxUnavailable: 0): the drain of \
+                 node worker-1 would wait until --drain-timeout and fail; relax the budget (e.g. maxUnavailable: 1) \
+                 or scale its workload up first",
                 "w1: node_drain: cannot drain node worker-1: 1 pod(s) would block it. default/toolbox: not managed by a controller",
                 "w3: node w3 is not registered with the API server",
             ]

@@ -136,6 +136,9 @@ struct Verdict {
 struct PdbWait {
     pod: String,
     pdb: String,
+    /// Set when the budget can never allow the eviction (the drain would wait until it times out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    never: Option<String>,
 }
 
 /// One reported node.
@@ -167,6 +170,8 @@ struct ControlPlanePod {
 struct Budget {
     name: String,
     selector: Option<LabelSelector>,
+    /// Why it can never allow a disruption, if it never can.
+    never: Option<String>,
 }
 
 impl Budget {
@@ -315,6 +320,7 @@ impl Survey<'_> {
                             row.pdb_waits.push(PdbWait {
                                 pod: pod.key(),
                                 pdb: budget.name.clone(),
+                                never: budget.never.clone(),
                             });
                         }
                     }
@@ -402,16 +408,22 @@ async fn survey(p: Params) -> Result<Outcome, Failure> {
         list_each(client, &path, p.page_size, deadline, |pdb: slim::Pdb| {
             pdb_count += 1;
             // No status yet means the disruption controller has not looked: evictions are refused.
-            let allowed = pdb.status.and_then(|s| s.disruptions_allowed).unwrap_or(0);
+            let allowed = pdb
+                .status
+                .as_ref()
+                .and_then(|s| s.disruptions_allowed)
+                .unwrap_or(0);
             if allowed > 0 {
                 return;
             }
+            let never = pdb.never_allows();
             let ns = pdb.metadata.namespace.unwrap_or_else(|| "default".into());
             let name = format!("{ns}/{}", pdb.metadata.name);
             zero_budgets.push(name.clone());
             budgets.entry(ns).or_default().push(Budget {
                 name,
                 selector: pdb.spec.selector,
+                never,
             });
         })
         .await

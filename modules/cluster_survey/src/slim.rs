@@ -251,9 +251,14 @@ pub struct Pdb {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PdbSpec {
     #[serde(default)]
     pub selector: Option<LabelSelector>,
+    #[serde(default)]
+    pub max_unavailable: Option<IntOrPercent>,
+    #[serde(default)]
+    pub min_available: Option<IntOrPercent>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -261,6 +266,48 @@ pub struct PdbSpec {
 pub struct PdbStatus {
     #[serde(default)]
     pub disruptions_allowed: Option<i64>,
+    #[serde(default)]
+    pub expected_pods: Option<i64>,
+}
+
+/// An IntOrString as PodDisruptionBudgets use it: a count or a percentage ("50%").
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum IntOrPercent {
+    Int(i64),
+    Text(String),
+}
+
+impl std::fmt::Display for IntOrPercent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IntOrPercent::Int(n) => write!(f, "{n}"),
+            IntOrPercent::Text(t) => write!(f, "{t}"),
+        }
+    }
+}
+
+impl Pdb {
+    /// Why this budget can never allow an eviction, whatever the drain waits for: `maxUnavailable`
+    /// 0 (or 0%), or `minAvailable` 100% or at least the pods it expects (a replacement is only
+    /// started after an eviction, so the count never rises first). kubectl drain retries such a
+    /// budget until its timeout (kubernetes.io "Safely Drain a Node", "Configure a PDB").
+    pub fn never_allows(&self) -> Option<String> {
+        let zero = |v: &IntOrPercent| {
+            matches!(v, IntOrPercent::Int(0)) || matches!(v, IntOrPercent::Text(t) if t.trim() == "0%")
+        };
+        if let Some(max) = self.spec.max_unavailable.as_ref().filter(|v| zero(v)) {
+            return Some(format!("maxUnavailable: {max}"));
+        }
+        let expected = self.status.as_ref().and_then(|s| s.expected_pods).unwrap_or(0);
+        match &self.spec.min_available {
+            Some(IntOrPercent::Text(t)) if t.trim() == "100%" => Some("minAvailable: 100%".into()),
+            Some(IntOrPercent::Int(n)) if expected > 0 && *n >= expected => {
+                Some(format!("minAvailable: {n} with {expected} pod(s) expected"))
+            }
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -307,6 +354,39 @@ impl LabelSelector {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+
+    fn pdb(spec: serde_json::Value, expected: i64) -> Pdb {
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "p"}, "spec": spec,
+                                                  "status": {"disruptionsAllowed": 0, "expectedPods": expected}}))
+        .unwrap()
+    }
+
+    #[test]
+    fn budgets_that_can_never_allow_an_eviction() {
+        let never = |spec, expected| pdb(spec, expected).never_allows();
+        assert_eq!(
+            never(serde_json::json!({"maxUnavailable": 0}), 3).as_deref(),
+            Some("maxUnavailable: 0")
+        );
+        assert_eq!(
+            never(serde_json::json!({"maxUnavailable": "0%"}), 3).as_deref(),
+            Some("maxUnavailable: 0%")
+        );
+        assert_eq!(
+            never(serde_json::json!({"minAvailable": "100%"}), 3).as_deref(),
+            Some("minAvailable: 100%")
+        );
+        assert_eq!(
+            never(serde_json::json!({"minAvailable": 3}), 3).as_deref(),
+            Some("minAvailable: 3 with 3 pod(s) expected")
+        );
+        // Only "not now": a pod that comes back Ready lets the drain go on.
+        assert_eq!(never(serde_json::json!({"minAvailable": 2}), 3), None);
+        assert_eq!(never(serde_json::json!({"maxUnavailable": 1}), 3), None);
+        assert_eq!(never(serde_json::json!({"maxUnavailable": "10%"}), 3), None);
+        // No status yet: nothing is known about the pods.
+        assert_eq!(never(serde_json::json!({"minAvailable": 3}), 0), None);
+    }
     use super::*;
 
     #[test]

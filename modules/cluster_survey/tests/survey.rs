@@ -189,6 +189,13 @@ fn versions_blockers_and_pdb_waits_on_every_node() {
             .iter()
             .all(|w| w["pdb"] == "default/web-strict"
                 && w["pod"].as_str().unwrap().starts_with("default/web-")));
+        // minAvailable 3 of 3 web pods: no eviction can ever be allowed, the drain would never end.
+        assert!(
+            waits
+                .iter()
+                .all(|w| w["never"] == "minAvailable: 3 with 3 pod(s) expected"),
+            "{label}: {waits:?}"
+        );
         assert!(
             ran.msg().contains("3 pod(s) a drain would wait for"),
             "{}",
