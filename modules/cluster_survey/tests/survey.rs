@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::Path;
 
-use lab_apiserver::testing::{matrix, with, Lab};
 use lab_apiserver::cluster::{IntOrPercent, PdbSeed, PodSeed, ReplicaSetSeed};
 use lab_apiserver::store::Kind;
+use lab_apiserver::testing::{matrix, with, Lab};
 use lab_apiserver::{Cluster, Emulation};
 use module_kit::testkit::run_with_args_file;
 use serde_json::{json, Value};
