@@ -26,7 +26,11 @@ fn modules(dist: &Path) -> Vec<(String, u64)> {
         .args(["module", "--list"])
         .output()
         .expect("dist/kup module --list");
-    assert!(out.status.success(), "dist/kup module --list: {out:?}");
+    assert!(
+        out.status.success(),
+        "dist/kup module --list failed (a dist/ built before the list? run scripts/build): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let list: Vec<(String, u64)> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|line| {
