@@ -3,7 +3,7 @@
 //! dist/: a normal run, an idempotent rerun, and a `--check --diff` run; and `ansible-doc` renders
 //! its sidecar docs.
 
-use e2e::{dist, prerequisite, root};
+use e2e::{ansible_venv_bin, dist_binary, root};
 use kube_version::Version;
 use lab_release::{write_channels, write_release, ReleaseServer};
 use serde_json::Value;
@@ -40,22 +40,14 @@ struct Ansible {
 
 impl Ansible {
     fn new() -> Option<Ansible> {
-        let playbook = prerequisite(
-            root().join(".venv/bin/ansible-playbook"),
-            "ansible-playbook",
-            "scripts/deps creates .venv",
-        )?;
-        let module = prerequisite(
-            dist().join("kubeadm_download"),
-            "dist/kubeadm_download",
-            "run scripts/build",
-        )?;
+        let bin_dir = ansible_venv_bin()?;
+        let module = dist_binary("kubeadm_download")?;
         let library = tempfile::tempdir().unwrap();
         std::fs::copy(&module, library.path().join("kubeadm_download")).unwrap();
         let docs = root().join("modules/kubeadm_download/kubeadm_download.yml");
         std::fs::copy(docs, library.path().join("kubeadm_download.yml")).unwrap();
         Some(Ansible {
-            bin_dir: playbook.parent().unwrap().to_path_buf(),
+            bin_dir,
             library,
             home: tempfile::tempdir().unwrap(),
         })

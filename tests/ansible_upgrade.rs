@@ -6,7 +6,7 @@
 //! renders every module, and the collection tarball carries the static binaries.
 
 use e2e::lab::{LabOptions, TestLab};
-use e2e::{dist, prerequisite, root};
+use e2e::{ansible_venv_bin, dist, dist_binary, prerequisite, root};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,16 +33,12 @@ struct Ansible {
 impl Ansible {
     /// Ansible from .venv, and every module binary in dist/ (the library links point there).
     fn new() -> Option<Ansible> {
-        let playbook = prerequisite(
-            root().join(".venv/bin/ansible-playbook"),
-            "ansible-playbook",
-            "scripts/deps creates .venv",
-        )?;
+        let venv_bin = ansible_venv_bin()?;
         for m in modules() {
-            prerequisite(dist().join(&m), &format!("dist/{m}"), "run scripts/build")?;
+            dist_binary(&m)?;
         }
         Some(Ansible {
-            venv_bin: playbook.parent().unwrap().to_path_buf(),
+            venv_bin,
             home: tempfile::tempdir().unwrap(),
         })
     }

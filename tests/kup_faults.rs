@@ -6,42 +6,13 @@
 //! whose link is cut ends the rollout within the bound, naming it, with later hosts untouched; and
 //! once the link is back the rerun completes.
 
-use e2e::dist;
 use e2e::lab::{LabOptions, TestLab};
+use e2e::{dist, kup, kup_upgrade_args, output_text};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-const UPGRADE: &[&str] = &[
-    "upgrade",
-    "--to",
-    "v1.9.2",
-    "--retry-delay",
-    "1",
-    "--cni-version",
-    "0.6.0",
-    "--yes",
-];
-
-fn kup(inventory: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(dist().join("kup"))
-        .args(args)
-        .arg("-i")
-        .arg(inventory)
-        .stdin(Stdio::null())
-        .output()
-        .expect("kup")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 fn kup_sha256() -> String {
     let out = Command::new("sha256sum")
@@ -53,12 +24,6 @@ fn kup_sha256() -> String {
         .next()
         .unwrap()
         .to_string()
-}
-
-fn unschedulable(lab: &TestLab, node: &str) -> bool {
-    lab.kubectl(&["get", "node", node, "-o", "jsonpath={.spec.unschedulable}"])
-        .trim()
-        == "true"
 }
 
 /// Pids of the running `kup upgrade` processes (not their `script` or shell parents).
@@ -116,6 +81,7 @@ fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
 
 #[test]
 fn kup_survives_an_operators_bad_day() {
+    let upgrade = kup_upgrade_args("v1.9.2", "0.6.0");
     let Some(lab) = TestLab::up(LabOptions {
         flavour: "apt",
         from: "1.8.3",
@@ -131,7 +97,7 @@ fn kup_survives_an_operators_bad_day() {
     let hash = kup_sha256();
     lab.ssh_ok(2, "mkdir -m 0777 /var/lib/kup && chown nobody /var/lib/kup");
     let plan = kup(&inventory, &["plan", "--to", "v1.9.2", "--cni-version", "0.6.0"]);
-    let log = text(&plan);
+    let log = output_text(&plan);
     assert_eq!(plan.status.code(), Some(1), "{log}");
     assert!(
         log.contains("refused to run kup on lab-w1") && log.contains("/var/lib/kup is owned by uid 65534"),
@@ -144,7 +110,7 @@ fn kup_survives_an_operators_bad_day() {
     );
     lab.ssh_ok(2, &planted);
     let plan = kup(&inventory, &["plan", "--to", "v1.9.2", "--cni-version", "0.6.0"]);
-    let log = text(&plan);
+    let log = output_text(&plan);
     assert_eq!(plan.status.code(), Some(1), "{log}");
     assert!(
         log.contains(&format!("kup-{hash} is owned by uid 65534")),
@@ -156,7 +122,7 @@ fn kup_survives_an_operators_bad_day() {
         &format!("chown root /var/lib/kup/bin/kup-{hash} && chmod 0700 /var/lib/kup/bin/kup-{hash}"),
     );
     let plan = kup(&inventory, &["plan", "--to", "v1.9.2", "--cni-version", "0.6.0"]);
-    let log = text(&plan);
+    let log = output_text(&plan);
     assert!(log.contains("is not this kup"), "{log}");
     assert_eq!(
         lab.ssh(2, "test -e /tmp/planted-ran").status.code(),
@@ -175,11 +141,11 @@ fn kup_survives_an_operators_bad_day() {
         .collect();
     std::fs::write(&partial, without_w2).unwrap();
     let plan = kup(&partial, &["plan", "--to", "v1.9.2", "--cni-version", "0.6.0"]);
-    let log = text(&plan);
+    let log = output_text(&plan);
     assert_eq!(plan.status.code(), Some(1), "{log}");
     assert!(log.contains("does not name: lab-w2"), "{log}");
-    let up = kup(&partial, UPGRADE);
-    let log = text(&up);
+    let up = kup(&partial, &upgrade);
+    let log = output_text(&up);
     assert_eq!(up.status.code(), Some(1), "{log}");
     assert!(
         log.contains("does not name: lab-w2") && log.contains("--allow-partial"),
@@ -189,13 +155,13 @@ fn kup_survives_an_operators_bad_day() {
         lab.nodes().iter().all(|(_, _, v)| v == "v1.8.3"),
         "the refused run changed something"
     );
-    assert!(!unschedulable(&lab, "lab-cp1"));
+    assert!(!lab.unschedulable("lab-cp1"));
 
     // 3. One run at a time. The first runs on a terminal (script's pseudo-terminal).
     let line = format!(
         "{} {} -i {}",
         dist().join("kup").display(),
-        UPGRADE.join(" "),
+        upgrade.join(" "),
         inventory.display()
     );
     let first = Command::new("script")
@@ -211,16 +177,16 @@ fn kup_survives_an_operators_bad_day() {
         lock_status(&lab)["locked"] == true
     });
     assert_eq!(lock_status(&lab)["kind"], "ConfigMap");
-    let same = kup(&inventory, UPGRADE);
-    let log = text(&same);
+    let same = kup(&inventory, &upgrade);
+    let log = output_text(&same);
     assert_eq!(same.status.code(), Some(1), "{log}");
     assert!(log.contains("another kup is running with the journal"), "{log}");
     let elsewhere = lab.dir.join("other-machine.json");
-    let mut args = UPGRADE.to_vec();
+    let mut args = upgrade.clone();
     let state = elsewhere.to_string_lossy().into_owned();
     args.extend(["--state", &state]);
     let other = kup(&inventory, &args);
-    let log = text(&other);
+    let log = output_text(&other);
     assert_eq!(other.status.code(), Some(1), "{log}");
     assert!(
         log.contains("the cluster is locked") && log.contains("by kup@") && log.contains(".kup-journal.json"),
@@ -248,7 +214,7 @@ fn kup_survives_an_operators_bad_day() {
         .unwrap();
     assert!(killed.success());
     let first = first.wait_with_output().unwrap();
-    let screen = text(&first);
+    let screen = output_text(&first);
     assert_eq!(first.status.code(), Some(130), "{screen}");
     assert!(screen.contains("interrupt"), "{screen}");
     assert!(
@@ -264,7 +230,7 @@ fn kup_survives_an_operators_bad_day() {
     // 5. The rerun resumes; lab-w2 (node 3) loses its link once lab-w1 is drained.
     let started = Instant::now();
     let mut resume = Command::new(dist().join("kup"))
-        .args(UPGRADE)
+        .args(&upgrade)
         .arg("-i")
         .arg(&inventory)
         .stdin(Stdio::null())
@@ -324,15 +290,15 @@ fn kup_survives_an_operators_bad_day() {
     assert_eq!(lab.ssh_ok(3, "dpkg-query -W -f '${Version}' kubelet"), "1.8.3-00");
     // Its kubelet's heartbeats were lost with the link: Ready again once they reach the API server.
     lab.wait_node("lab-w2", "v1.8.3", Duration::from_secs(120));
-    assert!(!unschedulable(&lab, "lab-w2"), "lab-w2 was touched");
+    assert!(!lab.unschedulable("lab-w2"), "lab-w2 was touched");
 
     // 6. With the link back, the rerun completes.
-    let last = kup(&inventory, UPGRADE);
-    let log = text(&last);
+    let last = kup(&inventory, &upgrade);
+    let log = output_text(&last);
     assert!(last.status.success(), "{log}");
     for (name, ready, version) in lab.nodes() {
         assert!(ready && version == "v1.9.2", "{name}: ready={ready} {version}");
-        assert!(!unschedulable(&lab, &name), "{name} left cordoned");
+        assert!(!lab.unschedulable(&name), "{name} left cordoned");
     }
     let v: Value = serde_json::from_str(&lab.kubectl(&["get", "--raw", "/_lab/pdb-violations"])).unwrap();
     assert_eq!(v["count"], 0, "a PodDisruptionBudget was violated");

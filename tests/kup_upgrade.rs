@@ -3,38 +3,14 @@
 //! and the faults of the runbook (a flaky secondary, a PDB holding a drain, a kubelet that does not
 //! come back: the rollout stops there, and a rerun resumes and completes).
 
-use e2e::dist;
 use e2e::lab::{LabOptions, TestLab};
+use e2e::{dist, kup, kup_upgrade_args, output_text};
 use serde_json::Value;
-use std::process::{Command, Output, Stdio};
-
-fn kup(lab: &TestLab, args: &[&str]) -> Output {
-    Command::new(dist().join("kup"))
-        .args(args)
-        .arg("-i")
-        .arg(&lab.inventory)
-        .stdin(Stdio::null())
-        .output()
-        .expect("kup")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use std::process::{Command, Stdio};
 
 fn violations(lab: &TestLab) -> u64 {
     let v: Value = serde_json::from_str(&lab.kubectl(&["get", "--raw", "/_lab/pdb-violations"])).unwrap();
     v["count"].as_u64().unwrap()
-}
-
-fn unschedulable(lab: &TestLab, node: &str) -> bool {
-    lab.kubectl(&["get", "node", node, "-o", "jsonpath={.spec.unschedulable}"])
-        .trim()
-        == "true"
 }
 
 fn assert_all_at(lab: &TestLab, version: &str) {
@@ -66,12 +42,15 @@ fn kup_upgrades_an_apt_lab_from_1_8_to_1_9() {
     // The runbook's flaky secondary: its first apply fails.
     lab.ssh_ok(2, "touch /etc/kup-lab/kubeadm-fail-once");
 
-    let plan = kup(&lab, &["plan", "--to", "v1.9.2", "--cni-version", "0.6.0"]);
-    assert!(plan.status.success(), "kup plan:\n{}", text(&plan));
+    let plan = kup(
+        &lab.inventory,
+        &["plan", "--to", "v1.9.2", "--cni-version", "0.6.0"],
+    );
+    assert!(plan.status.success(), "kup plan:\n{}", output_text(&plan));
     assert!(
-        text(&plan).contains("the upgrade can go ahead"),
+        output_text(&plan).contains("the upgrade can go ahead"),
         "{}",
-        text(&plan)
+        output_text(&plan)
     );
     assert!(
         lab.nodes().iter().all(|(_, _, v)| v == "v1.8.3"),
@@ -104,22 +83,13 @@ fn kup_upgrades_an_apt_lab_from_1_8_to_1_9() {
         "no running step shown for lab-w2:\n{screen}"
     );
     assert!(screen.contains("the upgrade can go ahead"), "{screen}");
-    assert!(!text(&plan).contains("\x1b["), "escape codes without a terminal");
-
-    let up = kup(
-        &lab,
-        &[
-            "upgrade",
-            "--to",
-            "stable-1.9",
-            "--retry-delay",
-            "1",
-            "--cni-version",
-            "0.6.0",
-            "--yes",
-        ],
+    assert!(
+        !output_text(&plan).contains("\x1b["),
+        "escape codes without a terminal"
     );
-    let log = text(&up);
+
+    let up = kup(&lab.inventory, &kup_upgrade_args("stable-1.9", "0.6.0"));
+    let log = output_text(&up);
     assert!(up.status.success(), "kup upgrade:\n{log}");
     assert!(
         log.contains("after 1 failed attempts"),
@@ -127,9 +97,9 @@ fn kup_upgrades_an_apt_lab_from_1_8_to_1_9() {
     );
     assert_all_at(&lab, "v1.9.3");
     assert_eq!(violations(&lab), 0, "a PodDisruptionBudget was violated");
-    assert!(unschedulable(&lab, "lab-cp3"), "the admin's cordon was lost");
+    assert!(lab.unschedulable("lab-cp3"), "the admin's cordon was lost");
     for node in ["lab-cp1", "lab-cp2", "lab-w1", "lab-w2"] {
-        assert!(!unschedulable(&lab, node), "{node} left cordoned");
+        assert!(!lab.unschedulable(node), "{node} left cordoned");
     }
     let pods: Value =
         serde_json::from_str(&lab.kubectl(&["get", "pods", "-l", "app=web", "-o", "json"])).unwrap();
@@ -141,32 +111,24 @@ fn kup_upgrades_an_apt_lab_from_1_8_to_1_9() {
         .count();
     assert_eq!(running, 4, "web pods not all rescheduled and running: {pods}");
 
-    let again = kup(
-        &lab,
-        &[
-            "upgrade",
-            "--to",
-            "v1.9.3",
-            "--retry-delay",
-            "1",
-            "--cni-version",
-            "0.6.0",
-            "--yes",
-        ],
-    );
-    assert!(again.status.success(), "second kup upgrade:\n{}", text(&again));
+    let again = kup(&lab.inventory, &kup_upgrade_args("v1.9.3", "0.6.0"));
     assert!(
-        text(&again).contains("nothing to do"),
+        again.status.success(),
+        "second kup upgrade:\n{}",
+        output_text(&again)
+    );
+    assert!(
+        output_text(&again).contains("nothing to do"),
         "second run changed something:\n{}",
-        text(&again)
+        output_text(&again)
     );
 
-    let skip = kup(&lab, &["upgrade", "--to", "v1.11.10", "--yes"]);
+    let skip = kup(&lab.inventory, &["upgrade", "--to", "v1.11.10", "--yes"]);
     assert!(!skip.status.success());
     assert!(
-        text(&skip).contains("v1.10 -> v1.11"),
+        output_text(&skip).contains("v1.10 -> v1.11"),
         "no path given:\n{}",
-        text(&skip)
+        output_text(&skip)
     );
 }
 
@@ -182,20 +144,10 @@ fn kup_stops_at_a_broken_kubelet_then_resumes() {
         return;
     };
     lab.ssh_ok(2, "touch /etc/kup-lab/kubelet-broken");
-    let args = [
-        "upgrade",
-        "--to",
-        "v1.9.2",
-        "--retry-delay",
-        "1",
-        "--cni-version",
-        "0.6.0",
-        "--ready-timeout",
-        "20",
-        "--yes",
-    ];
-    let first = kup(&lab, &args);
-    let log = text(&first);
+    let mut args = kup_upgrade_args("v1.9.2", "0.6.0");
+    args.extend(["--ready-timeout", "20"]);
+    let first = kup(&lab.inventory, &args);
+    let log = output_text(&first);
     assert_eq!(first.status.code(), Some(1), "{log}");
     assert!(
         log.contains("lab-w1: step start-services failed") && log.contains("kubelet-broken"),
@@ -204,7 +156,7 @@ fn kup_stops_at_a_broken_kubelet_then_resumes() {
     assert!(log.contains("what to do"), "{log}");
     // The rollout stopped there: the next worker was not touched.
     assert_eq!(lab.ssh_ok(3, "dpkg-query -W -f '${Version}' kubelet"), "1.8.3-00");
-    assert!(!unschedulable(&lab, "lab-w2"));
+    assert!(!lab.unschedulable("lab-w2"));
 
     // Repaired; and a PodDisruptionBudget answers 429 a few times on the next evictions.
     lab.ssh_ok(2, "rm /etc/kup-lab/kubelet-broken");
@@ -215,8 +167,8 @@ fn kup_stops_at_a_broken_kubelet_then_resumes() {
     )
     .unwrap();
     lab.kubectl(&["create", "--raw", "/_lab/faults", "-f", &fault.to_string_lossy()]);
-    let second = kup(&lab, &args);
-    let log = text(&second);
+    let second = kup(&lab.inventory, &args);
+    let log = output_text(&second);
     assert!(second.status.success(), "{log}");
     assert!(log.contains("resuming"), "{log}");
     assert_all_at(&lab, "v1.9.2");
@@ -235,20 +187,10 @@ fn kup_upgrades_an_rpm_lab() {
         return;
     };
     let up = kup(
-        &lab,
-        &[
-            "upgrade",
-            "--to",
-            "v1.9.2",
-            "--retry-delay",
-            "1",
-            "--cni-version",
-            "0.6.0",
-            "--yes",
-            "--json",
-        ],
+        &lab.inventory,
+        &[kup_upgrade_args("v1.9.2", "0.6.0"), vec!["--json"]].concat(),
     );
-    assert!(up.status.success(), "{}", text(&up));
+    assert!(up.status.success(), "{}", output_text(&up));
     let events: Vec<Value> = String::from_utf8_lossy(&up.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("one JSON event a line"))
@@ -271,20 +213,8 @@ fn kup_upgrades_a_modern_lab_one_minor() {
     }) else {
         return;
     };
-    let up = kup(
-        &lab,
-        &[
-            "upgrade",
-            "--to",
-            "v1.30.2",
-            "--retry-delay",
-            "1",
-            "--cni-version",
-            "1.4.0",
-            "--yes",
-        ],
-    );
-    let log = text(&up);
+    let up = kup(&lab.inventory, &kup_upgrade_args("v1.30.2", "1.4.0"));
+    let log = output_text(&up);
     assert!(up.status.success(), "{log}");
     assert!(
         log.contains("kubeadm-node"),

@@ -232,6 +232,13 @@ impl TestLab {
             .collect()
     }
 
+    /// True when `node` is cordoned (`spec.unschedulable`) as real kubectl sees it.
+    pub fn unschedulable(&self, node: &str) -> bool {
+        self.kubectl(&["get", "node", node, "-o", "jsonpath={.spec.unschedulable}"])
+            .trim()
+            == "true"
+    }
+
     /// Waits until `node` is Ready at `version` as real kubectl sees it.
     pub fn wait_node(&self, node: &str, version: &str, limit: Duration) {
         let deadline = Instant::now() + limit;

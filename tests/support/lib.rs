@@ -7,6 +7,7 @@
 pub mod lab;
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
@@ -36,4 +37,55 @@ pub fn prerequisite(path: PathBuf, what: &str, how: &str) -> Option<PathBuf> {
     assert!(!require_all(), "{message}");
     eprintln!("SKIPPED: {message}");
     None
+}
+
+/// The bin directory of the Ansible venv (`.venv`, made by scripts/deps), if it holds
+/// ansible-playbook (see [`prerequisite`] for what its absence means).
+pub fn ansible_venv_bin() -> Option<PathBuf> {
+    let playbook = prerequisite(
+        root().join(".venv/bin/ansible-playbook"),
+        "ansible-playbook",
+        "scripts/deps creates .venv",
+    )?;
+    Some(playbook.parent().unwrap().to_path_buf())
+}
+
+/// A release binary of dist/, if `scripts/build` made it (see [`prerequisite`]).
+pub fn dist_binary(name: &str) -> Option<PathBuf> {
+    prerequisite(dist().join(name), &format!("dist/{name}"), "run scripts/build")
+}
+
+/// Runs dist/kup with `args` on `inventory` (`-i`), stdin closed, and waits for it.
+pub fn kup(inventory: &Path, args: &[&str]) -> Output {
+    Command::new(dist().join("kup"))
+        .args(args)
+        .arg("-i")
+        .arg(inventory)
+        .stdin(Stdio::null())
+        .output()
+        .expect("kup")
+}
+
+/// A finished command's stdout and stderr, as one text for assertions and their messages.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `kup upgrade --to <to> --retry-delay 1 --cni-version <cni_version> --yes`: how the labs are
+/// upgraded (the retry delay short, no question asked); callers add options of their own.
+pub fn kup_upgrade_args<'a>(to: &'a str, cni_version: &'a str) -> Vec<&'a str> {
+    vec![
+        "upgrade",
+        "--to",
+        to,
+        "--retry-delay",
+        "1",
+        "--cni-version",
+        cni_version,
+        "--yes",
+    ]
 }
