@@ -230,6 +230,16 @@ impl Cluster {
         serde_norway::from_str(text).map_err(|e| format!("invalid cluster description: {e}"))
     }
 
+    /// The seed of node `name`, to change before a server starts with it.
+    pub fn node_mut(&mut self, name: &str) -> Option<&mut NodeSeed> {
+        self.nodes.iter_mut().find(|n| n.name == name)
+    }
+
+    /// The seed of the bare or mirror pod `name`, to change before a server starts with it.
+    pub fn pod_mut(&mut self, name: &str) -> Option<&mut PodSeed> {
+        self.pods.iter_mut().find(|p| p.name == name)
+    }
+
     /// A small HA cluster: 3 control-plane nodes and 3 workers (all at `kubelet_version`, or the
     /// emulated version when `None`), kube-proxy as a DaemonSet, a 3-replica `web` ReplicaSet with
     /// a PDB `minAvailable: 2`, a bare pod and an emptyDir pod on worker-1.

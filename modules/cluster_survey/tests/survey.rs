@@ -53,7 +53,7 @@ fn cluster() -> Cluster {
         min_available: Some(IntOrPercent::Int(3)),
         max_unavailable: None,
     });
-    if let Some(n) = c.nodes.iter_mut().find(|n| n.name == "worker-3") {
+    if let Some(n) = c.node_mut("worker-3") {
         n.unschedulable = true;
     }
     c

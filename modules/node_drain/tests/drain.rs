@@ -194,12 +194,7 @@ fn mirror_pods_are_skipped_and_cordon_is_idempotent() {
 fn an_admins_cordon_survives_drain_and_uncordon() {
     for (emu, tls) in [(Emulation::V1_9, true), (Emulation::V1_30, false)] {
         let mut cluster = Cluster::sample(None);
-        cluster
-            .nodes
-            .iter_mut()
-            .find(|n| n.name == "worker-2")
-            .unwrap()
-            .unschedulable = true;
+        cluster.node_mut("worker-2").unwrap().unschedulable = true;
         let lab = Lab::start(emu, tls, cluster);
         assert!(unschedulable(&lab, "worker-2"));
 
@@ -352,9 +347,7 @@ fn slow_pods_time_out_naming_them_and_delete_mode_works() {
     for (emu, tls) in [(Emulation::V1_9, false), (Emulation::V1_30, true)] {
         let mut cluster = Cluster::sample(None);
         cluster
-            .pods
-            .iter_mut()
-            .find(|p| p.name == "toolbox")
+            .pod_mut("toolbox")
             .unwrap()
             .termination_grace_period_seconds = 3000;
         let lab = Lab::start(emu, tls, cluster);

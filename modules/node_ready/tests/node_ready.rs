@@ -10,10 +10,24 @@ use common::{matrix, with, Lab};
 use lab_apiserver::patch::PatchKind;
 use lab_apiserver::store::Kind;
 use lab_apiserver::{Cluster, Emulation, FaultSpec};
-use serde_json::json;
+use module_kit::testkit::Ran;
+use serde_json::{json, Value};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_node_ready"))
+}
+
+/// Runs node_ready with `args` while, `after` it starts, the kubelet of `node` is started again.
+fn run_while_kubelet_starts(lab: &Lab, node: &str, after: Duration, args: Value) -> Ran {
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(after);
+            lab.handle()
+                .with_store(|s| s.set_kubelet_running(node, true))
+                .unwrap();
+        });
+        lab.run(bin(), args)
+    })
 }
 
 #[test]
@@ -60,18 +74,12 @@ fn waits_for_a_stopped_kubelet_to_come_back() {
 
         // Back after ~2 s: a wait with a 1 s interval sees it.
         let started = Instant::now();
-        let restart = std::thread::scope(|scope| {
-            scope.spawn(|| {
-                std::thread::sleep(Duration::from_secs(2));
-                lab.handle()
-                    .with_store(|s| s.set_kubelet_running("worker-2", true))
-                    .unwrap();
-            });
-            lab.run(
-                bin(),
-                json!({"names": ["worker-2"], "timeout": 20, "interval": 1}),
-            )
-        });
+        let restart = run_while_kubelet_starts(
+            &lab,
+            "worker-2",
+            Duration::from_secs(2),
+            json!({"names": ["worker-2"], "timeout": 20, "interval": 1}),
+        );
         assert!(!restart.failed(), "{}: {}", lab.label(), restart.stdout);
         assert!(restart.json["looks"].as_u64().unwrap() >= 2, "{}", restart.stdout);
         assert!(started.elapsed() < Duration::from_secs(10));
@@ -85,22 +93,14 @@ fn keeps_looking_until_the_deadline_even_when_the_interval_is_longer() {
         // interval (5 s, longer than the timeout), the module must still look again at the deadline
         // instead of giving up after its first look.
         let mut cluster = Cluster::sample(None);
-        cluster
-            .nodes
-            .iter_mut()
-            .find(|n| n.name == "worker-2")
-            .unwrap()
-            .ready = false;
+        cluster.node_mut("worker-2").unwrap().ready = false;
         let lab = Lab::start(emu, tls, cluster);
-        let ran = std::thread::scope(|scope| {
-            scope.spawn(|| {
-                std::thread::sleep(Duration::from_millis(1500));
-                lab.handle()
-                    .with_store(|s| s.set_kubelet_running("worker-2", true))
-                    .unwrap();
-            });
-            lab.run(bin(), json!({"names": ["worker-2"], "timeout": 4}))
-        });
+        let ran = run_while_kubelet_starts(
+            &lab,
+            "worker-2",
+            Duration::from_millis(1500),
+            json!({"names": ["worker-2"], "timeout": 4}),
+        );
         assert!(!ran.failed(), "{}: {}", lab.label(), ran.stdout);
         assert_eq!(ran.json["not_ready"], json!([]), "{}", ran.stdout);
         // The first look (at once) saw it NotReady unless the module started late; the second one
@@ -110,12 +110,7 @@ fn keeps_looking_until_the_deadline_even_when_the_interval_is_longer() {
 
         // Never Ready: one look at once and one at the deadline, and `waited` says so.
         let mut cluster = Cluster::sample(None);
-        cluster
-            .nodes
-            .iter_mut()
-            .find(|n| n.name == "worker-2")
-            .unwrap()
-            .ready = false;
+        cluster.node_mut("worker-2").unwrap().ready = false;
         let lab = Lab::start(emu, tls, cluster);
         let ran = lab.run(bin(), json!({"names": ["worker-2"], "timeout": 2}));
         assert!(ran.failed(), "{}", ran.stdout);
