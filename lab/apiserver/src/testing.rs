@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::store::Kind;
 use crate::{Cluster, Emulation, FaultSpec, Handle, ServerConfig};
 use module_kit::testkit::{run_with_args_file, Ran};
 use serde_json::Value;
@@ -137,4 +138,17 @@ pub fn with(args: &Value, extra: Value) -> Value {
         .unwrap()
         .extend(extra.as_object().unwrap().clone());
     a
+}
+
+/// The pods the server has on `node` (its store, as a field selector `spec.nodeName` lists them).
+pub fn pods_on(lab: &Lab, node: &str) -> Vec<Value> {
+    lab.handle().with_store(|s| {
+        let f =
+            crate::selector::FieldSelector::parse(&format!("spec.nodeName={node}"), Kind::Pod.field_labels())
+                .unwrap();
+        let (items, _) = s
+            .list(Kind::Pod, None, &Default::default(), &f, None, None)
+            .unwrap();
+        items.into_iter().cloned().collect()
+    })
 }

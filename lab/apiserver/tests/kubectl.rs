@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{kubectl_1_20, modern_kubectl, wait_until, Lab};
+use common::{kubectl_1_20, modern_kubectl, pods_on, wait_until, Lab};
 use lab_apiserver::cluster::IntOrPercent;
 use lab_apiserver::store::Kind;
 use lab_apiserver::{Cluster, Emulation};
@@ -17,20 +17,6 @@ use serde_json::Value;
 
 fn tls_for(emu: Emulation) -> bool {
     emu == Emulation::V1_30
-}
-
-fn pods_on(lab: &Lab, node: &str) -> Vec<Value> {
-    lab.handle().with_store(|s| {
-        let f = lab_apiserver::selector::FieldSelector::parse(
-            &format!("spec.nodeName={node}"),
-            Kind::Pod.field_labels(),
-        )
-        .unwrap();
-        let (items, _) = s
-            .list(Kind::Pod, None, &Default::default(), &f, None, None)
-            .unwrap();
-        items.into_iter().cloned().collect()
-    })
 }
 
 fn owner_kind(p: &Value) -> String {

@@ -1,24 +1,9 @@
-//! The shared lab API server harness (`lab_apiserver::testing`), plus what only the drain tests need.
+//! The shared lab API server harness (`lab_apiserver::testing`, `pods_on` among it), plus what only
+//! the drain tests need.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub use lab_apiserver::testing::*;
 use serde_json::Value;
-
-/// The pods the server has on a node.
-pub fn pods_on(lab: &Lab, node: &str) -> Vec<Value> {
-    use lab_apiserver::store::Kind;
-    lab.handle().with_store(|s| {
-        let f = lab_apiserver::selector::FieldSelector::parse(
-            &format!("spec.nodeName={node}"),
-            Kind::Pod.field_labels(),
-        )
-        .unwrap();
-        let (items, _) = s
-            .list(Kind::Pod, None, &Default::default(), &f, None, None)
-            .unwrap();
-        items.into_iter().cloned().collect()
-    })
-}
 
 pub fn pod_names_on(lab: &Lab, node: &str) -> Vec<String> {
     let mut v: Vec<String> = pods_on(lab, node)
