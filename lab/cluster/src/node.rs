@@ -273,6 +273,17 @@ pub fn boot(plan: &NodePlan, dir: &Path, spec: &LabSpec, repo: &Path) -> Result<
     }
 }
 
+/// kubelet, kubeadm, kubectl (at the release's version) and kubernetes-cni (at its CNI version),
+/// each as `pin(name, version)` writes a package pinned to a version.
+fn pinned_packages(release: &repo::Release, pin: impl Fn(&str, &str) -> String) -> [String; 4] {
+    [
+        pin("kubelet", release.version),
+        pin("kubeadm", release.version),
+        pin("kubectl", release.version),
+        pin("kubernetes-cni", release.cni),
+    ]
+}
+
 /// Installs (and, as the real setup guides say, holds) the starting version's packages, then starts
 /// the kubelet.
 pub fn install_packages(node: &RunningNode, spec: &LabSpec) -> Result<(), String> {
@@ -282,12 +293,7 @@ pub fn install_packages(node: &RunningNode, spec: &LabSpec) -> Result<(), String
         Flavour::Apt => {
             let pin = |name: &str, v: &str| format!("{name}={}", repo::deb_version(v, release.legacy));
             node.exec(&["apt-get", "update", "-qq"], long)?;
-            let (kubelet, kubeadm, kubectl, cni) = (
-                pin("kubelet", release.version),
-                pin("kubeadm", release.version),
-                pin("kubectl", release.version),
-                pin("kubernetes-cni", release.cni),
-            );
+            let [kubelet, kubeadm, kubectl, cni] = pinned_packages(&release, pin);
             node.exec(
                 &[
                     "env",
@@ -318,12 +324,7 @@ pub fn install_packages(node: &RunningNode, spec: &LabSpec) -> Result<(), String
         Flavour::Rpm => {
             let r = repo::rpm_release(release.legacy);
             let pin = |name: &str, v: &str| format!("{name}-{v}-{r}");
-            let (kubelet, kubeadm, kubectl, cni) = (
-                pin("kubelet", release.version),
-                pin("kubeadm", release.version),
-                pin("kubectl", release.version),
-                pin("kubernetes-cni", release.cni),
-            );
+            let [kubelet, kubeadm, kubectl, cni] = pinned_packages(&release, pin);
             node.exec(
                 &[
                     "dnf",
