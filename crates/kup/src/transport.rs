@@ -12,6 +12,7 @@
 //! never run.
 
 use crate::inventory::{split_words, Host};
+use module_kit::command::last_line;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
@@ -348,13 +349,13 @@ impl Transport for SshTransport {
             Ok(value) if value.is_object() => Ok(value),
             _ if out.code == Some(255) && place != "this machine" => Err(RunError::Unreachable {
                 detail: last_line(&String::from_utf8_lossy(&out.stderr))
-                    .unwrap_or_else(|| "ssh exit 255".into()),
+                    .map_or_else(|| "ssh exit 255".into(), str::to_string),
                 place,
             }),
             _ => Err(RunError::Other(format!(
                 "{module} on {place} did not answer with a JSON result (exit {}): {}",
                 out.code.unwrap_or(-1),
-                last_line(&String::from_utf8_lossy(&out.stderr)).unwrap_or_else(|| stdout.trim().to_string())
+                last_line(&String::from_utf8_lossy(&out.stderr)).unwrap_or_else(|| stdout.trim())
             ))),
         }
     }
@@ -420,7 +421,8 @@ fn remote_failure(place: &str, out: &Finished, what: &str) -> RunError {
             detail: reason.trim().to_string(),
         };
     }
-    let detail = last_line(&stderr).unwrap_or_else(|| format!("exit {}", out.code.unwrap_or(-1)));
+    let detail =
+        last_line(&stderr).map_or_else(|| format!("exit {}", out.code.unwrap_or(-1)), str::to_string);
     if out.code == Some(255) {
         RunError::Unreachable {
             place: place.to_string(),
@@ -429,14 +431,6 @@ fn remote_failure(place: &str, out: &Finished, what: &str) -> RunError {
     } else {
         RunError::Other(format!("{place}: {what}: {detail}"))
     }
-}
-
-fn last_line(text: &str) -> Option<String> {
-    text.lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .map(str::to_string)
 }
 
 #[cfg(test)]

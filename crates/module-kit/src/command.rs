@@ -92,7 +92,9 @@ impl fmt::Display for CommandError {
 
 impl std::error::Error for CommandError {}
 
-fn last_line(text: &str) -> Option<&str> {
+/// The last line of `text` that is not blank, trimmed: what a failed command's output says last
+/// (usually why it failed).
+pub fn last_line(text: &str) -> Option<&str> {
     text.lines().rev().map(str::trim).find(|l| !l.is_empty())
 }
 

@@ -8,7 +8,7 @@
 mod plan;
 
 use kube_version::Version;
-use module_kit::command::Command;
+use module_kit::command::{last_line, Command};
 use module_kit::{de, shown, Context, Failure, FilePath, Module, Name, Outcome, Retries, Seconds};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -318,7 +318,8 @@ fn upgrade(p: &Params, ctx: &Context) -> Result<Outcome, Failure> {
                 out.rc,
                 last_line(&out.stderr)
                     .or_else(|| last_line(&out.stdout))
-                    .unwrap_or_default(),
+                    .unwrap_or_default()
+                    .to_string(),
                 out.stdout,
             ),
             Err(e) => (
@@ -389,14 +390,6 @@ fn kubeadm_version(p: &Params) -> Result<Version, Failure> {
             shown(out.trim())
         ))
     })
-}
-
-fn last_line(text: &str) -> Option<String> {
-    text.lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .map(str::to_string)
 }
 
 fn tail(text: &str, lines: usize) -> String {
