@@ -297,15 +297,14 @@ fn upgrade(
         }
     };
     let reporter = Reporter::new(common.json, &inventory.host_names());
-    let mut run = Run {
-        inventory: &inventory,
-        transport: &transport,
+    let mut run = Run::new(
+        &inventory,
+        &transport,
         opts,
-        journal: Mutex::new(journal),
-        reporter: &reporter,
-        interrupted: Arc::clone(&signals.interrupted),
-        running: Mutex::new(Vec::new()),
-    };
+        journal,
+        &reporter,
+        Arc::clone(&signals.interrupted),
+    );
     let target = match run.resolve_target() {
         Ok(t) => t,
         Err(stop) => return finish(&reporter, stop, None),
@@ -433,15 +432,14 @@ fn plan(common: &Common) -> ExitCode {
         }
     };
     let journal = Journal::unlocked(tmp.path().join("plan.json"), &opts.target, true);
-    let run = Run {
-        inventory: &inventory,
-        transport: &transport,
+    let run = Run::new(
+        &inventory,
+        &transport,
         opts,
-        journal: Mutex::new(journal),
-        reporter: &reporter,
-        interrupted: Arc::clone(&signals.interrupted),
-        running: Mutex::new(Vec::new()),
-    };
+        journal,
+        &reporter,
+        Arc::clone(&signals.interrupted),
+    );
     let mut blockers = Vec::new();
     let result = (|| -> Result<(), Stop> {
         let target = run.resolve_target()?;

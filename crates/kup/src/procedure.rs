@@ -122,6 +122,28 @@ pub fn step_limit(module: &str, args: &Value) -> Duration {
     Duration::from_secs(seconds.saturating_add(MARGIN).min(7 * 24 * 3600))
 }
 
+impl<'a> Run<'a> {
+    /// A run with no step under way yet.
+    pub fn new(
+        inventory: &'a Inventory,
+        transport: &'a dyn Transport,
+        opts: Options,
+        journal: Journal,
+        reporter: &'a Reporter,
+        interrupted: Arc<AtomicBool>,
+    ) -> Run<'a> {
+        Run {
+            inventory,
+            transport,
+            opts,
+            journal: Mutex::new(journal),
+            reporter,
+            interrupted,
+            running: Mutex::new(Vec::new()),
+        }
+    }
+}
+
 impl Run<'_> {
     pub fn primary(&self) -> &Host {
         &self.inventory.control_plane[0]

@@ -88,15 +88,14 @@ fn with_run<R>(fake: &Fake, journal: Journal, f: impl FnOnce(&Run<'_>) -> R) -> 
     let dir = tempfile::tempdir().unwrap();
     let inv = inventory(&dir);
     let reporter = Reporter::silent();
-    let run = Run {
-        inventory: &inv,
-        transport: fake,
-        opts: options(),
-        journal: Mutex::new(journal),
-        reporter: &reporter,
-        interrupted: Arc::new(AtomicBool::new(false)),
-        running: Mutex::new(Vec::new()),
-    };
+    let run = Run::new(
+        &inv,
+        fake,
+        options(),
+        journal,
+        &reporter,
+        Arc::new(AtomicBool::new(false)),
+    );
     f(&run)
 }
 
@@ -305,15 +304,7 @@ fn an_interrupt_finishes_the_step_under_way_and_starts_no_other() {
     let (journal, _) = Journal::open(dir.path().join("j.json"), "v1.9.2", false).unwrap();
     let inv = inventory(&dir);
     let reporter = Reporter::silent();
-    let run = Run {
-        inventory: &inv,
-        transport: &fake,
-        opts: options(),
-        journal: Mutex::new(journal),
-        reporter: &reporter,
-        interrupted,
-        running: Mutex::new(Vec::new()),
-    };
+    let run = Run::new(&inv, &fake, options(), journal, &reporter, interrupted);
     let stop = run.nodes(target()).unwrap_err();
     assert!(matches!(stop, Stop::Interrupted), "{stop}");
     let calls = fake.calls();
