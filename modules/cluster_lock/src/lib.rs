@@ -480,16 +480,9 @@ async fn apply(p: &Params, ask: &Ask, check: bool) -> Result<Outcome, Failure> {
                 warning,
             } => {
                 if !check {
-                    match store.write(&seen, &record).await {
-                        Ok(()) => {}
-                        Err(WriteError::Lost) => {
-                            conflicts += 1;
-                            if conflicts >= MAX_ROUNDS {
-                                return Err(kept_changing(&seen.what, conflicts, values(current)));
-                            }
-                            continue;
-                        }
-                        Err(WriteError::Failed(f)) => return Err(f),
+                    let written = store.write(&seen, &record).await;
+                    if !landed(written, &mut conflicts, &seen.what, || values(current))? {
+                        continue;
                     }
                 }
                 let mut out = if changed {
@@ -511,16 +504,9 @@ async fn apply(p: &Params, ask: &Ask, check: bool) -> Result<Outcome, Failure> {
             }
             Plan::Release { msg } => {
                 if !check {
-                    match store.release(&seen, now).await {
-                        Ok(()) => {}
-                        Err(WriteError::Lost) => {
-                            conflicts += 1;
-                            if conflicts >= MAX_ROUNDS {
-                                return Err(kept_changing(&seen.what, conflicts, values(current)));
-                            }
-                            continue;
-                        }
-                        Err(WriteError::Failed(f)) => return Err(f),
+                    let written = store.release(&seen, now).await;
+                    if !landed(written, &mut conflicts, &seen.what, || values(current))? {
+                        continue;
                     }
                 }
                 let mut out = Outcome::changed(msg);
@@ -532,6 +518,27 @@ async fn apply(p: &Params, ask: &Ask, check: bool) -> Result<Outcome, Failure> {
             }
         };
         return Ok(out.with_diff(holder_state(current), holder_state(after.as_ref())));
+    }
+}
+
+/// What a conditional write came to: `Ok(true)` when it landed, `Ok(false)` when another writer
+/// came first (look again); an error when the write failed or that has happened `MAX_ROUNDS` times.
+fn landed(
+    written: Result<(), WriteError>,
+    conflicts: &mut u32,
+    what: &str,
+    values: impl FnOnce() -> Map<String, Value>,
+) -> Result<bool, Failure> {
+    match written {
+        Ok(()) => Ok(true),
+        Err(WriteError::Lost) => {
+            *conflicts += 1;
+            if *conflicts >= MAX_ROUNDS {
+                return Err(kept_changing(what, *conflicts, values()));
+            }
+            Ok(false)
+        }
+        Err(WriteError::Failed(f)) => Err(f),
     }
 }
 
