@@ -2,63 +2,42 @@
 //! upgrade_preflight against an in-process lab API server (1.9 and 1.30, HTTPS with a token), with a
 //! kubeadm stand-in script of a chosen version.
 
-use lab_apiserver::{Cluster, Emulation, ServerConfig};
+use lab_apiserver::{testing, Cluster, Emulation};
 use module_kit::testkit::{run_with_args_file, Ran};
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-struct Lab {
-    rt: tokio::runtime::Runtime,
-    handle: Option<lab_apiserver::Handle>,
-    dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-}
+/// The lab API server harness over HTTPS with a token, node grace 300 ms; plus kubeadm stand-ins.
+struct Lab(testing::Lab);
 
 impl Lab {
     fn start(emu: Emulation) -> Lab {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let mut cfg = ServerConfig::new(emu, Cluster::sample(None));
-        cfg.tls = true;
-        cfg.token = Some("preflight-test".into());
-        cfg.node_grace = Duration::from_millis(300);
-        let handle = rt.block_on(lab_apiserver::start(cfg)).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = dir.path().join("kubeconfig");
-        handle.write_kubeconfig(&kubeconfig).unwrap();
-        Lab {
-            rt,
-            handle: Some(handle),
-            dir,
-            kubeconfig,
-        }
+        Lab(testing::Lab::start_with(
+            emu,
+            true,
+            Cluster::sample(None),
+            |cfg| {
+                cfg.token = Some("preflight-test".into());
+                cfg.node_grace = Duration::from_millis(300);
+            },
+        ))
     }
 
     /// A kubeadm that says it is `version`.
     fn kubeadm(&self, version: &str) -> PathBuf {
-        let path = self.dir.path().join(format!("kubeadm-{version}"));
+        let path = self.0.dir.path().join(format!("kubeadm-{version}"));
         std::fs::write(&path, format!("#!/bin/sh\necho {version}\n")).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         path
     }
 
+    /// Runs the module with `args`, and the lab's kubeconfig unless `args` name one.
     fn run(&self, mut args: Value) -> Ran {
         let obj = args.as_object_mut().unwrap();
-        obj.entry("kubeconfig").or_insert(json!(self.kubeconfig));
+        obj.entry("kubeconfig").or_insert(json!(self.0.kubeconfig));
         run_with_args_file(Path::new(env!("CARGO_BIN_EXE_upgrade_preflight")), &args).unwrap()
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            self.rt.block_on(h.stop());
-        }
     }
 }
 
@@ -125,9 +104,8 @@ fn each_failing_check_says_why() {
     );
 
     // A missing kubeadm, and a node whose kubelet stopped.
-    lab.handle
-        .as_ref()
-        .unwrap()
+    lab.0
+        .handle()
         .with_store(|s| s.set_kubelet_running("worker-2", false))
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
@@ -148,13 +126,12 @@ fn an_unreachable_api_fails_every_api_check() {
         .local_addr()
         .unwrap()
         .port();
-    let dead = lab.dir.path().join("dead.conf");
+    let dead = lab.0.dir.path().join("dead.conf");
     std::fs::write(
         &dead,
-        std::fs::read_to_string(&lab.kubeconfig).unwrap().replace(
-            &lab.handle.as_ref().unwrap().addr().port().to_string(),
-            &port.to_string(),
-        ),
+        std::fs::read_to_string(&lab.0.kubeconfig)
+            .unwrap()
+            .replace(&lab.0.handle().addr().port().to_string(), &port.to_string()),
     )
     .unwrap();
     let ran = lab.run(json!({"version": "v1.31.0", "kubeconfig": dead, "skip": ["swap", "kubeadm", "disk"], "request_timeout": 2}));
