@@ -284,6 +284,15 @@ fn pinned_packages(release: &repo::Release, pin: impl Fn(&str, &str) -> String) 
     ]
 }
 
+/// `command` followed by `packages`.
+fn with_packages<'a>(command: &[&'a str], packages: &'a [String]) -> Vec<&'a str> {
+    command
+        .iter()
+        .copied()
+        .chain(packages.iter().map(String::as_str))
+        .collect()
+}
+
 /// Installs (and, as the real setup guides say, holds) the starting version's packages, then starts
 /// the kubelet.
 pub fn install_packages(node: &RunningNode, spec: &LabSpec) -> Result<(), String> {
@@ -293,22 +302,15 @@ pub fn install_packages(node: &RunningNode, spec: &LabSpec) -> Result<(), String
         Flavour::Apt => {
             let pin = |name: &str, v: &str| format!("{name}={}", repo::deb_version(v, release.legacy));
             node.exec(&["apt-get", "update", "-qq"], long)?;
-            let [kubelet, kubeadm, kubectl, cni] = pinned_packages(&release, pin);
-            node.exec(
-                &[
-                    "env",
-                    "DEBIAN_FRONTEND=noninteractive",
-                    "apt-get",
-                    "install",
-                    "-y",
-                    "-qq",
-                    &kubelet,
-                    &kubeadm,
-                    &kubectl,
-                    &cni,
-                ],
-                long,
-            )?;
+            let install = [
+                "env",
+                "DEBIAN_FRONTEND=noninteractive",
+                "apt-get",
+                "install",
+                "-y",
+                "-qq",
+            ];
+            node.exec(&with_packages(&install, &pinned_packages(&release, pin)), long)?;
             node.exec(
                 &[
                     "apt-mark",
@@ -324,21 +326,8 @@ pub fn install_packages(node: &RunningNode, spec: &LabSpec) -> Result<(), String
         Flavour::Rpm => {
             let r = repo::rpm_release(release.legacy);
             let pin = |name: &str, v: &str| format!("{name}-{v}-{r}");
-            let [kubelet, kubeadm, kubectl, cni] = pinned_packages(&release, pin);
-            node.exec(
-                &[
-                    "dnf",
-                    "install",
-                    "-y",
-                    "-q",
-                    "--disableexcludes=kubernetes",
-                    &kubelet,
-                    &kubeadm,
-                    &kubectl,
-                    &cni,
-                ],
-                long,
-            )?;
+            let install = ["dnf", "install", "-y", "-q", "--disableexcludes=kubernetes"];
+            node.exec(&with_packages(&install, &pinned_packages(&release, pin)), long)?;
         }
     }
     node.exec(&["systemctl", "daemon-reload"], long)?;
