@@ -9,9 +9,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{kubectl_1_20, modern_kubectl, pods_on, wait_until, Lab};
+use common::{kubectl_1_20, modern_kubectl, wait_until, Lab};
 use lab_apiserver::cluster::IntOrPercent;
 use lab_apiserver::store::Kind;
+use lab_apiserver::testing::pods_on;
 use lab_apiserver::{Cluster, Emulation};
 use serde_json::Value;
 

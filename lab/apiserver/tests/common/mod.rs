@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use lab_apiserver::testing::{pods_on, Lab};
+pub use lab_apiserver::testing::Lab;
 
 /// `Some(path)` when available; `None` (with a notice) when not, unless `KUP_REQUIRE_ALL=1`,
 /// which turns a missing client into a failure.
