@@ -318,7 +318,9 @@ impl Run<'_> {
         let preflight = |skip: &[&str]| {
             Args::of::<upgrade_preflight::UpgradePreflight>(&upgrade_preflight::Params {
                 skip: skip.iter().map(|s| s.to_string()).collect(),
-                connection: self.connection(),
+                // It runs on the host it checks, so the host's own admin.conf: never the
+                // controller's kubeconfig, whose path means nothing there.
+                connection: Connection::with_kubeconfig(None),
                 ..upgrade_preflight::Params::new(target.to_string())
             })
         };
