@@ -32,6 +32,12 @@ pub fn main_with_args<M: Module>(args: impl Iterator<Item = std::ffi::OsString>)
             print_help::<M>();
             std::process::exit(0);
         }
+        (Some("--version" | "-V"), _) => {
+            // Every module is released with the project: the workspace's version.
+            let line = format!("{} {}\n", M::NAME, env!("CARGO_PKG_VERSION"));
+            let _ = std::io::stdout().lock().write_all(line.as_bytes());
+            std::process::exit(0);
+        }
         (_, Some(extra)) => failure_value(&Failure::new(format!(
             "unexpected extra argument {:?}: give one JSON args file, or '-' (or nothing) for stdin",
             extra

@@ -159,6 +159,19 @@ fn help_prints_the_docs() {
 }
 
 #[test]
+fn version_prints_the_name_and_the_release() {
+    for flag in ["--version", "-V"] {
+        let out = std::process::Command::new(bin()).arg(flag).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{flag}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("module_kit_selftest {}\n", env!("CARGO_PKG_VERSION")),
+            "{flag}"
+        );
+    }
+}
+
+#[test]
 fn an_unknown_parameter_is_refused_even_when_null() {
     let ran = run_with_args_file(bin(), &json!({"name": "a", "colour": null})).unwrap();
     assert!(ran.failed(), "{}", ran.stdout);
