@@ -393,6 +393,31 @@ fn names_a_field(msg: &str, names: &[&str], keys: &[&String]) -> bool {
     })
 }
 
+/// The intake tests every module repeats: `intake_tests!(NodeDrain, env!("CARGO_BIN_EXE_node_drain"),
+/// fuzz: json!({...}))` defines `const MODULE: Intake<NodeDrain>` for the module's own tests and
+/// the test `fuzzed_arguments_fail_cleanly` ([`Intake::fuzz`] from those valid arguments); with
+/// `unknown_null: (base, key)` also `an_unknown_null_parameter_is_refused`
+/// ([`Intake::unknown_null_refused`]).
+#[macro_export]
+macro_rules! intake_tests {
+    ($module:ty, $bin:expr, fuzz: $fuzz:expr $(,)?) => {
+        const MODULE: $crate::testkit::Intake<$module> = $crate::testkit::Intake::new($bin);
+
+        #[test]
+        fn fuzzed_arguments_fail_cleanly() {
+            MODULE.fuzz($fuzz);
+        }
+    };
+    ($module:ty, $bin:expr, fuzz: $fuzz:expr, unknown_null: ($base:expr, $key:expr) $(,)?) => {
+        $crate::intake_tests!($module, $bin, fuzz: $fuzz);
+
+        #[test]
+        fn an_unknown_null_parameter_is_refused() {
+            MODULE.unknown_null_refused($base, $key);
+        }
+    };
+}
+
 /// A module's binary, for the tests of its intake: `const MODULE: Intake<NodeDrain> =
 /// Intake::new(env!("CARGO_BIN_EXE_node_drain"));`. Each check runs the binary as Ansible does (an
 /// args file) and fails the test with the arguments and the answer when the module's answer breaks

@@ -2,16 +2,14 @@
 //! cluster_survey's argument intake: fuzzed, and the defects fuzzing found (issue 17, item 8). The
 //! refusals below happen before any kubeconfig is read.
 
-use cluster_survey::ClusterSurvey;
-use module_kit::testkit::Intake;
 use serde_json::json;
 
-const MODULE: Intake<ClusterSurvey> = Intake::new(env!("CARGO_BIN_EXE_cluster_survey"));
-
-#[test]
-fn fuzzed_arguments_fail_cleanly() {
-    MODULE.fuzz(json!({"names": ["worker-1"], "kubeconfig": "/nonexistent/kubeconfig"}));
-}
+module_kit::intake_tests!(
+    cluster_survey::ClusterSurvey,
+    env!("CARGO_BIN_EXE_cluster_survey"),
+    fuzz: json!({"names": ["worker-1"], "kubeconfig": "/nonexistent/kubeconfig"}),
+    unknown_null: (json!({"kubeconfig": "/nonexistent/kubeconfig"}), "name"),
+);
 
 #[test]
 fn huge_timeouts_are_refused() {
@@ -28,11 +26,6 @@ fn nul_bytes_and_empty_paths_are_refused() {
         "kubeconfig",
     );
     MODULE.refused(json!({"context": "admin\u{0}"}), "context");
-}
-
-#[test]
-fn an_unknown_null_parameter_is_refused() {
-    MODULE.unknown_null_refused(json!({"kubeconfig": "/nonexistent/kubeconfig"}), "name");
 }
 
 #[test]

@@ -2,16 +2,14 @@
 //! kubeadm_config_nodename's argument intake: fuzzed, and the defects fuzzing found (issue 17,
 //! item 8). The refusals below happen before any kubeconfig is read.
 
-use kubeadm_config_nodename::KubeadmConfigNodename;
-use module_kit::testkit::Intake;
 use serde_json::json;
 
-const MODULE: Intake<KubeadmConfigNodename> = Intake::new(env!("CARGO_BIN_EXE_kubeadm_config_nodename"));
-
-#[test]
-fn fuzzed_arguments_fail_cleanly() {
-    MODULE.fuzz(json!({"node_name": "master-1", "kubeconfig": "/nonexistent/kubeconfig"}));
-}
+module_kit::intake_tests!(
+    kubeadm_config_nodename::KubeadmConfigNodename,
+    env!("CARGO_BIN_EXE_kubeadm_config_nodename"),
+    fuzz: json!({"node_name": "master-1", "kubeconfig": "/nonexistent/kubeconfig"}),
+    unknown_null: (json!({"node_name": "master-1"}), "nodename"),
+);
 
 #[test]
 fn huge_timeouts_are_refused() {
@@ -30,11 +28,6 @@ fn nul_bytes_and_empty_paths_are_refused() {
     ] {
         MODULE.refused(json!({"node_name": "master-1", field: bad}), field);
     }
-}
-
-#[test]
-fn an_unknown_null_parameter_is_refused() {
-    MODULE.unknown_null_refused(json!({"node_name": "master-1"}), "nodename");
 }
 
 #[test]

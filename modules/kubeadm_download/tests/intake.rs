@@ -1,20 +1,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! kubeadm_download's argument intake: fuzzed, and the defects fuzzing found (issue 17, item 8).
 
-use kubeadm_download::KubeadmDownload;
-use module_kit::testkit::Intake;
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 
-const MODULE: Intake<KubeadmDownload> = Intake::new(env!("CARGO_BIN_EXE_kubeadm_download"));
+module_kit::intake_tests!(
+    kubeadm_download::KubeadmDownload,
+    env!("CARGO_BIN_EXE_kubeadm_download"),
+    fuzz: json!({"version": "v1.9.2", "dest": "/nonexistent/kubeadm", "base_url": "http://127.0.0.1:9"}),
+    unknown_null: (json!({"version": "v1.9.2"}), "destination"),
+);
 
 const PINNED: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
-
-#[test]
-fn fuzzed_arguments_fail_cleanly() {
-    MODULE
-        .fuzz(json!({"version": "v1.9.2", "dest": "/nonexistent/kubeadm", "base_url": "http://127.0.0.1:9"}));
-}
 
 #[test]
 fn timeout_and_retries_are_bounded() {
@@ -84,11 +81,6 @@ fn nul_bytes_and_empty_paths_are_refused() {
     );
     MODULE.refused(json!({"version": "v1.9.2", "dest": ""}), "dest");
     MODULE.refused(json!({"version": "v1.9.2", "dest": "kubeadm"}), "dest");
-}
-
-#[test]
-fn an_unknown_null_parameter_is_refused() {
-    MODULE.unknown_null_refused(json!({"version": "v1.9.2"}), "destination");
 }
 
 #[test]

@@ -1,18 +1,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! kubeadm_upgrade's argument intake: fuzzed, and the defects fuzzing found (issue 17, item 8).
 
-use kubeadm_upgrade::KubeadmUpgrade;
-use module_kit::testkit::Intake;
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-const MODULE: Intake<KubeadmUpgrade> = Intake::new(env!("CARGO_BIN_EXE_kubeadm_upgrade"));
-
-#[test]
-fn fuzzed_arguments_fail_cleanly() {
-    MODULE.fuzz(json!({"action": "apply", "version": "v1.9.2", "kubeadm_path": "/nonexistent/kubeadm"}));
-}
+module_kit::intake_tests!(
+    kubeadm_upgrade::KubeadmUpgrade,
+    env!("CARGO_BIN_EXE_kubeadm_upgrade"),
+    fuzz: json!({"action": "apply", "version": "v1.9.2", "kubeadm_path": "/nonexistent/kubeadm"}),
+    unknown_null: (json!({"action": "plan"}), "kubeadm_pth"),
+);
 
 #[test]
 fn a_huge_timeout_is_refused_not_a_panic() {
@@ -76,11 +74,6 @@ fn nul_bytes_and_empty_paths_are_refused() {
         json!({"action": "plan", "feature_gates": "A=true\u{0}"}),
         "feature_gates",
     );
-}
-
-#[test]
-fn an_unknown_null_parameter_is_refused() {
-    MODULE.unknown_null_refused(json!({"action": "plan"}), "kubeadm_pth");
 }
 
 #[test]

@@ -2,16 +2,13 @@
 //! node_drain's argument intake: fuzzed, and the defects fuzzing found (issue 17, item 8). The
 //! refusals below happen before any kubeconfig is read.
 
-use module_kit::testkit::Intake;
-use node_drain::NodeDrain;
 use serde_json::json;
 
-const MODULE: Intake<NodeDrain> = Intake::new(env!("CARGO_BIN_EXE_node_drain"));
-
-#[test]
-fn fuzzed_arguments_fail_cleanly() {
-    MODULE.fuzz(json!({"name": "worker-1", "state": "drain", "kubeconfig": "/nonexistent/kubeconfig"}));
-}
+module_kit::intake_tests!(
+    node_drain::NodeDrain,
+    env!("CARGO_BIN_EXE_node_drain"),
+    fuzz: json!({"name": "worker-1", "state": "drain", "kubeconfig": "/nonexistent/kubeconfig"}),
+);
 
 #[test]
 fn huge_durations_are_refused() {

@@ -2,17 +2,15 @@
 //! node_ready's argument intake: fuzzed, and the defects fuzzing found (issue 17, item 8). The
 //! refusals below happen before any kubeconfig is read.
 
-use module_kit::testkit::Intake;
-use node_ready::NodeReady;
 use serde_json::json;
 
-const MODULE: Intake<NodeReady> = Intake::new(env!("CARGO_BIN_EXE_node_ready"));
-
-#[test]
-fn fuzzed_arguments_fail_cleanly() {
-    MODULE.fuzz(json!({"names": ["worker-1"], "kubelet_version": "v1.9.2",
-                       "kubeconfig": "/nonexistent/kubeconfig"}));
-}
+module_kit::intake_tests!(
+    node_ready::NodeReady,
+    env!("CARGO_BIN_EXE_node_ready"),
+    fuzz: json!({"names": ["worker-1"], "kubelet_version": "v1.9.2",
+          "kubeconfig": "/nonexistent/kubeconfig"}),
+    unknown_null: (json!({"kubeconfig": "/nonexistent/kubeconfig"}), "name"),
+);
 
 #[test]
 fn huge_durations_are_refused_not_a_panic() {
@@ -41,11 +39,6 @@ fn nul_bytes_and_empty_paths_are_refused() {
     ] {
         MODULE.refused_with(args, field, why);
     }
-}
-
-#[test]
-fn an_unknown_null_parameter_is_refused() {
-    MODULE.unknown_null_refused(json!({"kubeconfig": "/nonexistent/kubeconfig"}), "name");
 }
 
 #[test]

@@ -2,16 +2,15 @@
 //! package_pin's argument intake: fuzzed, and the defects fuzzing found (issue 17, item 8). The
 //! refusals below happen before any package manager is asked anything.
 
-use module_kit::testkit::{merged, Intake};
-use package_pin::PackagePin;
+use module_kit::testkit::merged;
 use serde_json::json;
 
-const MODULE: Intake<PackagePin> = Intake::new(env!("CARGO_BIN_EXE_package_pin"));
-
-#[test]
-fn fuzzed_arguments_fail_cleanly() {
-    MODULE.fuzz(json!({"version": "1.9.2", "manager": "apt", "repo": "kubernetes"}));
-}
+module_kit::intake_tests!(
+    package_pin::PackagePin,
+    env!("CARGO_BIN_EXE_package_pin"),
+    fuzz: json!({"version": "1.9.2", "manager": "apt", "repo": "kubernetes"}),
+    unknown_null: (json!({"version": "1.9.2"}), "enablerepo"),
+);
 
 #[test]
 fn a_huge_timeout_is_refused() {
@@ -31,11 +30,6 @@ fn nul_bytes_are_refused() {
     ] {
         MODULE.refused(merged(&check, json!({ field: bad })), field);
     }
-}
-
-#[test]
-fn an_unknown_null_parameter_is_refused() {
-    MODULE.unknown_null_refused(json!({"version": "1.9.2"}), "enablerepo");
 }
 
 #[test]

@@ -2,16 +2,14 @@
 //! service_state's argument intake: fuzzed, and the defects fuzzing found (issue 17, item 8). The
 //! refusals below happen before systemd is asked anything.
 
-use module_kit::testkit::Intake;
 use serde_json::json;
-use service_state::ServiceState;
 
-const MODULE: Intake<ServiceState> = Intake::new(env!("CARGO_BIN_EXE_service_state"));
-
-#[test]
-fn fuzzed_arguments_fail_cleanly() {
-    MODULE.fuzz(json!({"units": ["kup-test-nonexistent"], "state": "stopped"}));
-}
+module_kit::intake_tests!(
+    service_state::ServiceState,
+    env!("CARGO_BIN_EXE_service_state"),
+    fuzz: json!({"units": ["kup-test-nonexistent"], "state": "stopped"}),
+    unknown_null: (json!({"units": ["x"], "state": "stopped"}), "name"),
+);
 
 #[test]
 fn huge_durations_are_refused() {
@@ -27,11 +25,6 @@ fn huge_durations_are_refused() {
 fn nul_bytes_in_unit_names_are_refused() {
     MODULE.refused(json!({"units": ["kubelet\u{0}"], "state": "stopped"}), "units");
     MODULE.refused(json!({"units": [""], "state": "stopped"}), "units");
-}
-
-#[test]
-fn an_unknown_null_parameter_is_refused() {
-    MODULE.unknown_null_refused(json!({"units": ["x"], "state": "stopped"}), "name");
 }
 
 #[test]

@@ -1,13 +1,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! upgrade_preflight's argument intake: fuzzed, and the defects fuzzing found (issue 17, item 8).
 
-use module_kit::testkit::{Intake, Ran};
+use module_kit::testkit::Ran;
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use upgrade_preflight::UpgradePreflight;
 
-const MODULE: Intake<UpgradePreflight> = Intake::new(env!("CARGO_BIN_EXE_upgrade_preflight"));
+module_kit::intake_tests!(
+    upgrade_preflight::UpgradePreflight,
+    env!("CARGO_BIN_EXE_upgrade_preflight"),
+    fuzz: json!({"version": "v1.9.2", "skip": LOCAL_ONLY, "kubeconfig": "/nonexistent/kubeconfig"}),
+    unknown_null: (json!({"version": "v1.9.2"}), "skips"),
+);
 
 /// Only the checks that need neither a cluster nor this host's state.
 const LOCAL_ONLY: [&str; 6] = [
@@ -34,11 +38,6 @@ fn kubeadm_check(ran: &Ran) -> Value {
         .find(|c| c["name"] == "kubeadm")
         .cloned()
         .unwrap_or_else(|| panic!("no kubeadm check: {}", ran.stdout))
-}
-
-#[test]
-fn fuzzed_arguments_fail_cleanly() {
-    MODULE.fuzz(json!({"version": "v1.9.2", "skip": LOCAL_ONLY, "kubeconfig": "/nonexistent/kubeconfig"}));
 }
 
 #[test]
@@ -86,11 +85,6 @@ fn nul_bytes_and_empty_paths_are_refused() {
     );
     MODULE.refused(json!({"version": "v1.9.2", "kubeconfig": ""}), "kubeconfig");
     MODULE.refused(json!({"version": "v1.9.2", "context": "a\u{0}"}), "context");
-}
-
-#[test]
-fn an_unknown_null_parameter_is_refused() {
-    MODULE.unknown_null_refused(json!({"version": "v1.9.2"}), "skips");
 }
 
 #[test]
