@@ -23,6 +23,15 @@ pub struct Ran {
 }
 
 impl Ran {
+    /// The run failed, its message containing each of `parts`.
+    #[track_caller]
+    pub fn assert_failed_saying(&self, parts: &[&str]) {
+        assert!(self.failed(), "{}", self.stdout);
+        for part in parts {
+            assert!(self.msg().contains(part), "{part:?} not in {}", self.msg());
+        }
+    }
+
     pub fn changed(&self) -> bool {
         self.json["changed"].as_bool().unwrap_or(false)
     }

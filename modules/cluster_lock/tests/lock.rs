@@ -263,8 +263,7 @@ fn stale_lock_refused_without_takeover_and_taken_with_it() {
         assert!(status.msg().contains("stale"), "{}", status.msg());
 
         let refused = lab.run(bin(), acquire(B, "ctrl-b"));
-        assert!(refused.failed(), "{}", refused.stdout);
-        assert!(refused.msg().contains("the lock is stale"), "{}", refused.msg());
+        refused.assert_failed_saying(&["the lock is stale"]);
         assert!(refused.msg().contains(A), "{}", refused.msg());
         assert!(refused.msg().contains("--take-over-lock"), "{}", refused.msg());
         assert_eq!(refused.json["stale"], true);
@@ -451,13 +450,7 @@ fn server_errors_are_retried_or_reported() {
 
     lab.inject(FaultSpec::fail("PUT", "/apis/coordination.k8s.io", 403, 1));
     let ran = lab.run(bin(), act("renew", A));
-    assert!(ran.failed(), "{}", ran.stdout);
-    assert!(ran.msg().contains("HTTP 403"), "{}", ran.msg());
-    assert!(
-        ran.msg().contains("cannot write lease kube-system/kup-upgrade"),
-        "{}",
-        ran.msg()
-    );
+    ran.assert_failed_saying(&["HTTP 403", "cannot write lease kube-system/kup-upgrade"]);
     assert_eq!(ran.json["status"], 403);
 }
 

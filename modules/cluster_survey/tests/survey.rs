@@ -356,10 +356,5 @@ fn an_unreachable_server_fails_with_the_reason() {
         &json!({"kubeconfig": kubeconfig.display().to_string(), "timeout": 1, "request_timeout": 1}),
     )
     .unwrap();
-    assert!(ran.failed(), "{}", ran.stdout);
-    assert!(
-        ran.msg().contains("cannot read the server version"),
-        "{}",
-        ran.msg()
-    );
+    ran.assert_failed_saying(&["cannot read the server version"]);
 }

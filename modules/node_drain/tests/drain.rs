@@ -352,13 +352,7 @@ fn slow_pods_time_out_naming_them_and_delete_mode_works() {
             .termination_grace_period_seconds = 3000;
         let lab = Lab::start(emu, tls, cluster);
         let ran = lab.run(bin(), with(&runbook_drain("worker-1"), json!({"timeout": 2})));
-        assert!(ran.failed(), "{}", ran.stdout);
-        assert!(ran.msg().contains("timed out"), "{}", ran.msg());
-        assert!(
-            ran.msg().contains("default/toolbox (Running, terminating)"),
-            "{}",
-            ran.msg()
-        );
+        ran.assert_failed_saying(&["timed out", "default/toolbox (Running, terminating)"]);
         assert_eq!(ran.json["still_pending"], json!(["default/toolbox"]));
         assert!(
             unschedulable(&lab, "worker-1"),
@@ -415,8 +409,7 @@ fn bad_params_name_the_field() {
         assert!(ran.msg().contains(field), "{args}: {}", ran.msg());
     }
     let ran = lab.run(bin(), json!({"name": "ghost"}));
-    assert!(ran.failed());
-    assert!(ran.msg().contains("node ghost not found"), "{}", ran.msg());
+    ran.assert_failed_saying(&["node ghost not found"]);
 }
 
 fn warnings(v: &Value) -> Vec<String> {
