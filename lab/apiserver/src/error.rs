@@ -47,51 +47,71 @@ impl ApiError {
         }
     }
 
+    /// An error about one object, whose `details` name it.
+    fn about(
+        code: u16,
+        reason: &'static str,
+        message: String,
+        resource: &str,
+        group: &str,
+        name: &str,
+    ) -> ApiError {
+        ApiError::new(code, reason, message).with_details(details(name, group, resource))
+    }
+
+    /// This error with `details` set.
+    fn with_details(mut self, details: Value) -> ApiError {
+        self.details = Some(details);
+        self
+    }
+
     /// 404 `pods "x" not found`.
     pub fn not_found(resource: &str, group: &str, name: &str) -> ApiError {
-        let mut e = ApiError::new(
+        ApiError::about(
             404,
             "NotFound",
             format!("{} \"{name}\" not found", qualified(resource, group)),
-        );
-        e.details = Some(details(name, group, resource));
-        e
+            resource,
+            group,
+            name,
+        )
     }
 
     /// 404 for a path that serves nothing.
     pub fn path_not_found() -> ApiError {
-        let mut e = ApiError::new(
+        ApiError::new(
             404,
             "NotFound",
             "the server could not find the requested resource",
-        );
-        e.details = Some(json!({}));
-        e
+        )
+        .with_details(json!({}))
     }
 
     /// 409 on a stale resourceVersion.
     pub fn conflict(resource: &str, group: &str, name: &str) -> ApiError {
-        let mut e = ApiError::new(
+        ApiError::about(
             409,
             "Conflict",
             format!(
                 "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
                 qualified(resource, group)
             ),
-        );
-        e.details = Some(details(name, group, resource));
-        e
+            resource,
+            group,
+            name,
+        )
     }
 
     /// 409 on create of an existing object.
     pub fn already_exists(resource: &str, group: &str, name: &str) -> ApiError {
-        let mut e = ApiError::new(
+        ApiError::about(
             409,
             "AlreadyExists",
             format!("{} \"{name}\" already exists", qualified(resource, group)),
-        );
-        e.details = Some(details(name, group, resource));
-        e
+            resource,
+            group,
+            name,
+        )
     }
 
     /// 422 with one field cause.

@@ -55,6 +55,24 @@ fn api_err(e: kube::Error) -> (u16, String, String) {
     }
 }
 
+fn kubelet_version(n: &Node) -> &str {
+    &n.status
+        .as_ref()
+        .unwrap()
+        .node_info
+        .as_ref()
+        .unwrap()
+        .kubelet_version
+}
+
+fn resource_version(n: &Node) -> u64 {
+    n.metadata.resource_version.clone().unwrap().parse().unwrap()
+}
+
+async fn patch_node(nodes: &Api<Node>, name: &str, patch: Patch<Value>) -> Node {
+    nodes.patch(name, &PatchParams::default(), &patch).await.unwrap()
+}
+
 async fn evict_raw(client: &Client, emu: Emulation, ns: &str, name: &str) -> Result<Value, kube::Error> {
     let gv = emu.eviction_group_version();
     let body = json!({"apiVersion": gv, "kind": "Eviction", "metadata": {"name": name, "namespace": ns},
@@ -93,43 +111,24 @@ async fn list_patch_evict(emu: Emulation) {
     let list = nodes.list(&ListParams::default()).await.unwrap();
     assert_eq!(list.items.len(), 6);
     let w1 = nodes.get("worker-1").await.unwrap();
-    assert_eq!(
-        w1.status
-            .as_ref()
-            .unwrap()
-            .node_info
-            .as_ref()
-            .unwrap()
-            .kubelet_version,
-        emu.git_version()
-    );
+    assert_eq!(kubelet_version(&w1), emu.git_version());
     assert_eq!(node_ready(&w1), "True");
-    let rv_before: u64 = w1.metadata.resource_version.clone().unwrap().parse().unwrap();
-    let patched = nodes
-        .patch(
-            "worker-1",
-            &PatchParams::default(),
-            &Patch::Strategic(json!({"spec": {"unschedulable": true}})),
-        )
-        .await
-        .unwrap();
+    let rv_before = resource_version(&w1);
+    let patched = patch_node(
+        &nodes,
+        "worker-1",
+        Patch::Strategic(json!({"spec": {"unschedulable": true}})),
+    )
+    .await;
     assert_eq!(patched.spec.as_ref().unwrap().unschedulable, Some(true));
-    let rv_after: u64 = patched
-        .metadata
-        .resource_version
-        .clone()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let rv_after = resource_version(&patched);
     assert!(rv_after > rv_before);
-    let patched = nodes
-        .patch(
-            "worker-1",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"unschedulable": null}})),
-        )
-        .await
-        .unwrap();
+    let patched = patch_node(
+        &nodes,
+        "worker-1",
+        Patch::Merge(json!({"spec": {"unschedulable": null}})),
+    )
+    .await;
     assert_eq!(patched.spec.as_ref().unwrap().unschedulable, None);
     let sel = nodes
         .list(&ListParams::default().fields("spec.unschedulable=false"))
@@ -335,16 +334,7 @@ async fn heartbeats_and_not_ready() {
         }
         let n = nodes.get("worker-2").await.unwrap();
         assert_eq!(ready(&n), "True");
-        assert_eq!(
-            n.status
-                .as_ref()
-                .unwrap()
-                .node_info
-                .as_ref()
-                .unwrap()
-                .kubelet_version,
-            "v1.10.13"
-        );
+        assert_eq!(kubelet_version(&n), "v1.10.13");
         assert_eq!(
             n.status.as_ref().unwrap().conditions.as_ref().unwrap().len(),
             4 // 1.9: OutOfDisk, Memory, Disk, Ready; 1.30: Memory, Disk, PID, Ready
