@@ -119,14 +119,19 @@ pub fn from_lease(lease: &Lease) -> Record {
     }
 }
 
+/// The metadata of a new lock object.
+fn new_meta(namespace: &str, name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: Some(namespace.to_string()),
+        ..ObjectMeta::default()
+    }
+}
+
 /// `base` (keeping its resourceVersion, labels and annotations) or a new Lease, holding `r`.
 pub fn to_lease(base: Option<&Lease>, namespace: &str, name: &str, r: &Record) -> Lease {
     let mut lease = base.cloned().unwrap_or_else(|| Lease {
-        metadata: ObjectMeta {
-            name: Some(name.to_string()),
-            namespace: Some(namespace.to_string()),
-            ..ObjectMeta::default()
-        },
+        metadata: new_meta(namespace, name),
         spec: None,
     });
     mark(&mut lease.metadata);
@@ -160,11 +165,7 @@ pub fn from_config_map(cm: &ConfigMap) -> Result<Record, String> {
 /// holding `r`.
 pub fn to_config_map(base: Option<&ConfigMap>, namespace: &str, name: &str, r: &Record) -> ConfigMap {
     let mut cm = base.cloned().unwrap_or_else(|| ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(name.to_string()),
-            namespace: Some(namespace.to_string()),
-            ..ObjectMeta::default()
-        },
+        metadata: new_meta(namespace, name),
         ..ConfigMap::default()
     });
     mark(&mut cm.metadata);

@@ -12,6 +12,10 @@ use lab_apiserver::store::Kind;
 use lab_apiserver::{Cluster, Emulation, FaultSpec};
 use serde_json::{json, Value};
 
+/// Where the API serves Leases and ConfigMaps in kube-system.
+const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases";
+const CONFIG_MAPS: &str = "/api/v1/namespaces/kube-system/configmaps";
+
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_cluster_lock"))
 }
@@ -197,12 +201,7 @@ fn acquire_refuse_reacquire_renew_release() {
         assert_ne!(rv(&lab), before);
         assert_eq!(renewed.json["host"], "ctrl-a", "the host is kept");
         let lost = lab.run(bin(), act("renew", B));
-        assert!(lost.failed(), "{}", lost.stdout);
-        assert!(
-            lost.msg().starts_with(&format!("lock lost to {A}")),
-            "{}",
-            lost.msg()
-        );
+        assert_lost_to(&lost, A);
 
         // Release: not by another holder (the lock stays); check mode writes nothing; the holder does.
         let before = rv(&lab);
@@ -294,18 +293,34 @@ fn stale_lock_refused_without_takeover_and_taken_with_it() {
 
         // The old holder finds out at its next renewal, and cannot release the new lock.
         let lost = lab.run(bin(), act("renew", A));
-        assert!(lost.failed(), "{}", lost.stdout);
-        assert!(
-            lost.msg().starts_with(&format!("lock lost to {B}")),
-            "{}",
-            lost.msg()
-        );
+        assert_lost_to(&lost, B);
         assert!(lab.run(bin(), act("release", A)).failed());
         assert_eq!(stored_holder(&lab).as_deref(), Some(B));
     }
 }
 
 /// Runs `n` acquirers at once; returns their results.
+/// The next two `method` requests under `path` take 700ms: long enough for racers to overlap.
+fn slow_twice(lab: &Lab, method: &str, path: &str) {
+    lab.inject(FaultSpec {
+        method: Some(method.into()),
+        path_prefix: Some(path.into()),
+        latency_ms: Some(700),
+        count: Some(2),
+        ..FaultSpec::default()
+    });
+}
+
+/// `ran` failed because `holder` holds the lock now.
+fn assert_lost_to(ran: &module_kit::testkit::Ran, holder: &str) {
+    assert!(ran.failed(), "{}", ran.stdout);
+    assert!(
+        ran.msg().starts_with(&format!("lock lost to {holder}")),
+        "{}",
+        ran.msg()
+    );
+}
+
 fn race(lab: &Lab, args: &[Value]) -> Vec<module_kit::testkit::Ran> {
     std::thread::scope(|scope| {
         let runs: Vec<_> = args
@@ -345,18 +360,8 @@ fn concurrent_acquirers_exactly_one_wins() {
     for emu in [Emulation::V1_9, Emulation::V1_30] {
         // Both read "no lock", then both create: the slower create gets 409 AlreadyExists.
         let lab = Lab::start(emu, false, Cluster::sample(None));
-        let collection = if uses_leases(&lab) {
-            "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases"
-        } else {
-            "/api/v1/namespaces/kube-system/configmaps"
-        };
-        lab.inject(FaultSpec {
-            method: Some("POST".into()),
-            path_prefix: Some(collection.into()),
-            latency_ms: Some(700),
-            count: Some(2),
-            ..FaultSpec::default()
-        });
+        let collection = if uses_leases(&lab) { LEASES } else { CONFIG_MAPS };
+        slow_twice(&lab, "POST", collection);
         let results = race(&lab, &[acquire(A, "ctrl-a"), acquire(B, "ctrl-b")]);
         one_winner(&results, &lab);
         let loser = results.iter().find(|r| r.failed()).unwrap();
@@ -378,13 +383,7 @@ fn concurrent_acquirers_exactly_one_wins() {
         } else {
             "/api/v1/namespaces/kube-system/configmaps/kup-upgrade"
         };
-        lab.inject(FaultSpec {
-            method: Some("PUT".into()),
-            path_prefix: Some(object.into()),
-            latency_ms: Some(700),
-            count: Some(2),
-            ..FaultSpec::default()
-        });
+        slow_twice(&lab, "PUT", object);
         let takeover = json!({"takeover": true});
         let results = race(
             &lab,
@@ -433,18 +432,8 @@ fn a_config_map_lock_is_honoured_where_leases_are_served() {
 #[test]
 fn server_errors_are_retried_or_reported() {
     let lab = Lab::start(Emulation::V1_30, false, Cluster::sample(None));
-    lab.inject(FaultSpec::fail(
-        "GET",
-        "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases",
-        503,
-        2,
-    ));
-    lab.inject(FaultSpec::fail(
-        "POST",
-        "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases",
-        500,
-        1,
-    ));
+    lab.inject(FaultSpec::fail("GET", LEASES, 503, 2));
+    lab.inject(FaultSpec::fail("POST", LEASES, 500, 1));
     let ran = lab.run(bin(), acquire(A, "ctrl-a"));
     assert!(ran.changed() && !ran.failed(), "{}", ran.stdout);
 
