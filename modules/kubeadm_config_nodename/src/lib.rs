@@ -171,6 +171,15 @@ impl Module for KubeadmConfigNodename {
     }
 }
 
+/// The outcome of a rewrite of the MasterConfiguration (done, or in check mode to be done).
+fn rewritten(msg: String, current: &Option<String>, conflicts: u32, before: &str, after: &str) -> Outcome {
+    Outcome::changed(msg)
+        .with("format", "MasterConfiguration v1alpha1")
+        .with("previous", current)
+        .with("conflicts", conflicts)
+        .with_diff(json!(before), json!(after))
+}
+
 async fn apply(p: &Params, node: &str, check: bool) -> Result<Outcome, Failure> {
     let deadline = Instant::now() + p.timeout.duration();
     let api = kube_kit::connect(&p.connection).await?;
@@ -206,13 +215,13 @@ async fn apply(p: &Params, node: &str, check: bool) -> Result<Outcome, Failure> 
             } => {
                 let was = current.as_deref().unwrap_or("(unset)");
                 if check {
-                    return Ok(Outcome::changed(format!(
-                        "would set nodeName in {where_} from {was} to {node}"
-                    ))
-                    .with("format", "MasterConfiguration v1alpha1")
-                    .with("previous", &current)
-                    .with("conflicts", conflicts)
-                    .with_diff(json!(before), json!(after)));
+                    return Ok(rewritten(
+                        format!("would set nodeName in {where_} from {was} to {node}"),
+                        &current,
+                        conflicts,
+                        &before,
+                        &after,
+                    ));
                 }
                 if let Some(data) = cm.data.as_mut() {
                     data.insert(key, after.clone());
@@ -221,13 +230,13 @@ async fn apply(p: &Params, node: &str, check: bool) -> Result<Outcome, Failure> 
                 let post = PostParams::default();
                 match kube_kit::retry(deadline, || cms.replace(&p.name, &post, &cm)).await {
                     Ok(_) => {
-                        return Ok(Outcome::changed(format!(
-                            "set nodeName in {where_} from {was} to {node}"
-                        ))
-                        .with("format", "MasterConfiguration v1alpha1")
-                        .with("previous", &current)
-                        .with("conflicts", conflicts)
-                        .with_diff(json!(before), json!(after)));
+                        return Ok(rewritten(
+                            format!("set nodeName in {where_} from {was} to {node}"),
+                            &current,
+                            conflicts,
+                            &before,
+                            &after,
+                        ));
                     }
                     Err(e) if kube_kit::status(&e) == Some(409) => {
                         conflicts += 1;

@@ -12,6 +12,10 @@ use lab_apiserver::store::Kind;
 use lab_apiserver::{Cluster, Emulation, FaultSpec};
 use serde_json::{json, Value};
 
+/// Where the API serves ConfigMaps in kube-system, and the one kubeadm keeps its config in.
+const CONFIG_MAPS: &str = "/api/v1/namespaces/kube-system/configmaps";
+const KUBEADM_CONFIG: &str = "/api/v1/namespaces/kube-system/configmaps/kubeadm-config";
+
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_kubeadm_config_nodename"))
 }
@@ -109,12 +113,7 @@ fn newer_formats_need_no_rewrite() {
 fn conflicts_are_retried_with_a_fresh_read() {
     // An injected 409 on the first write.
     let lab = Lab::start(Emulation::V1_9, true, Cluster::sample(None));
-    lab.inject(FaultSpec::fail(
-        "PUT",
-        "/api/v1/namespaces/kube-system/configmaps/kubeadm-config",
-        409,
-        1,
-    ));
+    lab.inject(FaultSpec::fail("PUT", KUBEADM_CONFIG, 409, 1));
     let ran = lab.run(bin(), json!({"node_name": "master-3"}));
     assert!(ran.changed() && !ran.failed(), "{}", ran.stdout);
     assert_eq!(ran.json["conflicts"], 1);
@@ -125,7 +124,7 @@ fn conflicts_are_retried_with_a_fresh_read() {
     let lab = Lab::start(Emulation::V1_9, false, Cluster::sample(None));
     lab.inject(FaultSpec {
         method: Some("PUT".into()),
-        path_prefix: Some("/api/v1/namespaces/kube-system/configmaps/kubeadm-config".into()),
+        path_prefix: Some(KUBEADM_CONFIG.into()),
         latency_ms: Some(1500),
         count: Some(1),
         ..FaultSpec::default()
@@ -157,24 +156,14 @@ fn conflicts_are_retried_with_a_fresh_read() {
 #[test]
 fn server_errors_are_retried_or_reported() {
     let lab = Lab::start(Emulation::V1_9, false, Cluster::sample(None));
-    lab.inject(FaultSpec::fail(
-        "GET",
-        "/api/v1/namespaces/kube-system/configmaps",
-        503,
-        2,
-    ));
-    lab.inject(FaultSpec::fail(
-        "PUT",
-        "/api/v1/namespaces/kube-system/configmaps",
-        500,
-        1,
-    ));
+    lab.inject(FaultSpec::fail("GET", CONFIG_MAPS, 503, 2));
+    lab.inject(FaultSpec::fail("PUT", CONFIG_MAPS, 500, 1));
     let ran = lab.run(bin(), json!({"node_name": "master-2"}));
     assert!(ran.changed() && !ran.failed(), "{}", ran.stdout);
 
     lab.inject(FaultSpec {
         message: Some("etcdserver: request timed out".into()),
-        ..FaultSpec::fail("GET", "/api/v1/namespaces/kube-system/configmaps", 500, 1000)
+        ..FaultSpec::fail("GET", CONFIG_MAPS, 500, 1000)
     });
     let ran = lab.run(bin(), json!({"node_name": "master-3", "timeout": 2}));
     ran.assert_failed_saying(&["HTTP 500", "etcdserver: request timed out"]);
