@@ -194,18 +194,11 @@ impl Systemctl {
 
     /// Adds `systemctl status` and the last journal lines of the unit to a failure.
     fn explain(&self, unit: &str, failure: Failure) -> Failure {
-        let status = Command::new("systemctl")
-            .args(["status", "--no-pager", "-l", "-n", "0", "--", unit])
-            .timeout(Duration::from_secs(15))
-            .run()
-            .map(|o| o.stdout)
-            .unwrap_or_default();
-        let journal = Command::new("journalctl")
-            .args(["--no-pager", "-o", "cat", "-n", "20", "-u", unit])
-            .timeout(Duration::from_secs(15))
-            .run()
-            .map(|o| o.stdout)
-            .unwrap_or_default();
+        let status = output_or_nothing(
+            "systemctl",
+            &["status", "--no-pager", "-l", "-n", "0", "--", unit],
+        );
+        let journal = output_or_nothing("journalctl", &["--no-pager", "-o", "cat", "-n", "20", "-u", unit]);
         // The unit's own last words, not systemd's lines about it ("kubelet.service: Failed ...").
         let systemd_line = |l: &str| {
             l.starts_with(&format!("{unit}:"))
@@ -236,6 +229,16 @@ impl Systemctl {
         failure.msg = msg;
         failure
     }
+}
+
+/// What a diagnostic command printed, or nothing if it could not be run.
+fn output_or_nothing(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .timeout(Duration::from_secs(15))
+        .run()
+        .map(|o| o.stdout)
+        .unwrap_or_default()
 }
 
 const FULL: [&str; 6] = [
