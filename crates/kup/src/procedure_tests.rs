@@ -103,6 +103,20 @@ fn target() -> Version {
     Version::parse("v1.9.2").unwrap()
 }
 
+/// A journal reopened after a run that finished these steps of w1.
+fn resumed_journal(done: &[&str]) -> (tempfile::TempDir, Journal) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.json");
+    {
+        let (mut j, _) = Journal::open(path.clone(), "v1.9.2", false).unwrap();
+        for s in done {
+            j.mark(&format!("w1/{s}")).unwrap();
+        }
+    }
+    let (journal, _) = Journal::open(path, "v1.9.2", false).unwrap();
+    (dir, journal)
+}
+
 /// A node not yet at the target: the package check would change something.
 fn not_upgraded(_: &str, module: &str, args: &Value) -> Result<Value, RunError> {
     match module {
@@ -169,16 +183,9 @@ fn kubeadm_never_comes_from_a_world_writable_directory() {
 
 #[test]
 fn a_resumed_node_whose_services_were_started_by_hand_is_stopped_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j.json");
-    {
-        let (mut j, _) = Journal::open(path.clone(), "v1.9.2", false).unwrap();
-        j.mark("w1/drain").unwrap();
-        j.mark("w1/stop-services").unwrap();
-    }
+    let (_dir, journal) = resumed_journal(&["drain", "stop-services"]);
     // The operator started the services again: a check of "stopped" would change something.
     let fake = Fake::new(|_, _, _| ok(true));
-    let (journal, _) = Journal::open(path, "v1.9.2", false).unwrap();
     with_run(&fake, journal, |run| {
         run.upgrade_node(&run.inventory.workers[0], target(), true)
             .unwrap();
@@ -199,15 +206,8 @@ fn a_resumed_node_whose_services_were_started_by_hand_is_stopped_again() {
 
 #[test]
 fn a_resumed_node_as_the_journal_left_it_continues_without_redoing() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j.json");
-    {
-        let (mut j, _) = Journal::open(path.clone(), "v1.9.2", false).unwrap();
-        j.mark("w1/drain").unwrap();
-        j.mark("w1/stop-services").unwrap();
-    }
+    let (_dir, journal) = resumed_journal(&["drain", "stop-services"]);
     let fake = Fake::new(|_, _, args| ok(args["_ansible_check_mode"] != true));
-    let (journal, _) = Journal::open(path, "v1.9.2", false).unwrap();
     with_run(&fake, journal, |run| {
         run.upgrade_node(&run.inventory.workers[0], target(), true)
             .unwrap()
@@ -220,27 +220,19 @@ fn a_resumed_node_as_the_journal_left_it_continues_without_redoing() {
 
 #[test]
 fn a_resumed_node_that_is_no_longer_ready_waits_for_ready_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j.json");
-    {
-        let (mut j, _) = Journal::open(path.clone(), "v1.9.2", false).unwrap();
-        for s in [
-            "drain",
-            "stop-services",
-            "packages",
-            "start-services",
-            "node-ready",
-        ] {
-            j.mark(&format!("w1/{s}")).unwrap();
-        }
-    }
+    let (_dir, journal) = resumed_journal(&[
+        "drain",
+        "stop-services",
+        "packages",
+        "start-services",
+        "node-ready",
+    ]);
     let fake = Fake::new(|_, module, args| match module {
         "node_ready" if args["timeout"] == 0 => {
             Ok(json!({"failed": true, "changed": false, "msg": "NotReady"}))
         }
         _ => ok(true),
     });
-    let (journal, _) = Journal::open(path, "v1.9.2", false).unwrap();
     with_run(&fake, journal, |run| {
         run.upgrade_node(&run.inventory.workers[0], target(), true)
             .unwrap()

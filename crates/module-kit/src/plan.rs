@@ -294,12 +294,23 @@ mod tests {
         }
     }
 
+    /// The steps called when the plan was only made, and when it was also applied.
+    const PLANNED: &[&str] = &["observe", "plan"];
+    const APPLIED: &[&str] = &["observe", "plan", "apply"];
+
+    /// Runs the module with `args` and checks which of its steps were called.
+    fn run_cordon(args: Value, steps: &[&str]) -> Value {
+        let r = crate::run_value::<Cordon>(args);
+        assert_eq!(calls(), steps);
+        r
+    }
+
     #[test]
     fn check_mode_never_applies_and_says_would() {
-        let r = crate::run_value::<Cordon>(
+        let r = run_cordon(
             json!({"cordoned": false, "_ansible_check_mode": true, "_ansible_diff": true}),
+            PLANNED,
         );
-        assert_eq!(calls(), ["observe", "plan"]);
         assert_eq!(r["changed"], true);
         assert_eq!(r["failed"], false);
         assert_eq!(r["msg"], "would cordon node w1, would daemon-reload (as asked)");
@@ -317,8 +328,7 @@ mod tests {
 
     #[test]
     fn applying_says_what_was_done_with_what_apply_read_back() {
-        let r = crate::run_value::<Cordon>(json!({"cordoned": false, "_ansible_diff": true}));
-        assert_eq!(calls(), ["observe", "plan", "apply"]);
+        let r = run_cordon(json!({"cordoned": false, "_ansible_diff": true}), APPLIED);
         assert_eq!(r["changed"], true);
         assert_eq!(r["msg"], "cordoned node w1, daemon-reloaded (as asked)");
         assert_eq!(r["read_back"], true);
@@ -329,8 +339,7 @@ mod tests {
 
     #[test]
     fn nothing_to_change_is_never_applied() {
-        let r = crate::run_value::<Cordon>(json!({"cordoned": true, "fail": true}));
-        assert_eq!(calls(), ["observe", "plan"]);
+        let r = run_cordon(json!({"cordoned": true, "fail": true}), PLANNED);
         assert_eq!(r["changed"], false);
         assert_eq!(r["failed"], false);
         assert_eq!(r["msg"], "node w1 is already cordoned");
@@ -338,8 +347,7 @@ mod tests {
 
     #[test]
     fn a_failed_apply_is_the_failure() {
-        let r = crate::run_value::<Cordon>(json!({"cordoned": false, "fail": true}));
-        assert_eq!(calls(), ["observe", "plan", "apply"]);
+        let r = run_cordon(json!({"cordoned": false, "fail": true}), APPLIED);
         assert_eq!(r["failed"], true);
         assert_eq!(r["msg"], "the API server said no");
     }

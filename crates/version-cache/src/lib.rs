@@ -125,12 +125,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn asks_once_per_build_of_the_binary() {
+    /// A temporary directory holding a `kubeadm` file with `contents` and a cache beside it.
+    fn binary_and_cache(contents: &str) -> (tempfile::TempDir, PathBuf, Cache) {
         let tmp = tempfile::tempdir().unwrap();
         let bin = tmp.path().join("kubeadm");
-        fs::write(&bin, "one build").unwrap();
+        fs::write(&bin, contents).unwrap();
         let cache = Cache::at(tmp.path().join("cache"));
+        (tmp, bin, cache)
+    }
+
+    #[test]
+    fn asks_once_per_build_of_the_binary() {
+        let (tmp, bin, cache) = binary_and_cache("one build");
         let asked = Cell::new(0);
         let args = ["version", "-o", "short"];
         assert_eq!(
@@ -172,10 +178,7 @@ mod tests {
 
     #[test]
     fn failures_are_not_kept_and_a_bad_cache_only_means_asking() {
-        let tmp = tempfile::tempdir().unwrap();
-        let bin = tmp.path().join("kubeadm");
-        fs::write(&bin, "x").unwrap();
-        let cache = Cache::at(tmp.path().join("cache"));
+        let (tmp, bin, cache) = binary_and_cache("x");
         let failed: Result<String, String> = cache.output(&bin, &[], || Err("exit 1".into()));
         assert_eq!(failed.unwrap_err(), "exit 1");
         let asked = Cell::new(0);
