@@ -203,10 +203,17 @@ impl Run<'_> {
         self.reporter
             .step(StepEvent::ran(&host.name, step, module, &result, seconds));
         if failed {
+            // Whatever failed, the operator learns what kup has left the node in (cordoned,
+            // services stopped), not only the module's reason.
+            // (A plan's checks and probes change nothing: their reason is enough.)
+            let mut msg = result["msg"].as_str().unwrap_or("no message").to_string();
+            if journaled {
+                msg = format!("{msg}; its state: {}", self.state_of(host));
+            }
             return Err(Stop::Failed {
                 host: host.name.clone(),
                 step: step.to_string(),
-                msg: result["msg"].as_str().unwrap_or("no message").to_string(),
+                msg,
                 fix: fix_for(step),
             });
         }

@@ -379,3 +379,27 @@ fn every_argument_kup_builds_passes_the_modules_own_intake() {
         assert!(calls.iter().any(|c| c == call), "{call}: {calls:?}");
     }
 }
+
+#[test]
+fn a_failed_step_says_what_the_node_was_left_in() {
+    let fake = Fake::new(|place, module, args| {
+        if place == "w1" && module == "package_pin" && args["_ansible_check_mode"] != true {
+            return Ok(json!({"failed": true, "changed": false, "msg": "E: Unable to correct problems"}));
+        }
+        not_upgraded(place, module, args)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::unlocked(dir.path().join("j.json"), "v1.9.2", false);
+    let stop = with_run(&fake, journal, |run| {
+        run.upgrade_node(&run.inventory.workers[0], target(), true)
+    })
+    .unwrap_err();
+    let Stop::Failed { msg, .. } = stop else {
+        panic!("not a failure")
+    };
+    assert!(msg.starts_with("E: Unable to correct problems"), "{msg}");
+    assert!(
+        msg.contains("its state: w1 is drained (cordoned), its services stopped by kup"),
+        "{msg}"
+    );
+}
