@@ -22,7 +22,8 @@ pub struct UpArgs {
     /// Package flavour of the nodes: apt (Debian) or rpm (dnf/yum, says it is CentOS).
     #[arg(long, default_value = "apt", value_parser = Flavour::parse)]
     pub flavour: Flavour,
-    /// The Kubernetes version the cluster starts at (1.8.3, 1.9.2, 1.9.3, 1.10.13, 1.11.10, 1.29.6, 1.30.2).
+    /// The Kubernetes version the cluster starts at (`kup-lab repo` lists them); it picks the era's
+    /// repository layout: the legacy apt/yum repository up to 1.23, pkgs.k8s.io's per minor after.
     #[arg(long, default_value = "1.8.3")]
     pub from: String,
     /// The lab bridge's name.
@@ -43,6 +44,13 @@ pub struct UpArgs {
     /// Seconds without kubelet heartbeats before a node turns NotReady.
     #[arg(long, default_value_t = 8.0)]
     pub node_grace: f64,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RepoArgs {
+    /// Cache for the package repositories (the same as `up --cache`).
+    #[arg(long, default_value = "/var/cache/kup-lab")]
+    pub cache: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]
@@ -157,4 +165,34 @@ pub fn release_server(args: ReleaseServerArgs) -> Result<(), String> {
     loop {
         std::thread::park();
     }
+}
+
+pub fn repo(args: RepoArgs) -> Result<(), String> {
+    let built = {
+        let _lock = lab_cluster::sh::lock(&args.cache)?;
+        lab_cluster::repo::ensure(&args.cache)?
+    };
+    let releases: Vec<serde_json::Value> = lab_cluster::repo::RELEASES
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "version": r.version,
+                "legacy": r.legacy(),
+                "deb": lab_cluster::repo::deb_version(r.version, r.legacy()),
+                "rpm": format!("{}-{}", r.version, lab_cluster::repo::rpm_release(r.legacy())),
+                "cni": r.cni,
+                "cri_tools": r.cri_tools,
+                "apt_source": lab_cluster::repo::sources::apt(r, lab_cluster::repo::sources::AptForm::OneLine).1.trim(),
+                "yum_repo": lab_cluster::repo::sources::yum(r),
+            })
+        })
+        .collect();
+    let out = serde_json::json!({
+        "served": built.served,
+        "mount": lab_cluster::repo::sources::MOUNT,
+        "fingerprint": built.fingerprint,
+        "releases": releases,
+    });
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{out:#}").map_err(|e| e.to_string())
 }

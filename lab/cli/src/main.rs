@@ -34,6 +34,9 @@ enum Command {
     Status(cluster_cmds::DirArgs),
     /// Serve a release tree (the dl.k8s.io layout) until interrupted.
     ReleaseServer(cluster_cmds::ReleaseServerArgs),
+    /// Build (once) the signed package repositories and print, as JSON, the directory nodes mount
+    /// (`served`), the signing key's fingerprint and how each release's repository is reached.
+    Repo(cluster_cmds::RepoArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
         Command::Down(args) => cluster_cmds::down(args),
         Command::Status(args) => cluster_cmds::status(args),
         Command::ReleaseServer(args) => cluster_cmds::release_server(args),
+        Command::Repo(args) => cluster_cmds::repo(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const SUITE: &str = "bookworm";
-const PACKAGES: &str = "systemd,systemd-sysv,dbus,openssh-server,iproute2,dnf,rpm,dnf-plugins-core,python3";
+// The kubelet package's system dependencies are real Debian packages (iptables .. conntrack, ebtables).
+const PACKAGES: &str = "systemd,systemd-sysv,dbus,openssh-server,iproute2,dnf,rpm,dnf-plugins-core,python3,\
+                        iptables,socat,ethtool,conntrack,ebtables,mount,util-linux";
 /// Bump when `finish` changes, so that cached trees are rebuilt.
 const SETUP_REVISION: &str = "3";
 

@@ -142,7 +142,7 @@ fn build(state: &mut LabState) -> Result<LabFiles, String> {
         let _lock = sh::lock(&spec.cache)?;
         (
             base::ensure(&spec.cache, spec.mirror.as_deref())?,
-            repo::ensure(&spec.cache)?,
+            repo::ensure(&spec.cache)?.served,
         )
     };
     let releases = spec.dir.join("releases");

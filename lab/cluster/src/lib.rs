@@ -7,7 +7,7 @@ pub mod base;
 pub mod lab;
 pub mod node;
 pub mod repo;
-mod sh;
+pub mod sh;
 pub mod spec;
 
 pub use lab::{down, status, up, LabFiles, LabState};

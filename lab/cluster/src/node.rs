@@ -2,6 +2,7 @@
 //! units and (for control planes) static pod manifests; booted with systemd-nspawn on the bridge;
 //! then its Kubernetes packages installed at the starting version with its own package manager.
 
+use crate::repo::sources::{self, AptForm, MOUNT};
 use crate::repo::{self, STANDIN};
 use crate::sh;
 use crate::spec::{Flavour, LabSpec, NodePlan};
@@ -10,8 +11,15 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Where the repositories appear inside nodes (bind-mounted read-only).
-pub const REPO_MOUNT: &str = "/srv/kup-repo";
+/// Both one-line and deb822 definitions occur in the wild: every second node gets the deb822 form.
+fn apt_form(plan: &NodePlan, spec: &LabSpec) -> AptForm {
+    let position = spec.nodes().iter().position(|n| n == plan).unwrap_or(0);
+    if position % 2 == 1 {
+        AptForm::Deb822
+    } else {
+        AptForm::OneLine
+    }
+}
 
 /// A node that has been started.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -135,11 +143,7 @@ pub fn prepare(plan: &NodePlan, p: &Provision<'_>) -> Result<PathBuf, String> {
 
     if plan.control_plane {
         sh::write_mode(&at("/etc/kubernetes/admin.conf"), p.kubeconfig, 0o600)?;
-        let registry = if repo::release(&spec.from).is_some_and(|r| r.legacy) {
-            ("gcr.io/google_containers/", "-amd64")
-        } else {
-            ("registry.k8s.io/", "")
-        };
+        let registry = image_registry(crate::spec::minor_of(&spec.from));
         for component in ["kube-apiserver", "kube-controller-manager", "kube-scheduler"] {
             sh::write(
                 &at(&format!("/etc/kubernetes/manifests/{component}.yaml")),
@@ -153,21 +157,17 @@ pub fn prepare(plan: &NodePlan, p: &Provision<'_>) -> Result<PathBuf, String> {
         }
     }
 
+    let release = repo::release(&spec.from).ok_or_else(|| format!("no packages for {}", spec.from))?;
     match spec.flavour {
         Flavour::Apt => {
-            sh::write(
-                &at("/etc/apt/sources.list.d/kubernetes.list"),
-                format!("deb [trusted=yes] file:{REPO_MOUNT}/deb ./\n"),
-            )?;
+            let (path, definition, keyring) = sources::apt(&release, apt_form(plan, spec));
+            sh::write(&at(path), definition)?;
+            let key = p.repo.join("keys/kubernetes-apt-keyring.gpg");
+            let key = std::fs::read(&key).map_err(|e| format!("{}: {e}", key.display()))?;
+            sh::write_mode(&at(keyring), key, 0o644)?;
         }
         Flavour::Rpm => {
-            sh::write(
-                &at("/etc/yum.repos.d/kubernetes.repo"),
-                format!(
-                    "[kubernetes]\nname=Kubernetes (lab)\nbaseurl=file://{REPO_MOUNT}/rpm\nenabled=1\ngpgcheck=0\n\
-                     exclude=kubelet kubeadm kubectl kubernetes-cni\n"
-                ),
-            )?;
+            sh::write(&at(sources::YUM_REPO), sources::yum(&release))?;
             sh::write(&at("/etc/dnf/vars/releasever"), "7\n")?;
             // What the node says it is, so package-manager detection is tested.
             sh::write(
@@ -177,8 +177,18 @@ pub fn prepare(plan: &NodePlan, p: &Provision<'_>) -> Result<PathBuf, String> {
             )?;
         }
     }
-    let _ = p.repo;
     Ok(dir)
+}
+
+/// (prefix, suffix) of the control-plane images kubeadm of that minor used: gcr.io with an arch
+/// suffix until 1.11, k8s.gcr.io from 1.12 (kubeadm CHANGELOG-1.12), registry.k8s.io from 1.25
+/// (kubeadm CHANGELOG-1.25, "kubeadm: use registry.k8s.io instead of k8s.gcr.io").
+fn image_registry(minor: u32) -> (&'static str, &'static str) {
+    match minor {
+        ..=11 => ("gcr.io/google_containers/", "-amd64"),
+        12..=24 => ("k8s.gcr.io/", ""),
+        _ => ("registry.k8s.io/", ""),
+    }
 }
 
 /// Boots the node in the background and waits until systemd says it is up.
@@ -201,7 +211,7 @@ pub fn boot(plan: &NodePlan, dir: &Path, spec: &LabSpec, repo: &Path) -> Result<
         .arg(format!("--machine={}", machine_name(&spec.bridge, plan)))
         .args(["--register=no", "--keep-unit", "--console=passive"])
         .arg(format!("--network-bridge={}", spec.bridge))
-        .arg(format!("--bind-ro={}:{REPO_MOUNT}", repo.display()))
+        .arg(format!("--bind-ro={}:{MOUNT}", repo.display()))
         .stdin(std::process::Stdio::null())
         .stdout(log)
         .stderr(log2)
@@ -300,7 +310,7 @@ pub fn install_packages(node: &RunningNode, spec: &LabSpec) -> Result<(), String
     let long = Duration::from_secs(300);
     match spec.flavour {
         Flavour::Apt => {
-            let pin = |name: &str, v: &str| format!("{name}={}", repo::deb_version(v, release.legacy));
+            let pin = |name: &str, v: &str| format!("{name}={}", repo::deb_version(v, release.legacy()));
             node.exec(&["apt-get", "update", "-qq"], long)?;
             let install = [
                 "env",
@@ -324,7 +334,7 @@ pub fn install_packages(node: &RunningNode, spec: &LabSpec) -> Result<(), String
             )?;
         }
         Flavour::Rpm => {
-            let r = repo::rpm_release(release.legacy);
+            let r = repo::rpm_release(release.legacy());
             let pin = |name: &str, v: &str| format!("{name}-{v}-{r}");
             let install = ["dnf", "install", "-y", "-q", "--disableexcludes=kubernetes"];
             node.exec(&with_packages(&install, &pinned_packages(&release, pin)), long)?;

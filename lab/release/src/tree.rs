@@ -5,11 +5,13 @@ use sha1::Digest;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// The checksum files a release publishes next to each binary, as the real dl.k8s.io does.
+/// The checksum files a release publishes next to each binary, as the real dl.k8s.io does: md5 and
+/// sha1 until 1.17 (kubernetes/release PR #868), sha512 from 1.12 (PR #630), sha256 from 1.16 (PR #849).
 pub fn checksum_kinds(version: Version) -> &'static [&'static str] {
     match (version.major, version.minor) {
         (1, m) if m < 12 => &["md5", "sha1"],
         (1, m) if m < 16 => &["md5", "sha1", "sha512"],
+        (1, m) if m < 18 => &["md5", "sha1", "sha256", "sha512"],
         _ => &["sha256", "sha512"],
     }
 }
