@@ -74,6 +74,7 @@ pub const MODULES: &[ModuleInfo] = &[
     module::<kubeadm_config_nodename::KubeadmConfigNodename>(true, Links::Kube, 300),
     module::<kubeadm_upgrade::KubeadmUpgrade>(false, Links::Std, 600),
     module::<package_pin::PackagePin>(false, Links::Std, 900),
+    module::<package_repo::PackageRepo>(false, Links::Std, 300),
     module::<service_state::ServiceState>(false, Links::Std, 300),
     module::<node_drain::NodeDrain>(true, Links::Kube, 120),
     module::<node_ready::NodeReady>(true, Links::Kube, 120),
@@ -420,6 +421,20 @@ mod tests {
         assert!(allowed.notes.iter().any(|(_, n)| n.contains("--allow-partial")));
         let covered = survey_findings(&inv, &json!({"nodes": [], "missing": [], "unlisted": []}), false);
         assert!(covered.blockers.is_empty());
+    }
+
+    #[test]
+    fn package_repo_runs_on_its_host_and_takes_what_kup_sends() {
+        let m = info("package_repo").unwrap();
+        assert_eq!((m.api, m.links, m.limit), (false, Links::Std, 300));
+        let args = Args::of::<package_repo::PackageRepo>(&package_repo::Params::new("1.31.2")).check_mode();
+        assert_eq!(
+            args.json,
+            json!({"version": "1.31.2", "manager": "auto", "update_cache": true, "timeout": 300,
+                   "_ansible_check_mode": true})
+        );
+        let answer = (m.intake)(args.json);
+        assert_eq!(answer["failed"], false, "{answer}");
     }
 
     #[test]
