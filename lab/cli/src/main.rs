@@ -41,7 +41,7 @@ enum Command {
 
 #[derive(clap::Args, Debug)]
 struct ApiserverArgs {
-    /// Release to emulate: 1.9 or 1.30 (other minors in 1.9..=1.33 approximately).
+    /// Release to emulate: 1.9 or 1.30 (other minors in 1.9..=1.35 approximately).
     #[arg(long, default_value = "1.30")]
     emulate: String,
     /// Cluster description (YAML or JSON); default: a sample 3+3-node cluster.

@@ -302,7 +302,7 @@ fn wait_for<T>(limit: Duration, what: &str, mut probe: impl FnMut() -> Option<T>
 }
 
 /// The releases before 1.10 are emulated as 1.9 (the discovery of 1.8 and 1.9 is alike for our needs).
-fn emulated_release(from: &str) -> String {
+pub fn emulated_release(from: &str) -> String {
     let minor = crate::spec::minor_of(from);
     format!("1.{}", minor.max(9))
 }

@@ -6,6 +6,7 @@ use crate::repo::sources::{self, AptForm, MOUNT};
 use crate::repo::{self, STANDIN};
 use crate::sh;
 use crate::spec::{Flavour, LabSpec, NodePlan};
+use lab_standin::kubelet_files;
 use serde::{Deserialize, Serialize};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -143,20 +144,52 @@ pub fn prepare(plan: &NodePlan, p: &Provision<'_>) -> Result<PathBuf, String> {
 
     if plan.control_plane {
         sh::write_mode(&at("/etc/kubernetes/admin.conf"), p.kubeconfig, 0o600)?;
-        let registry = image_registry(crate::spec::minor_of(&spec.from));
+        // The images kubeadm of that release wrote (the emulation knows the registry per era).
+        let emulation = lab_apiserver::Emulation::parse(&crate::lab::emulated_release(&spec.from))?;
+        let version = format!("v{}", spec.from);
+        // Stacked etcd (kubeadm's default HA topology in today's docs) on pkgs.k8s.io-era labs; the
+        // older ones use an external etcd, as the 1.8 -> 1.9 HA runbook does.
+        if crate::spec::minor_of(&spec.from) >= 24 {
+            sh::write(
+                &at("/etc/kubernetes/manifests/etcd.yaml"),
+                format!(
+                    "apiVersion: v1\nkind: Pod\nmetadata:\n  name: etcd\n  namespace: kube-system\nspec:\n  \
+                     hostNetwork: true\n  containers:\n  - name: etcd\n    image: {}\n    command:\n    - etcd\n    \
+                     - --data-dir=/var/lib/etcd\n",
+                    emulation.etcd_image()
+                ),
+            )?;
+            sh::write_mode(&at("/var/lib/etcd/member/snap/db"), "lab etcd data\n", 0o600)?;
+        }
         for component in ["kube-apiserver", "kube-controller-manager", "kube-scheduler"] {
             sh::write(
                 &at(&format!("/etc/kubernetes/manifests/{component}.yaml")),
                 format!(
                     "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {component}\n  namespace: kube-system\n\
                      spec:\n  hostNetwork: true\n  containers:\n  - name: {component}\n    \
-                     image: {}{component}{}:v{}\n    command:\n    - {component}\n",
-                    registry.0, registry.1, spec.from
+                     image: {}\n    command:\n    - {component}\n",
+                    emulation.control_plane_image(component, &version)
                 ),
             )?;
         }
     }
 
+    // What `kubeadm init/join` of the starting release left for the kubelet (from 1.11 the drop-in
+    // reads them; before, every flag was in the drop-in itself).
+    let minor = crate::spec::minor_of(&spec.from);
+    if minor >= 11 {
+        sh::write(&at(kubelet_files::CONFIG), kubelet_files::config_yaml(minor))?;
+        sh::write(
+            &at(kubelet_files::FLAGS_ENV),
+            kubelet_files::flags_env(&kubelet_files::init_flags(minor)),
+        )?;
+        if let Some(endpoint) = kubelet_files::init_instance_endpoint(minor) {
+            sh::write(
+                &at(kubelet_files::INSTANCE_CONFIG),
+                kubelet_files::instance_config_yaml(endpoint),
+            )?;
+        }
+    }
     let release = repo::release(&spec.from).ok_or_else(|| format!("no packages for {}", spec.from))?;
     match spec.flavour {
         Flavour::Apt => {
@@ -178,17 +211,6 @@ pub fn prepare(plan: &NodePlan, p: &Provision<'_>) -> Result<PathBuf, String> {
         }
     }
     Ok(dir)
-}
-
-/// (prefix, suffix) of the control-plane images kubeadm of that minor used: gcr.io with an arch
-/// suffix until 1.11, k8s.gcr.io from 1.12 (kubeadm CHANGELOG-1.12), registry.k8s.io from 1.25
-/// (kubeadm CHANGELOG-1.25, "kubeadm: use registry.k8s.io instead of k8s.gcr.io").
-fn image_registry(minor: u32) -> (&'static str, &'static str) {
-    match minor {
-        ..=11 => ("gcr.io/google_containers/", "-amd64"),
-        12..=24 => ("k8s.gcr.io/", ""),
-        _ => ("registry.k8s.io/", ""),
-    }
 }
 
 /// Boots the node in the background and waits until systemd says it is up.

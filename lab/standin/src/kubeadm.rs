@@ -32,28 +32,30 @@ pub fn main(own: Version, args: &[String]) -> Result<(), String> {
         }
         ["upgrade", "plan", ..] => plan(own),
         ["upgrade", "apply", rest @ ..] => apply(own, rest),
-        ["upgrade", "node", ..] if has_upgrade_node(own) => node(own),
-        ["upgrade", "node", ..] => Err("Error: unknown command \"node\" for \"kubeadm upgrade\"".into()),
+        ["upgrade", "node", rest @ ..] => crate::kubeadm_node::main(own, rest),
         _ => Err(format!(
             "kubeadm {own} (lab stand-in): unsupported command {words:?}"
         )),
     }
 }
 
-/// Releases from 1.15 on have `kubeadm upgrade node` for the other control planes.
-fn has_upgrade_node(kubeadm: Version) -> bool {
-    kubeadm.minor_release() >= (1, 15)
-}
-
-struct Cluster {
+pub(crate) struct Cluster {
     api: Api,
     version: Version,
     config: Value,
 }
 
 impl Cluster {
-    fn read() -> Result<Self, String> {
-        let api = Api::from_kubeconfig("/etc/kubernetes/admin.conf")?;
+    pub(crate) fn read() -> Result<Self, String> {
+        // `upgrade node` on a worker, which has no admin.conf, uses the kubelet's kubeconfig
+        // (cmd/kubeadm/app/cmd/upgrade/node.go).
+        let admin = "/etc/kubernetes/admin.conf";
+        let kubeconfig = if Path::new(admin).exists() {
+            admin
+        } else {
+            "/etc/kubernetes/kubelet.conf"
+        };
+        let api = Api::from_kubeconfig(kubeconfig)?;
         let reported = api.get("/version")?;
         let version = reported["gitVersion"]
             .as_str()
@@ -70,7 +72,7 @@ impl Cluster {
             .find_map(|key| self.config["data"][key].as_str().map(|text| (key, text)))
     }
 
-    fn stored_field(&self, field: &str) -> Option<String> {
+    pub(crate) fn stored_field(&self, field: &str) -> Option<String> {
         let (_, text) = self.stored()?;
         let doc: serde_norway::Value = serde_norway::from_str(text).ok()?;
         doc.get(field)?.as_str().map(str::to_string)
@@ -207,31 +209,10 @@ fn apply(own: Version, args: &[&str]) -> Result<(), String> {
     ));
     upgrade_this_control_plane(&cluster, &me, target)?;
     cluster.record_version(target)?;
+    crate::kubeadm_node::write_kubelet_files(own, target)?;
     say(&format!(
         "[upgrade/successful] SUCCESS! Your cluster was upgraded to \"{target}\". Enjoy!"
     ));
-    Ok(())
-}
-
-fn node(own: Version) -> Result<(), String> {
-    let cluster = Cluster::read()?;
-    let target = cluster
-        .stored_field("kubernetesVersion")
-        .and_then(|v| Version::parse_reported(&v))
-        .ok_or("[upgrade] FATAL: kubeadm-config has no kubernetesVersion")?;
-    if target > own {
-        return Err(format!(
-            "[upgrade] FATAL: the cluster is at {target} but this kubeadm is {own}: upgrade kubeadm first"
-        ));
-    }
-    if Path::new(MANIFESTS).join("kube-apiserver.yaml").exists() {
-        misbehave_if_asked()?;
-        upgrade_this_control_plane(&cluster, &hostname(), target)?;
-        say("[upgrade] The control plane instance for this node was successfully updated!");
-    } else {
-        say("[upgrade] Skipping phase. Not a control plane node.");
-    }
-    say("[upgrade] The configuration for this node was successfully updated!");
     Ok(())
 }
 
@@ -265,7 +246,7 @@ fn confirmed() -> bool {
 }
 
 /// Lab switches: fail (as the runbook's flaky secondaries did) or hang, once.
-fn misbehave_if_asked() -> Result<(), String> {
+pub(crate) fn misbehave_if_asked() -> Result<(), String> {
     let fail = Path::new(FAULT_DIR).join("kubeadm-fail-once");
     if std::fs::remove_file(&fail).is_ok() {
         return Err(
@@ -279,12 +260,76 @@ fn misbehave_if_asked() -> Result<(), String> {
     if std::fs::remove_file(&hang).is_ok() {
         std::thread::sleep(std::time::Duration::from_secs(3600));
     }
+    // Slow but healthy: the seconds the file holds, every run, until it is removed.
+    let slow = Path::new(FAULT_DIR).join("kubeadm-slow");
+    if let Ok(text) = std::fs::read_to_string(&slow) {
+        let seconds: f64 = text.trim().parse().unwrap_or(30.0);
+        say(&format!(
+            "[upgrade/staticpods] Waiting for the restarted static pods (lab: {seconds} s)"
+        ));
+        std::thread::sleep(std::time::Duration::from_secs_f64(seconds.max(0.0)));
+    }
+    Ok(())
+}
+
+/// kubeadm's own backups before it touches the control plane (cmd/kubeadm/app/phases/upgrade/
+/// staticpods.go: `kubeadm-backup-manifests-<time>`, and `kubeadm-backup-etcd-<time>` on a control
+/// plane with a local (stacked) etcd).
+fn back_up(stamp: &str) -> Result<(), String> {
+    let tmp = Path::new("/etc/kubernetes/tmp");
+    let manifests = tmp.join(format!("kubeadm-backup-manifests-{stamp}"));
+    std::fs::create_dir_all(&manifests).map_err(|e| format!("{}: {e}", manifests.display()))?;
+    for entry in std::fs::read_dir(MANIFESTS)
+        .map_err(|e| format!("{MANIFESTS}: {e}"))?
+        .flatten()
+    {
+        let _ = std::fs::copy(entry.path(), manifests.join(entry.file_name()));
+    }
+    let etcd_data = Path::new("/var/lib/etcd/member");
+    if Path::new(MANIFESTS).join("etcd.yaml").exists() && etcd_data.exists() {
+        let backup = tmp.join(format!("kubeadm-backup-etcd-{stamp}/etcd/member"));
+        copy_tree(etcd_data, &backup)?;
+        say(&format!(
+            "[upgrade/etcd] Backing up etcd data to {}",
+            backup.display()
+        ));
+    }
+    Ok(())
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(to).map_err(|e| format!("{}: {e}", to.display()))?;
+    for entry in std::fs::read_dir(from)
+        .map_err(|e| format!("{}: {e}", from.display()))?
+        .flatten()
+    {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target).map_err(|e| format!("{}: {e}", target.display()))?;
+        }
+    }
     Ok(())
 }
 
 /// Rewrites the image tags of this node's static pod manifests and tells the API server.
-fn upgrade_this_control_plane(cluster: &Cluster, me: &str, target: Version) -> Result<(), String> {
-    for component in COMPONENTS {
+pub(crate) fn upgrade_this_control_plane(cluster: &Cluster, me: &str, target: Version) -> Result<(), String> {
+    back_up(
+        crate::now_rfc3339()
+            .replace([':', 'T'], "-")
+            .trim_end_matches('Z'),
+    )?;
+    // Fails after the first manifest moved: a half-upgraded control plane a rerun must repair.
+    let midway = Path::new(FAULT_DIR).join("kubeadm-fail-midway-once");
+    for (n, component) in COMPONENTS.iter().enumerate() {
+        if n == 1 && std::fs::remove_file(&midway).is_ok() {
+            return Err(format!(
+                "[upgrade/staticpods] FATAL: couldn't upgrade control plane: {component} did not come back \
+                 (lab fault {}); kube-apiserver already moved to {target}",
+                midway.display()
+            ));
+        }
         let path = Path::new(MANIFESTS).join(format!("{component}.yaml"));
         let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let rewritten: String = text
@@ -322,14 +367,6 @@ fn upgrade_this_control_plane(cluster: &Cluster, me: &str, target: Version) -> R
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn upgrade_node_from_1_15() {
-        let v = |s| Version::parse(s).unwrap();
-        assert!(!has_upgrade_node(v("v1.14.10")));
-        assert!(has_upgrade_node(v("v1.15.0")));
-        assert!(has_upgrade_node(v("v1.30.2")));
-    }
 
     #[test]
     fn the_policy_is_one_minor_at_a_time() {

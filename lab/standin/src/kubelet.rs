@@ -5,6 +5,7 @@
 use crate::{hostname, now_rfc3339, say, FAULT_DIR};
 use kube_version::Version;
 use lab_standin::api::Api;
+use lab_standin::kubelet_files;
 use serde_json::json;
 use std::path::Path;
 use std::time::Duration;
@@ -12,26 +13,22 @@ use std::time::Duration;
 const RUNTIMES: &[&str] = &["/run/docker", "/run/containerd"];
 
 pub fn main(version: Version, args: &[String]) -> Result<(), String> {
-    let mut kubeconfig = "/etc/kubernetes/kubelet.conf".to_string();
-    let mut node = hostname();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--version" => {
-                say(&format!("Kubernetes {version}"));
-                return Ok(());
-            }
-            "--kubeconfig" => kubeconfig = it.next().cloned().ok_or("--kubeconfig needs a path")?,
-            "--hostname-override" => node = it.next().cloned().ok_or("--hostname-override needs a name")?,
-            other => {
-                if let Some(path) = other.strip_prefix("--kubeconfig=") {
-                    kubeconfig = path.to_string();
-                } else if let Some(name) = other.strip_prefix("--hostname-override=") {
-                    node = name.to_string();
-                }
-                // Other kubelet flags (from drop-ins) are accepted and ignored.
-            }
-        }
+    if args.iter().any(|a| a == "--version") {
+        say(&format!("Kubernetes {version}"));
+        return Ok(());
+    }
+    let flags = Flags::parse(version, args).map_err(|e| failed(version, &e))?;
+    let node = flags.hostname_override.unwrap_or_else(hostname);
+    let kubeconfig = flags
+        .kubeconfig
+        .unwrap_or_else(|| "/etc/kubernetes/kubelet.conf".to_string());
+    // From 1.11 kubeadm's drop-in passes --config (kubernetes/release build/debs/10-kubeadm.conf);
+    // the lab refuses to start without it, stricter than a kubelet that would fall back to defaults.
+    if version.minor >= 11 {
+        let config = flags
+            .config
+            .ok_or_else(|| failed(version, "failed to load kubelet config file: no --config given"))?;
+        load_config(&config).map_err(|e| failed(version, &e))?;
     }
     if Path::new(FAULT_DIR).join("kubelet-broken").exists() {
         return Err(format!(
@@ -39,6 +36,23 @@ pub fn main(version: Version, args: &[String]) -> Result<(), String> {
         ));
     }
     let api = Api::from_kubeconfig(&kubeconfig)?;
+    // The version skew policy: "kubelet must not be newer than kube-apiserver"
+    // (kubernetes.io/releases/version-skew-policy). A real kubelet would try; the lab refuses.
+    if let Some(server) = api
+        .get("/version")
+        .ok()
+        .and_then(|v| v["gitVersion"].as_str().and_then(Version::parse_reported))
+    {
+        if version.minor_release() > server.minor_release() {
+            return Err(failed(
+                version,
+                &format!(
+                    "kubelet {version} is newer than the API server {server}: the version skew policy \
+                     does not allow a kubelet newer than kube-apiserver"
+                ),
+            ));
+        }
+    }
     say(&format!("kubelet {version} (lab stand-in) reporting node {node}"));
     loop {
         if !RUNTIMES.iter().any(|r| Path::new(r).exists()) {
@@ -59,5 +73,70 @@ pub fn main(version: Version, args: &[String]) -> Result<(), String> {
             eprintln!("unable to update node status: {err}");
         }
         std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+/// The flags the stand-in reads; every other flag is checked against its release and ignored.
+#[derive(Default)]
+struct Flags {
+    kubeconfig: Option<String>,
+    config: Option<String>,
+    hostname_override: Option<String>,
+}
+
+impl Flags {
+    /// `--name=value` or `--name value`, as pflag reads them; a flag the release does not have is
+    /// refused with the real kubelet's words.
+    fn parse(version: Version, args: &[String]) -> Result<Flags, String> {
+        let mut flags = Flags::default();
+        let mut it = args.iter().peekable();
+        while let Some(arg) = it.next() {
+            if !arg.starts_with("--") {
+                return Err(format!("unknown command {arg:?} for \"kubelet\""));
+            }
+            if let Some(why) = kubelet_files::refusal(version.minor, arg) {
+                return Err(why);
+            }
+            let (name, value) = match arg.split_once('=') {
+                Some((name, value)) => (name, Some(value.to_string())),
+                None => {
+                    let value = it.next_if(|next| !next.starts_with("--")).cloned();
+                    (arg.as_str(), value)
+                }
+            };
+            match name {
+                "--kubeconfig" => flags.kubeconfig = value,
+                "--config" => flags.config = value,
+                "--hostname-override" => flags.hostname_override = value,
+                _ => {}
+            }
+        }
+        Ok(flags)
+    }
+}
+
+/// The kubelet's configuration file must be there and be a KubeletConfiguration.
+fn load_config(path: &str) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "failed to load kubelet config file, path: {path}, error: failed to load Kubelet config file \
+             {path}, error failed to read kubelet config file \"{path}\", error: {e}"
+        )
+    })?;
+    if !text.lines().any(|l| l.trim() == "kind: KubeletConfiguration") {
+        return Err(format!(
+            "failed to load kubelet config file, path: {path}, error: no kind \"KubeletConfiguration\" in it"
+        ));
+    }
+    Ok(())
+}
+
+/// How the kubelet reports a fatal error: `Error: ...` until 1.24, klog's `"command failed"` after
+/// (component-base/cli run.go).
+fn failed(version: Version, why: &str) -> String {
+    if version.minor >= 25 {
+        format!("E0000 00:00:00.000000       1 run.go:74] \"command failed\" err=\"{why}\"")
+    } else {
+        format!("Error: {why}")
     }
 }

@@ -5,6 +5,7 @@
 //! packages. The stand-ins talk to the lab API server with the node's kubeconfig.
 
 mod kubeadm;
+mod kubeadm_node;
 mod kubelet;
 
 use kube_version::Version;

@@ -9,7 +9,7 @@ pub use discovery::ResourceInfo;
 /// An emulated Kubernetes release (`major` is always 1).
 ///
 /// [`Emulation::V1_9`] and [`Emulation::V1_30`] are the two releases the lab is tested against;
-/// other minors in 1.9..=1.33 are accepted and follow the same thresholds (which API groups exist,
+/// other minors in 1.9..=1.35 are accepted and follow the same thresholds (which API groups exist,
 /// which kubeadm-config format is stored), but are not checked against real clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Emulation {
@@ -42,9 +42,9 @@ impl Emulation {
         let minor: u32 = minor
             .parse()
             .map_err(|_| format!("unsupported emulated version {s:?}: bad minor"))?;
-        if !(9..=33).contains(&minor) {
+        if !(9..=35).contains(&minor) {
             return Err(format!(
-                "unsupported emulated version {s:?}: minors 9..=33 are emulated"
+                "unsupported emulated version {s:?}: minors 9..=35 are emulated"
             ));
         }
         let patch = match parts.next() {
@@ -398,36 +398,36 @@ mod tests {
             self_links: 9..=19,
             serves_extensions_v1beta1: 9..=15,
             serves_apps_v1beta2: 9..=15,
-            serves_policy_v1: 21..=33,
+            serves_policy_v1: 21..=35,
             serves_policy_v1beta1: 9..=24,
-            serves_eviction_v1: 22..=33,
-            serves_leases_v1: 14..=33,
+            serves_eviction_v1: 22..=35,
+            serves_leases_v1: 14..=35,
             serves_leases_v1beta1: 12..=21,
-            serves_table_v1: 15..=33,
-            discovery_singular_names: 27..=33,
-            honours_delete_precondition_rv: 14..=33,
-            pod_containers_ready_condition: 11..=33,
-            dual_stack_fields: 16..=33,
-            controllers_own_as_apps_v1: 10..=33,
-            mirror_pods_owned_by_node: 19..=33,
-            taints_unreachable_nodes: 13..=33,
-            node_lease_namespace: 14..=33,
-            node_ga_os_arch_labels: 14..=33,
+            serves_table_v1: 15..=35,
+            discovery_singular_names: 27..=35,
+            honours_delete_precondition_rv: 14..=35,
+            pod_containers_ready_condition: 11..=35,
+            dual_stack_fields: 16..=35,
+            controllers_own_as_apps_v1: 10..=35,
+            mirror_pods_owned_by_node: 19..=35,
+            taints_unreachable_nodes: 13..=35,
+            node_lease_namespace: 14..=35,
+            node_ga_os_arch_labels: 14..=35,
             node_out_of_disk_condition: 9..=11,
-            node_pid_pressure_condition: 14..=33,
+            node_pid_pressure_condition: 14..=35,
             node_external_id: 9..=15,
             kubeadm_master_label: 9..=23,
-            kubeadm_control_plane_label: 20..=33,
-            kubeadm_exclude_from_lb_label: 20..=33,
-            pdb_empty_selector_selects_all: 21..=33,
+            kubeadm_control_plane_label: 20..=35,
+            kubeadm_exclude_from_lb_label: 20..=35,
+            pdb_empty_selector_selects_all: 21..=35,
             pdb_defaults_min_available_one: 9..=20,
-            pdb_status_conditions: 21..=33,
-            eviction_ignores_pdb_of_idle_pods: 13..=33,
-            eviction_if_healthy_budget: 26..=33,
-            eviction_budget_cause: 16..=33,
+            pdb_status_conditions: 21..=35,
+            eviction_ignores_pdb_of_idle_pods: 13..=35,
+            eviction_if_healthy_budget: 26..=35,
+            eviction_budget_cause: 16..=35,
         ];
         for (name, predicate, holds) in table {
-            for minor in 9..=33 {
+            for minor in 9..=35 {
                 assert_eq!(
                     predicate(&release(minor)),
                     holds.contains(&minor),

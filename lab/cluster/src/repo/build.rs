@@ -15,7 +15,7 @@ use crate::sh;
 use std::path::{Path, PathBuf};
 
 /// Bump when the layout or the signing changes, so that cached repositories are rebuilt.
-const REVISION: &str = "3";
+const REVISION: &str = "4";
 
 /// What a built repository offers.
 pub struct Built {
@@ -160,8 +160,11 @@ fn index_rpms(dir: &Path, key: &Key) -> Result<(), String> {
     key.sign_repomd(dir)
 }
 
-fn stage_files(p: &Package, root: &Path) -> Result<(), String> {
+/// Writes the package's files under `root`, with the format's own path for the kubelet's extra
+/// arguments (`env_file`).
+fn stage_files(p: &Package, root: &Path, env_file: &str) -> Result<(), String> {
     for (path, mode, content) in &p.files {
+        let content = content.replace(packages::ENV_FILE, env_file);
         sh::write_mode(&root.join(path.trim_start_matches('/')), content, *mode)?;
     }
     Ok(())
@@ -170,7 +173,7 @@ fn stage_files(p: &Package, root: &Path) -> Result<(), String> {
 fn build_deb(p: &Package, out: &Path) -> Result<PathBuf, String> {
     let version = deb_version(&p.version, p.legacy);
     let root = out.join("stage").join(format!("{}_{version}", p.name));
-    stage_files(p, &root)?;
+    stage_files(p, &root, "/etc/default/kubelet")?;
     let depends = p.depends.iter().map(|d| d.deb()).collect::<Vec<_>>().join(", ");
     let mut control = format!(
         "Package: {}\nVersion: {version}\nArchitecture: amd64\nMaintainer: kubeadm-ha-upgrade lab <lab@localhost>\n",
@@ -205,7 +208,7 @@ fn build_rpm(p: &Package, out: &Path) -> Result<PathBuf, String> {
     let root = out
         .join("stage")
         .join(format!("{}-{}-{release}.rpm", p.name, p.version));
-    stage_files(p, &root)?;
+    stage_files(p, &root, "/etc/sysconfig/kubelet")?;
     let requires: String = p
         .depends
         .iter()

@@ -85,17 +85,16 @@ fn dropin_path(legacy: bool) -> &'static str {
     }
 }
 
+/// Stands for the file of KUBELET_EXTRA_ARGS in a package's files: `/etc/default/kubelet` in debs,
+/// `/etc/sysconfig/kubelet` in rpms (kubernetes.io "Configuring each kubelet ... with kubeadm").
+pub const ENV_FILE: &str = "@KUBELET_ENV_FILE@";
+
 /// kubeadm's `10-kubeadm.conf` for the kubelet, per era.
 pub fn kubeadm_dropin(release: &Release) -> String {
     let minor = release.minor();
     if minor >= 11 {
         // From 1.11 the flags live in files kubeadm writes (kubernetes/release
         // build/debs/10-kubeadm.conf, "Note: This dropin only works with kubeadm and kubelet v1.11+").
-        let extra = if release.legacy() {
-            "/etc/default/kubelet"
-        } else {
-            "/etc/sysconfig/kubelet"
-        };
         return format!(
             "# Note: This dropin only works with kubeadm and kubelet v1.11+\n[Service]\n\
              Environment=\"KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf \
@@ -105,7 +104,7 @@ pub fn kubeadm_dropin(release: &Release) -> String {
              KUBELET_KUBEADM_ARGS variable dynamically\n\
              EnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env\n\
              # This is a file that the user can use for overrides of the kubelet args as a last resort.\n\
-             EnvironmentFile=-{extra}\n\
+             EnvironmentFile=-{ENV_FILE}\n\
              ExecStart=\n\
              ExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS \
              $KUBELET_EXTRA_ARGS\n"
