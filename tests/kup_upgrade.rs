@@ -202,28 +202,55 @@ fn kup_upgrades_an_rpm_lab() {
     assert!(lab.ssh_ok(2, "rpm -q kubelet").contains("1.9.2-0"));
 }
 
+/// 1.34 -> 1.35 on the strict lab, as upstream documents it: each node's pkgs.k8s.io repository
+/// switched to v1.35 (one-line and deb822 files), `kubeadm upgrade node` on the second control plane
+/// and on the workers (whose 1.34 kubeadm-flags.env holds --pod-infra-container-image, which the
+/// 1.35 kubelet refuses), containerd, stacked etcd.
 #[test]
 fn kup_upgrades_a_modern_lab_one_minor() {
     let Some(lab) = TestLab::up(LabOptions {
         flavour: "apt",
-        from: "1.29.6",
+        from: "1.34.2",
         control_planes: 2,
         workers: 2,
         id: 8,
     }) else {
         return;
     };
-    let up = kup(&lab.inventory, &kup_upgrade_args("v1.30.2", "1.4.0"));
+    let plan = kup(&lab.inventory, &["plan", "--to", "v1.35.1"]);
+    let text = output_text(&plan);
+    assert!(plan.status.success(), "{text}");
+    assert!(text.contains("switches from v1.34 to v1.35 first"), "{text}");
+
+    let up = kup(&lab.inventory, &kup_upgrade_args("v1.35.1", "1.8.0"));
     let log = output_text(&up);
     assert!(up.status.success(), "{log}");
     assert!(
         log.contains("kubeadm-node"),
-        "the second control plane should use `kubeadm upgrade node`:\n{log}"
+        "the second control plane and the workers should use `kubeadm upgrade node`:\n{log}"
     );
-    assert_all_at(&lab, "v1.30.2");
-    assert_eq!(
-        lab.ssh_ok(2, "dpkg-query -W -f '${Version}' kubelet"),
-        "1.30.2-1.1"
-    );
+    assert_all_at(&lab, "v1.35.1");
+    for node in 1..=4 {
+        assert_eq!(
+            lab.ssh_ok(node, "dpkg-query -W -f '${Version}' kubelet"),
+            "1.35.1-1.1"
+        );
+        assert!(
+            !lab.ssh_ok(node, "cat /var/lib/kubelet/kubeadm-flags.env")
+                .contains("--pod-infra-container-image"),
+            "node {node} keeps a flag the 1.35 kubelet refuses"
+        );
+    }
+    assert!(lab
+        .ssh_ok(4, "cat /etc/apt/sources.list.d/kubernetes.sources")
+        .contains("core:/stable:/v1.35/deb/"));
     assert_eq!(violations(&lab), 0);
+
+    let again = kup(&lab.inventory, &kup_upgrade_args("v1.35.1", "1.8.0"));
+    assert!(again.status.success(), "{}", output_text(&again));
+    assert!(
+        output_text(&again).contains("nothing to do"),
+        "{}",
+        output_text(&again)
+    );
 }

@@ -448,10 +448,18 @@ fn plan(common: &Common) -> ExitCode {
         reporter.phase("what would change (check mode)");
         for (i, host) in inventory.all_hosts().enumerate() {
             let worker = i >= inventory.control_plane.len();
-            for args in modules::plan_steps(&run, target, worker) {
+            for args in modules::plan_steps(&run, host, target, worker)? {
                 let module = args.module;
-                if let Err(Stop::Failed { msg, .. }) = run.check(host, args) {
-                    blockers.push(format!("{}: {module}: {msg}", host.name));
+                match run.check(host, args) {
+                    Err(Stop::Failed { msg, .. }) => blockers.push(format!("{}: {module}: {msg}", host.name)),
+                    Ok(repo) if module == "package_repo" => {
+                        if let Some(note) = modules::repo_switch_note(&repo) {
+                            reporter.note(&host.name, &note);
+                            // The packages (the last step) cannot be judged before the switch.
+                            break;
+                        }
+                    }
+                    _ => {}
                 }
             }
         }

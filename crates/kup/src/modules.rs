@@ -3,8 +3,9 @@
 //! typed values ([`Args`]), what `kup plan` asks each host in check mode, and what it makes of the
 //! one cluster survey.
 
+use crate::inventory::Host;
 use crate::inventory::Inventory;
-use crate::procedure::Run;
+use crate::procedure::{Run, Stop};
 use kube_kit::Connection;
 use kube_version::Version;
 use module_kit::Module;
@@ -144,9 +145,10 @@ impl Args {
     }
 }
 
-/// What `kup plan` runs in check mode for one host. Drains are judged once for every node by
-/// [`survey_args`], not host by host.
-pub fn plan_steps(run: &Run<'_>, target: Version, worker: bool) -> Vec<Args> {
+/// What `kup plan` runs in check mode for one host, in order: the repository switch first, since
+/// the packages of another minor can only be judged after it. Drains are judged once for every
+/// node by [`survey_args`], not host by host.
+pub fn plan_steps(run: &Run<'_>, host: &Host, target: Version, worker: bool) -> Result<Vec<Args>, Stop> {
     let mut steps = Vec::new();
     if !worker {
         steps.push(run.download_args(&target.to_string(), false));
@@ -154,8 +156,23 @@ pub fn plan_steps(run: &Run<'_>, target: Version, worker: bool) -> Vec<Args> {
             &kubeadm_upgrade::Params::new(kubeadm_upgrade::Action::Apply, Some(target.to_string())),
         ));
     }
-    steps.push(run.pin_args(None, target));
-    steps
+    steps.push(run.repo_args(Some(host), target)?);
+    steps.push(run.pin_args(Some(host), target));
+    Ok(steps)
+}
+
+/// What the plan says of a host whose repository must switch first (package_repo in check mode
+/// reported a change): the packages are judged by the run, right after the switch.
+pub fn repo_switch_note(repo: &Value) -> Option<String> {
+    (repo["changed"] == true).then(|| {
+        format!(
+            "package repository {} switches from {} to {} first; the target's packages are checked \
+             after the switch (pkgs.k8s.io has one repository per minor)",
+            repo["path"].as_str().unwrap_or("?"),
+            repo["minor_before"].as_str().unwrap_or("?"),
+            repo["minor_after"].as_str().unwrap_or("?")
+        )
+    })
 }
 
 /// The one cluster survey of `kup plan`: the inventory's nodes, with the drain flags `kup upgrade`

@@ -440,6 +440,33 @@ impl Run<'_> {
         Args::of::<package_pin::PackagePin>(&params)
     }
 
+    /// package_repo at `target`: the node's pkgs.k8s.io repository switched to the target's minor
+    /// (kubernetes.io "Changing The Kubernetes Package Repository"); a legacy repository is left as
+    /// it is. The inventory's `package_repo_file` names a file kup should not look for itself.
+    pub fn repo_args(&self, host: Option<&Host>, target: Version) -> Result<Args, Stop> {
+        let mut params = package_repo::Params::new(target.to_string());
+        if let Some(manager) = host.and_then(|h| h.var("package_manager")) {
+            params.manager = manager;
+        }
+        if let Some((host, file)) = host.and_then(|h| h.var("package_repo_file").map(|f| (h, f))) {
+            params.path = Some(FilePath::new(&file).map_err(|e| Stop::Failed {
+                host: host.name.clone(),
+                step: "package-repo".into(),
+                msg: format!("the inventory's package_repo_file {e}"),
+                fix: "give the repository file's absolute path".into(),
+            })?);
+        }
+        Ok(Args::of::<package_repo::PackageRepo>(&params))
+    }
+
+    /// kubeadm_upgrade `node` with the target's kubeadm.
+    fn kubeadm_node_args(&self, target: Version) -> Args {
+        Args::of::<kubeadm_upgrade::KubeadmUpgrade>(&kubeadm_upgrade::Params {
+            kubeadm_path: FilePath::from_static(KUBEADM_PATH),
+            ..kubeadm_upgrade::Params::new(kubeadm_upgrade::Action::Node, Some(target.to_string()))
+        })
+    }
+
     /// node_ready for `names` at `target`, waiting up to `timeout` seconds (0: look once).
     fn ready_args(&self, names: Vec<kube_kit::NodeName>, target: Version, timeout: u64) -> Args {
         Args::of::<NodeReady>(&node_ready::Params {
@@ -486,19 +513,34 @@ impl Run<'_> {
         );
         // A resume looks once: is the node still Ready at the target?
         node_ready.recheck = self.ready_args(ready, target, 0).check_mode();
-        vec![
+        let mut steps = Vec::new();
+        // Workers from 1.15: the target's kubeadm rewrites the kubelet's configuration and drops the
+        // flags its kubelet no longer accepts, before the kubelet moves (kubernetes.io "Upgrading
+        // Linux nodes": upgrade kubeadm, `kubeadm upgrade node`, drain, upgrade the kubelet).
+        if worker && (target.major, target.minor) >= (1, 15) {
+            steps.push(NodeStep::new(
+                "kubeadm-download",
+                self.download_args(&target.to_string(), true),
+            ));
+            steps.push(NodeStep::new("kubeadm-node", self.kubeadm_node_args(target)));
+        }
+        steps.extend([
             take_out,
             NodeStep::new("stop-services", units(service_state::Wanted::Stopped)),
             NodeStep::new("packages", self.pin_args(Some(host), target)),
             NodeStep::new("start-services", units(service_state::Wanted::Started)),
             node_ready,
             NodeStep::new("uncordon", self.drain_args(node, node_drain::State::Uncordon)),
-        ]
+        ]);
+        steps
     }
 
     /// One node's package upgrade, with cordon (control plane) or drain (worker) around it.
     /// Skipped when the node already runs the target with the packages pinned.
     pub fn upgrade_node(&self, host: &Host, target: Version, worker: bool) -> Result<(), Stop> {
+        // pkgs.k8s.io holds one minor per repository: the target's packages are not there until the
+        // node's repository definition points at its minor. Idempotent, so it runs every time.
+        self.step(host, "package-repo", self.repo_args(Some(host), target)?, false)?;
         let steps = self.node_steps(host, target, worker);
         // A node this rollout already began on is finished, never skipped: it may still be cordoned.
         let begun = self

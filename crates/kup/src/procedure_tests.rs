@@ -139,6 +139,7 @@ fn a_worker_is_drained_and_a_control_plane_cordoned_in_the_runbook_order() {
     assert_eq!(
         fake.calls(),
         [
+            "w1 package_repo",
             "w1 package_pin check",
             "local node_ready",
             "local node_drain drain",
@@ -147,6 +148,7 @@ fn a_worker_is_drained_and_a_control_plane_cordoned_in_the_runbook_order() {
             "w1 service_state started",
             "local node_ready",
             "local node_drain uncordon",
+            "cp1 package_repo",
             "cp1 package_pin check",
             "local node_ready",
             "local node_drain cordon",
@@ -194,6 +196,7 @@ fn a_resumed_node_whose_services_were_started_by_hand_is_stopped_again() {
     assert_eq!(
         fake.calls(),
         [
+            "w1 package_repo",
             "w1 service_state stopped check",
             "w1 service_state stopped",
             "w1 package_pin",
@@ -213,8 +216,12 @@ fn a_resumed_node_as_the_journal_left_it_continues_without_redoing() {
             .unwrap()
     });
     assert_eq!(
-        fake.calls()[..2],
-        ["w1 service_state stopped check", "w1 package_pin"]
+        fake.calls()[..3],
+        [
+            "w1 package_repo",
+            "w1 service_state stopped check",
+            "w1 package_pin"
+        ]
     );
 }
 
@@ -240,6 +247,7 @@ fn a_resumed_node_that_is_no_longer_ready_waits_for_ready_again() {
     assert_eq!(
         fake.calls(),
         [
+            "w1 package_repo",
             "local node_ready check",
             "local node_ready",
             "local node_drain uncordon"
@@ -352,7 +360,7 @@ fn every_argument_kup_builds_passes_the_modules_own_intake() {
         run.check(run.primary(), run.download_args("stable-1.9", false))
             .unwrap();
         for worker in [false, true] {
-            for args in crate::modules::plan_steps(run, target(), worker) {
+            for args in crate::modules::plan_steps(run, run.primary(), target(), worker).unwrap() {
                 run.check(run.primary(), args).unwrap();
             }
         }
@@ -371,6 +379,7 @@ fn every_argument_kup_builds_passes_the_modules_own_intake() {
         "cp1 kubeadm_download check",
         "cp1 kubeadm_upgrade apply check",
         "cp1 package_pin check",
+        "cp1 package_repo check",
         "local cluster_survey check",
         "local cluster_lock acquire",
         "local cluster_lock release",
@@ -401,5 +410,32 @@ fn a_failed_step_says_what_the_node_was_left_in() {
     assert!(
         msg.contains("its state: w1 is drained (cordoned), its services stopped by kup"),
         "{msg}"
+    );
+}
+
+#[test]
+fn a_worker_gets_the_targets_kubeadm_upgrade_node_before_it_is_drained_from_1_15() {
+    let fake = Fake::new(not_upgraded);
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::unlocked(dir.path().join("j.json"), "v1.35.1", false);
+    let modern = Version::parse("v1.35.1").unwrap();
+    with_run(&fake, journal, |run| {
+        run.upgrade_node(&run.inventory.workers[0], modern, true).unwrap();
+        run.upgrade_node(run.primary(), modern, false).unwrap();
+    });
+    let calls = fake.calls();
+    let at = |call: &str| {
+        calls
+            .iter()
+            .position(|c| c == call)
+            .unwrap_or_else(|| panic!("{call}: {calls:?}"))
+    };
+    assert!(at("w1 package_repo") < at("w1 kubeadm_upgrade node"));
+    assert!(at("w1 kubeadm_download") < at("w1 kubeadm_upgrade node"));
+    assert!(at("w1 kubeadm_upgrade node") < at("local node_drain drain"));
+    // Control planes ran `upgrade node` (or apply) in the control-plane phase, not here.
+    assert!(
+        !calls.iter().any(|c| c == "cp1 kubeadm_upgrade node"),
+        "{calls:?}"
     );
 }

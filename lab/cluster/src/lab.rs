@@ -571,7 +571,22 @@ fn mounts_under(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// One line per node (name, address, container, Ready, kubelet version) and the servers.
+/// The Kubernetes repository a node's package manager is pointed at, as its definition file says:
+/// `v1.34` (pkgs.k8s.io), `legacy`, or `none`.
+fn repository_of(node: &crate::node::RunningNode) -> String {
+    use crate::repo::sources;
+    [sources::APT_LIST, sources::APT_SOURCES, sources::YUM_REPO]
+        .iter()
+        .find_map(|path| std::fs::read_to_string(node.merged().join(path.trim_start_matches('/'))).ok())
+        .map(|text| match sources::minor_in(&text) {
+            Some(minor) => format!("v1.{minor}"),
+            None => "legacy".to_string(),
+        })
+        .unwrap_or_else(|| "none".to_string())
+}
+
+/// One line per node (name, address, container, Ready, kubelet version, repository minor) and the
+/// servers.
 pub fn status(dir: &Path) -> Result<String, String> {
     let state = LabState::load(dir).ok_or_else(|| format!("no lab in {}", dir.display()))?;
     let api = state.api().ok();
@@ -614,7 +629,7 @@ pub fn status(dir: &Path) -> Result<String, String> {
             .and_then(|i| i["status"]["nodeInfo"]["kubeletVersion"].as_str())
             .unwrap_or("?");
         out.push_str(&format!(
-            "{:<10} {:<15} {:<8} {:<9} {}\n",
+            "{:<10} {:<15} {:<8} {:<9} {:<9} repo {}\n",
             n.plan.name,
             n.plan.address,
             if sh::alive(n.nspawn_pid) {
@@ -623,7 +638,8 @@ pub fn status(dir: &Path) -> Result<String, String> {
                 "stopped"
             },
             ready,
-            version
+            version,
+            repository_of(n)
         ));
     }
     Ok(out)

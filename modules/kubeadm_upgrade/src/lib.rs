@@ -46,6 +46,8 @@ pub struct Params {
     pub extra_args: Vec<Name>,
     #[serde(default = "default_manifests")]
     pub manifests_dir: FilePath,
+    #[serde(default = "default_kubelet_dir")]
+    pub kubelet_dir: FilePath,
 }
 
 impl Params {
@@ -62,6 +64,7 @@ impl Params {
             feature_gates: None,
             extra_args: Vec::new(),
             manifests_dir: default_manifests(),
+            kubelet_dir: default_kubelet_dir(),
         }
     }
 }
@@ -84,6 +87,21 @@ fn default_timeout() -> Seconds {
 }
 fn default_manifests() -> FilePath {
     FilePath::from_static("/etc/kubernetes/manifests")
+}
+
+fn default_kubelet_dir() -> FilePath {
+    FilePath::from_static("/var/lib/kubelet")
+}
+
+/// What `kubeadm upgrade` writes for the kubelet (cmd/kubeadm/app/phases/upgrade/postupgrade.go):
+/// on a worker, whether these changed is whether the upgrade changed anything.
+const KUBELET_FILES: &[&str] = &["config.yaml", "kubeadm-flags.env", "instance-config.yaml"];
+
+fn kubelet_files(dir: &Path) -> Vec<Option<Vec<u8>>> {
+    KUBELET_FILES
+        .iter()
+        .map(|f| std::fs::read(dir.join(f)).ok())
+        .collect()
 }
 
 const COMPONENTS: &[&str] = &["kube-apiserver", "kube-controller-manager", "kube-scheduler"];
@@ -305,6 +323,7 @@ fn upgrade(p: &Params, ctx: &Context) -> Result<Outcome, Failure> {
             .with_diff(diff_before, diff_after));
     }
 
+    let kubelet_before = kubelet_files(&p.kubelet_dir);
     let mut attempts = Vec::new();
     let total = p.retries.get() + 1;
     for attempt in 1..=total {
@@ -339,6 +358,18 @@ fn upgrade(p: &Params, ctx: &Context) -> Result<Outcome, Failure> {
                     ))
                     .with("attempts", attempts));
                 }
+            }
+            // A worker (no control plane of its own): only the kubelet's files can change.
+            if before.is_none() && after.is_none() && kubelet_files(&p.kubelet_dir) == kubelet_before {
+                return Ok(Outcome::unchanged(format!(
+                    "`{shown}` succeeded; the kubelet's files in {} were already as it writes them",
+                    p.kubelet_dir.display()
+                ))
+                .with("action", verb)
+                .with("before", None::<String>)
+                .with("after", None::<String>)
+                .with("attempts", attempts)
+                .with("stdout", tail(&stdout, 40)));
             }
             let retried = if attempt > 1 {
                 format!(" (after {} failed attempts)", attempt - 1)

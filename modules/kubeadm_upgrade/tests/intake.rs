@@ -147,3 +147,43 @@ fn a_kubeadm_others_could_replace_is_not_run() {
         MODULE.refused(json!({"action": "plan", "kubeadm_path": kubeadm}), "kubeadm_path");
     }
 }
+
+/// `kubeadm upgrade node` on a worker changes only the kubelet's files: a second run that leaves
+/// them as they are reports no change, so the module stays idempotent where it has no manifests.
+#[test]
+fn a_worker_upgrade_node_reports_a_change_only_when_the_kubelet_files_change() {
+    let dir = tempfile_dir();
+    let kubeadm = dir.join("kubeadm");
+    let kubelet = dir.join("kubelet");
+    std::fs::create_dir(&kubelet).unwrap();
+    std::fs::write(
+        kubelet.join("kubeadm-flags.env"),
+        "KUBELET_KUBEADM_ARGS=\"--pod-infra-container-image=x\"\n",
+    )
+    .unwrap();
+    // Like kubeadm 1.35: writes config.yaml and drops the flag 1.35's kubelet no longer has.
+    std::fs::write(
+        &kubeadm,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = version ]; then echo v1.35.1; exit 0; fi\n\
+             printf 'kind: KubeletConfiguration\\n' > '{k}/config.yaml'\n\
+             printf 'KUBELET_KUBEADM_ARGS=\"\"\\n' > '{k}/kubeadm-flags.env'\n",
+            k = kubelet.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&kubeadm, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let args = json!({"action": "node", "version": "v1.35.1", "kubeadm_path": kubeadm,
+                      "manifests_dir": dir.join("no-manifests"), "kubelet_dir": kubelet, "retries": 0});
+    let first = MODULE.run(args.clone());
+    assert!(!first.failed(), "{}", first.stdout);
+    assert_eq!(first.json["changed"], true, "{}", first.stdout);
+    let second = MODULE.run(args);
+    assert!(!second.failed(), "{}", second.stdout);
+    assert_eq!(second.json["changed"], false, "{}", second.stdout);
+    assert!(
+        second.msg().contains("already as it writes them"),
+        "{}",
+        second.msg()
+    );
+}

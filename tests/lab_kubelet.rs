@@ -1,0 +1,162 @@
+// Tests: a failed expectation is a failed test, so panicking is their job.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The strict lab, seen with the real tools on its nodes (apt-get, systemd, journalctl): the next
+//! minor's packages appear only after the repository switch, a kubelet refuses the flags its release
+//! removed until `kubeadm upgrade node` cleans them, and kubeadm subcommands exist only in their
+//! releases. The upgrade is done by hand here, as the kubernetes.io pages say, step by step.
+
+use e2e::lab::{LabOptions, TestLab};
+use std::time::{Duration, Instant};
+
+const STANDIN: &str = "/usr/local/lib/kup-lab/standin";
+
+/// Polls `command` on `node` until its output contains `want`.
+fn wait_output(lab: &TestLab, node: u8, command: &str, want: &str, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let out = lab.ssh(node, command);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if text.contains(want) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "`{command}` on node {node} never said {want:?}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn switch_repository(lab: &TestLab, node: u8, from: &str, to: &str) {
+    lab.ssh_ok(
+        node,
+        &format!(
+            "sed -i 's#core:/stable:/{from}/#core:/stable:/{to}/#' /etc/apt/sources.list.d/kubernetes.* && apt-get update -qq"
+        ),
+    );
+}
+
+fn install(lab: &TestLab, node: u8, packages: &str) -> std::process::Output {
+    lab.ssh(
+        node,
+        &format!(
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --allow-change-held-packages {packages}"
+        ),
+    )
+}
+
+#[test]
+fn a_kubelet_refuses_flags_its_release_removed_until_kubeadm_upgrade_node_cleans_them() {
+    let Some(lab) = TestLab::up(LabOptions {
+        flavour: "apt",
+        from: "1.34.2",
+        control_planes: 1,
+        workers: 1,
+        id: 10,
+    }) else {
+        return;
+    };
+    // The nodes were provisioned as the install guide says: one-line and deb822 definitions.
+    assert!(lab
+        .ssh_ok(1, "cat /etc/apt/sources.list.d/kubernetes.list")
+        .contains("signed-by="));
+    assert!(lab
+        .ssh_ok(2, "cat /etc/apt/sources.list.d/kubernetes.sources")
+        .contains("Signed-By:"));
+    assert!(lab
+        .ssh_ok(2, "cat /var/lib/kubelet/kubeadm-flags.env")
+        .contains("--pod-infra-container-image"));
+
+    // Before the switch the next minor is simply not there.
+    let early = install(&lab, 1, "kubeadm=1.35.1-1.1");
+    assert!(
+        !early.status.success(),
+        "1.35 installed from the v1.34 repository"
+    );
+    assert!(
+        String::from_utf8_lossy(&early.stderr).contains("Version '1.35.1-1.1' for 'kubeadm' was not found"),
+        "{}",
+        String::from_utf8_lossy(&early.stderr)
+    );
+
+    // The control plane first: its kubeadm, then `upgrade apply`.
+    switch_repository(&lab, 1, "v1.34", "v1.35");
+    let kubeadm = install(&lab, 1, "kubeadm=1.35.1-1.1");
+    assert!(
+        kubeadm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&kubeadm.stderr)
+    );
+    let apply = lab.ssh_ok(1, "kubeadm upgrade apply v1.35.1 -y");
+    assert!(apply.contains("SUCCESS"), "{apply}");
+    assert!(lab
+        .ssh_ok(1, "ls /etc/kubernetes/tmp")
+        .contains("kubeadm-backup-etcd-"));
+
+    // The worker's kubelet moves without `kubeadm upgrade node`: 1.35 has no --pod-infra-container-image.
+    switch_repository(&lab, 2, "v1.34", "v1.35");
+    let kubelet = install(&lab, 2, "kubelet=1.35.1-1.1");
+    assert!(
+        kubelet.status.success(),
+        "{}",
+        String::from_utf8_lossy(&kubelet.stderr)
+    );
+    lab.ssh_ok(2, "systemctl daemon-reload && systemctl restart kubelet");
+    wait_output(
+        &lab,
+        2,
+        "journalctl -u kubelet --no-pager -n 20",
+        "failed to parse kubelet flag: unknown flag: --pod-infra-container-image",
+        Duration::from_secs(30),
+    );
+    assert_ne!(
+        String::from_utf8_lossy(&lab.ssh(2, "systemctl is-active kubelet").stdout).trim(),
+        "active"
+    );
+
+    // `kubeadm upgrade node` of the target cleans the flags; systemd's restart brings it back.
+    let kubeadm = install(&lab, 2, "kubeadm=1.35.1-1.1");
+    assert!(
+        kubeadm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&kubeadm.stderr)
+    );
+    let node = lab.ssh_ok(2, "kubeadm upgrade node");
+    assert!(node.contains("successfully updated"), "{node}");
+    assert_eq!(
+        lab.ssh_ok(2, "cat /var/lib/kubelet/kubeadm-flags.env").trim(),
+        "KUBELET_KUBEADM_ARGS=\"\""
+    );
+    lab.wait_node("lab-w1", "v1.35.1", Duration::from_secs(60));
+
+    // Subcommands exist only in their releases, as the real CLI refuses them.
+    let old = lab.ssh(2, &format!("{STANDIN} kubeadm v1.13.12 upgrade node"));
+    assert!(!old.status.success(), "a 1.13 `kubeadm upgrade node` ran");
+    let config = lab.ssh(
+        2,
+        &format!("{STANDIN} kubeadm v1.35.1 upgrade node config --kubelet-version v1.35.1"),
+    );
+    assert!(
+        String::from_utf8_lossy(&config.stderr).contains("unknown flag: --kubelet-version"),
+        "{}",
+        String::from_utf8_lossy(&config.stderr)
+    );
+
+    // A kubelet newer than the API server does not start (the version skew policy).
+    let skew = lab.ssh(
+        2,
+        &format!(
+            "{STANDIN} kubelet v1.36.0 --kubeconfig=/etc/kubernetes/kubelet.conf --config=/var/lib/kubelet/config.yaml"
+        ),
+    );
+    assert!(!skew.status.success());
+    assert!(
+        String::from_utf8_lossy(&skew.stderr).contains("newer than the API server"),
+        "{}",
+        String::from_utf8_lossy(&skew.stderr)
+    );
+}
