@@ -154,6 +154,11 @@ impl ApiError {
         ApiError::new(405, "MethodNotAllowed", msg)
     }
 
+    /// 406.
+    pub fn not_acceptable(msg: impl Into<String>) -> ApiError {
+        ApiError::new(406, "NotAcceptable", msg)
+    }
+
     /// 415.
     pub fn unsupported_media_type(ct: &str) -> ApiError {
         ApiError::new(

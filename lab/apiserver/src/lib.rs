@@ -20,12 +20,16 @@
 //! apps/v1), poddisruptionbudgets (policy/v1beta1 and/or policy/v1), leases (coordination.k8s.io
 //! v1beta1 and/or v1, from 1.12): get, list (label and field selectors, `limit`/`continue`),
 //! create, update (409 on a stale resourceVersion), merge/strategic/JSON patch, delete (UID and,
-//! from 1.14, resourceVersion preconditions). Tables for `kubectl get`. No watch. The admin
-//! endpoints under `/_lab/` are described in [`server`].
+//! from 1.14, resourceVersion preconditions). Tables for `kubectl get` with the real printers'
+//! columns. The OpenAPI documents of the release ([`openapi`]: v2 from 1.10, the legacy
+//! `/swagger*` names up to 1.13, v3 from 1.24) and `?fieldValidation=` on writes from 1.25, so
+//! `kubectl apply`/`create`/`explain` work with validation on. No watch. The admin endpoints under
+//! `/_lab/` are described in [`server`].
 
 pub mod cluster;
 pub mod emulation;
 pub mod error;
+pub mod openapi;
 pub mod patch;
 pub mod selector;
 pub mod store;

@@ -500,6 +500,16 @@ fn route(app: &Shared, req: &Req) -> Result<Response, ApiError> {
             );
             Ok(r)
         }
+        ["openapi", "v2"] if emu.serves_openapi_v2() => openapi_v2(app, req, None),
+        ["swagger.json"] | ["swagger-2.0.0.json"] if emu.serves_legacy_swagger() => {
+            openapi_v2(app, req, Some(false))
+        }
+        ["swagger-2.0.0.pb-v1"] if emu.serves_legacy_swagger() => openapi_v2(app, req, Some(true)),
+        ["openapi", "v3"] if emu.serves_openapi_v3() => {
+            let v = app.store().served_version().to_string();
+            get_only(Some(crate::openapi::v3_index(emu, &v)))
+        }
+        ["openapi", "v3", rest @ ..] if emu.serves_openapi_v3() => openapi_v3(app, req, &rest.join("/")),
         ["api"] => get_only(Some(emu.api_versions_doc(&app.server_address))),
         ["api", "v1"] => get_only(emu.resource_list_doc("", "v1")),
         ["apis"] => get_only(Some(emu.group_list_doc())),
@@ -509,6 +519,153 @@ fn route(app: &Shared, req: &Req) -> Result<Response, ApiError> {
         ["apis", g, v, rest @ ..] => resource(app, req, g, v, rest),
         _ => Err(ApiError::path_not_found()),
     }
+}
+
+fn only_get(req: &Req) -> Result<(), ApiError> {
+    if req.method != Method::GET {
+        return Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        ));
+    }
+    Ok(())
+}
+
+/// `/openapi/v2` (and the legacy `/swagger*` names): protobuf or JSON by `Accept`, 406 otherwise,
+/// as kube-openapi negotiates; `format` fixes the encoding for the legacy names.
+fn openapi_v2(app: &Shared, req: &Req, format: Option<bool>) -> Result<Response, ApiError> {
+    only_get(req)?;
+    let accept = req.headers.get(header::ACCEPT).and_then(|h| h.to_str().ok());
+    let protobuf = match format.or_else(|| crate::openapi::v2_wants_protobuf(accept)) {
+        Some(p) => p,
+        None => {
+            return Err(ApiError::not_acceptable(
+                "only the following media types are accepted: application/json, application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+            ))
+        }
+    };
+    let version = app.store().served_version().to_string();
+    if !protobuf {
+        return Ok(json_response(200, &crate::openapi::v2(app.emu, &version)));
+    }
+    let mut r = bytes_response(200, crate::openapi::v2_protobuf(app.emu, &version));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::openapi::V2_PROTOBUF_OLD),
+    );
+    Ok(r)
+}
+
+/// `/openapi/v3/<api/v1|apis/G/V>`: JSON; immutable caching when the `hash` is current.
+fn openapi_v3(app: &Shared, req: &Req, path: &str) -> Result<Response, ApiError> {
+    only_get(req)?;
+    let version = app.store().served_version().to_string();
+    let doc =
+        crate::openapi::v3_group_version(app.emu, path, &version).ok_or_else(ApiError::path_not_found)?;
+    let accept = req
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if !accept.is_empty()
+        && !["application/json", "*/*", "application/*"]
+            .iter()
+            .any(|m| accept.contains(m))
+    {
+        return Err(ApiError::not_acceptable(
+            "only the following media types are accepted: application/json",
+        ));
+    }
+    let hash = crate::openapi::hash(&doc);
+    let mut r = json_response(200, &doc);
+    let cache = if req.query.get("hash") == Some(&hash) {
+        "public, immutable"
+    } else {
+        "no-cache, private"
+    };
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{hash}\"")) {
+        r.headers_mut().insert(header::ETAG, etag);
+    }
+    Ok(r)
+}
+
+/// The write being checked for unknown fields.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Write {
+    Create,
+    Update,
+    Patch,
+}
+
+/// `?fieldValidation=`: unknown fields of the body refused (Strict) or reported as warnings
+/// (Warn, the default when unset) from 1.25 (KEP-2885 beta; GA 1.27); ignored before, as servers
+/// with the ServerSideFieldValidation gate off do. Returns the `Warning` headers to send.
+fn field_validation(
+    app: &Shared,
+    req: &Req,
+    kind: Kind,
+    gv: &str,
+    body: &Value,
+    write: Write,
+) -> Result<Vec<String>, ApiError> {
+    if !app.emu.honours_field_validation() {
+        return Ok(Vec::new());
+    }
+    let directive = req.query.get("fieldValidation").map(String::as_str).unwrap_or("");
+    let directive = match directive {
+        "" | "Warn" => "Warn",
+        "Ignore" | "Strict" => directive,
+        other => {
+            let options = match write {
+                Write::Create => "CreateOptions",
+                Write::Update => "UpdateOptions",
+                Write::Patch => "PatchOptions",
+            };
+            return Err(ApiError::invalid(
+                &format!("{options}.meta.k8s.io"),
+                "meta.k8s.io",
+                "",
+                "fieldValidation",
+                "FieldValueNotSupported",
+                &format!("Unsupported value: \"{other}\": supported values: \"\", \"Ignore\", \"Strict\", \"Warn\""),
+            ));
+        }
+    };
+    // A JSON patch is a list of operations, not an object: nothing to check before applying it.
+    if directive == "Ignore" || !body.is_object() {
+        return Ok(Vec::new());
+    }
+    let (group, version) = gv.split_once('/').unwrap_or(("", gv));
+    let unknown = crate::openapi::unknown_fields(app.emu, kind, group, version, body);
+    if unknown.is_empty() {
+        return Ok(Vec::new());
+    }
+    let each: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+    if directive == "Warn" {
+        return Ok(each);
+    }
+    // runtime.NewStrictDecodingError; create/update wrap it as the decoder does
+    // (transformDecodeError: "<Kind> in version \"<v>\" cannot be handled as a <Kind>: ...").
+    let strict = format!("strict decoding error: {}", each.join(", "));
+    Err(ApiError::bad_request(match write {
+        Write::Patch => strict,
+        _ => format!(
+            "{k} in version \"{version}\" cannot be handled as a {k}: {strict}",
+            k = kind.kind()
+        ),
+    }))
+}
+
+/// Adds `Warning: 299 - "..."` headers (what kubectl prints as `Warning: ...`).
+fn with_warnings(mut r: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        let text = w.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(h) = HeaderValue::from_str(&format!("299 - \"{text}\"")) {
+            r.headers_mut().append(header::WARNING, h);
+        }
+    }
+    r
 }
 
 fn parse_body(req: &Req) -> Result<Value, ApiError> {
@@ -580,8 +737,12 @@ fn resource(
                 }
                 let body = parse_body(req)?;
                 check_type(&body, kind, &gv)?;
+                let warnings = field_validation(app, req, kind, &gv, &body, Write::Create)?;
                 let obj = app.store().create(kind, ns_str, body)?;
-                Ok(json_response(201, &with_type(obj, kind.kind(), &gv)))
+                Ok(with_warnings(
+                    json_response(201, &with_type(obj, kind.kind(), &gv)),
+                    &warnings,
+                ))
             }
             _ => Err(ApiError::method_not_allowed(
                 "the server does not allow this method on the requested resource",
@@ -737,8 +898,9 @@ fn object(
         (None | Some("status"), &Method::PUT) => {
             let body = parse_body(req)?;
             check_type(&body, kind, gv)?;
+            let warnings = field_validation(app, req, kind, gv, &body, Write::Update)?;
             let obj = app.store().update(kind, ns, name, body, sub.is_some())?;
-            Ok(json_response(200, &typed(obj)))
+            Ok(with_warnings(json_response(200, &typed(obj)), &warnings))
         }
         (None | Some("status"), &Method::PATCH) => {
             let ct = req
@@ -748,12 +910,13 @@ fn object(
                 .unwrap_or_default();
             let pk = PatchKind::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media_type(ct))?;
             let body = parse_body(req)?;
+            let warnings = field_validation(app, req, kind, gv, &body, Write::Patch)?;
             let obj = app.store().patch(kind, ns, name, pk, &body, sub.is_some())?;
             let mut store_obj = typed(obj);
             if kind == Kind::Pdb {
                 store_obj = typed(app.store().pdb_with_status(&store_obj));
             }
-            Ok(json_response(200, &store_obj))
+            Ok(with_warnings(json_response(200, &store_obj), &warnings))
         }
         (None, &Method::DELETE) => {
             let (grace, pre) = delete_options(req)?;

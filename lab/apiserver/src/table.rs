@@ -1,5 +1,5 @@
-//! `application/json;as=Table` responses (what `kubectl get` asks for), for nodes, pods and leases;
-//! other kinds get the generic NAME/AGE table the real server renders for resources without printers.
+//! `application/json;as=Table` responses (what `kubectl get` asks for): the columns of the real
+//! server's printers (kubernetes/pkg/printers/internalversion/printers.go) for every kind served.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -165,6 +165,131 @@ fn pod_row(p: &Value) -> Vec<Value> {
     ]
 }
 
+fn int(v: &Value, p: &str) -> i64 {
+    v.pointer(p).and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn or_none(s: String) -> String {
+    if s.is_empty() {
+        "<none>".to_string()
+    } else {
+        s
+    }
+}
+
+/// `metav1.FormatLabelSelector`: `app=web,tier in (a,b)`; `<none>` when empty.
+fn format_selector(sel: Option<&Value>) -> String {
+    let Some(sel) = sel else {
+        return "<none>".to_string();
+    };
+    let mut parts: Vec<String> = sel
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    for e in sel
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let key = s(e, "/key");
+        let values: Vec<&str> = e
+            .get("values")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        parts.push(match s(e, "/operator") {
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "Exists" => key.to_string(),
+            "DoesNotExist" => format!("!{key}"),
+            op => format!("{key} {op}"),
+        });
+    }
+    or_none(parts.join(","))
+}
+
+/// The containers' names and images of a pod template (the wide columns of controllers).
+fn template_containers(v: &Value) -> (String, String) {
+    let cs = v
+        .pointer("/spec/template/spec/containers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let names: Vec<&str> = cs.iter().map(|c| s(c, "/name")).collect();
+    let images: Vec<&str> = cs.iter().map(|c| s(c, "/image")).collect();
+    (names.join(","), images.join(","))
+}
+
+/// `printPodDisruptionBudget`: the budget as given (`N/A` when unset), and the disruptions the
+/// status allows. policy/v1beta1 servers store `minAvailable: 1` when neither is set.
+fn pdb_row(store: &Store, pdb: &Value) -> Vec<Value> {
+    let with_status = store.pdb_with_status(pdb);
+    let budget = |p: &str| match pdb.pointer(p) {
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(x)) => x.clone(),
+        _ => "N/A".to_string(),
+    };
+    let mut min = budget("/spec/minAvailable");
+    let max = budget("/spec/maxUnavailable");
+    if min == "N/A" && max == "N/A" && store.emu.pdb_defaults_min_available_one() {
+        min = "1".to_string();
+    }
+    vec![
+        json!(s(pdb, "/metadata/name")),
+        json!(min),
+        json!(max),
+        json!(int(&with_status, "/status/disruptionsAllowed")),
+        json!(age(s(pdb, "/metadata/creationTimestamp"))),
+    ]
+}
+
+fn daemonset_row(d: &Value) -> Vec<Value> {
+    let node_selector = d
+        .pointer("/spec/template/spec/nodeSelector")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    let (names, images) = template_containers(d);
+    vec![
+        json!(s(d, "/metadata/name")),
+        json!(int(d, "/status/desiredNumberScheduled")),
+        json!(int(d, "/status/currentNumberScheduled")),
+        json!(int(d, "/status/numberReady")),
+        json!(int(d, "/status/updatedNumberScheduled")),
+        json!(int(d, "/status/numberAvailable")),
+        json!(or_none(node_selector)),
+        json!(age(s(d, "/metadata/creationTimestamp"))),
+        json!(names),
+        json!(images),
+        json!(format_selector(d.pointer("/spec/selector"))),
+    ]
+}
+
+fn replicaset_row(r: &Value) -> Vec<Value> {
+    let (names, images) = template_containers(r);
+    vec![
+        json!(s(r, "/metadata/name")),
+        json!(int(r, "/spec/replicas")),
+        json!(int(r, "/status/replicas")),
+        json!(int(r, "/status/readyReplicas")),
+        json!(age(s(r, "/metadata/creationTimestamp"))),
+        json!(names),
+        json!(images),
+        json!(format_selector(r.pointer("/spec/selector"))),
+    ]
+}
+
 /// Renders objects as a Table.
 pub fn render(
     store: &Store,
@@ -206,9 +331,50 @@ pub fn render(
             col("Holder", "string", 0, "holderIdentity contains the identity of the holder of a current lease."),
             col("Age", "string", 0, "CreationTimestamp is a timestamp representing the server time when this object was created."),
         ],
-        _ => vec![
+        // podDisruptionBudgetColumnDefinitions (printers.go), the same for policy/v1beta1 and v1.
+        Kind::Pdb => vec![
             col("Name", "string", 0, "Name must be unique within a namespace."),
-            col("Created At", "date", 0, "CreationTimestamp is a timestamp representing the server time when this object was created."),
+            col("Min Available", "string", 0, "The minimum number of pods that must be available."),
+            col("Max Unavailable", "string", 0, "The maximum number of pods that may be unavailable."),
+            col("Allowed Disruptions", "integer", 0, "Calculated number of pods that may be disrupted at this time."),
+            col("Age", "string", 0, "CreationTimestamp is a timestamp representing the server time when this object was created."),
+        ],
+        // daemonSetColumnDefinitions (printers.go).
+        Kind::DaemonSet => vec![
+            col("Name", "string", 0, "Name must be unique within a namespace."),
+            col("Desired", "integer", 0, "The total number of nodes that should be running the daemon pod (including nodes correctly running the daemon pod)."),
+            col("Current", "integer", 0, "The number of nodes that are running at least 1 daemon pod and are supposed to run the daemon pod."),
+            col("Ready", "integer", 0, "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and ready."),
+            col("Up-to-date", "integer", 0, "The total number of nodes that are running updated daemon pod"),
+            col("Available", "integer", 0, "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available (ready for at least spec.minReadySeconds)"),
+            col("Node Selector", "string", 0, "NodeSelector is a selector which must be true for the pod to fit on a node."),
+            col("Age", "string", 0, "CreationTimestamp is a timestamp representing the server time when this object was created."),
+            col("Containers", "string", 1, "Names of each container in the template."),
+            col("Images", "string", 1, "Images referenced by each container in the template."),
+            col("Selector", "string", 1, "A label query over pods that are managed by the daemon set."),
+        ],
+        // replicaSetColumnDefinitions (printers.go).
+        Kind::ReplicaSet => vec![
+            col("Name", "string", 0, "Name must be unique within a namespace."),
+            col("Desired", "integer", 0, "Replicas is the number of desired replicas."),
+            col("Current", "integer", 0, "Replicas is the most recently observed number of replicas."),
+            col("Ready", "integer", 0, "The number of ready replicas for this replica set."),
+            col("Age", "string", 0, "CreationTimestamp is a timestamp representing the server time when this object was created."),
+            col("Containers", "string", 1, "Names of each container in the template."),
+            col("Images", "string", 1, "Images referenced by each container in the template."),
+            col("Selector", "string", 1, "Selector is a label query over pods that should match the replica count."),
+        ],
+        // configMapColumnDefinitions (printers.go).
+        Kind::ConfigMap => vec![
+            col("Name", "string", 0, "Name must be unique within a namespace."),
+            col("Data", "string", 0, "Data contains the configuration data."),
+            col("Age", "string", 0, "CreationTimestamp is a timestamp representing the server time when this object was created."),
+        ],
+        // namespaceColumnDefinitions (printers.go).
+        Kind::Namespace => vec![
+            col("Name", "string", 0, "Name must be unique within a namespace."),
+            col("Status", "string", 0, "The status of the namespace"),
+            col("Age", "string", 0, "CreationTimestamp is a timestamp representing the server time when this object was created."),
         ],
     };
     let part_meta_gv = table_gv;
@@ -223,9 +389,21 @@ pub fn render(
                     json!(s(it, "/spec/holderIdentity")),
                     json!(age(s(it, "/metadata/creationTimestamp"))),
                 ],
-                _ => vec![
+                Kind::Pdb => pdb_row(store, it),
+                Kind::DaemonSet => daemonset_row(it),
+                Kind::ReplicaSet => replicaset_row(it),
+                Kind::ConfigMap => {
+                    let count = |p: &str| it.get(p).and_then(Value::as_object).map_or(0, |m| m.len());
+                    vec![
+                        json!(s(it, "/metadata/name")),
+                        json!(count("data") + count("binaryData")),
+                        json!(age(s(it, "/metadata/creationTimestamp"))),
+                    ]
+                }
+                Kind::Namespace => vec![
                     json!(s(it, "/metadata/name")),
-                    json!(s(it, "/metadata/creationTimestamp")),
+                    json!(s(it, "/status/phase")),
+                    json!(age(s(it, "/metadata/creationTimestamp"))),
                 ],
             };
             let object = match include_object {

@@ -139,6 +139,35 @@ impl Emulation {
         self.minor >= 27
     }
 
+    // ----- OpenAPI and field validation -------------------------------------------------------
+
+    /// `/openapi/v2` (JSON or protobuf by `Accept`): from 1.10 (k/k#59293, CHANGELOG-1.10).
+    pub fn serves_openapi_v2(&self) -> bool {
+        self.minor >= 10
+    }
+
+    /// `/swagger.json`, `/swagger-2.0.0.json`, `/swagger-2.0.0.pb-v1`: deprecated 1.10, removed 1.14 (k/k#59293).
+    pub fn serves_legacy_swagger(&self) -> bool {
+        self.minor <= 13
+    }
+
+    /// `/openapi/v3`: KEP-2896, alpha 1.23 (off), beta and on by default 1.24, GA 1.27.
+    pub fn serves_openapi_v3(&self) -> bool {
+        self.minor >= 24
+    }
+
+    /// The `fieldValidation` query parameter in the OpenAPI documents: CreateOptions, UpdateOptions,
+    /// PatchOptions gained it in 1.23 (k/k#105916, KEP-2885 alpha), whether the gate is on or not.
+    pub fn advertises_field_validation(&self) -> bool {
+        self.minor >= 23
+    }
+
+    /// `fieldValidation=Strict|Warn` honoured, `Warn` the default: KEP-2885 ServerSideFieldValidation
+    /// beta and on by default in 1.25, GA 1.27; with the gate off (1.23, 1.24) the server ignores it.
+    pub fn honours_field_validation(&self) -> bool {
+        self.minor >= 25
+    }
+
     /// `preconditions.resourceVersion` of a delete: from 1.14 (k/k#74040); older servers ignore it.
     pub fn honours_delete_precondition_rv(&self) -> bool {
         self.minor >= 14
@@ -405,6 +434,11 @@ mod tests {
             serves_leases_v1beta1: 12..=21,
             serves_table_v1: 15..=35,
             discovery_singular_names: 27..=35,
+            serves_openapi_v2: 10..=35,
+            serves_legacy_swagger: 9..=13,
+            serves_openapi_v3: 24..=35,
+            advertises_field_validation: 23..=35,
+            honours_field_validation: 25..=35,
             honours_delete_precondition_rv: 14..=35,
             pod_containers_ready_condition: 11..=35,
             dual_stack_fields: 16..=35,
