@@ -85,17 +85,96 @@ fn apt_lab_nodes_and_host_modules() {
         "{inventory}"
     );
 
-    // An upgrade of one node's packages by hand, with apt: the new kubelet reports the new version.
+    // Before the control plane moves, a 1.9 kubelet is newer than the API server: it does not start
+    // (the version skew policy), and says so in its journal.
     lab.ssh_ok(
         3,
-        "apt-mark unhold kubelet kubernetes-cni >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-         kubelet=1.9.2-00 kubernetes-cni=0.6.0-00 >/dev/null && systemctl daemon-reload && systemctl restart kubelet",
+        "apt-mark unhold kubelet kubeadm kubernetes-cni >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install \
+         -y -qq kubelet=1.9.2-00 kubeadm=1.9.2-00 kubernetes-cni=0.6.0-00 >/dev/null && systemctl daemon-reload \
+         && systemctl restart kubelet",
     );
-    lab.wait_node("lab-w1", "v1.9.2", Duration::from_secs(30));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !lab
+        .ssh_ok(3, "journalctl -u kubelet --no-pager -n 20")
+        .contains("is newer than the API server v1.8.3")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the 1.9 kubelet ran against a 1.8 API server"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 
     for n in 1..=3 {
         lab.install_modules(n, MODULES);
     }
+
+    // kubeadm_upgrade on the primary: download the target's kubeadm, plan, apply (four runs).
+    let dl = lab.module(
+        1,
+        "kubeadm_download",
+        &json!({"version": "v1.9.2", "base_url": lab.release_url()}),
+    );
+    assert_eq!(dl["changed"], true, "{dl}");
+    // Before proceeding: on the real node, with its /etc/kubernetes/admin.conf.
+    let ready = lab.module(1, "upgrade_preflight", &json!({"version": "v1.9.2"}));
+    assert_eq!(ready["failed"], false, "{ready}");
+    assert_eq!(ready["checks"].as_array().unwrap().len(), 7, "{ready}");
+    let skipping = lab.module(1, "upgrade_preflight", &json!({"version": "v1.10.13"}));
+    assert!(
+        skipping["msg"]
+            .as_str()
+            .unwrap()
+            .contains("skips a minor version"),
+        "{skipping}"
+    );
+    let plan = lab.module(1, "kubeadm_upgrade", &json!({"action": "plan"}));
+    assert_eq!(plan["target"], "v1.9.2", "{plan}");
+    assert_eq!(
+        plan["components"][0],
+        json!({"name": "API Server", "current": "v1.8.3", "available": "v1.9.2"})
+    );
+    let skip = lab.module(
+        1,
+        "kubeadm_upgrade",
+        &json!({"action": "apply", "version": "v1.10.13"}),
+    );
+    assert!(
+        skip["msg"]
+            .as_str()
+            .unwrap()
+            .contains("one minor version at a time"),
+        "{skip}"
+    );
+    four_runs(
+        &lab,
+        1,
+        "kubeadm_upgrade",
+        &json!({"action": "apply", "version": "v1.9.2"}),
+    );
+    assert!(lab
+        .kubectl(&["version", "-o", "json"])
+        .contains("\"gitVersion\": \"v1.9.2\""));
+
+    // Now an upgrade of one node's packages by hand, with apt: the new kubelet reports the new version.
+    // kubelet alone cannot move: the held 1.8 kubeadm wants kubernetes-cni (= 0.5.1)
+    // (kubernetes/kubernetes issue #57334), as apt says.
+    let alone = lab.ssh(
+        2,
+        "apt-mark unhold kubelet kubernetes-cni >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y \
+         kubelet=1.9.2-00 kubernetes-cni=0.6.0-00",
+    );
+    let said = e2e::output_text(&alone);
+    assert!(
+        !alone.status.success(),
+        "kubelet 1.9 installed beside a held kubeadm 1.8"
+    );
+    assert!(
+        said.contains("kubeadm : Depends: kubernetes-cni (= 0.5.1)"),
+        "{said}"
+    );
+    lab.ssh_ok(2, "apt-mark hold kubelet kubernetes-cni >/dev/null");
+    lab.wait_node("lab-w1", "v1.9.2", Duration::from_secs(30));
 
     // package_pin on the second control plane: four runs, then what it did, for real.
     let runs = four_runs(
@@ -237,53 +316,6 @@ fn apt_lab_nodes_and_host_modules() {
     );
     lab.ssh_ok(3, "systemctl start docker");
 
-    // kubeadm_upgrade on the primary: download the target's kubeadm, plan, apply (four runs).
-    let dl = lab.module(
-        1,
-        "kubeadm_download",
-        &json!({"version": "v1.9.2", "base_url": lab.release_url()}),
-    );
-    assert_eq!(dl["changed"], true, "{dl}");
-    // Before proceeding: on the real node, with its /etc/kubernetes/admin.conf.
-    let ready = lab.module(1, "upgrade_preflight", &json!({"version": "v1.9.2"}));
-    assert_eq!(ready["failed"], false, "{ready}");
-    assert_eq!(ready["checks"].as_array().unwrap().len(), 7, "{ready}");
-    let skipping = lab.module(1, "upgrade_preflight", &json!({"version": "v1.10.13"}));
-    assert!(
-        skipping["msg"]
-            .as_str()
-            .unwrap()
-            .contains("skips a minor version"),
-        "{skipping}"
-    );
-    let plan = lab.module(1, "kubeadm_upgrade", &json!({"action": "plan"}));
-    assert_eq!(plan["target"], "v1.9.2", "{plan}");
-    assert_eq!(
-        plan["components"][0],
-        json!({"name": "API Server", "current": "v1.8.3", "available": "v1.9.2"})
-    );
-    let skip = lab.module(
-        1,
-        "kubeadm_upgrade",
-        &json!({"action": "apply", "version": "v1.10.13"}),
-    );
-    assert!(
-        skip["msg"]
-            .as_str()
-            .unwrap()
-            .contains("one minor version at a time"),
-        "{skip}"
-    );
-    four_runs(
-        &lab,
-        1,
-        "kubeadm_upgrade",
-        &json!({"action": "apply", "version": "v1.9.2"}),
-    );
-    assert!(lab
-        .kubectl(&["version", "-o", "json"])
-        .contains("\"gitVersion\": \"v1.9.2\""));
-
     // The secondary: with kubeadm-config still naming the primary, the old kubeadm's apply fails
     // (as in the runbook); once nodeName names it, a flaky first attempt is retried and succeeds.
     let dl = lab.module(
@@ -375,10 +407,16 @@ fn rpm_lab_nodes_and_package_pin_with_dnf() {
     assert!(lab.ssh_ok(2, "cat /etc/os-release").contains("ID=\"centos\""));
     assert!(lab.ssh_ok(2, "rpm -q kubelet").contains("kubelet-1.8.3-0"));
 
-    // By hand with yum (dnf underneath), past the repository's exclude= as the install guide does.
+    // The control plane first (the target's kubeadm, as the runbook downloads it), then the worker
+    // by hand with yum (dnf underneath), past the repository's exclude= as the install guide does.
+    let apply = lab.ssh_ok(
+        1,
+        "/usr/local/lib/kup-lab/standin kubeadm v1.9.2 upgrade apply v1.9.2 -y",
+    );
+    assert!(apply.contains("SUCCESS"), "{apply}");
     lab.ssh_ok(
         2,
-        "yum install -y -q --disableexcludes=kubernetes kubelet-1.9.2-0 kubernetes-cni-0.6.0-0 && \
+        "yum install -y -q --disableexcludes=kubernetes kubelet-1.9.2-0 kubeadm-1.9.2-0 kubernetes-cni-0.6.0-0 && \
          systemctl daemon-reload && systemctl restart kubelet",
     );
     lab.wait_node("lab-w1", "v1.9.2", Duration::from_secs(30));
