@@ -537,3 +537,61 @@ fn collection_builds_with_the_static_binaries() {
         String::from_utf8_lossy(&syntax.stderr)
     );
 }
+
+/// The same playbook on today's cluster follows the era table kup follows: the repository switched
+/// to v1.35 (one-line and deb822 files), the kubeadm package first, `kubeadm upgrade node` on the
+/// second control plane and on the worker (whose 1.34 flags the 1.35 kubelet refuses), every node
+/// drained and only its kubelet restarted; a second run changes nothing.
+#[test]
+fn ansible_playbook_upgrades_a_modern_lab_the_way_upstream_documents_it() {
+    let Some(lab) = TestLab::up(LabOptions {
+        flavour: "apt",
+        from: "1.34.2",
+        control_planes: 2,
+        workers: 1,
+        id: 12,
+    }) else {
+        return;
+    };
+    let Some(ansible) = Ansible::new() else {
+        return;
+    };
+    let target = ["-e", "to_version=1.35.1", "-e", "cni_version=1.8.0"];
+    let before = state(&lab, 3);
+    let (ok, out) = ansible.playbook(&lab.inventory, "plan.yml", &target);
+    assert!(ok, "plan.yml failed:\n{out}");
+    assert_same(&before, &state(&lab, 3), "plan.yml");
+
+    let (ok, out) = ansible.playbook(&lab.inventory, "upgrade.yml", &target);
+    assert!(ok, "upgrade.yml failed:\n{out}");
+    assert!(
+        out.contains("TASK [Run kubeadm upgrade node on this worker"),
+        "{out}"
+    );
+    assert!(!out.contains("changed: [lab-w1] => (item=keepalived"), "{out}");
+    for (name, ready, version) in &lab.nodes() {
+        assert!(
+            *ready && version == "v1.35.1",
+            "{name}: ready={ready} version={version}"
+        );
+    }
+    for n in 1..=3 {
+        assert_eq!(
+            lab.ssh_ok(n, "dpkg-query -W -f '${Version}' kubelet kubeadm"),
+            "1.35.1-1.11.35.1-1.1"
+        );
+        assert!(
+            !lab.ssh_ok(n, "cat /var/lib/kubelet/kubeadm-flags.env")
+                .contains("--pod-infra-container-image"),
+            "node {n}"
+        );
+        assert!(lab
+            .ssh_ok(n, "cat /etc/apt/sources.list.d/kubernetes.*")
+            .contains("core:/stable:/v1.35/deb/"));
+    }
+    let (ok, out) = ansible.playbook(&lab.inventory, "upgrade.yml", &target);
+    assert!(ok, "second run failed:\n{out}");
+    for (host, counters) in &recap(&out) {
+        assert_eq!(counters["changed"], 0, "{host} changed on the second run:\n{out}");
+    }
+}

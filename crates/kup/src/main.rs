@@ -112,6 +112,10 @@ enum Command {
         #[arg(long)]
         take_over_lock: bool,
     },
+    /// Print the procedure per Kubernetes era that kup follows (the table playbooks/vars/eras.yml
+    /// holds for upgrade.yml): where kubeadm comes from, what the other control planes and the
+    /// workers run, how nodes are taken out, what happens to their services, which repository.
+    Eras,
     /// Run one module (the multicall entry kup uses on hosts): JSON args file, or JSON on stdin.
     Module {
         /// List the modules kup carries instead, one a line: name, where it runs (api: on this
@@ -130,6 +134,13 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Module { list: true, .. } => modules::list(),
         Command::Module { name, args, .. } => modules::run(name.as_deref().unwrap_or_default(), args),
+        Command::Eras => match std::io::stdout()
+            .lock()
+            .write_all(kube_eras::to_yaml().as_bytes())
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
+        },
         Command::Plan(common) => plan(&common),
         Command::Upgrade {
             common,

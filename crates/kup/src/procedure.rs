@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 /// Where kubeadm_download puts the target's kubeadm: root's own 0700 directory, never a
 /// predictable name in a world-writable one.
 pub const KUBEADM_PATH: &str = "/var/lib/kup/kubeadm";
+/// Where the kubeadm package installs it.
+pub const PACKAGED_KUBEADM: &str = "/usr/bin/kubeadm";
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -283,6 +285,9 @@ impl Run<'_> {
         }
         if done("packages") {
             facts.push("its packages at the target");
+            if !done("node-ready") && !done("start-services") && !done("restart-kubelet") {
+                facts.push("its kubelet not yet restarted on them");
+            }
         }
         if done("node-ready") && !done("uncordon") {
             facts.push("Ready at the target but not yet uncordoned");
@@ -375,15 +380,24 @@ impl Run<'_> {
         results.into_iter().collect()
     }
 
+    /// kubeadm on each control plane, as the target's era does it ([`kube_eras`]): the target's
+    /// kubeadm (downloaded, or its package after the repository switch), kubeadm-config's nodeName
+    /// where the old kubeadm needs it, `apply` on the first and the era's command on the others.
     pub fn control_plane_kubeadm(&self, target: Version) -> Result<(), Stop> {
-        let uses_node = (target.major, target.minor) >= (1, 15);
+        let era = kube_eras::for_target(target);
         let retry_delay = Seconds::<0>::new(self.opts.retry_delay)
             .map_err(|e| Stop::Setup(format!("--retry-delay {e}")))?;
         for (i, host) in self.inventory.control_plane.iter().enumerate() {
-            let download = self.download_args(&target.to_string(), true);
-            self.step(host, "kubeadm-download", download, true)?;
-            let apply = i == 0 || !uses_node;
-            if apply && !uses_node {
+            let kubeadm_path = self.target_kubeadm(host, target, era, true)?;
+            let action = match (i, era.other_control_planes) {
+                (0, _) | (_, kube_eras::OtherControlPlanes::Apply) => kubeadm_upgrade::Action::Apply,
+                (_, kube_eras::OtherControlPlanes::ExperimentalControlPlane) => {
+                    kubeadm_upgrade::Action::ExperimentalControlPlane
+                }
+                (_, kube_eras::OtherControlPlanes::Node) => kubeadm_upgrade::Action::Node,
+            };
+            let apply = action == kubeadm_upgrade::Action::Apply;
+            if apply && era.config_edit == kube_eras::ConfigEdit::NodeName {
                 let nodename = Args::of::<kubeadm_config_nodename::KubeadmConfigNodename>(
                     &kubeadm_config_nodename::Params {
                         connection: self.connection(),
@@ -392,13 +406,8 @@ impl Run<'_> {
                 );
                 self.step(host, "kubeadm-config-nodename", nodename, true)?;
             }
-            let action = if apply {
-                kubeadm_upgrade::Action::Apply
-            } else {
-                kubeadm_upgrade::Action::Node
-            };
             let args = Args::of::<kubeadm_upgrade::KubeadmUpgrade>(&kubeadm_upgrade::Params {
-                kubeadm_path: FilePath::from_static(KUBEADM_PATH),
+                kubeadm_path: kubeadm_path.clone(),
                 retries: module_kit::Retries::of(1),
                 retry_delay,
                 ..kubeadm_upgrade::Params::new(action, Some(target.to_string()))
@@ -411,6 +420,50 @@ impl Run<'_> {
             )?;
         }
         Ok(())
+    }
+
+    /// Puts the target's kubeadm on `host` the era's way and says where it is: downloaded to
+    /// [`KUBEADM_PATH`], or (from 1.12) its package installed after the repository switch.
+    /// `run`: run the steps now (the control-plane phase); else only say where it will be.
+    fn target_kubeadm(
+        &self,
+        host: &Host,
+        target: Version,
+        era: &kube_eras::Era,
+        run: bool,
+    ) -> Result<FilePath, Stop> {
+        match era.kubeadm {
+            kube_eras::KubeadmSource::Download => {
+                if run {
+                    let download = self.download_args(&target.to_string(), true);
+                    self.step(host, "kubeadm-download", download, true)?;
+                }
+                Ok(FilePath::from_static(KUBEADM_PATH))
+            }
+            kube_eras::KubeadmSource::Package => {
+                if run {
+                    self.step(host, "package-repo", self.repo_args(Some(host), target)?, false)?;
+                    self.step(
+                        host,
+                        "kubeadm-package",
+                        self.kubeadm_package_args(host, target),
+                        true,
+                    )?;
+                }
+                Ok(FilePath::from_static(PACKAGED_KUBEADM))
+            }
+        }
+    }
+
+    /// package_pin of the kubeadm package alone at `target` (kubernetes.io "Upgrading kubeadm
+    /// clusters": upgrade kubeadm first, `apt-mark unhold kubeadm && apt-get install kubeadm=...`).
+    fn kubeadm_package_args(&self, host: &Host, target: Version) -> Args {
+        let mut params = package_pin::Params::new(target.to_string().trim_start_matches('v'));
+        params.packages = vec!["kubeadm".to_string()];
+        if let Some(manager) = host.var("package_manager") {
+            params.manager = manager;
+        }
+        Args::of::<package_pin::PackagePin>(&params)
     }
 
     /// kubeadm_download of `version` (a release or a channel) from the release server; `install`:
@@ -459,11 +512,11 @@ impl Run<'_> {
         Ok(Args::of::<package_repo::PackageRepo>(&params))
     }
 
-    /// kubeadm_upgrade `node` with the target's kubeadm.
-    fn kubeadm_node_args(&self, target: Version) -> Args {
+    /// kubeadm_upgrade `action` (`node` or `node_config`) with the kubeadm at `path`.
+    fn kubeadm_node_args(&self, action: kubeadm_upgrade::Action, path: FilePath, target: Version) -> Args {
         Args::of::<kubeadm_upgrade::KubeadmUpgrade>(&kubeadm_upgrade::Params {
-            kubeadm_path: FilePath::from_static(KUBEADM_PATH),
-            ..kubeadm_upgrade::Params::new(kubeadm_upgrade::Action::Node, Some(target.to_string()))
+            kubeadm_path: path,
+            ..kubeadm_upgrade::Params::new(action, Some(target.to_string()))
         })
     }
 
@@ -492,19 +545,31 @@ impl Run<'_> {
         Args::of::<node_drain::NodeDrain>(&params)
     }
 
-    /// A node's upgrade as data, in order: taken out (cordon for control planes, drain for
-    /// workers), services stopped, packages pinned, services started, Ready at the target, back in.
+    /// A node's upgrade as data, in order, as the target's era does it ([`kube_eras`]): on workers
+    /// the target's kubeadm rewriting the kubelet's configuration (`upgrade node config` 1.11-1.14,
+    /// `upgrade node` from 1.15), taken out (cordon or drain), the services stopped (up to 1.10),
+    /// packages pinned, the services started (up to 1.10) or the kubelet restarted (from 1.11),
+    /// Ready at the target, back in.
     pub fn node_steps(&self, host: &Host, target: Version, worker: bool) -> Vec<NodeStep> {
+        let era = kube_eras::for_target(target);
         let node = &host.node_name;
         let units = |state| {
             let runtime = host.var("container_runtime").unwrap_or_else(|| "docker".into());
             let units = vec!["keepalived".to_string(), "kubelet".to_string(), runtime];
             Args::of::<service_state::ServiceState>(&service_state::Params::new(units, state))
         };
-        let take_out = if worker {
-            NodeStep::new("drain", self.drain_args(node, node_drain::State::Drain))
+        let how = if worker {
+            era.take_out_workers
         } else {
-            NodeStep::new("cordon", self.drain_args(node, node_drain::State::Cordon))
+            era.take_out_control_planes
+        };
+        let take_out = match how {
+            kube_eras::TakeOut::Drain => {
+                NodeStep::new("drain", self.drain_args(node, node_drain::State::Drain))
+            }
+            kube_eras::TakeOut::Cordon => {
+                NodeStep::new("cordon", self.drain_args(node, node_drain::State::Cordon))
+            }
         };
         let ready = vec![node.clone()];
         let mut node_ready = NodeStep::new(
@@ -514,21 +579,58 @@ impl Run<'_> {
         // A resume looks once: is the node still Ready at the target?
         node_ready.recheck = self.ready_args(ready, target, 0).check_mode();
         let mut steps = Vec::new();
-        // Workers from 1.15: the target's kubeadm rewrites the kubelet's configuration and drops the
-        // flags its kubelet no longer accepts, before the kubelet moves (kubernetes.io "Upgrading
-        // Linux nodes": upgrade kubeadm, `kubeadm upgrade node`, drain, upgrade the kubelet).
-        if worker && (target.major, target.minor) >= (1, 15) {
+        // Workers: the target's kubeadm rewrites the kubelet's configuration and drops the flags its
+        // kubelet no longer accepts, before the kubelet moves (kubernetes.io "Upgrading Linux nodes":
+        // upgrade kubeadm, `kubeadm upgrade node`, drain, upgrade the kubelet).
+        let kubelet_config = match era.workers_kubelet {
+            kube_eras::WorkersKubelet::None => None,
+            kube_eras::WorkersKubelet::NodeConfig => Some(kubeadm_upgrade::Action::NodeConfig),
+            kube_eras::WorkersKubelet::Node => Some(kubeadm_upgrade::Action::Node),
+        };
+        if let (true, Some(action)) = (worker, kubelet_config) {
+            let path = match era.kubeadm {
+                kube_eras::KubeadmSource::Download => {
+                    steps.push(NodeStep::new(
+                        "kubeadm-download",
+                        self.download_args(&target.to_string(), true),
+                    ));
+                    FilePath::from_static(KUBEADM_PATH)
+                }
+                kube_eras::KubeadmSource::Package => {
+                    steps.push(NodeStep::new(
+                        "kubeadm-package",
+                        self.kubeadm_package_args(host, target),
+                    ));
+                    FilePath::from_static(PACKAGED_KUBEADM)
+                }
+            };
             steps.push(NodeStep::new(
-                "kubeadm-download",
-                self.download_args(&target.to_string(), true),
+                "kubeadm-node",
+                self.kubeadm_node_args(action, path, target),
             ));
-            steps.push(NodeStep::new("kubeadm-node", self.kubeadm_node_args(target)));
+        }
+        steps.push(take_out);
+        match era.services {
+            kube_eras::Services::StopStart => steps.extend([
+                NodeStep::new("stop-services", units(service_state::Wanted::Stopped)),
+                NodeStep::new("packages", self.pin_args(Some(host), target)),
+                NodeStep::new("start-services", units(service_state::Wanted::Started)),
+            ]),
+            kube_eras::Services::RestartKubelet => {
+                let kubelet = vec!["kubelet".to_string()];
+                steps.extend([
+                    NodeStep::new("packages", self.pin_args(Some(host), target)),
+                    NodeStep::new(
+                        "restart-kubelet",
+                        Args::of::<service_state::ServiceState>(&service_state::Params::new(
+                            kubelet,
+                            service_state::Wanted::Restarted,
+                        )),
+                    ),
+                ])
+            }
         }
         steps.extend([
-            take_out,
-            NodeStep::new("stop-services", units(service_state::Wanted::Stopped)),
-            NodeStep::new("packages", self.pin_args(Some(host), target)),
-            NodeStep::new("start-services", units(service_state::Wanted::Started)),
             node_ready,
             NodeStep::new("uncordon", self.drain_args(node, node_drain::State::Uncordon)),
         ]);
@@ -642,11 +744,12 @@ fn fix_for(step: &str) -> String {
     match step {
         "preflight" => "fix what the failed checks say, then rerun".into(),
         "kubeadm-download" => "check base_url (--base-url) and the target version, then rerun".into(),
+        "kubeadm-package" => "the target's kubeadm package could not be installed: read the package manager's error above (a repository without the target? a held or missing dependency?), fix it, then rerun".into(),
         "kubeadm-apply" | "kubeadm-node" => {
             "read kubeadm's error above (the runbook: a secondary often succeeds when retried after a minute); rerun to resume".into()
         }
         "drain" => "a PodDisruptionBudget or a pod without a controller blocks the drain: fix it (or --force-drain for bare pods), then rerun".into(),
-        "node-ready" | "start-services" => {
+        "node-ready" | "start-services" | "restart-kubelet" => {
             "the node's kubelet did not come back: look at `systemctl status kubelet` and `journalctl -u kubelet` on it, repair it, then rerun to resume".into()
         }
         "lock" => "wait for the other run to end; if it is gone for good, rerun with --take-over-lock once the lock is stale".into(),

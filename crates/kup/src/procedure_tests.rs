@@ -65,7 +65,7 @@ fn inventory(dir: &tempfile::TempDir) -> Inventory {
     let path = dir.path().join("hosts.ini");
     std::fs::write(
         &path,
-        "[control_plane]\ncp1\n[workers]\nw1\nw2\n[all:vars]\nkubeconfig=/k\n",
+        "[control_plane]\ncp1\ncp2\n[workers]\nw1\nw2\n[all:vars]\nkubeconfig=/k\n",
     )
     .unwrap();
     Inventory::load(&path).unwrap()
@@ -176,7 +176,8 @@ fn kubeadm_never_comes_from_a_world_writable_directory() {
     let journal = Journal::unlocked(dir.path().join("j.json"), "v1.9.2", false);
     with_run(&fake, journal, |run| run.control_plane_kubeadm(target()).unwrap());
     let seen = seen.lock().unwrap().clone();
-    assert_eq!(seen.len(), 2, "{seen:?}");
+    // Download and apply on each of the two control planes.
+    assert_eq!(seen.len(), 4, "{seen:?}");
     assert!(
         seen.iter().all(|p| p.as_deref() == Some(KUBEADM_PATH)),
         "{seen:?}"
@@ -413,27 +414,111 @@ fn a_failed_step_says_what_the_node_was_left_in() {
     );
 }
 
-#[test]
-fn a_worker_gets_the_targets_kubeadm_upgrade_node_before_it_is_drained_from_1_15() {
+/// The calls of a whole rollout of `target` (control-plane kubeadm, then every node) on the fake.
+fn rollout_calls(target: &str) -> Vec<String> {
     let fake = Fake::new(not_upgraded);
     let dir = tempfile::tempdir().unwrap();
-    let journal = Journal::unlocked(dir.path().join("j.json"), "v1.35.1", false);
-    let modern = Version::parse("v1.35.1").unwrap();
+    let journal = Journal::unlocked(dir.path().join("j.json"), target, false);
+    let target = Version::parse(target).unwrap();
     with_run(&fake, journal, |run| {
-        run.upgrade_node(&run.inventory.workers[0], modern, true).unwrap();
-        run.upgrade_node(run.primary(), modern, false).unwrap();
+        run.control_plane_kubeadm(target).unwrap();
+        run.upgrade_node(&run.inventory.workers[0], target, true).unwrap();
+        run.upgrade_node(run.primary(), target, false).unwrap();
     });
-    let calls = fake.calls();
+    fake.calls()
+}
+
+#[test]
+fn the_runbook_era_downloads_kubeadm_edits_node_name_applies_everywhere_and_stops_services() {
+    let calls = rollout_calls("v1.9.2");
+    assert_eq!(
+        calls[..4],
+        [
+            "cp1 kubeadm_download",
+            "local kubeadm_config_nodename",
+            "cp1 kubeadm_upgrade apply",
+            "cp2 kubeadm_download"
+        ]
+    );
+    assert!(
+        calls.contains(&"cp2 kubeadm_upgrade apply".to_string()),
+        "{calls:?}"
+    );
+    assert!(
+        calls.contains(&"local node_drain cordon".to_string()),
+        "{calls:?}"
+    );
+    assert!(
+        calls.contains(&"w1 service_state stopped".to_string()),
+        "{calls:?}"
+    );
+    assert!(!calls.iter().any(|c| c.ends_with("restarted")), "{calls:?}");
+}
+
+#[test]
+fn the_1_13_era_uses_packages_experimental_control_plane_and_node_config() {
+    let calls = rollout_calls("v1.13.12");
     let at = |call: &str| {
         calls
             .iter()
             .position(|c| c == call)
             .unwrap_or_else(|| panic!("{call}: {calls:?}"))
     };
-    assert!(at("w1 package_repo") < at("w1 kubeadm_upgrade node"));
-    assert!(at("w1 kubeadm_download") < at("w1 kubeadm_upgrade node"));
-    assert!(at("w1 kubeadm_upgrade node") < at("local node_drain drain"));
-    // Control planes ran `upgrade node` (or apply) in the control-plane phase, not here.
+    assert!(
+        at("cp1 package_repo") < at("cp1 package_pin")
+            && at("cp1 package_pin") < at("cp1 kubeadm_upgrade apply")
+    );
+    assert!(
+        calls.contains(&"cp2 kubeadm_upgrade experimental_control_plane".to_string()),
+        "{calls:?}"
+    );
+    assert!(
+        !calls.iter().any(|c| c.contains("kubeadm_config_nodename")),
+        "{calls:?}"
+    );
+    assert!(at("w1 kubeadm_upgrade node_config") < at("local node_drain drain"));
+    // Every node is drained; the kubelet restarted, no other service touched.
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.contains("cordon") && !c.contains("uncordon")),
+        "{calls:?}"
+    );
+    assert!(
+        calls.contains(&"w1 service_state restarted".to_string()),
+        "{calls:?}"
+    );
+    assert!(!calls.iter().any(|c| c.ends_with("stopped")), "{calls:?}");
+}
+
+#[test]
+fn today_a_worker_gets_the_targets_kubeadm_package_and_upgrade_node_before_it_is_drained() {
+    let calls = rollout_calls("v1.35.1");
+    let worker: Vec<&str> = calls
+        .iter()
+        .map(String::as_str)
+        .skip_while(|c| !c.starts_with("w1"))
+        .take_while(|c| !c.starts_with("cp1"))
+        .collect();
+    assert_eq!(
+        worker,
+        [
+            "w1 package_repo",
+            "w1 package_pin check",
+            "local node_ready",
+            "w1 package_pin",
+            "w1 kubeadm_upgrade node",
+            "local node_drain drain",
+            "w1 package_pin",
+            "w1 service_state restarted",
+            "local node_ready",
+            "local node_drain uncordon",
+        ]
+    );
+    assert!(
+        calls.contains(&"cp2 kubeadm_upgrade node".to_string()),
+        "{calls:?}"
+    );
     assert!(
         !calls.iter().any(|c| c == "cp1 kubeadm_upgrade node"),
         "{calls:?}"

@@ -18,11 +18,40 @@ use std::time::{Duration, Instant};
 pub struct KubeadmUpgrade;
 
 #[derive(Debug, Deserialize, Serialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Action {
     Plan,
     Apply,
     Node,
+    /// `kubeadm upgrade node config --kubelet-version V`: a node's kubelet configuration, 1.11-1.17
+    /// (kubernetes/kubernetes PR #64624, removed by PR #87975).
+    NodeConfig,
+    /// `kubeadm upgrade node experimental-control-plane`: the other control planes, 1.12-1.15
+    /// (kubernetes/kubernetes PR #66973, deprecated by PR #78408).
+    ExperimentalControlPlane,
+}
+
+impl Action {
+    /// The words after `kubeadm upgrade`.
+    fn words(self) -> &'static [&'static str] {
+        match self {
+            Action::Plan => &["plan"],
+            Action::Apply => &["apply"],
+            Action::Node => &["node"],
+            Action::NodeConfig => &["node", "config"],
+            Action::ExperimentalControlPlane => &["node", "experimental-control-plane"],
+        }
+    }
+
+    /// The kubeadm minors that have it (`upgrade node` from 1.15).
+    fn minors(self) -> std::ops::RangeInclusive<u32> {
+        match self {
+            Action::Node => 15..=u32::MAX,
+            Action::NodeConfig => 11..=17,
+            Action::ExperimentalControlPlane => 12..=15,
+            Action::Plan | Action::Apply => 0..=u32::MAX,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, module_kit::Params)]
@@ -119,7 +148,9 @@ impl Module for KubeadmUpgrade {
         trusted_kubeadm(&p)?;
         match p.action {
             Action::Plan => plan(&p),
-            Action::Apply | Action::Node => upgrade(&p, ctx),
+            Action::Apply | Action::Node | Action::NodeConfig | Action::ExperimentalControlPlane => {
+                upgrade(&p, ctx)
+            }
         }
     }
 }
@@ -136,8 +167,11 @@ fn validate(p: &Params) -> Result<(), Failure> {
             ));
         }
     }
-    if p.action == Action::Apply && p.version.is_none() {
-        return Err(Failure::param("version", "is required with action=apply"));
+    if matches!(p.action, Action::Apply | Action::NodeConfig) && p.version.is_none() {
+        return Err(Failure::param(
+            "version",
+            "is required with action=apply and action=node_config",
+        ));
     }
     if let Some(gates) = &p.feature_gates {
         if gates.contains(char::is_whitespace) {
@@ -236,17 +270,21 @@ fn upgrade(p: &Params, ctx: &Context) -> Result<Outcome, Failure> {
     let target = p.version.as_deref().and_then(Version::parse);
     let current = control_plane_version(&p.manifests_dir);
     let before = current.as_ref().ok().copied().flatten();
-    let verb = if p.action == Action::Apply {
-        "apply"
-    } else {
-        "node"
-    };
-    if p.action == Action::Apply && matches!(current, Ok(None)) {
+    let verb = p.action.words().join(" ");
+    let verb = verb.as_str();
+    let needs_manifests = matches!(p.action, Action::Apply | Action::ExperimentalControlPlane);
+    if needs_manifests && matches!(current, Ok(None)) {
         return Err(Failure::new(format!(
-            "no static pod manifests in {}: `kubeadm upgrade apply` runs on control-plane nodes",
+            "no static pod manifests in {}: `kubeadm upgrade {verb}` runs on control-plane nodes",
             p.manifests_dir.display()
         )));
     }
+    // node_config touches the kubelet's files only: the manifests say nothing about it.
+    let before = if p.action == Action::NodeConfig {
+        None
+    } else {
+        before
+    };
     if let (Some(target), Some(before)) = (target, before) {
         if before == target {
             return Ok(
@@ -291,12 +329,24 @@ fn upgrade(p: &Params, ctx: &Context) -> Result<Outcome, Failure> {
             )));
         }
     }
-    if p.action == Action::Node && (own.major, own.minor) < (1, 15) {
+    if own.major == 1 && !p.action.minors().contains(&own.minor) {
+        let when = match p.action {
+            Action::Node => "from 1.15 (before: action=apply, experimental_control_plane or node_config)",
+            Action::NodeConfig => "in 1.11-1.17 (after: action=node)",
+            _ => "in 1.12-1.15 (before: action=apply; after: action=node)",
+        };
         return Err(Failure::new(format!(
-            "kubeadm {own} has no `upgrade node` (it arrived in 1.15): use action=apply on this control plane"
+            "kubeadm {own} has no `kubeadm upgrade {verb}`: it exists {when}"
         )));
     }
-    let mut args: Vec<String> = vec!["upgrade".into(), verb.into()];
+    let mut args: Vec<String> = std::iter::once("upgrade")
+        .chain(p.action.words().iter().copied())
+        .map(String::from)
+        .collect();
+    if p.action == Action::NodeConfig {
+        args.push("--kubelet-version".into());
+        args.push(target.map(|t| t.to_string()).unwrap_or_default());
+    }
     if p.action == Action::Apply {
         args.push(target.map(|t| t.to_string()).unwrap_or_default());
         args.push("-y".into());
@@ -351,6 +401,11 @@ fn upgrade(p: &Params, ctx: &Context) -> Result<Outcome, Failure> {
         attempts.push(json!({"attempt": attempt, "rc": rc, "seconds": (seconds * 10.0).round() / 10.0, "error": detail}));
         if ok {
             let after = control_plane_version(&p.manifests_dir).ok().flatten();
+            let after = if p.action == Action::NodeConfig {
+                None
+            } else {
+                after
+            };
             if let (Some(target), Some(after)) = (target, after) {
                 if after != target {
                     return Err(Failure::new(format!(

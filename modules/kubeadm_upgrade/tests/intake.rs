@@ -187,3 +187,63 @@ fn a_worker_upgrade_node_reports_a_change_only_when_the_kubelet_files_change() {
         second.msg()
     );
 }
+
+/// The per-release subcommands: run with the words that release has, refused with a kubeadm
+/// of a release without them (before anything runs).
+#[test]
+fn node_config_and_experimental_control_plane_exist_only_in_their_releases() {
+    let dir = tempfile_dir();
+    let kubeadm = dir.join("kubeadm");
+    let argv = dir.join("argv");
+    let script = |version: &str| {
+        std::fs::write(
+            &kubeadm,
+            format!(
+                "#!/bin/sh\nif [ \"$1\" = version ]; then echo {version}; exit 0; fi\necho \"$@\" > '{}'\n",
+                argv.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&kubeadm, std::fs::Permissions::from_mode(0o700)).unwrap();
+    };
+    let kubelet = dir.join("kubelet");
+    std::fs::create_dir(&kubelet).unwrap();
+    let run = |action: &str, version: &str| {
+        // A fresh path each time: the module caches a kubeadm's version by its path and mtime.
+        MODULE.run(
+            json!({"action": action, "version": version, "kubeadm_path": kubeadm,
+                          "manifests_dir": dir.join("none"), "kubelet_dir": kubelet, "retries": 0}),
+        )
+    };
+
+    script("v1.13.12");
+    let config = run("node_config", "v1.13.12");
+    assert!(!config.failed(), "{}", config.stdout);
+    assert_eq!(
+        std::fs::read_to_string(&argv).unwrap().trim(),
+        "upgrade node config --kubelet-version v1.13.12"
+    );
+    // The manifests are not there: experimental-control-plane needs a control plane.
+    let ecp = run("experimental_control_plane", "v1.13.12");
+    assert!(
+        ecp.failed() && ecp.msg().contains("runs on control-plane nodes"),
+        "{}",
+        ecp.stdout
+    );
+
+    std::fs::remove_file(&argv).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    script("v1.20.15");
+    let gone = run("node_config", "v1.20.15");
+    assert!(gone.failed(), "{}", gone.stdout);
+    assert!(
+        gone.msg().contains("has no `kubeadm upgrade node config`"),
+        "{}",
+        gone.msg()
+    );
+    assert!(!argv.exists(), "kubeadm ran anyway");
+    script("v1.14.10");
+    let early = run("node", "v1.14.10");
+    assert!(early.msg().contains("it exists from 1.15"), "{}", early.msg());
+    assert!(!argv.exists(), "kubeadm ran anyway");
+}
