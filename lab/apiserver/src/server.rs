@@ -9,6 +9,15 @@
 //! - `POST /_lab/control-plane` `{"node": "master-1", "version": "v1.10.13"}` — what `kubeadm upgrade`
 //!   does to a control-plane node: the image tags of its static pods change (new UIDs); when it is
 //!   the primary (first) control-plane node, `/version` reports the new version.
+//! - `POST /_lab/nodes/NAME/static-pods` `{"runtime": "containerd", "running": false}` — the node's
+//!   container runtime reports its containers (the static pods): a control plane whose static pods
+//!   are down is unavailable (its mirror pods not Ready) and counts an interruption.
+//! - `POST /_lab/nodes/NAME/static-pods-restart` `{"seconds": 10}` — a kubelet at a new minor
+//!   restarts the static pods: down for that many simulated seconds (an interruption).
+//! - `POST /_lab/nodes/NAME/keepalived` `{"running": true}` — keepalived on a control plane; the
+//!   first running one in node order holds the virtual address.
+//! - `GET /_lab/control-planes` — each control plane's availability and interruptions, and the
+//!   virtual address's holder, moves and interruptions.
 //! - `POST /_lab/pods/NS/NAME/ready` `{"ready": true}` — flip a pod's readiness.
 //! - `GET /_lab/stats` — resourceVersion, object counts, requests served, faults injected.
 
@@ -467,6 +476,33 @@ fn admin(app: &Shared, req: &Req, rest: &str) -> Result<Value, ApiError> {
             let pods = app.store().set_control_plane_version(node, version)?;
             Ok(json!({"node": node, "version": version, "pods": pods}))
         }
+        ["nodes", name, "static-pods"] if *m == Method::POST => {
+            let running = body
+                .get("running")
+                .and_then(Value::as_bool)
+                .ok_or_else(|| ApiError::bad_request("expected {\"running\": true|false}"))?;
+            let runtime = body.get("runtime").and_then(Value::as_str).unwrap_or("unknown");
+            app.store().report_static_pods(name, runtime, running)
+        }
+        ["nodes", name, "static-pods-restart"] if *m == Method::POST => {
+            let seconds = body
+                .get("seconds")
+                .and_then(Value::as_f64)
+                .ok_or_else(|| ApiError::bad_request("expected {\"seconds\": N}"))?;
+            let v = app.store().restart_static_pods(name, seconds)?;
+            app.clock.notify_one();
+            Ok(v)
+        }
+        ["nodes", name, "keepalived"] if *m == Method::POST => {
+            let running = body
+                .get("running")
+                .and_then(Value::as_bool)
+                .ok_or_else(|| ApiError::bad_request("expected {\"running\": true|false}"))?;
+            let v = app.store().report_keepalived(name, running)?;
+            app.clock.notify_one();
+            Ok(v)
+        }
+        ["control-planes"] if *m == Method::GET => Ok(app.store().services_status()),
         ["pods", ns, name, "ready"] if *m == Method::POST => {
             let ready = body.get("ready").and_then(Value::as_bool).unwrap_or(true);
             app.store().set_pod_ready(ns, name, ready)

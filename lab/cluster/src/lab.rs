@@ -387,6 +387,9 @@ fn cluster_seed(spec: &LabSpec) -> Value {
         .collect();
     let first = spec.nodes().first().map(|n| n.name.clone()).unwrap_or_default();
     let workers = spec.workers.max(1) as u32;
+    let kube_proxy_image = lab_apiserver::Emulation::parse(&emulated_release(&spec.from))
+        .map(|emu| emu.control_plane_image("kube-proxy", &version))
+        .unwrap_or_else(|_| format!("registry.k8s.io/kube-proxy:{version}"));
     json!({
         "kubernetesVersion": version,
         "nodes": nodes,
@@ -394,8 +397,11 @@ fn cluster_seed(spec: &LabSpec) -> Value {
             {"name": "web", "replicas": 2 * workers, "terminationGracePeriodSeconds": 10},
             {"name": "cache", "replicas": workers, "emptyDir": true, "terminationGracePeriodSeconds": 5},
         ],
+        // kube-proxy with the image kubeadm of the release deployed (the addon version kubeadm's
+        // upgrades move).
         "daemonSets": [
-            {"name": "kube-proxy", "namespace": "kube-system", "terminationGracePeriodSeconds": 5},
+            {"name": "kube-proxy", "namespace": "kube-system", "terminationGracePeriodSeconds": 5,
+             "image": kube_proxy_image},
         ],
         "pods": [
             {"name": "admin-debug", "node": first, "terminationGracePeriodSeconds": 1},
@@ -642,5 +648,78 @@ pub fn status(dir: &Path) -> Result<String, String> {
             repository_of(n)
         ));
     }
+    if let Some(services) = api.as_ref().and_then(|a| a.get("/_lab/control-planes").ok()) {
+        out.push_str(&services_lines(&services));
+    }
     Ok(out)
+}
+
+/// The control planes' availability and the virtual address, as the API server counts them.
+fn services_lines(services: &Value) -> String {
+    let mut out = String::new();
+    for cp in services["controlPlanes"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "control plane {:<10} {:<11} static pods {:<10} runtime {:<10} interruptions {}\n",
+            cp["node"].as_str().unwrap_or("?"),
+            if cp["available"] == true {
+                "available"
+            } else {
+                "UNAVAILABLE"
+            },
+            cp["staticPods"].as_str().unwrap_or("?"),
+            cp["runtime"].as_str().unwrap_or("-"),
+            cp["interruptions"]
+        ));
+    }
+    let vip = &services["vip"];
+    let running: Vec<&str> = vip["keepalived"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    out.push_str(&format!(
+        "virtual address held by {}{} (keepalived on {}), moves {}, interruptions {}\n",
+        vip["holder"].as_str().unwrap_or("nobody"),
+        if vip["failingOver"] == true {
+            ", failing over"
+        } else {
+            ""
+        },
+        if running.is_empty() {
+            "none".to_string()
+        } else {
+            running.join(", ")
+        },
+        vip["moves"],
+        vip["interruptions"]
+    ));
+    out
+}
+
+#[cfg(test)]
+mod services_tests {
+    use super::*;
+
+    #[test]
+    fn status_shows_each_control_planes_interruptions_and_the_address() {
+        let text = services_lines(&json!({
+            "controlPlanes": [
+                {"node": "lab-cp1", "available": false, "staticPods": "stopped", "runtime": "docker", "interruptions": 2},
+                {"node": "lab-cp2", "available": true, "staticPods": "running", "runtime": "docker", "interruptions": 0},
+            ],
+            "vip": {"holder": "lab-cp2", "keepalived": ["lab-cp2"], "failingOver": false, "moves": 1, "interruptions": 1},
+        }));
+        assert!(
+            text.contains("lab-cp1    UNAVAILABLE static pods stopped"),
+            "{text}"
+        );
+        assert!(text.contains("interruptions 2"), "{text}");
+        assert!(
+            text.contains(
+                "virtual address held by lab-cp2 (keepalived on lab-cp2), moves 1, interruptions 1"
+            ),
+            "{text}"
+        );
+    }
 }

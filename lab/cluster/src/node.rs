@@ -117,21 +117,17 @@ pub fn prepare(plan: &NodePlan, p: &Provision<'_>) -> Result<PathBuf, String> {
         std::os::unix::fs::symlink("/dev/null", &mask).map_err(|e| format!("{}: {e}", mask.display()))?;
     }
 
-    // The container runtime and (control planes) keepalived: stand-in units whose runtime directory
-    // exists exactly while they run; the kubelet stand-in needs the runtime's.
+    // The container runtime and (control planes) keepalived: stand-in units run by the stand-in
+    // binary (lab/standin services.rs), each with its real unit's KillMode so that systemd decides
+    // what survives a stop. The runtime directory exists exactly while the daemon runs; the kubelet
+    // stand-in needs the runtime's.
     let runtime = spec.runtime();
-    let mut units = vec![runtime];
+    let mut units = vec![(runtime, runtime_unit(runtime))];
     if plan.control_plane {
-        units.push("keepalived");
+        units.push(("keepalived", keepalived_unit()));
     }
-    for unit in &units {
-        sh::write(
-            &at(&format!("/etc/systemd/system/{unit}.service")),
-            format!(
-                "[Unit]\nDescription={unit} (lab stand-in)\n\n[Service]\nRuntimeDirectory={unit}\n\
-                 ExecStart=/bin/sleep infinity\n\n[Install]\nWantedBy=multi-user.target\n"
-            ),
-        )?;
+    for (unit, text) in &units {
+        sh::write(&at(&format!("/etc/systemd/system/{unit}.service")), text)?;
         let wants = at(&format!(
             "/etc/systemd/system/multi-user.target.wants/{unit}.service"
         ));
@@ -211,6 +207,33 @@ pub fn prepare(plan: &NodePlan, p: &Provision<'_>) -> Result<PathBuf, String> {
         }
     }
     Ok(dir)
+}
+
+/// The container runtime's unit. `KillMode=process` as in the real units (containerd/containerd
+/// containerd.service; moby contrib/init/systemd/docker.service: "kill only the docker process, not
+/// all processes in the cgroup"): stopping the daemon leaves its containers' processes to what the
+/// daemon's own shutdown does, which `ExecStopPost` plays (dockerd stops them, containerd does not).
+fn runtime_unit(runtime: &str) -> String {
+    // RestartSec as the real units: 2 s (docker.service), 5 s (containerd.service).
+    let restart = if runtime == "docker" { 2 } else { 5 };
+    format!(
+        "[Unit]\nDescription={runtime} (lab stand-in)\nAfter=network.target\n\n[Service]\n\
+         RuntimeDirectory={runtime}\nExecStart={STANDIN} runtime {runtime}\n\
+         ExecStopPost={STANDIN} runtime {runtime} --stopped\nKillMode=process\nRestart=always\n\
+         RestartSec={restart}\n\n[Install]\nWantedBy=multi-user.target\n"
+    )
+}
+
+/// keepalived's unit (keepalived/keepalived keepalived/keepalived.service.in: `KillMode=process`);
+/// `ExecStopPost` tells the lab API server, as the stopping master's priority-0 advertisement tells
+/// the backups (RFC 3768 section 6.4.3).
+fn keepalived_unit() -> String {
+    format!(
+        "[Unit]\nDescription=LVS and VRRP High Availability Monitor (lab stand-in)\n\
+         After=network-online.target\n\n[Service]\nRuntimeDirectory=keepalived\n\
+         ExecStart={STANDIN} keepalived\nExecStopPost={STANDIN} keepalived --stopped\n\
+         KillMode=process\n\n[Install]\nWantedBy=multi-user.target\n"
+    )
 }
 
 /// Boots the node in the background and waits until systemd says it is up.

@@ -65,6 +65,10 @@ impl Cluster {
         Ok(Cluster { api, version, config })
     }
 
+    pub(crate) fn api(&self) -> &Api {
+        &self.api
+    }
+
     /// (key, YAML text) of the configuration kubeadm stored in the cluster.
     fn stored(&self) -> Option<(&'static str, &str)> {
         ["MasterConfiguration", "ClusterConfiguration"]
@@ -209,6 +213,7 @@ fn apply(own: Version, args: &[&str]) -> Result<(), String> {
     ));
     upgrade_this_control_plane(&cluster, &me, target)?;
     cluster.record_version(target)?;
+    crate::addons::upgrade(&cluster, own, target, true)?;
     crate::kubeadm_node::write_kubelet_files(own, target)?;
     say(&format!(
         "[upgrade/successful] SUCCESS! Your cluster was upgraded to \"{target}\". Enjoy!"

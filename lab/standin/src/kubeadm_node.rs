@@ -110,6 +110,7 @@ fn node(own: Version, kubelet_version: Option<Version>) -> Result<(), String> {
         misbehave_if_asked()?;
         upgrade_this_control_plane(&cluster, &hostname(), target)?;
         say("[upgrade] The control plane instance for this node was successfully updated!");
+        crate::addons::upgrade(&cluster, own, target, false)?;
     } else {
         say("[upgrade] Skipping phase. Not a control plane node.");
     }

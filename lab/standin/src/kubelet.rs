@@ -11,6 +11,11 @@ use std::path::Path;
 use std::time::Duration;
 
 const RUNTIMES: &[&str] = &["/run/docker", "/run/containerd"];
+/// The version of the kubelet that last started on this node (the lab's own file).
+const LAST_VERSION: &str = "/var/lib/kubelet/kup-lab-last-version";
+const APISERVER_MANIFEST: &str = "/etc/kubernetes/manifests/kube-apiserver.yaml";
+/// Simulated seconds a control plane's static pods take to come back after a restart.
+const STATIC_POD_RESTART_SECONDS: f64 = 10.0;
 
 pub fn main(version: Version, args: &[String]) -> Result<(), String> {
     if args.iter().any(|a| a == "--version") {
@@ -53,6 +58,7 @@ pub fn main(version: Version, args: &[String]) -> Result<(), String> {
             ));
         }
     }
+    restart_static_pods_after_a_minor_change(&api, &node, version);
     say(&format!("kubelet {version} (lab stand-in) reporting node {node}"));
     loop {
         if !RUNTIMES.iter().any(|r| Path::new(r).exists()) {
@@ -138,5 +144,49 @@ fn failed(version: Version, why: &str) -> String {
         format!("E0000 00:00:00.000000       1 run.go:74] \"command failed\" err=\"{why}\"")
     } else {
         format!("Error: {why}")
+    }
+}
+
+/// Whether a kubelet of `now` starting where one of `before` ran restarts the node's containers: it
+/// does across minors, because the container hash the kubelet compares changes between releases
+/// ("No running containers are supported while upgrading kubelets across minor versions":
+/// kubernetes.io/releases/version-skew-policy; kubernetes/kubernetes issues #53644, #129385).
+fn restarts_containers(before: Option<Version>, now: Version) -> bool {
+    before.is_some_and(|b| b.minor_release() != now.minor_release())
+}
+
+/// On a control plane, tells the API server its static pods restart (down for a few simulated
+/// seconds) when this kubelet's minor differs from the last one's; remembers this version.
+fn restart_static_pods_after_a_minor_change(api: &Api, node: &str, version: Version) {
+    let before = std::fs::read_to_string(LAST_VERSION)
+        .ok()
+        .and_then(|t| Version::parse(t.trim()));
+    if restarts_containers(before, version) && Path::new(APISERVER_MANIFEST).exists() {
+        say(&format!(
+            "kubelet {version}: the static pods' containers changed since kubelet {} and are restarted",
+            before.map(|b| b.to_string()).unwrap_or_default()
+        ));
+        let path = format!("/_lab/nodes/{node}/static-pods-restart");
+        if let Err(err) = api.post(&path, &json!({"seconds": STATIC_POD_RESTART_SECONDS})) {
+            eprintln!("cannot report the static pods' restart: {err}");
+        }
+    }
+    if let Err(err) = std::fs::write(LAST_VERSION, format!("{version}\n")) {
+        eprintln!("{LAST_VERSION}: {err}");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_new_minor_restarts_the_containers() {
+        let v = |s| Version::parse(s).unwrap();
+        assert!(!restarts_containers(None, v("v1.29.6")));
+        assert!(!restarts_containers(Some(v("v1.29.6")), v("v1.29.9")));
+        assert!(restarts_containers(Some(v("v1.29.6")), v("v1.30.2")));
+        assert!(restarts_containers(Some(v("v1.30.2")), v("v1.29.6")));
     }
 }

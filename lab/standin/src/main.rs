@@ -2,11 +2,14 @@
 //!
 //! Each package installs a wrapper such as `exec /usr/local/lib/kup-lab/standin kubelet v1.9.2 "$@"`,
 //! so the version a node runs is the version of the package installed there, exactly as with the real
-//! packages. The stand-ins talk to the lab API server with the node's kubeconfig.
+//! packages. The stand-ins talk to the lab API server with the node's kubeconfig. The lab's own
+//! units run `runtime docker|containerd` and `keepalived` (see `services`).
 
+mod addons;
 mod kubeadm;
 mod kubeadm_node;
 mod kubelet;
+mod services;
 
 use kube_version::Version;
 use std::io::Write;
@@ -18,6 +21,9 @@ pub const FAULT_DIR: &str = "/etc/kup-lab";
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.as_slice() {
+        // The services the lab's units run (lab/cluster node.rs): no package, no version.
+        [tool, rest @ ..] if tool == "runtime" => services::runtime(rest),
+        [tool, rest @ ..] if tool == "keepalived" => services::keepalived(rest),
         // The version the package's wrapper passes (`v1.9.2`), checked as strictly as any input.
         [tool, version, rest @ ..] => match Version::parse(version) {
             Some(v) => match tool.as_str() {
@@ -28,7 +34,7 @@ fn main() -> ExitCode {
             },
             None => Err(format!("bad stand-in version {version:?}")),
         },
-        _ => Err("usage: kup-standin kubelet|kubeadm|kubectl VERSION [ARGS...]".to_string()),
+        _ => Err("usage: kup-standin kubelet|kubeadm|kubectl VERSION [ARGS...] | runtime docker|containerd | keepalived".to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,6 +12,8 @@
 //! - `disruption`: PodDisruptionBudget status and the eviction subresource;
 //! - `timers`: delayed actions (pod start-up, end of a grace period);
 //! - `control_plane`: the control plane's version (for the stand-in kubeadm);
+//! - `services`: the nodes' container runtimes and keepalived, and what they mean for the control
+//!   plane (availability, interruptions, the virtual address);
 //! - `seed`, `kubeadm_config`: the initial cluster.
 
 use std::cmp::Reverse;
@@ -35,6 +37,7 @@ pub(crate) mod object;
 mod objects;
 mod pods;
 mod seed;
+mod services;
 mod timers;
 mod writes;
 
@@ -42,6 +45,7 @@ pub use disruption::PdbHealth;
 pub use kind::Kind;
 
 use nodes::NodeRuntime;
+use services::Services;
 use timers::Timer;
 
 /// `(namespace, name)`; the namespace is empty for cluster-scoped kinds.
@@ -108,6 +112,7 @@ pub struct Store {
     served_version: String,
     primary_master: Option<String>,
     cluster_endpoint: String,
+    services: Services,
 }
 
 impl Store {
@@ -135,6 +140,14 @@ impl Store {
                 .control_plane_endpoint
                 .clone()
                 .unwrap_or_else(|| "lab-api:6443".to_string()),
+            services: Services::new(
+                cluster
+                    .nodes
+                    .iter()
+                    .filter(|n| n.roles.contains(&crate::cluster::Role::ControlPlane))
+                    .map(|n| n.name.clone())
+                    .collect(),
+            ),
         };
         s.seed(cluster)?;
         Ok(s)

@@ -164,6 +164,10 @@ impl Store {
             for k in self.pods_on(name) {
                 if let Some(mut pod) = self.map(Kind::Pod).and_then(|m| m.get(&k)).cloned() {
                     let running = pod.pointer("/status/phase").and_then(Value::as_str) == Some("Running");
+                    // A control plane's static pods stay down while its runtime's containers are.
+                    if self.static_pod_down(name, &k.1) {
+                        continue;
+                    }
                     if running && !condition_true(&pod, "Ready") {
                         self.set_pod_readiness(&mut pod, true);
                         self.commit(Kind::Pod, pod);

@@ -48,9 +48,13 @@ impl Store {
             self.run(t.action);
         }
         self.monitor_nodes(now);
+        self.refresh_services(now);
         let monitor_period =
             (self.cfg.node_grace / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
-        let next_monitor = now + monitor_period;
+        let next_monitor = match self.services_deadline() {
+            Some(t) if t > now => (now + monitor_period).min(t),
+            _ => now + monitor_period,
+        };
         match self.timers.peek() {
             Some(Reverse(t)) if t.at < next_monitor => t.at,
             _ => next_monitor,
