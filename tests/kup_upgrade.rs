@@ -217,12 +217,24 @@ fn kup_upgrades_a_modern_lab_one_minor() {
     }) else {
         return;
     };
+    // From 1.11 control planes are drained too: the lab's bare pod on lab-cp1 blocks it, and the
+    // plan says so (exit 1) until the operator accepts deleting it.
     let plan = kup(&lab.inventory, &["plan", "--to", "v1.35.1"]);
+    let text = output_text(&plan);
+    assert_eq!(plan.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("cannot drain node lab-cp1") && text.contains("default/admin-debug"),
+        "{text}"
+    );
+    let plan = kup(&lab.inventory, &["plan", "--to", "v1.35.1", "--force-drain"]);
     let text = output_text(&plan);
     assert!(plan.status.success(), "{text}");
     assert!(text.contains("switches from v1.34 to v1.35 first"), "{text}");
 
-    let up = kup(&lab.inventory, &kup_upgrade_args("v1.35.1", "1.8.0"));
+    let up = kup(
+        &lab.inventory,
+        &[kup_upgrade_args("v1.35.1", "1.8.0"), vec!["--force-drain"]].concat(),
+    );
     let log = output_text(&up);
     assert!(up.status.success(), "{log}");
     assert!(
@@ -246,7 +258,10 @@ fn kup_upgrades_a_modern_lab_one_minor() {
         .contains("core:/stable:/v1.35/deb/"));
     assert_eq!(violations(&lab), 0);
 
-    let again = kup(&lab.inventory, &kup_upgrade_args("v1.35.1", "1.8.0"));
+    let again = kup(
+        &lab.inventory,
+        &[kup_upgrade_args("v1.35.1", "1.8.0"), vec!["--force-drain"]].concat(),
+    );
     assert!(again.status.success(), "{}", output_text(&again));
     assert!(
         output_text(&again).contains("nothing to do"),

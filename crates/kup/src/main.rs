@@ -69,6 +69,10 @@ struct Common {
     /// their version; the plan lists them).
     #[arg(long)]
     allow_partial: bool,
+    /// Drains also delete pods without a controller (nothing recreates them: their data is lost).
+    /// The plan judges the drains with the same flag.
+    #[arg(long)]
+    force_drain: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -86,9 +90,6 @@ enum Command {
         /// Seconds before a failed `kubeadm upgrade` is retried once.
         #[arg(long, default_value_t = 90)]
         retry_delay: u64,
-        /// Drain also deletes pods without a controller.
-        #[arg(long)]
-        force_drain: bool,
         /// Seconds a drain may take (PodDisruptionBudgets make it wait).
         #[arg(long, default_value_t = 600)]
         drain_timeout: u64,
@@ -146,7 +147,6 @@ fn main() -> ExitCode {
             common,
             workers_batch,
             retry_delay,
-            force_drain,
             drain_timeout,
             ready_timeout,
             state,
@@ -158,14 +158,7 @@ fn main() -> ExitCode {
             if check {
                 return plan(&common);
             }
-            let opts = options(
-                &common,
-                workers_batch,
-                retry_delay,
-                force_drain,
-                drain_timeout,
-                ready_timeout,
-            );
+            let opts = options(&common, workers_batch, retry_delay, drain_timeout, ready_timeout);
             upgrade(&common, opts, state, restart, yes, take_over_lock)
         }
     }
@@ -175,7 +168,6 @@ fn options(
     c: &Common,
     workers_batch: usize,
     retry_delay: u64,
-    force_drain: bool,
     drain_timeout: u64,
     ready_timeout: u64,
 ) -> Options {
@@ -185,7 +177,7 @@ fn options(
         retry_delay,
         base_url: String::new(),
         cni_version: c.cni_version.clone(),
-        force_drain,
+        force_drain: c.force_drain,
         drain_timeout,
         ready_timeout,
     }
@@ -426,7 +418,7 @@ fn finish(reporter: &Reporter, stop: Stop, target: Option<String>) -> ExitCode {
 
 fn plan(common: &Common) -> ExitCode {
     let signals = Signals::watch();
-    let opts = options(common, 1, 0, false, 0, 0);
+    let opts = options(common, 1, 0, 0, 0);
     let (inventory, opts, transport) = match load(common, opts, &signals.aborted) {
         Ok(x) => x,
         Err(e) => {
@@ -479,11 +471,16 @@ fn plan(common: &Common) -> ExitCode {
         let Some(primary) = inventory.control_plane.first() else {
             return Ok(());
         };
-        let survey = modules::survey_args(&inventory, run.connection(), false);
+        let survey = modules::survey_args(&inventory, run.connection(), common.force_drain);
         let surveyed = survey.module;
         match run.check(primary, survey) {
             Ok(survey) => {
-                let found = modules::survey_findings(&inventory, &survey, common.allow_partial);
+                let found = modules::survey_findings(
+                    &inventory,
+                    &survey,
+                    common.allow_partial,
+                    kube_eras::for_target(target),
+                );
                 for (host, note) in &found.notes {
                     reporter.note(host, note);
                 }

@@ -196,7 +196,13 @@ pub struct Findings {
     pub notes: Vec<(String, String)>,
 }
 
-pub fn survey_findings(inventory: &Inventory, survey: &Value, allow_partial: bool) -> Findings {
+/// `era`: how the target's era takes nodes out (only a drained node's pods can block or wait).
+pub fn survey_findings(
+    inventory: &Inventory,
+    survey: &Value,
+    allow_partial: bool,
+    era: &kube_eras::Era,
+) -> Findings {
     let mut out = Findings::default();
     let unlisted: Vec<&str> = survey["unlisted"]
         .as_array()
@@ -254,8 +260,13 @@ pub fn survey_findings(inventory: &Inventory, survey: &Value, allow_partial: boo
             if row["cordoned"] == true { ", cordoned" } else { "" },
             row["would_evict"].as_u64().unwrap_or(0)
         );
-        // Control planes are only cordoned: their pods never block or wait.
-        if i >= workers && !waits.is_empty() {
+        // A node only cordoned (control planes up to 1.10): its pods never block or wait.
+        let drained = if i >= workers {
+            era.take_out_workers == kube_eras::TakeOut::Drain
+        } else {
+            era.take_out_control_planes == kube_eras::TakeOut::Drain
+        };
+        if drained && !waits.is_empty() {
             let pods: Vec<String> = waits
                 .iter()
                 .map(|w| {
@@ -274,7 +285,7 @@ pub fn survey_findings(inventory: &Inventory, survey: &Value, allow_partial: boo
         }
         out.notes.push((host.name.clone(), note));
         // A budget that can never allow an eviction holds the drain until its timeout, every time.
-        if i >= workers {
+        if drained {
             let mut never: Vec<(&str, &str)> = waits
                 .iter()
                 .filter_map(|w| Some((w["pdb"].as_str()?, w["never"].as_str()?)))
@@ -290,7 +301,7 @@ pub fn survey_findings(inventory: &Inventory, survey: &Value, allow_partial: boo
                 ));
             }
         }
-        if i >= workers && !blocking.is_empty() {
+        if drained && !blocking.is_empty() {
             let pods: Vec<String> = blocking
                 .iter()
                 .map(|b| {
@@ -390,7 +401,27 @@ mod tests {
                  "blocking": [], "pdb_waits": []},
             ]
         });
-        let f = survey_findings(&inv, &survey, false);
+        // From 1.11 control planes are drained too: their bare pods block as well.
+        let today = survey_findings(
+            &inv,
+            &survey,
+            false,
+            kube_eras::for_target(Version::parse("v1.35.1").unwrap()),
+        );
+        assert!(
+            today
+                .blockers
+                .iter()
+                .any(|b| b.starts_with("cp1: node_drain: cannot drain node cp1")),
+            "{:?}",
+            today.blockers
+        );
+        let f = survey_findings(
+            &inv,
+            &survey,
+            false,
+            kube_eras::for_target(Version::parse("v1.9.2").unwrap()),
+        );
         assert_eq!(
             f.blockers,
             [
@@ -426,17 +457,32 @@ mod tests {
     fn nodes_the_inventory_leaves_out_block_unless_allowed() {
         let (_dir, inv) = inventory();
         let survey = json!({"nodes": [], "missing": [], "unlisted": ["cp2", "w9"]});
-        let f = survey_findings(&inv, &survey, false);
+        let f = survey_findings(
+            &inv,
+            &survey,
+            false,
+            kube_eras::for_target(Version::parse("v1.9.2").unwrap()),
+        );
         assert_eq!(f.blockers.len(), 1, "{:?}", f.blockers);
         assert!(
             f.blockers[0].starts_with("cp1: the cluster has 2 node(s) the inventory does not name: cp2, w9"),
             "{:?}",
             f.blockers
         );
-        let allowed = survey_findings(&inv, &survey, true);
+        let allowed = survey_findings(
+            &inv,
+            &survey,
+            true,
+            kube_eras::for_target(Version::parse("v1.9.2").unwrap()),
+        );
         assert!(allowed.blockers.is_empty());
         assert!(allowed.notes.iter().any(|(_, n)| n.contains("--allow-partial")));
-        let covered = survey_findings(&inv, &json!({"nodes": [], "missing": [], "unlisted": []}), false);
+        let covered = survey_findings(
+            &inv,
+            &json!({"nodes": [], "missing": [], "unlisted": []}),
+            false,
+            kube_eras::for_target(Version::parse("v1.9.2").unwrap()),
+        );
         assert!(covered.blockers.is_empty());
     }
 
