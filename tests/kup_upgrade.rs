@@ -186,11 +186,24 @@ fn kup_upgrades_an_rpm_lab() {
     }) else {
         return;
     };
+    // No --cni-version: kubelet 1.9.2 requires kubernetes-cni >= 0.6.0 and the node's 0.5.1 is
+    // version-locked, so package_pin finds it in the repository's metadata and moves it along.
     let up = kup(
         &lab.inventory,
-        &[kup_upgrade_args("v1.9.2", "0.6.0"), vec!["--json"]].concat(),
+        &[
+            "upgrade",
+            "--to",
+            "v1.9.2",
+            "--retry-delay",
+            "1",
+            "--yes",
+            "--json",
+        ],
     );
     assert!(up.status.success(), "{}", output_text(&up));
+    assert!(lab
+        .ssh_ok(2, "rpm -q kubernetes-cni")
+        .contains("kubernetes-cni-0.6.0-0"));
     let events: Vec<Value> = String::from_utf8_lossy(&up.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("one JSON event a line"))

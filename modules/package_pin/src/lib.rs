@@ -6,8 +6,11 @@
 //! set in one transaction, and holds it again. On failure the holds are restored, so the host is as
 //! it was and a rerun repairs it.
 
+mod companions;
 mod manager;
 mod version;
+
+use companions::{Choice, Need, COMPANIONS};
 
 use manager::{run_hold, Manager, Options};
 use module_kit::command::Command;
@@ -86,6 +89,10 @@ struct Pin {
     before: Option<String>,
     held_before: bool,
     after: String,
+    /// Held after the run: the packages asked for as `hold` says; a companion as it was.
+    held_after: bool,
+    /// Why a package not asked for moves with them (a companion's requirements).
+    because: Option<String>,
 }
 
 /// One command of a plan.
@@ -119,6 +126,8 @@ pub struct Observed {
     held: BTreeSet<String>,
     /// Only read when some package is not at the exact version asked already.
     available: Option<BTreeMap<String, Vec<String>>>,
+    /// What the target packages need of the companions (kubernetes-cni, cri-tools) not asked for.
+    needs: Vec<Need>,
 }
 
 impl Module for PackagePin {
@@ -149,17 +158,35 @@ impl PlannedModule for PackagePin {
         let resolving = wanted
             .iter()
             .any(|(name, want)| !exact_match(installed.get(name).cloned().flatten().as_deref(), want));
-        let available = if resolving {
+        let mut available = if resolving {
             let refresh_first = p.update_cache && !ctx.check_mode;
             Some(index(manager, &names, &options(p), refresh_first)?)
         } else {
             None
         };
+        let (mut installed, mut held) = (installed, held);
+        let needs = match &available {
+            Some(offered) => companion_needs(manager, &wanted, offered, &options(p))?,
+            None => Vec::new(),
+        };
+        let extra: Vec<String> = COMPANIONS
+            .iter()
+            .filter(|c| needs.iter().any(|n| n.name == **c))
+            .map(|c| c.to_string())
+            .collect();
+        if !extra.is_empty() {
+            installed.extend(manager.installed(&extra)?);
+            held.extend(manager.held(&extra)?);
+            if let Some(offered) = available.as_mut() {
+                offered.extend(manager.available(&extra, &options(p))?);
+            }
+        }
         Ok(Observed {
             manager,
             installed,
             held,
             available,
+            needs,
         })
     }
 
@@ -182,7 +209,41 @@ impl PlannedModule for PackagePin {
                 held_before: seen.held.contains(name),
                 before,
                 after,
+                held_after: p.hold,
+                because: None,
             });
+        }
+        // The companions the target packages need, moved with them when what is installed does not do.
+        for companion in COMPANIONS {
+            let needs: Vec<&Need> = seen.needs.iter().filter(|n| n.name == *companion).collect();
+            if needs.is_empty() {
+                continue;
+            }
+            let before = seen.installed.get(*companion).cloned().flatten();
+            let offered = seen
+                .available
+                .as_ref()
+                .and_then(|a| a.get(*companion))
+                .cloned()
+                .unwrap_or_default();
+            let why = needs.iter().map(|n| n.shown()).collect::<Vec<_>>().join(", ");
+            match companions::choose(&needs, before.as_deref(), &offered) {
+                Choice::Keep => {}
+                Choice::Move(after) => pins.push(Pin {
+                    name: companion.to_string(),
+                    wanted: after.clone(),
+                    held_before: seen.held.contains(*companion),
+                    held_after: seen.held.contains(*companion),
+                    before,
+                    after,
+                    because: Some(why),
+                }),
+                Choice::Impossible(what) => {
+                    return Err(Failure::new(format!(
+                        "{companion} cannot move with the packages: {what}; give cni_version or check the repository"
+                    )))
+                }
+            }
         }
 
         let downgrades: Vec<&Pin> = pins
@@ -208,7 +269,7 @@ impl PlannedModule for PackagePin {
             .filter(|pin| pin.before.as_deref() != Some(pin.after.as_str()))
             .map(|pin| (pin.name.clone(), pin.after.clone()))
             .collect();
-        let holds_change = pins.iter().any(|pin| pin.held_before != p.hold);
+        let holds_change = pins.iter().any(|pin| pin.held_before != pin.held_after);
 
         let mut plan = Plan::new("");
         if !to_install.is_empty() {
@@ -232,21 +293,18 @@ impl PlannedModule for PackagePin {
             plan.lead = format!("{} already at the wanted versions and holds", names.join(", "));
         }
         if plan.changed() {
-            plan.actions = steps(
-                manager,
-                &pins,
-                &to_install,
-                !downgrades.is_empty(),
-                p.hold,
-                &options(p),
-            );
+            plan.actions = steps(manager, &pins, &to_install, !downgrades.is_empty(), &options(p));
         }
 
         let report: Vec<Value> = pins
             .iter()
             .map(|pin| {
-                json!({"name": pin.name, "wanted": pin.wanted, "before": pin.before, "after": pin.after,
-                       "held_before": pin.held_before, "held": p.hold})
+                let mut row = json!({"name": pin.name, "wanted": pin.wanted, "before": pin.before,
+                                     "after": pin.after, "held_before": pin.held_before, "held": pin.held_after});
+                if let Some(why) = &pin.because {
+                    row["because"] = json!(why);
+                }
+                row
             })
             .collect();
         let state = |f: &dyn Fn(&Pin) -> Value| -> Value {
@@ -257,7 +315,7 @@ impl PlannedModule for PackagePin {
             )
         };
         let before = state(&|pin| json!({"version": pin.before, "held": pin.held_before}));
-        let after = state(&|pin| json!({"version": pin.after, "held": p.hold}));
+        let after = state(&|pin| json!({"version": pin.after, "held": pin.held_after}));
         Ok(plan
             .with("manager", manager.name())
             .with("packages", report)
@@ -330,7 +388,6 @@ fn steps(
     pins: &[Pin],
     to_install: &[(String, String)],
     downgrade: bool,
-    hold: bool,
     opts: &Options<'_>,
 ) -> Vec<Step> {
     let was_held: Vec<(String, String)> = pins
@@ -346,19 +403,24 @@ fn steps(
             restore: manager.set_hold(&was_held, true),
         });
     }
-    let all: Vec<(String, String)> = pins
+    let to_hold: Vec<(String, String)> = pins
         .iter()
+        .filter(|pin| pin.held_after)
         .map(|pin| (pin.name.clone(), pin.after.clone()))
         .collect();
-    if hold {
-        // dnf keeps one lock per name: replace the old one so it names the new version.
-        if matches!(manager, Manager::Rpm(_)) {
-            steps.extend(manager.set_hold(&all, false).map(Step::Hold));
-        }
-        steps.extend(manager.set_hold(&all, true).map(Step::Hold));
-    } else if to_install.is_empty() {
-        // Installing released them already.
-        steps.extend(manager.set_hold(&was_held, false).map(Step::Hold));
+    // dnf keeps one lock per name: replace the old one so it names the new version.
+    if matches!(manager, Manager::Rpm(_)) {
+        steps.extend(manager.set_hold(&to_hold, false).map(Step::Hold));
+    }
+    steps.extend(manager.set_hold(&to_hold, true).map(Step::Hold));
+    if to_install.is_empty() {
+        // Installing released them already; otherwise release what is no longer to be held.
+        let to_release: Vec<(String, String)> = pins
+            .iter()
+            .filter(|pin| pin.held_before && !pin.held_after)
+            .map(|pin| (pin.name.clone(), pin.after.clone()))
+            .collect();
+        steps.extend(manager.set_hold(&to_release, false).map(Step::Hold));
     }
     steps
 }
@@ -442,6 +504,31 @@ fn index(
         manager.refresh(opts)?;
     }
     manager.available(names, opts)
+}
+
+/// What the packages about to be installed need of the companions not asked for (kubernetes-cni,
+/// cri-tools), from the repositories' metadata. A version that does not resolve is left to the
+/// plan, which says why.
+fn companion_needs(
+    manager: Manager,
+    wanted: &[(String, String)],
+    offered: &BTreeMap<String, Vec<String>>,
+    opts: &Options<'_>,
+) -> Result<Vec<Need>, Failure> {
+    let mut needs = Vec::new();
+    for (name, want) in wanted {
+        let Ok(version) = resolve(name, want, offered.get(name), manager) else {
+            continue;
+        };
+        let text = manager.requires(name, &version, opts)?;
+        let by = format!("{name} {version}");
+        needs.extend(match manager {
+            Manager::Apt => companions::from_deb_depends(&text, &by),
+            Manager::Rpm(_) => companions::from_rpm_requires(&text, &by),
+        });
+    }
+    needs.retain(|n| !wanted.iter().any(|(w, _)| *w == n.name));
+    Ok(needs)
 }
 
 fn resolve(

@@ -174,6 +174,22 @@ impl Manager {
         Ok(versions)
     }
 
+    /// What `name` at `version` declares it needs, as the repository's metadata says: the
+    /// `apt-cache show` record, or `repoquery --requires` lines (see [`crate::companions`]).
+    pub fn requires(self, name: &str, version: &str, opts: &Options<'_>) -> Result<String, Failure> {
+        let cmd = match self {
+            Manager::Apt => Command::new("apt-cache")
+                .args(["show", "--no-all-versions"])
+                .arg(format!("{name}={version}")),
+            Manager::Rpm(program) => with_repo_options(
+                Command::new(program).args(["-q", "repoquery", "--requires"]),
+                opts,
+            )
+            .arg(format!("{name}-{version}")),
+        };
+        checked(cmd.timeout(QUERY_TIMEOUT)).map(|out| out.stdout)
+    }
+
     /// Refreshes the package index (apt-get update / dnf makecache).
     pub fn refresh(self, opts: &Options<'_>) -> Result<(), Failure> {
         let cmd = match self {

@@ -32,6 +32,7 @@ fn observed(manager: Manager, version: &str, cni: &str, held: &[&str], offered: 
         installed,
         held: held.iter().map(|n| n.to_string()).collect(),
         available,
+        needs: Vec::new(),
     }
 }
 
@@ -222,5 +223,56 @@ fn a_version_the_repositories_do_not_offer_fails_the_plan() {
             "kubelet 1.9.9 is not offered by the configured apt repositories (available: 1.8.3-00, 1.9.2-00)"
         ),
         "{msg}"
+    );
+}
+
+/// kubelet 1.9 needs kubernetes-cni >= 0.6.0 and the node's 0.5.1 is held: without cni_version the
+/// companion moves with the packages (to the lowest version that meets it), its hold kept.
+#[test]
+fn a_held_companion_the_target_needs_moves_with_the_packages() {
+    let mut seen = observed(
+        Manager::Apt,
+        "1.8.3-00",
+        "0.5.1-00",
+        &["kubelet", "kubeadm", "kubectl", "kubernetes-cni"],
+        Some(&["1.8.3-00", "1.9.2-00", "0.5.1-00", "0.6.0-00", "1.2.0-00"]),
+    );
+    seen.needs = vec![Need {
+        name: "kubernetes-cni".into(),
+        op: ">=".into(),
+        version: "0.6.0".into(),
+        by: "kubelet 1.9.2-00".into(),
+    }];
+    let plan = plan(json!({"version": "1.9.2"}), &seen);
+    let argvs = argvs(&plan);
+    let install = argvs.iter().find(|a| a.contains(&"install".to_string())).unwrap();
+    assert!(
+        install.contains(&"kubernetes-cni=0.6.0-00".to_string()),
+        "{argvs:?}"
+    );
+    assert!(install.contains(&"kubelet=1.9.2-00".to_string()), "{argvs:?}");
+    let holds = argvs.last().unwrap();
+    assert_eq!(
+        holds[..2],
+        ["apt-mark".to_string(), "hold".to_string()],
+        "{argvs:?}"
+    );
+    assert!(
+        holds.contains(&"kubernetes-cni".to_string()),
+        "its hold is kept: {argvs:?}"
+    );
+    let rows = plan.values["packages"].as_array().unwrap();
+    let cni = rows.iter().find(|r| r["name"] == "kubernetes-cni").unwrap();
+    assert_eq!(
+        cni["because"], "kubelet 1.9.2-00 needs kubernetes-cni (>= 0.6.0)",
+        "{cni}"
+    );
+
+    // Nothing offered meets it: refused, naming what needs what.
+    seen.needs[0].version = "9.9.9".into();
+    let why = refusal(json!({"version": "1.9.2"}), &seen);
+    assert!(
+        why.contains("kubernetes-cni cannot move with the packages"),
+        "{why}"
     );
 }
