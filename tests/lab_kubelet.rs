@@ -91,8 +91,33 @@ fn a_kubelet_refuses_flags_its_release_removed_until_kubeadm_upgrade_node_cleans
         "{}",
         String::from_utf8_lossy(&kubeadm.stderr)
     );
+    // A kubeadm that fails after moving the first manifest leaves a half-upgraded control plane;
+    // running it again repairs it. The slow switch makes each run wait, healthy.
+    lab.ssh_ok(
+        1,
+        "echo 0.5 > /etc/kup-lab/kubeadm-slow && touch /etc/kup-lab/kubeadm-fail-midway-once",
+    );
+    let half = lab.ssh(1, "kubeadm upgrade apply v1.35.1 -y");
+    assert!(!half.status.success(), "the midway fault did not fail the apply");
+    let image = |component: &str| {
+        lab.ssh_ok(
+            1,
+            &format!("grep 'image:' /etc/kubernetes/manifests/{component}.yaml"),
+        )
+    };
+    assert!(image("kube-apiserver").contains("v1.35.1"));
+    assert!(
+        image("kube-controller-manager").contains("v1.34.2"),
+        "not half-upgraded"
+    );
     let apply = lab.ssh_ok(1, "kubeadm upgrade apply v1.35.1 -y");
     assert!(apply.contains("SUCCESS"), "{apply}");
+    assert!(
+        apply.contains("Waiting for the restarted static pods (lab: 0.5 s)"),
+        "{apply}"
+    );
+    assert!(image("kube-controller-manager").contains("v1.35.1"));
+    lab.ssh_ok(1, "rm /etc/kup-lab/kubeadm-slow");
     assert!(lab
         .ssh_ok(1, "ls /etc/kubernetes/tmp")
         .contains("kubeadm-backup-etcd-"));
