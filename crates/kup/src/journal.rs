@@ -114,6 +114,17 @@ impl Journal {
         }
     }
 
+    /// The steps done, `host/step`.
+    pub fn done(&self) -> &BTreeSet<String> {
+        &self.record.done
+    }
+
+    /// The target of the journal at `path`, if there is one (read only: no lock).
+    pub fn target_of(path: &Path) -> Option<String> {
+        let record: Record = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+        Some(record.target)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -2,6 +2,7 @@
 //!
 //!   kup plan    -i INVENTORY --to VERSION|CHANNEL    what would change; changes nothing
 //!   kup upgrade -i INVENTORY --to VERSION|CHANNEL    the whole rollout, resumable
+//!   kup status  -i INVENTORY [--to VERSION]          the journal against the live cluster
 //!   kup module NAME [ARGS.json]                      run one module (JSON on stdin without ARGS)
 //!   kup module --list                                the modules kup carries
 
@@ -12,6 +13,8 @@ mod lock;
 mod modules;
 mod procedure;
 mod report;
+mod runlog;
+mod status;
 mod transport;
 
 use clap::{Parser, Subcommand};
@@ -19,9 +22,10 @@ use inventory::Inventory;
 use journal::Journal;
 use procedure::{Options, Run, Stop};
 use report::Reporter;
-use serde_json::json;
+use runlog::RunLog;
+use serde_json::{json, Value};
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -41,7 +45,16 @@ use transport::SshTransport;
         verify.\n\nStart with `kup plan`. A failed or interrupted `kup upgrade` resumes where it stopped when \
         run again.\n\nProgress: on a terminal, a live table of every host and its steps (+ changed, . unchanged, \
         = done before, X failed, and the running step with its time) above the log; plain lines when stderr \
-        is not a terminal; `--json` for an event stream. The report follows on stdout."
+        is not a terminal; `--json` for an event stream. The report follows on stdout.\n\n\
+        Every plan and upgrade appends a log of the run, one JSON object a line (the command, every step \
+        with its module's full result, the outcome), beside the journal; its path is printed at the end. \
+        `kup status` shows what the journal has done against what the API server says.\n\n\
+        Examples:\n  \
+        kup plan    -i hosts.ini --to v1.9.2 -v      # every message in full\n  \
+        kup upgrade -i hosts.ini --to v1.9.2 -vv     # also each module's result, as it comes\n  \
+        kup upgrade -i hosts.ini --to v1.9.2 --log ~/upgrade-prod.log\n  \
+        kup status  -i hosts.ini                     # the journal's target, per host done/next and the node now\n  \
+        jq 'select(.status == \"FAILED\") | .result' .hosts.ini.kup-journal.json.log"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -73,6 +86,35 @@ struct Common {
     /// The plan judges the drains with the same flag.
     #[arg(long)]
     force_drain: bool,
+    /// More on stderr as steps end: -v each step's message in full (not cut to a line), -vv also
+    /// the module's whole result (JSON, secrets hidden). The run log has both either way.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// The run log (one JSON object a line, appended, mode 0600): default `<journal>.log` for
+    /// upgrade, `<journal>.plan.log` for plan, beside the journal. A --log in a world-writable
+    /// directory is refused; the default name gets a random part there.
+    #[arg(long, value_name = "PATH")]
+    log: Option<PathBuf>,
+}
+
+/// `kup status`'s arguments.
+#[derive(clap::Args, Debug, Clone)]
+struct StatusArgs {
+    /// Ansible inventory (INI or YAML), as given to upgrade.
+    #[arg(short, long)]
+    inventory: PathBuf,
+    /// The rollout's target (default: the journal's). A journal for another target counts as none.
+    #[arg(long)]
+    to: Option<String>,
+    /// The journal, as given to upgrade (default: beside the inventory).
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Release server, only to resolve a channel given to --to.
+    #[arg(long)]
+    base_url: Option<String>,
+    /// One JSON object on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -96,7 +138,7 @@ enum Command {
         /// Seconds a node may take to be Ready at the new version.
         #[arg(long, default_value_t = 300)]
         ready_timeout: u64,
-        /// The journal of finished steps (default: beside the inventory).
+        /// The journal of finished steps (default: `.INVENTORY.kup-journal.json` beside the inventory).
         #[arg(long)]
         state: Option<PathBuf>,
         /// Ignore the journal and start from the beginning.
@@ -113,6 +155,14 @@ enum Command {
         #[arg(long)]
         take_over_lock: bool,
     },
+    /// What a rollout has done and what the cluster says now: per host the journal's steps done
+    /// and the next one, what that leaves the node in, and its kubelet version, Ready and cordoned
+    /// as the API server tells them (one survey in check mode). Changes nothing, takes no lock;
+    /// exit 0, 1 when the API server could not be asked (the journal is shown all the same).
+    ///
+    /// Examples: `kup status -i hosts.ini` (the target the journal holds), `kup status -i hosts.ini
+    /// --to v1.9.2` (no journal: nothing done yet, or the rollout finished), `--json` for scripts.
+    Status(StatusArgs),
     /// Print the procedure per Kubernetes era that kup follows (the table playbooks/vars/eras.yml
     /// holds for upgrade.yml): where kubeadm comes from, what the other control planes and the
     /// workers run, how nodes are taken out, what happens to their services, which repository.
@@ -143,6 +193,7 @@ fn main() -> ExitCode {
             Err(_) => ExitCode::FAILURE,
         },
         Command::Plan(common) => plan(&common),
+        Command::Status(args) => status(&args),
         Command::Upgrade {
             common,
             workers_batch,
@@ -264,6 +315,61 @@ fn controller_path(text: &str) -> Result<PathBuf, String> {
     std::path::absolute(&expanded).map_err(|e| format!("kubeconfig {text}: {e}"))
 }
 
+/// How a command ended: its exit code, and the outcome and reason the run log keeps.
+struct Ended {
+    code: u8,
+    outcome: String,
+    detail: Option<String>,
+}
+
+impl Ended {
+    fn new(code: u8, outcome: &str, detail: Option<String>) -> Ended {
+        Ended {
+            code,
+            outcome: outcome.into(),
+            detail,
+        }
+    }
+
+    /// Said, logged as the last record, and the log's path told.
+    fn close(self, log: Option<&RunLog>) -> ExitCode {
+        if let Some(log) = log {
+            log.end(&self.outcome, self.detail.as_deref(), self.code);
+            say(&format!("full log: {}", log.path().display()));
+        }
+        ExitCode::from(self.code)
+    }
+}
+
+/// An error before anything ran: said, and the exit code.
+fn refused(code: u8, msg: String) -> Ended {
+    say(&msg);
+    Ended::new(code, "refused", Some(msg))
+}
+
+/// The journal's default place: `.NAME.kup-journal.json` beside the inventory `NAME`.
+fn default_journal(inventory: &Path) -> PathBuf {
+    let name = inventory
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    inventory.with_file_name(format!(".{name}.kup-journal.json"))
+}
+
+/// The run log: `--log`, else the journal's path with `suffix` appended; its start record written.
+fn open_log(common: &Common, journal: &Path, suffix: &str, command: &str) -> Result<Arc<RunLog>, String> {
+    let log = match &common.log {
+        Some(path) => RunLog::open(path, true)?,
+        None => {
+            let mut name = journal.as_os_str().to_owned();
+            name.push(suffix);
+            RunLog::open(Path::new(&name), false)?
+        }
+    };
+    log.start(command, &common.inventory, Some(&common.to));
+    Ok(Arc::new(log))
+}
+
 fn upgrade(
     common: &Common,
     opts: Options,
@@ -272,34 +378,49 @@ fn upgrade(
     yes: bool,
     take_over_lock: bool,
 ) -> ExitCode {
-    let signals = Signals::watch();
-    let (inventory, opts, transport) = match load(common, opts, &signals.aborted) {
-        Ok(x) => x,
+    let journal_path = state.unwrap_or_else(|| default_journal(&common.inventory));
+    // The log first: whatever happens next, it is written.
+    let log = match open_log(common, &journal_path, ".log", "upgrade") {
+        Ok(log) => log,
         Err(e) => {
-            say(&e);
+            // A refused --log already says what to do.
+            if e.contains("--log") {
+                say(&e);
+            } else {
+                say(&format!(
+                    "{e}\n  what to do: give --log a path in a directory of your own"
+                ));
+            }
             return ExitCode::from(2);
         }
     };
-    let journal_path = state.unwrap_or_else(|| {
-        let name = common
-            .inventory
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        common
-            .inventory
-            .with_file_name(format!(".{name}.kup-journal.json"))
-    });
+    let ended = upgrade_logged(common, opts, journal_path, restart, yes, take_over_lock, &log);
+    ended.close(Some(&log))
+}
+
+fn upgrade_logged(
+    common: &Common,
+    opts: Options,
+    journal_path: PathBuf,
+    restart: bool,
+    yes: bool,
+    take_over_lock: bool,
+    log: &Arc<RunLog>,
+) -> Ended {
+    let signals = Signals::watch();
+    let (inventory, opts, transport) = match load(common, opts, &signals.aborted) {
+        Ok(x) => x,
+        Err(e) => return refused(2, e),
+    };
     // The journal is keyed by the target as given until resolved; a channel is resolved first.
     // Opening it takes its lock: a second kup with the same journal stops here.
     let (journal, _) = match Journal::open(journal_path.clone(), &opts.target, true) {
         Ok(j) => j,
-        Err(e) => {
-            say(&e);
-            return ExitCode::from(1);
-        }
+        Err(e) => return refused(1, e),
     };
-    let reporter = Reporter::new(common.json, &inventory.host_names());
+    let reporter = Reporter::new(common.json, &inventory.host_names())
+        .with_log(Some(Arc::clone(log)))
+        .with_verbosity(common.verbose);
     let mut run = Run::new(
         &inventory,
         &transport,
@@ -331,15 +452,16 @@ fn upgrade(
     let hosts = inventory.all_hosts().count();
     if !yes {
         if !std::io::stdin().is_terminal() {
-            say("not a terminal: pass --yes to upgrade without confirmation");
-            return ExitCode::from(2);
+            return refused(
+                2,
+                "not a terminal: pass --yes to upgrade without confirmation".into(),
+            );
         }
         say(&format!("upgrade {hosts} hosts to {target}? [y/N] "));
         let mut answer = String::new();
         let _ = std::io::stdin().lock().read_line(&mut answer);
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            say("not upgrading");
-            return ExitCode::from(1);
+            return refused(1, "not upgrading".into());
         }
     }
     if let Err(stop) = cluster_lock.acquire(&run) {
@@ -397,42 +519,53 @@ fn upgrade(
                 }
             }
             let (_, changed) = reporter.finish("upgraded", Some(target.to_string()));
-            if changed == 0 {
-                say(&format!("nothing to do: every host was already at {target}"));
+            let detail = (changed == 0).then(|| format!("nothing to do: every host was already at {target}"));
+            if let Some(d) = &detail {
+                say(d);
             }
-            ExitCode::SUCCESS
+            Ended::new(0, "upgraded", detail)
         }
         Err(stop) => finish(&reporter, stop, Some(target.to_string())),
     }
 }
 
-fn finish(reporter: &Reporter, stop: Stop, target: Option<String>) -> ExitCode {
-    let code = match stop {
-        Stop::Interrupted | Stop::Aborted { .. } => 130,
-        Stop::Setup(_) | Stop::Failed { .. } => 1,
+fn finish(reporter: &Reporter, stop: Stop, target: Option<String>) -> Ended {
+    let (code, outcome) = match stop {
+        Stop::Interrupted => (130, "interrupted"),
+        Stop::Aborted { .. } => (130, "aborted"),
+        Stop::Setup(_) | Stop::Failed { .. } => (1, "stopped"),
     };
     reporter.finish("stopped", target);
-    say(&stop.to_string());
-    ExitCode::from(code)
+    let msg = stop.to_string();
+    say(&msg);
+    Ended::new(code, outcome, Some(msg))
 }
 
 fn plan(common: &Common) -> ExitCode {
+    // A plan without its log still plans (it changes nothing): the operator is told.
+    let log = match open_log(common, &default_journal(&common.inventory), ".plan.log", "plan") {
+        Ok(log) => Some(log),
+        Err(e) => {
+            say(&format!("{e}; planning without a run log (--log PATH names one)"));
+            None
+        }
+    };
+    plan_logged(common, log.as_ref()).close(log.as_deref())
+}
+
+fn plan_logged(common: &Common, log: Option<&Arc<RunLog>>) -> Ended {
     let signals = Signals::watch();
     let opts = options(common, 1, 0, 0, 0);
     let (inventory, opts, transport) = match load(common, opts, &signals.aborted) {
         Ok(x) => x,
-        Err(e) => {
-            say(&e);
-            return ExitCode::from(2);
-        }
+        Err(e) => return refused(2, e),
     };
-    let reporter = Reporter::new(common.json, &inventory.host_names());
+    let reporter = Reporter::new(common.json, &inventory.host_names())
+        .with_log(log.cloned())
+        .with_verbosity(common.verbose);
     let tmp = match tempfile::tempdir() {
         Ok(t) => t,
-        Err(e) => {
-            say(&format!("temp dir: {e}"));
-            return ExitCode::from(2);
-        }
+        Err(e) => return refused(2, format!("temp dir: {e}")),
     };
     let journal = Journal::unlocked(tmp.path().join("plan.json"), &opts.target, true);
     let run = Run::new(
@@ -517,6 +650,9 @@ fn plan(common: &Common) -> ExitCode {
             json!({"event": "blockers", "blockers": blockers})
         );
     }
+    if let Some(log) = log {
+        log.record("blockers", json!({"blockers": blockers}));
+    }
     match result {
         Err(stop) => {
             let code = if matches!(stop, Stop::Interrupted | Stop::Aborted { .. }) {
@@ -524,12 +660,105 @@ fn plan(common: &Common) -> ExitCode {
             } else {
                 1
             };
-            say(&stop.to_string());
-            ExitCode::from(code)
+            let msg = stop.to_string();
+            say(&msg);
+            Ended::new(code, outcome, Some(msg))
         }
-        Ok(()) if blockers.is_empty() => ExitCode::SUCCESS,
-        Ok(()) => ExitCode::from(1),
+        Ok(()) if blockers.is_empty() => Ended::new(0, outcome, None),
+        Ok(()) => Ended::new(1, outcome, Some(blockers.join("\n"))),
     }
+}
+
+/// `kup status`: the journal against the live cluster; changes nothing, takes no lock.
+fn status(args: &StatusArgs) -> ExitCode {
+    let journal_path = args
+        .state
+        .clone()
+        .unwrap_or_else(|| default_journal(&args.inventory));
+    let journal_target = Journal::target_of(&journal_path);
+    let Some(to) = args.to.clone().or_else(|| journal_target.clone()) else {
+        say(&format!(
+            "no journal at {}: no rollout under way (or the last one finished); pass --to VERSION to see \
+             the cluster against a target",
+            journal_path.display()
+        ));
+        return ExitCode::from(2);
+    };
+    let common = Common {
+        inventory: args.inventory.clone(),
+        to,
+        base_url: args.base_url.clone(),
+        cni_version: None,
+        json: args.json,
+        allow_partial: false,
+        force_drain: false,
+        verbose: 0,
+        log: None,
+    };
+    let aborted = Arc::new(AtomicBool::new(false));
+    let (inventory, opts, transport) = match load(&common, options(&common, 1, 0, 0, 0), &aborted) {
+        Ok(x) => x,
+        Err(e) => {
+            say(&e);
+            return ExitCode::from(2);
+        }
+    };
+    let reporter = Reporter::silent();
+    let tmp_journal = Journal::unlocked(PathBuf::new(), &opts.target, true);
+    let mut run = Run::new(
+        &inventory,
+        &transport,
+        opts,
+        tmp_journal,
+        &reporter,
+        Arc::new(AtomicBool::new(false)),
+    );
+    let target = match run.resolve_target() {
+        Ok(t) => t,
+        Err(stop) => {
+            say(&stop.to_string());
+            return ExitCode::from(1);
+        }
+    };
+    // Read only: the journal as the last run left it, without its lock (a run may hold it).
+    let journal = Journal::unlocked(journal_path.clone(), &target.to_string(), false);
+    let (journal_text, journal_json) = match &journal_target {
+        Some(t) if *t == target.to_string() => (
+            format!(
+                "journal {} ({} steps done)",
+                journal_path.display(),
+                journal.done_count()
+            ),
+            json!({"path": journal_path, "target": t, "done": journal.done_count()}),
+        ),
+        Some(t) => (
+            format!(
+                "journal {} is for {t}, not {target}: nothing of this rollout is recorded",
+                journal_path.display()
+            ),
+            json!({"path": journal_path, "target": t, "done": 0}),
+        ),
+        None => (
+            format!(
+                "no journal at {}: nothing done yet, or the rollout finished",
+                journal_path.display()
+            ),
+            Value::Null,
+        ),
+    };
+    run.journal = Mutex::new(journal);
+    let found = status::gather(&run, target);
+    let text = if args.json {
+        status::to_json(&found, target, &journal_json).to_string() + "\n"
+    } else {
+        status::render(&found, target, &journal_text)
+    };
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    if let Some(e) = &found.api_error {
+        say(&format!("the API server could not be asked: {e}"));
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
 }
 
 #[cfg(test)]

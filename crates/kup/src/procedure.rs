@@ -637,6 +637,29 @@ impl Run<'_> {
         steps
     }
 
+    /// The journaled steps of `host` (the `index`-th in inventory order) in the order a rollout to
+    /// `target` runs them: on a control plane its kubeadm steps ([`Run::control_plane_kubeadm`]),
+    /// then the node's ([`Run::node_steps`]). What `kup status` holds the journal against.
+    pub fn journaled_steps(&self, index: usize, host: &Host, target: Version) -> Vec<&'static str> {
+        let control_planes = self.inventory.control_plane.len();
+        let worker = index >= control_planes;
+        let mut names = Vec::new();
+        if !worker {
+            let era = kube_eras::for_target(target);
+            names.push(match era.kubeadm {
+                kube_eras::KubeadmSource::Download => "kubeadm-download",
+                kube_eras::KubeadmSource::Package => "kubeadm-package",
+            });
+            let apply = index == 0 || era.other_control_planes == kube_eras::OtherControlPlanes::Apply;
+            if apply && era.config_edit == kube_eras::ConfigEdit::NodeName {
+                names.push("kubeadm-config-nodename");
+            }
+            names.push(if apply { "kubeadm-apply" } else { "kubeadm-node" });
+        }
+        names.extend(self.node_steps(host, target, worker).iter().map(|s| s.name));
+        names
+    }
+
     /// One node's package upgrade, with cordon (control plane) or drain (worker) around it.
     /// Skipped when the node already runs the target with the packages pinned.
     pub fn upgrade_node(&self, host: &Host, target: Version, worker: bool) -> Result<(), Stop> {

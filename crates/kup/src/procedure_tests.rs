@@ -524,3 +524,37 @@ fn today_a_worker_gets_the_targets_kubeadm_package_and_upgrade_node_before_it_is
         "{calls:?}"
     );
 }
+
+/// `kup status` names each host's journaled steps: exactly those a rollout marks, in every era.
+#[test]
+fn the_journaled_steps_kup_status_names_are_those_a_rollout_marks() {
+    for target in ["v1.9.2", "v1.13.4", "v1.35.1"] {
+        let fake = Fake::new(not_upgraded);
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::unlocked(dir.path().join("j.json"), target, false);
+        let version = Version::parse(target).unwrap();
+        with_run(&fake, journal, |run| {
+            run.control_plane_kubeadm(version).unwrap();
+            run.nodes(version).unwrap();
+            let journal = run.journal.lock().unwrap();
+            for (i, host) in run.inventory.all_hosts().enumerate() {
+                let mut named: Vec<String> = run
+                    .journaled_steps(i, host, version)
+                    .iter()
+                    .map(|s| format!("{}/{s}", host.name))
+                    .collect();
+                let len = named.len();
+                named.sort();
+                named.dedup();
+                assert_eq!(named.len(), len, "{target} {}: a step named twice", host.name);
+                let marked: Vec<String> = journal
+                    .done()
+                    .iter()
+                    .filter(|k| k.starts_with(&format!("{}/", host.name)))
+                    .cloned()
+                    .collect();
+                assert_eq!(named, marked, "{target} {}", host.name);
+            }
+        });
+    }
+}

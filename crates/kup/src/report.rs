@@ -3,6 +3,7 @@
 //! and after, the steps, the changes, the time.
 
 use crate::live::{Live, TICK};
+use crate::runlog::{self, RunLog};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -73,6 +74,10 @@ pub struct Reporter {
     started: Instant,
     hosts: Mutex<BTreeMap<String, HostSummary>>,
     live: Option<Arc<Mutex<Live>>>,
+    /// The run log: every event, with each module's full result.
+    log: Option<Arc<RunLog>>,
+    /// `-v`: each step's message in full; `-vv`: also the module's result (redacted), on stderr.
+    verbose: u8,
 }
 
 impl Reporter {
@@ -101,11 +106,23 @@ impl Reporter {
             started: Instant::now(),
             hosts: Mutex::new(BTreeMap::new()),
             live,
+            log: None,
+            verbose: 0,
         }
     }
 
-    /// A reporter that keeps its tallies and prints nothing.
-    #[cfg(test)]
+    /// Every event also goes to `log`.
+    pub fn with_log(mut self, log: Option<Arc<RunLog>>) -> Reporter {
+        self.log = log;
+        self
+    }
+
+    pub fn with_verbosity(mut self, verbose: u8) -> Reporter {
+        self.verbose = verbose;
+        self
+    }
+
+    /// A reporter that keeps its tallies and prints nothing (kup status, the tests).
     pub fn silent() -> Reporter {
         Reporter {
             json: true,
@@ -113,6 +130,8 @@ impl Reporter {
             started: Instant::now(),
             hosts: Mutex::new(BTreeMap::new()),
             live: None,
+            log: None,
+            verbose: 0,
         }
     }
 
@@ -131,6 +150,9 @@ impl Reporter {
 
     /// A step has started on `host` (shown in the live view only).
     pub fn running(&self, host: &str, step: &str) {
+        if let Some(log) = &self.log {
+            log.record("running", json!({"host": host, "step": step}));
+        }
         if let Some(mut view) = self.live.as_ref().and_then(|l| l.lock().ok()) {
             view.running(host, step, Instant::now());
             view.draw(&mut std::io::stderr().lock(), &[], Instant::now());
@@ -138,6 +160,13 @@ impl Reporter {
     }
 
     pub fn step(&self, e: StepEvent) {
+        if let Some(log) = &self.log {
+            log.record(
+                "step",
+                json!({"host": e.host, "step": e.step, "module": e.module, "status": e.status,
+                       "changed": e.changed, "seconds": round(e.seconds), "msg": e.msg, "result": e.result}),
+            );
+        }
         if let Ok(mut hosts) = self.hosts.lock() {
             let h = hosts.entry(e.host.clone()).or_default();
             h.steps += 1;
@@ -170,15 +199,26 @@ impl Reporter {
                 .to_string(),
             );
         } else {
-            let msg: String = e.msg.chars().take(150).collect();
-            self.emit(format!(
-                "{elapsed:>7.1}s  {:<12} {:<24} {:<8} {:>6.1}s  {msg}",
-                e.host, e.step, e.status, e.seconds
-            ));
+            self.emit(step_line(&e, elapsed, self.verbose));
+        }
+        if self.verbose >= 2 && !e.result.is_null() {
+            let result = serde_json::to_string_pretty(&runlog::redact(e.result.clone())).unwrap_or_default();
+            let text = format!("{} {} result:\n{result}", e.host, e.step);
+            if self.json {
+                // stdout is the event stream: the result goes beside it, on stderr.
+                if !self.quiet {
+                    let _ = writeln!(std::io::stderr().lock(), "{text}");
+                }
+            } else {
+                self.emit(text);
+            }
         }
     }
 
     pub fn note(&self, host: &str, text: &str) {
+        if let Some(log) = &self.log {
+            log.record("note", json!({"host": host, "msg": text}));
+        }
         if let Ok(mut hosts) = self.hosts.lock() {
             hosts
                 .entry(host.to_string())
@@ -197,6 +237,9 @@ impl Reporter {
     }
 
     pub fn phase(&self, name: &str) {
+        if let Some(log) = &self.log {
+            log.record("phase", json!({"name": name}));
+        }
         if self.json {
             self.emit(json!({"event": "phase", "name": name}).to_string());
         } else {
@@ -226,6 +269,14 @@ impl Reporter {
             .map(|(_, v)| v["steps"].as_u64().unwrap_or(0) as usize)
             .sum();
         let seconds = round(self.started.elapsed().as_secs_f64());
+        if let Some(log) = &self.log {
+            let map: serde_json::Map<String, Value> = hosts.iter().cloned().collect();
+            log.record(
+                "report",
+                json!({"outcome": outcome, "target": target, "seconds": seconds, "steps": steps,
+                       "changed": changed, "hosts": map}),
+            );
+        }
         if self.json {
             let map: serde_json::Map<String, Value> = hosts.into_iter().collect();
             self.emit(
@@ -264,6 +315,19 @@ impl Reporter {
     }
 }
 
+/// A step's progress line: its message cut to one line of 150 characters, or (`-v`) in full.
+fn step_line(e: &StepEvent, elapsed: f64, verbose: u8) -> String {
+    let msg: String = if verbose >= 1 {
+        e.msg.clone()
+    } else {
+        e.msg.lines().next().unwrap_or("").chars().take(150).collect()
+    };
+    format!(
+        "{elapsed:>7.1}s  {:<12} {:<24} {:<8} {:>6.1}s  {msg}",
+        e.host, e.step, e.status, e.seconds
+    )
+}
+
 fn summary_json(h: &HostSummary) -> Value {
     json!({"steps": h.steps, "changed": h.changed, "seconds": round(h.seconds),
            "kubelet_before": h.kubelet_before, "kubelet_after": h.kubelet_after, "notes": h.notes})
@@ -271,4 +335,49 @@ fn summary_json(h: &HostSummary) -> Value {
 
 fn round(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verbose_lines_keep_the_whole_message() {
+        let long = format!("first line {}\nsecond line: the reason", "x".repeat(200));
+        let e = StepEvent::ran(
+            "cp1",
+            "packages",
+            "package_pin",
+            &json!({"failed": true, "msg": long}),
+            1.0,
+        );
+        let short = step_line(&e, 2.0, 0);
+        assert!(!short.contains('\n') && !short.contains("second line"), "{short}");
+        assert!(short.ends_with(&"x".repeat(139)), "cut at 150: {short}");
+        let full = step_line(&e, 2.0, 1);
+        assert!(full.ends_with(&long), "{full}");
+        assert!(full.contains("FAILED"));
+    }
+
+    #[test]
+    fn every_event_reaches_the_log_with_the_full_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(RunLog::open(&dir.path().join("run.log"), false).unwrap());
+        let reporter = Reporter::silent().with_log(Some(Arc::clone(&log)));
+        reporter.phase("preflight");
+        reporter.running("cp1", "packages");
+        let result = json!({"failed": true, "changed": false, "msg": "apt-get failed", "rc": 100,
+                            "stdout": "Reading package lists...", "stderr": "E: Unable to locate package kubelet"});
+        reporter.step(StepEvent::ran("cp1", "packages", "package_pin", &result, 3.0));
+        reporter.note("cp1", "a note");
+        reporter.finish("stopped", Some("v1.9.2".into()));
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let events: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
+        assert_eq!(events, ["phase", "running", "step", "note", "report"]);
+        assert_eq!(lines[2]["result"], result, "the module's whole result");
+        assert_eq!(lines[2]["status"], "FAILED");
+        assert_eq!(lines[4]["hosts"]["cp1"]["steps"], 1);
+    }
 }
