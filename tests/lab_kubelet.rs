@@ -185,3 +185,40 @@ fn a_kubelet_refuses_flags_its_release_removed_until_kubeadm_upgrade_node_cleans
         String::from_utf8_lossy(&skew.stderr)
     );
 }
+
+/// A patch published after the nodes were provisioned (`kup-lab up --withhold`, then `kup-lab
+/// publish`) is only seen once the node refreshes its index, as with apt.kubernetes.io and pkgs.k8s.io.
+#[test]
+fn a_patch_published_after_provisioning_is_seen_only_after_an_index_refresh() {
+    let Some(lab) = TestLab::up_with(
+        LabOptions {
+            flavour: "apt",
+            from: "1.35.0",
+            control_planes: 1,
+            workers: 0,
+            id: 13,
+        },
+        &["--withhold", "1.35.1"],
+    ) else {
+        return;
+    };
+    let simulate = "apt-get install -s --allow-change-held-packages kubelet=1.35.1-1.1";
+    let before = lab.ssh(1, simulate);
+    assert!(!before.status.success(), "1.35.1 offered before it was published");
+    let publish = std::process::Command::new(e2e::dist().join("kup-lab"))
+        .args(["publish", "--dir"])
+        .arg(&lab.dir)
+        .arg("1.35.1")
+        .output()
+        .unwrap();
+    assert!(publish.status.success(), "{}", e2e::output_text(&publish));
+    let stale = lab.ssh(1, simulate);
+    assert!(!stale.status.success(), "seen without refreshing the index");
+    lab.ssh_ok(1, "apt-get update -qq");
+    let after = lab.ssh(1, simulate);
+    assert!(
+        after.status.success(),
+        "{}",
+        String::from_utf8_lossy(&after.stderr)
+    );
+}

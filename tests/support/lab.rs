@@ -55,6 +55,11 @@ impl TestLab {
     /// Brings a lab up, or returns None (skipped) when this machine cannot run one and the full
     /// suite was not asked for.
     pub fn up(opts: LabOptions<'_>) -> Option<TestLab> {
+        TestLab::up_with(opts, &[])
+    }
+
+    /// [`TestLab::up`] with more `kup-lab up` arguments (e.g. `--withhold 1.35.1`).
+    pub fn up_with(opts: LabOptions<'_>, extra: &[&str]) -> Option<TestLab> {
         let kup_lab = dist().join("kup-lab");
         if !kup_lab.exists() || !is_root() {
             let why = format!(
@@ -83,6 +88,7 @@ impl TestLab {
                 &opts.workers.to_string(),
             ])
             .args(["--bridge", &bridge, "--subnet", &subnet])
+            .args(extra)
             .stdin(Stdio::null())
             .output()
             .expect("kup-lab up");

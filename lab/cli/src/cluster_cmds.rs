@@ -44,6 +44,31 @@ pub struct UpArgs {
     /// Seconds without kubelet heartbeats before a node turns NotReady.
     #[arg(long, default_value_t = 8.0)]
     pub node_grace: f64,
+    /// Hold a pkgs.k8s.io release (e.g. 1.35.1) back from this lab's repositories until
+    /// `kup-lab publish` (repeatable): a patch published after the nodes were provisioned, which
+    /// they see only after refreshing their package index.
+    #[arg(long)]
+    pub withhold: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PublishArgs {
+    /// The lab's directory.
+    #[arg(long, default_value = ".lab")]
+    pub dir: PathBuf,
+    /// The release held back at `up --withhold` to publish now, e.g. 1.35.1.
+    pub version: String,
+}
+
+pub fn publish(args: PublishArgs) -> Result<(), String> {
+    lab_cluster::publish(&absolute(args.dir)?, &args.version)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "published {}: nodes see it after `apt-get update` / `dnf makecache`",
+        args.version
+    )
+    .map_err(|e| e.to_string())
 }
 
 #[derive(clap::Args, Debug)]
@@ -119,6 +144,7 @@ pub fn up(args: UpArgs) -> Result<(), String> {
         kup_lab: me,
         time_factor: args.time_factor,
         node_grace: args.node_grace,
+        withhold: args.withhold,
     };
     let files = lab_cluster::up(&spec)?;
     let mut out = std::io::stdout().lock();

@@ -37,6 +37,8 @@ enum Command {
     /// Build (once) the signed package repositories and print, as JSON, the directory nodes mount
     /// (`served`), the signing key's fingerprint and how each release's repository is reached.
     Repo(cluster_cmds::RepoArgs),
+    /// Publish a release held back at `up --withhold` in the lab's repositories (signed anew).
+    Publish(cluster_cmds::PublishArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -85,6 +87,7 @@ fn main() -> ExitCode {
         Command::Status(args) => cluster_cmds::status(args),
         Command::ReleaseServer(args) => cluster_cmds::release_server(args),
         Command::Repo(args) => cluster_cmds::repo(args),
+        Command::Publish(args) => cluster_cmds::publish(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

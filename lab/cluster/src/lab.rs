@@ -138,13 +138,15 @@ pub fn up(spec: &LabSpec) -> Result<LabFiles, String> {
 fn build(state: &mut LabState) -> Result<LabFiles, String> {
     let spec = state.spec.clone();
     // Labs built at the same time share the cache: one builds, the others wait for it.
-    let (base, repo) = {
+    let (base, built) = {
         let _lock = sh::lock(&spec.cache)?;
         (
             base::ensure(&spec.cache, spec.mirror.as_deref())?,
-            repo::ensure(&spec.cache)?.served,
+            repo::ensure(&spec.cache)?,
         )
     };
+    // The lab's own copy, so that a held-back patch can be published to this lab alone later.
+    let repo = repo::lab_copy(&built, &spec.dir, &spec.withhold)?;
     let releases = spec.dir.join("releases");
     repo::write_releases(&releases)?;
     let files = state.files();
@@ -575,6 +577,21 @@ fn mounts_under(dir: &Path) -> Vec<String> {
         .filter(|m| m.starts_with(&prefix))
         .map(str::to_string)
         .collect()
+}
+
+/// Publishes a release the lab held back (`up --withhold`): its packages appear in the lab's
+/// repositories, with new signed indexes; the nodes see them after `apt-get update` / `dnf makecache`.
+pub fn publish(dir: &Path, version: &str) -> Result<(), String> {
+    let state = LabState::load(dir).ok_or_else(|| format!("no lab in {}", dir.display()))?;
+    let built = {
+        let _lock = sh::lock(&state.spec.cache)?;
+        repo::ensure(&state.spec.cache)?
+    };
+    repo::publish(
+        &built,
+        &state.spec.dir.join("repo"),
+        version.trim_start_matches('v'),
+    )
 }
 
 /// The Kubernetes repository a node's package manager is pointed at, as its definition file says:

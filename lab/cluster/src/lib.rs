@@ -10,5 +10,5 @@ pub mod repo;
 pub mod sh;
 pub mod spec;
 
-pub use lab::{down, status, up, LabFiles, LabState};
+pub use lab::{down, publish, status, up, LabFiles, LabState};
 pub use spec::{Flavour, LabSpec, NodePlan};

@@ -49,6 +49,9 @@ pub struct LabSpec {
     pub time_factor: f64,
     /// Seconds without kubelet heartbeats before a node turns NotReady.
     pub node_grace: f64,
+    /// pkgs.k8s.io releases held back from the lab's repositories until `kup-lab publish`.
+    #[serde(default)]
+    pub withhold: Vec<String>,
 }
 
 impl LabSpec {

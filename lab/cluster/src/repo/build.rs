@@ -19,10 +19,11 @@ const REVISION: &str = "4";
 
 /// What a built repository offers.
 pub struct Built {
-    /// The directory nodes mount.
+    /// The directory nodes mount (each lab mounts its own copy: [`super::publish`]).
     pub served: PathBuf,
-    /// The signing key's fingerprint.
+    /// The signing key's fingerprint, and its gpg home (outside what nodes see).
     pub fingerprint: String,
+    pub gnupg: PathBuf,
 }
 
 /// Builds (or finds in the cache) the repositories.
@@ -44,6 +45,7 @@ pub fn ensure(cache: &Path) -> Result<Built, String> {
         return Ok(Built {
             served: dir.join("srv"),
             fingerprint: fingerprint.trim().to_string(),
+            gnupg: dir.join("gnupg"),
         });
     }
     sh::progress("building the lab's signed apt and rpm repositories (once; about a minute)");
@@ -62,6 +64,7 @@ pub fn ensure(cache: &Path) -> Result<Built, String> {
     Ok(Built {
         served: dir.join("srv"),
         fingerprint: key.fingerprint,
+        gnupg: dir.join("gnupg"),
     })
 }
 
@@ -146,7 +149,7 @@ fn copy(from: &Path, to: &Path) -> Result<(), String> {
 }
 
 /// dpkg-scanpackages names files relative to its working directory: run it in the repository root.
-fn scan_debs(root: &Path, under: &str) -> Result<String, String> {
+pub(super) fn scan_debs(root: &Path, under: &str) -> Result<String, String> {
     module_kit::command::Command::new("dpkg-scanpackages")
         .args(["-m", under])
         .current_dir(root)
@@ -155,7 +158,7 @@ fn scan_debs(root: &Path, under: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-fn index_rpms(dir: &Path, key: &Key) -> Result<(), String> {
+pub(super) fn index_rpms(dir: &Path, key: &Key) -> Result<(), String> {
     sh::run("createrepo_c", &["-q", &dir.to_string_lossy()])?;
     key.sign_repomd(dir)
 }

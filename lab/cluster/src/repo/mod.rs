@@ -5,10 +5,12 @@
 
 mod build;
 mod packages;
+mod publish;
 mod sign;
 pub mod sources;
 
-pub use build::{ensure, write_releases};
+pub use build::{ensure, write_releases, Built};
+pub use publish::{lab_copy, publish};
 
 /// Where the stand-in binary lives inside nodes (copied there at provisioning).
 pub const STANDIN: &str = "/usr/local/lib/kup-lab/standin";

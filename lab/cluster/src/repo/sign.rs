@@ -44,6 +44,14 @@ impl Key {
         Ok(Key { fingerprint, ..key })
     }
 
+    /// The key made earlier in `home`.
+    pub fn open(home: &Path, fingerprint: &str) -> Key {
+        Key {
+            home: home.to_path_buf(),
+            fingerprint: fingerprint.to_string(),
+        }
+    }
+
     fn gpg(&self, args: &[&str]) -> Result<String, String> {
         let home = self.home.to_string_lossy();
         let mut argv = vec!["--homedir", &*home, "--batch", "--yes", "--quiet"];
