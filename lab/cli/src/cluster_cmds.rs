@@ -208,14 +208,18 @@ pub fn repo(args: RepoArgs) -> Result<(), String> {
                 "rpm": format!("{}-{}", r.version, lab_cluster::repo::rpm_release(r.legacy())),
                 "cni": r.cni,
                 "cri_tools": r.cri_tools,
-                "apt_source": lab_cluster::repo::sources::apt(r, lab_cluster::repo::sources::AptForm::OneLine).1.trim(),
-                "yum_repo": lab_cluster::repo::sources::yum(r),
+                "apt_source": lab_cluster::repo::sources::apt(
+                    r,
+                    lab_cluster::repo::sources::AptForm::OneLine,
+                    lab_cluster::repo::sources::FILE_BASE
+                ).1.trim(),
+                "yum_repo": lab_cluster::repo::sources::yum(r, lab_cluster::repo::sources::FILE_BASE),
             })
         })
         .collect();
     let out = serde_json::json!({
         "served": built.served,
-        "mount": lab_cluster::repo::sources::MOUNT,
+        "mount": lab_cluster::repo::sources::FILE_BASE.trim_start_matches("file://"),
         "fingerprint": built.fingerprint,
         "releases": releases,
     });

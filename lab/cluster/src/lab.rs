@@ -17,6 +17,9 @@ pub struct LabState {
     pub nodes: Vec<RunningNode>,
     pub apiserver_pid: Option<u32>,
     pub release_pid: Option<u32>,
+    /// The server of the lab's package repositories.
+    #[serde(default)]
+    pub repo_pid: Option<u32>,
     pub api_url: String,
     pub release_url: String,
 }
@@ -117,6 +120,7 @@ pub fn up(spec: &LabSpec) -> Result<LabFiles, String> {
         nodes: Vec::new(),
         apiserver_pid: None,
         release_pid: None,
+        repo_pid: None,
         api_url: format!("https://{}:{}", spec.host_ip(), spec.api_port()),
         release_url: format!("http://{}:{}", spec.host_ip(), spec.release_port()),
     };
@@ -193,6 +197,20 @@ fn build(state: &mut LabState) -> Result<LabFiles, String> {
             &release_listen,
         ],
     )?);
+    // The lab's repositories over HTTP, as users reach pkgs.k8s.io: a node's index is its own copy
+    // and goes stale when a patch is published (`kup-lab publish`).
+    let repo_listen = format!("{}:{}", spec.host_ip(), spec.repo_port());
+    state.repo_pid = Some(spawn_server(
+        &spec,
+        "repo-server",
+        &[
+            "release-server",
+            "--root",
+            &repo.to_string_lossy(),
+            "--listen",
+            &repo_listen,
+        ],
+    )?);
     state.save()?;
     let apiserver_pid = state.apiserver_pid;
     let log = spec.dir.join("logs/apiserver.log");
@@ -214,6 +232,9 @@ fn build(state: &mut LabState) -> Result<LabFiles, String> {
     wait_for(Duration::from_secs(30), "the release server", || {
         std::net::TcpStream::connect(&release_listen).ok()
     })?;
+    wait_for(Duration::from_secs(30), "the repository server", || {
+        std::net::TcpStream::connect(&repo_listen).ok()
+    })?;
 
     let hosts: String = spec
         .nodes()
@@ -233,7 +254,7 @@ fn build(state: &mut LabState) -> Result<LabFiles, String> {
     for plan in spec.nodes() {
         sh::progress(&format!("booting {} ({})", plan.name, plan.address));
         let dir = node::prepare(&plan, &provision)?;
-        let running = node::boot(&plan, &dir, &spec, &repo);
+        let running = node::boot(&plan, &dir, &spec);
         match running {
             Ok(n) => state.nodes.push(n),
             Err(e) => {
@@ -493,7 +514,7 @@ fn teardown(dir: &Path, bridge: Option<&str>, keep_logs: bool) -> Result<(), Str
     // Servers: only processes whose command line names this lab's directory.
     let mut servers: Vec<u32> = state
         .iter()
-        .flat_map(|s| [s.apiserver_pid, s.release_pid])
+        .flat_map(|s| [s.apiserver_pid, s.release_pid, s.repo_pid])
         .flatten()
         .collect();
     servers.extend(processes_mentioning(

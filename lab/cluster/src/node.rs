@@ -2,7 +2,7 @@
 //! units and (for control planes) static pod manifests; booted with systemd-nspawn on the bridge;
 //! then its Kubernetes packages installed at the starting version with its own package manager.
 
-use crate::repo::sources::{self, AptForm, MOUNT};
+use crate::repo::sources::{self, AptForm};
 use crate::repo::{self, STANDIN};
 use crate::sh;
 use crate::spec::{Flavour, LabSpec, NodePlan};
@@ -189,14 +189,14 @@ pub fn prepare(plan: &NodePlan, p: &Provision<'_>) -> Result<PathBuf, String> {
     let release = repo::release(&spec.from).ok_or_else(|| format!("no packages for {}", spec.from))?;
     match spec.flavour {
         Flavour::Apt => {
-            let (path, definition, keyring) = sources::apt(&release, apt_form(plan, spec));
+            let (path, definition, keyring) = sources::apt(&release, apt_form(plan, spec), &spec.repo_url());
             sh::write(&at(path), definition)?;
             let key = p.repo.join("keys/kubernetes-apt-keyring.gpg");
             let key = std::fs::read(&key).map_err(|e| format!("{}: {e}", key.display()))?;
             sh::write_mode(&at(keyring), key, 0o644)?;
         }
         Flavour::Rpm => {
-            sh::write(&at(sources::YUM_REPO), sources::yum(&release))?;
+            sh::write(&at(sources::YUM_REPO), sources::yum(&release, &spec.repo_url()))?;
             sh::write(&at("/etc/dnf/vars/releasever"), "7\n")?;
             // What the node says it is, so package-manager detection is tested.
             sh::write(
@@ -237,7 +237,7 @@ fn keepalived_unit() -> String {
 }
 
 /// Boots the node in the background and waits until systemd says it is up.
-pub fn boot(plan: &NodePlan, dir: &Path, spec: &LabSpec, repo: &Path) -> Result<RunningNode, String> {
+pub fn boot(plan: &NodePlan, dir: &Path, spec: &LabSpec) -> Result<RunningNode, String> {
     let console = spec.dir.join("logs").join(format!("{}.console.log", plan.name));
     let log = std::fs::File::create(&console).map_err(|e| format!("{}: {e}", console.display()))?;
     let log2 = log.try_clone().map_err(|e| e.to_string())?;
@@ -256,7 +256,6 @@ pub fn boot(plan: &NodePlan, dir: &Path, spec: &LabSpec, repo: &Path) -> Result<
         .arg(format!("--machine={}", machine_name(&spec.bridge, plan)))
         .args(["--register=no", "--keep-unit", "--console=passive"])
         .arg(format!("--network-bridge={}", spec.bridge))
-        .arg(format!("--bind-ro={}:{MOUNT}", repo.display()))
         .stdin(std::process::Stdio::null())
         .stdout(log)
         .stderr(log2)

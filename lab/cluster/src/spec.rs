@@ -68,6 +68,16 @@ impl LabSpec {
         8080
     }
 
+    /// Where the lab's package repositories are served (HTTP, like pkgs.k8s.io).
+    pub fn repo_port(&self) -> u16 {
+        8081
+    }
+
+    /// The base URL of the lab's package repositories, as nodes reach them.
+    pub fn repo_url(&self) -> String {
+        format!("http://{}:{}", self.host_ip(), self.repo_port())
+    }
+
     /// The nodes, control planes first: (name, role, address).
     pub fn nodes(&self) -> Vec<NodePlan> {
         let [a, b, c] = self.subnet;

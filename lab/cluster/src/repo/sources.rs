@@ -4,8 +4,10 @@
 
 use super::Release;
 
-/// Where the repositories appear inside nodes (bind-mounted read-only).
-pub const MOUNT: &str = "/srv/kup-repo";
+/// The base `kup-lab repo` describes the repositories with (tests on the host replace it with the
+/// built tree); lab nodes reach their lab's copy over HTTP instead, as users reach pkgs.k8s.io, so
+/// that their package index is a copy that goes stale.
+pub const FILE_BASE: &str = "file:///srv/kup-repo";
 
 /// The keyring apt checks pkgs.k8s.io's `InRelease` with (kubernetes.io "Installing kubeadm":
 /// `/etc/apt/keyrings/kubernetes-apt-keyring.gpg`).
@@ -32,12 +34,12 @@ pub enum AptForm {
     Deb822,
 }
 
-/// (path, content, keyring path) of an apt node's repository definition.
-pub fn apt(release: &Release, form: AptForm) -> (&'static str, String, &'static str) {
+/// (path, content, keyring path) of an apt node's repository definition, the repositories at `base`.
+pub fn apt(release: &Release, form: AptForm, base: &str) -> (&'static str, String, &'static str) {
     let (uri, suite, component, keyring) = if release.legacy() {
         // `deb https://apt.kubernetes.io/ kubernetes-xenial main`
         (
-            format!("file:{MOUNT}/apt/"),
+            format!("{base}/apt/"),
             "kubernetes-xenial",
             Some("main"),
             LEGACY_APT_KEYRING,
@@ -45,7 +47,7 @@ pub fn apt(release: &Release, form: AptForm) -> (&'static str, String, &'static 
     } else {
         // `deb [signed-by=...] https://pkgs.k8s.io/core:/stable:/v1.31/deb/ /`
         (
-            format!("file:{MOUNT}/{}/deb/", stable_path(release.minor())),
+            format!("{base}/{}/deb/", stable_path(release.minor())),
             "/",
             None,
             APT_KEYRING,
@@ -73,19 +75,19 @@ pub fn apt(release: &Release, form: AptForm) -> (&'static str, String, &'static 
     }
 }
 
-/// The yum/dnf repository definition.
-pub fn yum(release: &Release) -> String {
+/// The yum/dnf repository definition, the repositories at `base`.
+pub fn yum(release: &Release, base: &str) -> String {
     if release.legacy() {
         // kubernetes.io "Installing kubeadm" (until 2023): gpgcheck and repo_gpgcheck, two key URLs.
         format!(
-            "[kubernetes]\nname=Kubernetes\nbaseurl=file://{MOUNT}/yum/repos/kubernetes-el7-x86_64\nenabled=1\n\
-             gpgcheck=1\nrepo_gpgcheck=1\ngpgkey=file://{MOUNT}/yum/doc/yum-key.gpg \
-             file://{MOUNT}/yum/doc/rpm-package-key.gpg\nexclude=kubelet kubeadm kubectl\n"
+            "[kubernetes]\nname=Kubernetes\nbaseurl={base}/yum/repos/kubernetes-el7-x86_64\nenabled=1\n\
+             gpgcheck=1\nrepo_gpgcheck=1\ngpgkey={base}/yum/doc/yum-key.gpg \
+             {base}/yum/doc/rpm-package-key.gpg\nexclude=kubelet kubeadm kubectl\n"
         )
     } else {
         // kubernetes.io "Installing kubeadm" (pkgs.k8s.io): gpgcheck=1, the key in repodata/, and
         // cri-tools and kubernetes-cni excluded too.
-        let base = format!("file://{MOUNT}/{}/rpm/", stable_path(release.minor()));
+        let base = format!("{base}/{}/rpm/", stable_path(release.minor()));
         format!(
             "[kubernetes]\nname=Kubernetes\nbaseurl={base}\nenabled=1\ngpgcheck=1\n\
              gpgkey={base}repodata/repomd.xml.key\n\
@@ -112,32 +114,33 @@ mod tests {
     #[test]
     fn pkgs_k8s_io_definitions_name_their_minor_and_keyring() {
         let r = super::super::release("1.31.9").unwrap();
-        let (path, text, keyring) = apt(&r, AptForm::OneLine);
+        let base = "http://10.0.0.1:8081";
+        let (path, text, keyring) = apt(&r, AptForm::OneLine, base);
         assert_eq!(path, APT_LIST);
         assert_eq!(
             text,
-            format!("deb [signed-by={APT_KEYRING}] file:{MOUNT}/core:/stable:/v1.31/deb/ /\n")
+            format!("deb [signed-by={APT_KEYRING}] {base}/core:/stable:/v1.31/deb/ /\n")
         );
         assert_eq!(keyring, APT_KEYRING);
-        let (path, text, _) = apt(&r, AptForm::Deb822);
+        let (path, text, _) = apt(&r, AptForm::Deb822, base);
         assert_eq!(path, APT_SOURCES);
         assert!(
             text.contains("Suites: /\n") && text.contains("Signed-By: "),
             "{text}"
         );
         assert_eq!(minor_in(&text), Some(31));
-        assert!(yum(&r).contains("gpgcheck=1\n"));
-        assert!(yum(&r).contains("exclude=kubelet kubeadm kubectl cri-tools kubernetes-cni"));
-        assert_eq!(minor_in(&yum(&r)), Some(31));
+        assert!(yum(&r, base).contains("gpgcheck=1\n"));
+        assert!(yum(&r, base).contains("exclude=kubelet kubeadm kubectl cri-tools kubernetes-cni"));
+        assert_eq!(minor_in(&yum(&r, base)), Some(31));
     }
 
     #[test]
     fn legacy_definitions_hold_every_version() {
         let r = super::super::release("1.8.3").unwrap();
-        let (_, text, _) = apt(&r, AptForm::OneLine);
+        let (_, text, _) = apt(&r, AptForm::OneLine, FILE_BASE);
         assert!(text.contains("kubernetes-xenial main"), "{text}");
         assert_eq!(minor_in(&text), None);
-        assert!(yum(&r).contains("repo_gpgcheck=1"));
-        assert!(!yum(&r).contains("trusted") && !yum(&r).contains("gpgcheck=0"));
+        assert!(yum(&r, FILE_BASE).contains("repo_gpgcheck=1"));
+        assert!(!yum(&r, FILE_BASE).contains("trusted") && !yum(&r, FILE_BASE).contains("gpgcheck=0"));
     }
 }
