@@ -8,24 +8,6 @@ use e2e::{dist, kup, kup_upgrade_args, output_text};
 use serde_json::Value;
 use std::process::{Command, Stdio};
 
-fn violations(lab: &TestLab) -> u64 {
-    let v: Value = serde_json::from_str(&lab.kubectl(&["get", "--raw", "/_lab/pdb-violations"])).unwrap();
-    v["count"].as_u64().unwrap()
-}
-
-fn assert_all_at(lab: &TestLab, version: &str) {
-    let nodes = lab.nodes();
-    assert!(!nodes.is_empty());
-    for (name, ready, v) in &nodes {
-        assert!(
-            *ready && v == version,
-            "{name}: ready={ready} kubelet={v}, wanted {version}"
-        );
-    }
-    let server: Value = serde_json::from_str(&lab.kubectl(&["version", "-o", "json"])).unwrap();
-    assert_eq!(server["serverVersion"]["gitVersion"], version, "{server}");
-}
-
 #[test]
 fn kup_upgrades_an_apt_lab_from_1_8_to_1_9() {
     let Some(lab) = TestLab::up(LabOptions {
@@ -95,8 +77,8 @@ fn kup_upgrades_an_apt_lab_from_1_8_to_1_9() {
         log.contains("after 1 failed attempts"),
         "the secondary's retry is not reported:\n{log}"
     );
-    assert_all_at(&lab, "v1.9.3");
-    assert_eq!(violations(&lab), 0, "a PodDisruptionBudget was violated");
+    lab.assert_all_at("v1.9.3");
+    assert_eq!(lab.pdb_violations(), 0, "a PodDisruptionBudget was violated");
     assert!(lab.unschedulable("lab-cp3"), "the admin's cordon was lost");
     for node in ["lab-cp1", "lab-cp2", "lab-w1", "lab-w2"] {
         assert!(!lab.unschedulable(node), "{node} left cordoned");
@@ -171,8 +153,8 @@ fn kup_stops_at_a_broken_kubelet_then_resumes() {
     let log = output_text(&second);
     assert!(second.status.success(), "{log}");
     assert!(log.contains("resuming"), "{log}");
-    assert_all_at(&lab, "v1.9.2");
-    assert_eq!(violations(&lab), 0);
+    lab.assert_all_at("v1.9.2");
+    assert_eq!(lab.pdb_violations(), 0);
 }
 
 #[test]
@@ -211,7 +193,7 @@ fn kup_upgrades_an_rpm_lab() {
     let report = events.last().unwrap();
     assert_eq!(report["event"], "report");
     assert_eq!(report["hosts"]["lab-w1"]["kubelet_after"], "1.9.2-0", "{report}");
-    assert_all_at(&lab, "v1.9.2");
+    lab.assert_all_at("v1.9.2");
     assert!(lab.ssh_ok(2, "rpm -q kubelet").contains("1.9.2-0"));
 }
 
@@ -254,7 +236,7 @@ fn kup_upgrades_a_modern_lab_one_minor() {
         log.contains("kubeadm-node"),
         "the second control plane and the workers should use `kubeadm upgrade node`:\n{log}"
     );
-    assert_all_at(&lab, "v1.35.1");
+    lab.assert_all_at("v1.35.1");
     for node in 1..=4 {
         assert_eq!(
             lab.ssh_ok(node, "dpkg-query -W -f '${Version}' kubelet"),
@@ -269,7 +251,7 @@ fn kup_upgrades_a_modern_lab_one_minor() {
     assert!(lab
         .ssh_ok(4, "cat /etc/apt/sources.list.d/kubernetes.sources")
         .contains("core:/stable:/v1.35/deb/"));
-    assert_eq!(violations(&lab), 0);
+    assert_eq!(lab.pdb_violations(), 0);
 
     let again = kup(
         &lab.inventory,

@@ -245,6 +245,28 @@ impl TestLab {
             == "true"
     }
 
+    /// How many evictions the lab API server let violate a PodDisruptionBudget.
+    pub fn pdb_violations(&self) -> u64 {
+        let v: Value = serde_json::from_str(&self.kubectl(&["get", "--raw", "/_lab/pdb-violations"]))
+            .expect("pdb violations");
+        v["count"].as_u64().expect("a count")
+    }
+
+    /// Every node Ready at `version` and the API server at `version`, as real kubectl sees them.
+    pub fn assert_all_at(&self, version: &str) {
+        let nodes = self.nodes();
+        assert!(!nodes.is_empty());
+        for (name, ready, v) in &nodes {
+            assert!(
+                *ready && v == version,
+                "{name}: ready={ready} kubelet={v}, wanted {version}"
+            );
+        }
+        let server: Value =
+            serde_json::from_str(&self.kubectl(&["version", "-o", "json"])).expect("kubectl version");
+        assert_eq!(server["serverVersion"]["gitVersion"], version, "{server}");
+    }
+
     /// Waits until `node` is Ready at `version` as real kubectl sees it.
     pub fn wait_node(&self, node: &str, version: &str, limit: Duration) {
         let deadline = Instant::now() + limit;

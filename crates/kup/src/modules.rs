@@ -493,8 +493,8 @@ mod tests {
         let args = Args::of::<package_repo::PackageRepo>(&package_repo::Params::new("1.31.2")).check_mode();
         assert_eq!(
             args.json,
-            json!({"version": "1.31.2", "manager": "auto", "update_cache": true, "timeout": 300,
-                   "_ansible_check_mode": true})
+            json!({"version": "1.31.2", "manager": "auto", "update_cache": true, "refresh_always": false,
+                   "timeout": 300, "_ansible_check_mode": true})
         );
         let answer = (m.intake)(args.json);
         assert_eq!(answer["failed"], false, "{answer}");

@@ -498,6 +498,8 @@ impl Run<'_> {
     /// it is. The inventory's `package_repo_file` names a file kup should not look for itself.
     pub fn repo_args(&self, host: Option<&Host>, target: Version) -> Result<Args, Stop> {
         let mut params = package_repo::Params::new(target.to_string());
+        // A patch published since the node's last refresh is seen (never in the plan's check mode).
+        params.refresh_always = true;
         if let Some(manager) = host.and_then(|h| h.var("package_manager")) {
             params.manager = manager;
         }
@@ -690,10 +692,64 @@ impl Run<'_> {
                 return Ok(());
             }
         }
+        let restart = steps.iter().find(|s| s.name == "start-services").cloned();
         for s in steps {
-            self.step(host, s.name, s.args, true)?;
+            if let Err(stop) = self.step(host, s.name, s.args, true) {
+                return Err(self.put_back(host, restart.as_ref(), stop));
+            }
         }
         Ok(())
+    }
+
+    /// After a failed step, the services kup stopped on `host` are started again (the node keeps
+    /// running, on whatever packages it has), and the journal forgets that they were stopped, so
+    /// that a rerun stops them again before the packages. An interrupt or an abort changes nothing.
+    fn put_back(&self, host: &Host, restart: Option<&NodeStep>, stop: Stop) -> Stop {
+        let Stop::Failed {
+            host: name,
+            step,
+            msg,
+            fix,
+        } = stop
+        else {
+            return stop;
+        };
+        let key = |s: &str| format!("{}/{s}", host.name);
+        let stopped = self
+            .journal
+            .lock()
+            .map(|j| j.is_done(&key("stop-services")) && !j.is_done(&key("start-services")))
+            .unwrap_or(false);
+        // A host that stopped answering cannot be asked to start anything.
+        let lost = msg.starts_with(&format!("host {} stopped answering", host.name));
+        let (Some(restart), true, false) = (restart, stopped, lost) else {
+            return Stop::Failed {
+                host: name,
+                step,
+                msg,
+                fix,
+            };
+        };
+        let reason = msg.split("; its state: ").next().unwrap_or(&msg).to_string();
+        let msg = match self.step(host, "start-services", restart.args.clone(), false) {
+            Ok(_) => {
+                if let Ok(mut journal) = self.journal.lock() {
+                    let _ = journal.unmark(&key("stop-services"));
+                }
+                format!(
+                    "{reason}; kup started its services again (a rerun stops them before the packages); \
+                     its state: {}",
+                    self.state_of(host)
+                )
+            }
+            Err(e) => format!("{msg}; starting its services again failed too: {e}"),
+        };
+        Stop::Failed {
+            host: name,
+            step,
+            msg,
+            fix,
+        }
     }
 
     /// Resuming a node an earlier run left halfway: the journal says which steps it finished, but

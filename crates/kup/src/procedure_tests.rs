@@ -400,17 +400,23 @@ fn a_failed_step_says_what_the_node_was_left_in() {
     });
     let dir = tempfile::tempdir().unwrap();
     let journal = Journal::unlocked(dir.path().join("j.json"), "v1.9.2", false);
-    let stop = with_run(&fake, journal, |run| {
-        run.upgrade_node(&run.inventory.workers[0], target(), true)
-    })
-    .unwrap_err();
-    let Stop::Failed { msg, .. } = stop else {
+    let (stop, stopped_in_journal) = with_run(&fake, journal, |run| {
+        let stop = run.upgrade_node(&run.inventory.workers[0], target(), true);
+        (stop, run.journal.lock().unwrap().is_done("w1/stop-services"))
+    });
+    let Stop::Failed { msg, .. } = stop.unwrap_err() else {
         panic!("not a failure")
     };
     assert!(msg.starts_with("E: Unable to correct problems"), "{msg}");
+    // Nothing half-done: the services kup stopped run again, and the message says what is left.
+    assert!(msg.contains("kup started its services again"), "{msg}");
+    assert!(msg.ends_with("its state: w1 is drained (cordoned)"), "{msg}");
+    let calls = fake.calls();
+    let failed = calls.iter().rposition(|c| c == "w1 package_pin").unwrap();
+    assert_eq!(calls[failed + 1..], ["w1 service_state started"], "{calls:?}");
     assert!(
-        msg.contains("its state: w1 is drained (cordoned), its services stopped by kup"),
-        "{msg}"
+        !stopped_in_journal,
+        "a rerun must stop the services again before the packages"
     );
 }
 

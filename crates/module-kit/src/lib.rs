@@ -16,11 +16,13 @@ extern crate self as module_kit;
 pub mod command;
 pub mod de;
 pub mod echo;
+pub mod package_manager;
 pub mod params;
 pub mod plan;
 mod protocol;
 mod result;
 pub mod testkit;
+pub mod time;
 pub mod trust;
 
 pub use echo::shown;

@@ -229,12 +229,22 @@ fn build(state: &mut LabState) -> Result<LabFiles, String> {
             text.lines().last().unwrap_or("(no log)")
         )
     })?;
-    wait_for(Duration::from_secs(30), "the release server", || {
-        std::net::TcpStream::connect(&release_listen).ok()
-    })?;
-    wait_for(Duration::from_secs(30), "the repository server", || {
-        std::net::TcpStream::connect(&repo_listen).ok()
-    })?;
+    // Each server must be the one answering: one that could not listen (an address still taken)
+    // has exited, and whatever answers there is not this lab's.
+    for (what, listen, pid) in [
+        ("the release server", &release_listen, state.release_pid),
+        ("the repository server", &repo_listen, state.repo_pid),
+    ] {
+        wait_for(Duration::from_secs(30), what, || {
+            std::net::TcpStream::connect(listen).ok()
+        })?;
+        if pid.is_some_and(|pid| !sh::alive(pid)) {
+            return Err(format!(
+                "{what} exited (is {listen} taken?); see {}",
+                spec.dir.join("logs").display()
+            ));
+        }
+    }
 
     let hosts: String = spec
         .nodes()
@@ -522,10 +532,20 @@ fn teardown(dir: &Path, bridge: Option<&str>, keep_logs: bool) -> Result<(), Str
         "kup-lab",
         &["apiserver", "release-server"],
     ));
+    let mut ending = Vec::new();
     for pid in servers {
         if sh::alive(pid) && cmdline(pid).contains(&dir_text) {
             let _ = sh::run("kill", &["-TERM", &pid.to_string()]);
+            ending.push(pid);
         }
+    }
+    // Gone before this returns: the next lab on the same addresses must be able to listen there.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ending.iter().any(|pid| sh::alive(*pid)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for pid in ending.into_iter().filter(|pid| sh::alive(*pid)) {
+        let _ = sh::run("kill", &["-KILL", &pid.to_string()]);
     }
     for mount in mounts_under(dir).into_iter().rev() {
         if sh::run("umount", &[&mount]).is_err() {

@@ -355,7 +355,8 @@ pub fn install_packages(node: &RunningNode, spec: &LabSpec) -> Result<(), String
     match spec.flavour {
         Flavour::Apt => {
             let pin = |name: &str, v: &str| format!("{name}={}", repo::deb_version(v, release.legacy()));
-            node.exec(&["apt-get", "update", "-qq"], long)?;
+            // Any index that cannot be fetched fails the lab (apt-get update alone exits 0 then).
+            node.exec(&["apt-get", "update", "-qq", "--error-on=any"], long)?;
             let install = [
                 "env",
                 "DEBIAN_FRONTEND=noninteractive",

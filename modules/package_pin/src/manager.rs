@@ -3,6 +3,7 @@
 //! [`run_hold`] run them). apt (dpkg, apt-mark holds) and dnf/yum (rpm, versionlock).
 
 use module_kit::command::{Command, Output};
+use module_kit::package_manager::PackageManager;
 use module_kit::Failure;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -24,6 +25,15 @@ pub struct Options<'a> {
 
 const QUERY_TIMEOUT: Duration = Duration::from_secs(120);
 
+impl From<PackageManager> for Manager {
+    fn from(found: PackageManager) -> Manager {
+        match found {
+            PackageManager::Apt => Manager::Apt,
+            PackageManager::Rpm(program) => Manager::Rpm(program),
+        }
+    }
+}
+
 impl Manager {
     pub fn name(self) -> &'static str {
         match self {
@@ -32,53 +42,10 @@ impl Manager {
         }
     }
 
-    /// `auto`: what the distribution says it is (os-release), then which tool exists.
+    /// `auto`: what the distribution says it is (os-release), then which tool exists
+    /// (module-kit's detection, the one package_repo uses).
     pub fn detect(choice: &str) -> Result<Manager, Failure> {
-        let exists = |program: &str| {
-            ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
-                .iter()
-                .any(|d| std::path::Path::new(d).join(program).exists())
-        };
-        let rpm = || {
-            if exists("dnf") {
-                Manager::Rpm("dnf")
-            } else {
-                Manager::Rpm("yum")
-            }
-        };
-        match choice {
-            "apt" => return Ok(Manager::Apt),
-            "dnf" => return Ok(Manager::Rpm("dnf")),
-            "yum" => return Ok(Manager::Rpm("yum")),
-            _ => {}
-        }
-        let os_release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
-        let ids: Vec<String> = os_release
-            .lines()
-            .filter_map(|l| l.strip_prefix("ID=").or_else(|| l.strip_prefix("ID_LIKE=")))
-            .flat_map(|v| {
-                v.trim_matches('"')
-                    .split_whitespace()
-                    .map(str::to_string)
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        let has = |names: &[&str]| ids.iter().any(|id| names.contains(&id.as_str()));
-        if has(&["rhel", "fedora", "centos", "rocky", "almalinux", "ol", "amzn"]) {
-            return Ok(rpm());
-        }
-        if has(&["debian", "ubuntu"]) && exists("apt-get") {
-            return Ok(Manager::Apt);
-        }
-        if exists("apt-get") {
-            Ok(Manager::Apt)
-        } else if exists("dnf") || exists("yum") {
-            Ok(rpm())
-        } else {
-            Err(Failure::new(
-                "no supported package manager found (apt, dnf, yum); set `manager`",
-            ))
-        }
+        PackageManager::detect(choice, None).map(Manager::from)
     }
 
     /// Installed version of each package (None: not installed).

@@ -36,6 +36,8 @@ pub struct Params {
     pub manager: String,
     #[serde(default = "yes", deserialize_with = "de::boolean")]
     pub update_cache: bool,
+    #[serde(default, deserialize_with = "de::boolean")]
+    pub refresh_always: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_path: Option<FilePath>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -55,6 +57,7 @@ impl Params {
             path: None,
             manager: default_manager(),
             update_cache: yes(),
+            refresh_always: false,
             key_path: None,
             key_fingerprint: None,
             key_dest: None,
@@ -124,6 +127,8 @@ pub struct Observed {
     text: String,
     owner: Owner,
     key: Option<KeySeen>,
+    /// Whether `refresh_always` refreshed the index as the file was read.
+    refreshed: bool,
 }
 
 /// One step of `apply`, in order.
@@ -160,7 +165,7 @@ impl PlannedModule for PackageRepo {
     type Observed = Observed;
     type Action = Action;
 
-    fn observe(p: &Params, _ctx: &Context) -> Result<Observed, Failure> {
+    fn observe(p: &Params, ctx: &Context) -> Result<Observed, Failure> {
         let (chosen, path) = match &p.path {
             Some(path) => (None, path.to_path_buf()),
             None => {
@@ -200,6 +205,20 @@ impl PlannedModule for PackageRepo {
             Some(key_path) => Some(observe_key(p, key_path, manager, format, &text)?),
             None => None,
         };
+        // A file already at the target (or a legacy one) is not rewritten, so nothing else would
+        // refresh its index: a patch published since the node's last refresh stays unseen.
+        let mut refreshed = false;
+        if p.refresh_always && !ctx.check_mode {
+            if let Some(to) = minor(&p.version) {
+                let found = sources::scan(format, &text, to);
+                if found.text == text {
+                    let command = manager.refresh(&path, &found.repo_ids, p.timeout.duration());
+                    refresh(manager, &command)
+                        .map_err(|f| f.context(format!("refreshing the index with `{command}` failed")))?;
+                    refreshed = true;
+                }
+            }
+        }
         Ok(Observed {
             manager,
             path,
@@ -207,6 +226,7 @@ impl PlannedModule for PackageRepo {
             text,
             owner,
             key,
+            refreshed,
         })
     }
 
@@ -321,7 +341,7 @@ impl PlannedModule for PackageRepo {
             .with("minor_before", (!before.is_empty()).then(|| before.join(", ")))
             .with("minors_before", &before)
             .with("minor_after", (!legacy).then_some(&after))
-            .with("refreshed", false)
+            .with("refreshed", seen.refreshed)
             .with("key", key.as_ref().map(|k| k.state))
             .with("keyring", key.as_ref().and_then(|k| k.dest.as_ref()))
             .with("key_fingerprint", key.as_ref().map(|k| &k.fingerprint))

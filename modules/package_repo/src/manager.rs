@@ -4,6 +4,7 @@
 
 use crate::sources::Format;
 use module_kit::command::{Command, Output};
+use module_kit::package_manager::PackageManager;
 use module_kit::Failure;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,6 +23,15 @@ const APT_FILES: [&str; 2] = [
 ];
 const RPM_FILE: &str = "/etc/yum.repos.d/kubernetes.repo";
 
+impl From<PackageManager> for Manager {
+    fn from(found: PackageManager) -> Manager {
+        match found {
+            PackageManager::Apt => Manager::Apt,
+            PackageManager::Rpm(program) => Manager::Rpm(program),
+        }
+    }
+}
+
 impl Manager {
     pub fn name(self) -> &'static str {
         match self {
@@ -30,16 +40,10 @@ impl Manager {
         }
     }
 
-    /// `choice` (auto, apt, dnf, yum) on this host. `auto` goes by the file's form when it is known
-    /// (a `.repo` is dnf's if dnf is there, else yum's), else as package_pin does: what
-    /// /etc/os-release says the distribution is, then which tool exists.
+    /// `choice` (auto, apt, dnf, yum) on this host: the file's form when it is known, else what
+    /// module-kit's detection (the one package_pin uses) finds.
     pub fn detect(choice: &str, format: Option<Format>) -> Result<Manager, Failure> {
-        let os_release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
-        Manager::choose(choice, format, &os_ids(&os_release), &|program| {
-            ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
-                .iter()
-                .any(|d| Path::new(d).join(program).exists())
-        })
+        PackageManager::detect(choice, format.map(Format::apt)).map(Manager::from)
     }
 
     /// [`Manager::detect`] from the distribution's ids and a probe for programs.
@@ -49,37 +53,7 @@ impl Manager {
         ids: &[String],
         exists: &dyn Fn(&str) -> bool,
     ) -> Result<Manager, Failure> {
-        let rpm = || {
-            if exists("dnf") || !exists("yum") {
-                Manager::Rpm("dnf")
-            } else {
-                Manager::Rpm("yum")
-            }
-        };
-        match (choice, format) {
-            ("apt", _) => return Ok(Manager::Apt),
-            ("dnf", _) => return Ok(Manager::Rpm("dnf")),
-            ("yum", _) => return Ok(Manager::Rpm("yum")),
-            (_, Some(f)) if f.apt() => return Ok(Manager::Apt),
-            (_, Some(_)) => return Ok(rpm()),
-            _ => {}
-        }
-        let has = |names: &[&str]| ids.iter().any(|id| names.contains(&id.as_str()));
-        if has(&["rhel", "fedora", "centos", "rocky", "almalinux", "ol", "amzn"]) {
-            return Ok(rpm());
-        }
-        if has(&["debian", "ubuntu"]) && exists("apt-get") {
-            return Ok(Manager::Apt);
-        }
-        if exists("apt-get") {
-            Ok(Manager::Apt)
-        } else if exists("dnf") || exists("yum") {
-            Ok(rpm())
-        } else {
-            Err(Failure::new(
-                "no supported package manager found (apt, dnf, yum); set `manager` or `path`",
-            ))
-        }
+        PackageManager::choose(choice, format.map(Format::apt), ids, exists).map(Manager::from)
     }
 
     /// The repository file when `path` is not given: the first of these that exists (apt), or
@@ -158,20 +132,6 @@ impl Manager {
     }
 }
 
-/// The `ID=` and `ID_LIKE=` words of /etc/os-release.
-fn os_ids(os_release: &str) -> Vec<String> {
-    os_release
-        .lines()
-        .filter_map(|l| l.strip_prefix("ID=").or_else(|| l.strip_prefix("ID_LIKE=")))
-        .flat_map(|v| {
-            v.trim_matches('"')
-                .split_whitespace()
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 /// The repository file: `path`, else the first default that exists (yum/dnf have one default: a
 /// missing one is reported when it is read; apt's, all missing, are refused naming each).
 pub fn locate(manager: Manager, path: Option<&Path>) -> Result<PathBuf, Failure> {
@@ -235,7 +195,9 @@ mod tests {
         let none = choose("auto", None, &[], &only(&[])).unwrap_err();
         assert!(none.contains("no supported package manager"), "{none}");
         assert_eq!(
-            os_ids("NAME=\"Rocky Linux\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\n"),
+            module_kit::package_manager::os_ids(
+                "NAME=\"Rocky Linux\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\n"
+            ),
             ["rocky", "rhel", "centos", "fedora"]
         );
     }

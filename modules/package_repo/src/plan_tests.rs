@@ -29,6 +29,7 @@ fn observed(manager: Manager, path: &str, text: &str) -> Observed {
             gid: 0,
         },
         key: None,
+        refreshed: false,
     }
 }
 
