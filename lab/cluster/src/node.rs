@@ -352,6 +352,7 @@ fn with_packages<'a>(command: &[&'a str], packages: &'a [String]) -> Vec<&'a str
 pub fn install_packages(node: &RunningNode, spec: &LabSpec) -> Result<(), String> {
     let release = repo::release(&spec.from).ok_or_else(|| format!("no packages for {}", spec.from))?;
     let long = Duration::from_secs(300);
+    wait_for_repository(node, spec)?;
     match spec.flavour {
         Flavour::Apt => {
             let pin = |name: &str, v: &str| format!("{name}={}", repo::deb_version(v, release.legacy()));
@@ -388,6 +389,26 @@ pub fn install_packages(node: &RunningNode, spec: &LabSpec) -> Result<(), String
     node.exec(&["systemctl", "daemon-reload"], long)?;
     node.exec(&["systemctl", "enable", "--now", "kubelet.service"], long)?;
     Ok(())
+}
+
+/// Waits until the node reaches its lab's repository server: systemd says the node is up before
+/// networkd has always set its address, and the package managers must not meet that window.
+fn wait_for_repository(node: &RunningNode, spec: &LabSpec) -> Result<(), String> {
+    let probe = format!("exec 3<>/dev/tcp/{}/{}", spec.host_ip(), spec.repo_port());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match node.exec(&["bash", "-c", &probe], Duration::from_secs(5)) {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() > deadline => {
+                return Err(format!(
+                    "{} cannot reach {}: {e}",
+                    node.plan.name,
+                    spec.repo_url()
+                ))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(250)),
+        }
+    }
 }
 
 /// `kuplab0-11`: the lab's bridge and the node's host number.
