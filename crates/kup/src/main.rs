@@ -472,7 +472,7 @@ fn upgrade_logged(
         scope.spawn(|| cluster_lock.keep(&run, &done));
         let result = (|| {
             reporter.phase(&format!("preflight ({hosts} hosts, target {target})"));
-            run.preflight(target)?;
+            run.preflight(target, true)?;
             let unlisted = run.unlisted_nodes()?;
             if !unlisted.is_empty() {
                 let what = format!(
@@ -580,7 +580,7 @@ fn plan_logged(common: &Common, log: Option<&Arc<RunLog>>) -> Ended {
     let result = (|| -> Result<(), Stop> {
         let target = run.resolve_target()?;
         reporter.phase(&format!("preflight (target {target})"));
-        run.preflight(target)?;
+        run.preflight(target, false)?;
         reporter.phase("what would change (check mode)");
         for (i, host) in inventory.all_hosts().enumerate() {
             let worker = i >= inventory.control_plane.len();
@@ -591,8 +591,6 @@ fn plan_logged(common: &Common, log: Option<&Arc<RunLog>>) -> Ended {
                     Ok(repo) if module == "package_repo" => {
                         if let Some(note) = modules::repo_switch_note(&repo) {
                             reporter.note(&host.name, &note);
-                            // The packages (the last step) cannot be judged before the switch.
-                            break;
                         }
                     }
                     _ => {}

@@ -47,6 +47,8 @@ pub struct ModuleInfo {
     /// Seconds a run may take when its arguments name no `timeout` (kup adds its margin).
     pub limit: u64,
     main: fn(std::vec::IntoIter<OsString>) -> !,
+    /// Its sidecar documentation (`NAME.yml`, Ansible's format), built in: `kup module describe`.
+    pub docs: &'static str,
     /// The module's own intake on some arguments (never runs it): what it makes of what kup sends.
     #[cfg_attr(not(test), allow(dead_code))]
     pub intake: fn(Value) -> Value,
@@ -59,6 +61,7 @@ const fn module<M: Module>(api: bool, links: Links, limit: u64) -> ModuleInfo {
         links,
         limit,
         main: entry::<M>,
+        docs: M::DOCS,
         intake: module_kit::intake_value::<M>,
     }
 }
@@ -101,7 +104,8 @@ pub fn list() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Runs module `name` as its own binary would (never returns for a known module).
+/// Runs module `name` as its own binary would (never returns for a known module); an unknown
+/// name is a usage error (exit 2), answered as a module would (one JSON object).
 pub fn run(name: &str, args: Vec<OsString>) -> ExitCode {
     match info(name) {
         Some(m) => (m.main)(args.into_iter()),
@@ -110,7 +114,7 @@ pub fn run(name: &str, args: Vec<OsString>) -> ExitCode {
             let failure = json!({"failed": true, "changed": false,
                                  "msg": format!("no module {name:?}; kup has: {}", names.join(", "))});
             let _ = writeln!(std::io::stdout(), "{failure}");
-            ExitCode::FAILURE
+            ExitCode::from(2)
         }
     }
 }
@@ -157,17 +161,17 @@ pub fn plan_steps(run: &Run<'_>, host: &Host, target: Version, worker: bool) -> 
         ));
     }
     steps.push(run.repo_args(Some(host), target)?);
-    steps.push(run.pin_args(Some(host), target));
+    steps.push(run.pin_check_args(host, target));
     Ok(steps)
 }
 
 /// What the plan says of a host whose repository must switch first (package_repo in check mode
-/// reported a change): the packages are judged by the run, right after the switch.
+/// reported a change): the packages are judged as they will be after the switch.
 pub fn repo_switch_note(repo: &Value) -> Option<String> {
     (repo["changed"] == true).then(|| {
         format!(
-            "package repository {} switches from {} to {} first; the target's packages are checked \
-             after the switch (pkgs.k8s.io has one repository per minor)",
+            "package repository {} switches from {} to {} first (pkgs.k8s.io has one repository per \
+             minor); the target's packages are judged from that repository",
             repo["path"].as_str().unwrap_or("?"),
             repo["minor_before"].as_str().unwrap_or("?"),
             repo["minor_after"].as_str().unwrap_or("?")

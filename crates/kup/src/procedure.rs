@@ -325,7 +325,9 @@ impl Run<'_> {
             })
     }
 
-    pub fn preflight(&self, target: Version) -> Result<(), Stop> {
+    /// The checks before anything changes. `packages`: also ask every node whether the target's
+    /// packages resolve (the plan asks that itself, host by host, to list every blocker).
+    pub fn preflight(&self, target: Version, packages: bool) -> Result<(), Stop> {
         let primary = self.primary();
         let preflight = |skip: &[&str]| {
             Args::of::<upgrade_preflight::UpgradePreflight>(&upgrade_preflight::Params {
@@ -345,7 +347,50 @@ impl Run<'_> {
         self.on_each(&others, |host| {
             self.step(host, "preflight", local_only.clone(), false)
                 .map(|_| ())
-        })
+        })?;
+        if packages {
+            self.packages_resolve(target)?;
+        }
+        Ok(())
+    }
+
+    /// Every node's target packages resolve (after its repository switch, with a fresh index)
+    /// before the first control plane changes, so that no node is found refusing them half-way.
+    /// Every node is asked; the failure names each that would refuse, and why.
+    fn packages_resolve(&self, target: Version) -> Result<(), Stop> {
+        let hosts: Vec<&Host> = self.inventory.all_hosts().collect();
+        let refusals = std::sync::Mutex::new(Vec::new());
+        let asked = self.on_each(&hosts, |host| {
+            match self.step(host, "packages-resolve", self.pin_check_args(host, target), false) {
+                Err(Stop::Failed { msg, .. }) => {
+                    if let Ok(mut r) = refusals.lock() {
+                        r.push((host.name.clone(), msg));
+                    }
+                    Ok(())
+                }
+                other => other.map(|_| ()),
+            }
+        });
+        asked?;
+        let mut refusals = refusals.into_inner().unwrap_or_default();
+        let order: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+        refusals.sort_by_key(|(h, _)| order.iter().position(|o| o == h));
+        match refusals.first() {
+            None => Ok(()),
+            Some((first, _)) => Err(Stop::Failed {
+                host: first.clone(),
+                step: "packages-resolve".into(),
+                msg: refusals
+                    .iter()
+                    .map(|(h, m)| format!("{h}: {m}"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                fix: "make the target's packages available on those nodes (their repository, a mirror \
+                      that has the target's minor, the packages the resolver names), then rerun; nothing \
+                      was changed"
+                    .into(),
+            }),
+        }
     }
 
     /// The cluster's nodes that the inventory does not name (one survey). An inventory that leaves
@@ -491,6 +536,20 @@ impl Run<'_> {
             params.manager = manager;
         }
         Args::of::<package_pin::PackagePin>(&params)
+    }
+
+    /// package_pin at `target` judged before anything changes (check mode only): from a fresh,
+    /// private copy of the node's Kubernetes repository pointed at the target's minor, the
+    /// transaction rehearsed by apt/dnf. What the plan and the preflight ask every node.
+    pub fn pin_check_args(&self, host: &Host, target: Version) -> Args {
+        let mut params = package_pin::Params::new(target.to_string().trim_start_matches('v'));
+        params.cni_version = self.opts.cni_version.clone();
+        params.assume_switched = true;
+        if let Some(manager) = host.var("package_manager") {
+            params.manager = manager;
+        }
+        params.repo_path = host.var("package_repo_file").and_then(|f| FilePath::new(&f).ok());
+        Args::of::<package_pin::PackagePin>(&params).check_mode()
     }
 
     /// package_repo at `target`: the node's pkgs.k8s.io repository switched to the target's minor

@@ -357,7 +357,7 @@ fn every_argument_kup_builds_passes_the_modules_own_intake() {
     let dir = tempfile::tempdir().unwrap();
     let journal = Journal::unlocked(dir.path().join("j.json"), "v1.9.2", false);
     with_run(&fake, journal, |run| {
-        run.preflight(target()).unwrap();
+        run.preflight(target(), true).unwrap();
         run.check(run.primary(), run.download_args("stable-1.9", false))
             .unwrap();
         for worker in [false, true] {
@@ -563,4 +563,48 @@ fn the_journaled_steps_kup_status_names_are_those_a_rollout_marks() {
             }
         });
     }
+}
+
+#[test]
+fn preflight_asks_every_node_whether_its_packages_resolve_and_names_each_that_would_refuse() {
+    let fake = Fake::new(|place, module, args| {
+        if module == "package_pin" {
+            assert_eq!(args["assume_switched"], true, "{args}");
+            assert_eq!(args["_ansible_check_mode"], true, "{args}");
+            if place == "cp2" || place == "w2" {
+                return Ok(json!({"failed": true, "changed": false,
+                    "msg": format!("apt would refuse the transaction: kubelet : Depends: cri-tools (>= 1.30.0) ({place})")}));
+            }
+        }
+        ok(false)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::unlocked(dir.path().join("j.json"), "v1.9.2", false);
+    let stop = with_run(&fake, journal, |run| run.preflight(target(), true).unwrap_err());
+    let Stop::Failed { host, step, msg, fix } = stop else {
+        panic!("{stop:?}");
+    };
+    assert_eq!((host.as_str(), step.as_str()), ("cp2", "packages-resolve"));
+    assert!(msg.starts_with("cp2: "), "{msg}");
+    assert!(msg.contains("; w2: "), "{msg}");
+    assert!(msg.contains("Depends: cri-tools"), "{msg}");
+    assert!(fix.contains("nothing was changed"), "{fix}");
+    // Every node was asked, and nothing but checks ran.
+    let calls = fake.calls();
+    for host in ["cp1", "cp2", "w1", "w2"] {
+        assert!(
+            calls.iter().any(|c| c == &format!("{host} package_pin check")),
+            "{host}: {calls:?}"
+        );
+    }
+    assert!(
+        calls
+            .iter()
+            .filter(|c| c.contains(" package_"))
+            .all(|c| c.ends_with(" check")),
+        "{calls:?}"
+    );
+    // The plan's preflight leaves the packages to the plan's own per-host steps.
+    let journal = Journal::unlocked(dir.path().join("j2.json"), "v1.9.2", false);
+    with_run(&fake, journal, |run| run.preflight(target(), false).unwrap());
 }

@@ -25,8 +25,12 @@ pub struct Command {
     env: Vec<(OsString, OsString)>,
     stdin: Option<Vec<u8>>,
     timeout: Duration,
+    grace: Duration,
     dir: Option<std::path::PathBuf>,
 }
+
+/// SIGTERM first, then this long before SIGKILL ([`Command::grace`]).
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 
 /// What a finished program left behind.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,10 +52,14 @@ impl Output {
 pub enum CommandError {
     /// The program does not exist or cannot be executed.
     Spawn { program: String, error: std::io::Error },
-    /// The program ran longer than its timeout and was killed (with everything it started).
+    /// The program ran longer than its timeout and was stopped (with everything it started):
+    /// SIGTERM, then SIGKILL when it did not end within its grace.
     TimedOut {
         argv: String,
         timeout: Duration,
+        /// It did not end within [`Command::grace`] of SIGTERM: it was killed (SIGKILL).
+        killed: bool,
+        grace: Duration,
         output: Output,
     },
     /// The program exited non-zero (only from [`Command::run_checked`]).
@@ -71,12 +79,22 @@ impl fmt::Display for CommandError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CommandError::Spawn { program, error } => write!(f, "cannot run {program}: {error}"),
-            CommandError::TimedOut { argv, timeout, .. } => {
+            CommandError::TimedOut {
+                argv,
+                timeout,
+                killed,
+                grace,
+                ..
+            } => {
                 write!(
                     f,
-                    "`{argv}` did not finish within {}s and was killed",
+                    "`{argv}` did not finish within its timeout of {}s: stopped with SIGTERM",
                     timeout.as_secs_f64()
-                )
+                )?;
+                if *killed {
+                    write!(f, ", then SIGKILL {}s later", grace.as_secs_f64())?;
+                }
+                Ok(())
             }
             CommandError::Failed { argv, output } => {
                 let detail = last_line(&output.stderr).or_else(|| last_line(&output.stdout));
@@ -106,6 +124,7 @@ impl Command {
             env: Vec::new(),
             stdin: None,
             timeout: Duration::from_secs(300),
+            grace: DEFAULT_GRACE,
             dir: None,
         }
     }
@@ -144,6 +163,13 @@ impl Command {
 
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// How long a program past its timeout has, after SIGTERM, to end by itself before SIGKILL
+    /// (kubeadm, apt and dnf clean up on SIGTERM: a kill in the middle can leave a node half-done).
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
         self
     }
 
@@ -218,12 +244,22 @@ impl Command {
         let stdout = capture(child.stdout.take());
         let stderr = capture(child.stderr.take());
         let (status, timed_out) = wait_with_timeout(&mut child, self.timeout);
-        if timed_out {
-            kill_group(&child);
-        }
-        let status = match status {
-            Some(s) => Some(s),
-            None => child.wait().ok(),
+        let mut killed = false;
+        let status = if timed_out {
+            signal_group(&child, rustix::process::Signal::TERM);
+            match wait_with_timeout(&mut child, self.grace) {
+                (Some(status), _) => Some(status),
+                _ => {
+                    killed = true;
+                    signal_group(&child, rustix::process::Signal::KILL);
+                    child.wait().ok()
+                }
+            }
+        } else {
+            match status {
+                Some(s) => Some(s),
+                None => child.wait().ok(),
+            }
         };
         if let Some(w) = writer {
             let _ = w.join();
@@ -240,6 +276,8 @@ impl Command {
             return Err(CommandError::TimedOut {
                 argv: self.display(),
                 timeout: self.timeout,
+                killed,
+                grace: self.grace,
                 output,
             });
         }
@@ -302,9 +340,10 @@ fn wait_with_timeout(child: &mut Child, timeout: Duration) -> (Option<std::proce
     }
 }
 
-fn kill_group(child: &Child) {
+/// Signals the program and everything it started (its own process group).
+fn signal_group(child: &Child, signal: rustix::process::Signal) {
     if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
-        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        let _ = rustix::process::kill_process_group(pid, signal);
     }
 }
 
@@ -375,6 +414,42 @@ mod tests {
         let err = cmd.run().unwrap_err();
         assert!(matches!(err, CommandError::TimedOut { .. }), "{err}");
         assert!(started.elapsed() < Duration::from_secs(20));
+    }
+
+    #[test]
+    fn a_timeout_asks_with_sigterm_first_so_the_program_can_clean_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("cleaned");
+        let script = format!(
+            "trap 'echo cleaned > {}; exit 143' TERM; while :; do sleep 0.05; done",
+            marker.display()
+        );
+        let err = Command::new("sh")
+            .args(["-c", &script])
+            .timeout(Duration::from_millis(300))
+            .run()
+            .unwrap_err();
+        let CommandError::TimedOut { killed, .. } = &err else {
+            panic!("{err}");
+        };
+        assert!(!killed, "{err}");
+        assert_eq!(std::fs::read_to_string(&marker).unwrap(), "cleaned\n");
+        assert!(err.to_string().ends_with("stopped with SIGTERM"), "{err}");
+    }
+
+    #[test]
+    fn a_program_that_ignores_sigterm_is_killed_after_its_grace() {
+        let err = Command::new("sh")
+            .args(["-c", "trap '' TERM; while :; do sleep 0.05; done"])
+            .timeout(Duration::from_millis(200))
+            .grace(Duration::from_millis(300))
+            .run()
+            .unwrap_err();
+        let CommandError::TimedOut { killed, .. } = &err else {
+            panic!("{err}");
+        };
+        assert!(killed, "{err}");
+        assert!(err.to_string().contains("then SIGKILL 0.3s later"), "{err}");
     }
 
     #[test]

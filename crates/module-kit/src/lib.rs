@@ -76,6 +76,17 @@ pub trait PlannedModule: Module {
     /// inputs give the same plan, in tests too. A state the module refuses is a `Failure`.
     fn plan(params: &Self::Params, observed: &Self::Observed) -> Result<Plan<Self::Action>, Failure>;
 
+    /// In check mode, a plan that would change something may be rehearsed by the tool that will
+    /// carry it out (a package manager's simulation), changing nothing: its refusal is the module's
+    /// failure, so a plan says what the run would meet. Nothing to rehearse by default.
+    fn rehearse(
+        _params: &Self::Params,
+        _observed: &Self::Observed,
+        _plan: &Plan<Self::Action>,
+    ) -> Result<(), Failure> {
+        Ok(())
+    }
+
     /// Carries out the plan's actions; returns what it read back.
     fn apply(
         params: &Self::Params,

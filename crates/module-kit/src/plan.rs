@@ -207,7 +207,11 @@ pub fn decide<A>(plan: Plan<A>, ctx: &Context) -> Decision<A> {
 /// `Module::run` calls.
 pub fn drive<M: PlannedModule>(params: M::Params, ctx: &Context) -> Result<Outcome, Failure> {
     let observed = M::observe(&params, ctx)?;
-    match decide(M::plan(&params, &observed)?, ctx) {
+    let plan = M::plan(&params, &observed)?;
+    if ctx.check_mode && plan.changed() {
+        M::rehearse(&params, &observed, &plan)?;
+    }
+    match decide(plan, ctx) {
         Decision::Report(outcome) => Ok(outcome),
         Decision::Apply(plan) => {
             let applied = M::apply(&params, observed, &plan)?;
@@ -245,6 +249,8 @@ mod tests {
         cordoned: bool,
         #[serde(default)]
         fail: bool,
+        #[serde(default)]
+        refused: bool,
     }
 
     impl Module for Cordon {
@@ -284,6 +290,14 @@ mod tests {
             })
         }
 
+        fn rehearse(p: &Params, _cordoned: &bool, _plan: &Plan<&'static str>) -> Result<(), Failure> {
+            called("rehearse");
+            if p.refused {
+                return Err(Failure::new("the rehearsal was refused"));
+            }
+            Ok(())
+        }
+
         fn apply(p: &Params, _cordoned: bool, plan: &Plan<&'static str>) -> Result<Applied, Failure> {
             called("apply");
             assert_eq!(plan.actions, ["PATCH unschedulable=true"]);
@@ -296,6 +310,7 @@ mod tests {
 
     /// The steps called when the plan was only made, and when it was also applied.
     const PLANNED: &[&str] = &["observe", "plan"];
+    const REHEARSED: &[&str] = &["observe", "plan", "rehearse"];
     const APPLIED: &[&str] = &["observe", "plan", "apply"];
 
     /// Runs the module with `args` and checks which of its steps were called.
@@ -309,7 +324,7 @@ mod tests {
     fn check_mode_never_applies_and_says_would() {
         let r = run_cordon(
             json!({"cordoned": false, "_ansible_check_mode": true, "_ansible_diff": true}),
-            PLANNED,
+            REHEARSED,
         );
         assert_eq!(r["changed"], true);
         assert_eq!(r["failed"], false);
@@ -320,10 +335,25 @@ mod tests {
         // Even a module that would fail in apply is not asked to.
         let r =
             crate::run_value::<Cordon>(json!({"cordoned": false, "fail": true, "_ansible_check_mode": true}));
-        assert_eq!(
-            (r["failed"].clone(), calls()),
-            (json!(false), vec!["observe", "plan"])
+        assert_eq!((r["failed"].clone(), calls()), (json!(false), REHEARSED.to_vec()));
+    }
+
+    #[test]
+    fn a_refused_rehearsal_fails_the_check_and_nothing_unchanged_is_rehearsed() {
+        let r = run_cordon(
+            json!({"cordoned": false, "refused": true, "_ansible_check_mode": true}),
+            REHEARSED,
         );
+        assert_eq!(r["failed"], true);
+        assert_eq!(r["msg"], "the rehearsal was refused");
+        let r = run_cordon(
+            json!({"cordoned": true, "refused": true, "_ansible_check_mode": true}),
+            PLANNED,
+        );
+        assert_eq!(r["failed"], false);
+        // Outside check mode the run itself is the truth: no rehearsal first.
+        let r = run_cordon(json!({"cordoned": false, "refused": true}), APPLIED);
+        assert_eq!(r["failed"], false);
     }
 
     #[test]

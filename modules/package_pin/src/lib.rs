@@ -15,7 +15,8 @@ use companions::{Choice, Need, COMPANIONS};
 use manager::{run_hold, Manager, Options};
 use module_kit::command::Command;
 use module_kit::{
-    de, shown, Applied, Change, Context, Failure, Module, Name, Outcome, Plan, PlannedModule, Seconds,
+    de, shown, Applied, Change, Context, Failure, FilePath, Module, Name, Outcome, Plan, PlannedModule,
+    Seconds,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -45,6 +46,10 @@ pub struct Params {
     pub update_cache: bool,
     #[serde(default = "default_timeout")]
     pub timeout: Seconds,
+    #[serde(default, deserialize_with = "de::boolean")]
+    pub assume_switched: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_path: Option<FilePath>,
 }
 
 impl Params {
@@ -62,6 +67,8 @@ impl Params {
             disable_excludes: default_excludes(),
             update_cache: false,
             timeout: default_timeout(),
+            assume_switched: false,
+            repo_path: None,
         }
     }
 }
@@ -104,6 +111,8 @@ pub enum Step {
     Install {
         command: Command,
         restore: Option<Command>,
+        /// What `command` installs, and the simulation of it that check mode asks the resolver.
+        rehearsal: Command,
     },
     /// Holds (or releases) the packages at their new versions.
     Hold(Command),
@@ -128,6 +137,9 @@ pub struct Observed {
     available: Option<BTreeMap<String, Vec<String>>>,
     /// What the target packages need of the companions (kubernetes-cni, cri-tools) not asked for.
     needs: Vec<Need>,
+    /// `assume_switched`: the scratch configuration the index was read from (kept until the
+    /// rehearsal is done); `None`: the node's own configuration.
+    view: Option<package_repo::SwitchedView>,
 }
 
 impl Module for PackagePin {
@@ -140,6 +152,13 @@ impl Module for PackagePin {
     }
 
     fn run(p: Params, ctx: &Context) -> Result<Outcome, Failure> {
+        if p.assume_switched && !ctx.check_mode {
+            return Err(Failure::param(
+                "assume_switched",
+                "judges the packages as if the repository were switched, which only a check-mode run can do; \
+                 switch it with package_repo first",
+            ));
+        }
         module_kit::plan::drive::<Self>(p, ctx)
     }
 }
@@ -150,6 +169,20 @@ impl PlannedModule for PackagePin {
 
     fn observe(p: &Params, ctx: &Context) -> Result<Observed, Failure> {
         let manager = Manager::detect(&p.manager)?;
+        let view = if p.assume_switched {
+            let path = p.repo_path.as_ref().map(|f| f.as_path());
+            Some(
+                package_repo::switched_view(manager.into(), path, &p.version, p.timeout.duration())
+                    .map_err(|f| f.context("reading the repository switched to the target's minor"))?,
+            )
+        } else {
+            None
+        };
+        let view_options: &[String] = view.as_ref().map_or(&[], |v| v.options.as_slice());
+        let opts = Options {
+            view: view_options,
+            ..options(p)
+        };
         let wanted = wanted(p);
         let names: Vec<String> = wanted.iter().map(|(n, _)| n.clone()).collect();
         let installed = manager.installed(&names)?;
@@ -160,13 +193,13 @@ impl PlannedModule for PackagePin {
             .any(|(name, want)| !exact_match(installed.get(name).cloned().flatten().as_deref(), want));
         let mut available = if resolving {
             let refresh_first = p.update_cache && !ctx.check_mode;
-            Some(index(manager, &names, &options(p), refresh_first)?)
+            Some(index(manager, &names, &opts, refresh_first)?)
         } else {
             None
         };
         let (mut installed, mut held) = (installed, held);
         let needs = match &available {
-            Some(offered) => companion_needs(manager, &wanted, offered, &options(p))?,
+            Some(offered) => companion_needs(manager, &wanted, offered, &opts)?,
             None => Vec::new(),
         };
         let extra: Vec<String> = COMPANIONS
@@ -178,7 +211,7 @@ impl PlannedModule for PackagePin {
             installed.extend(manager.installed(&extra)?);
             held.extend(manager.held(&extra)?);
             if let Some(offered) = available.as_mut() {
-                offered.extend(manager.available(&extra, &options(p))?);
+                offered.extend(manager.available(&extra, &opts)?);
             }
         }
         Ok(Observed {
@@ -187,6 +220,7 @@ impl PlannedModule for PackagePin {
             held,
             available,
             needs,
+            view,
         })
     }
 
@@ -293,7 +327,15 @@ impl PlannedModule for PackagePin {
             plan.lead = format!("{} already at the wanted versions and holds", names.join(", "));
         }
         if plan.changed() {
-            plan.actions = steps(manager, &pins, &to_install, !downgrades.is_empty(), &options(p));
+            let view = seen.view.as_ref().map_or(&[][..], |v| v.options.as_slice());
+            plan.actions = steps(
+                manager,
+                &pins,
+                &to_install,
+                !downgrades.is_empty(),
+                &options(p),
+                view,
+            );
         }
 
         let report: Vec<Value> = pins
@@ -322,6 +364,41 @@ impl PlannedModule for PackagePin {
             .with_diff(before, after))
     }
 
+    /// The transaction asked of the resolver (`apt-get -s`, `dnf --assumeno`), in the switched
+    /// view when there is one: what it refuses, and why, is what the run would meet.
+    fn rehearse(_p: &Params, seen: &Observed, plan: &Plan<Step>) -> Result<(), Failure> {
+        let Some(rehearsal) = plan.actions.iter().find_map(|s| match s {
+            Step::Install { rehearsal, .. } => Some(rehearsal),
+            _ => None,
+        }) else {
+            return Ok(());
+        };
+        let out = rehearsal.run().map_err(Failure::from)?;
+        // The run releases the holds of the packages it pins (companions included), no others.
+        let allowed: Vec<&str> = seen.installed.keys().map(String::as_str).collect();
+        match seen.manager.rehearsal_refused(&out, &allowed) {
+            None => Ok(()),
+            Some(why) => {
+                let whose = match &seen.view {
+                    Some(v) if v.minor_before != v.minor_after => format!(
+                        " once {} is switched from {} to {}",
+                        v.path.display(),
+                        v.minor_before,
+                        v.minor_after
+                    ),
+                    Some(v) => format!(" with {}'s index refreshed", v.path.display()),
+                    None => String::new(),
+                };
+                let mut failure = Failure::new(format!(
+                    "{} would refuse the transaction{whose}: {why}",
+                    seen.manager.name()
+                ));
+                failure.command = Some(Box::new(out));
+                Err(failure)
+            }
+        }
+    }
+
     /// Release holds, one transaction, hold again. A failed transaction restores the holds as they
     /// were.
     fn apply(_p: &Params, seen: Observed, plan: &Plan<Step>) -> Result<Applied, Failure> {
@@ -330,7 +407,7 @@ impl PlannedModule for PackagePin {
             match step {
                 Step::Release(cmd) => run_hold(manager, cmd)
                     .map_err(|f| f.context("releasing the holds failed, nothing was changed"))?,
-                Step::Install { command, restore } => {
+                Step::Install { command, restore, .. } => {
                     if let Err(failure) = manager::run(command) {
                         // The transaction did not happen: put the holds back as they were.
                         let note = match restore.as_ref().map(|r| run_hold(manager, r)) {
@@ -374,6 +451,7 @@ fn options(p: &Params) -> Options<'_> {
         disable_excludes: excludes,
         repo: p.repo.as_deref(),
         timeout: p.timeout.duration(),
+        view: &[],
     }
 }
 
@@ -389,6 +467,7 @@ fn steps(
     to_install: &[(String, String)],
     downgrade: bool,
     opts: &Options<'_>,
+    view: &[String],
 ) -> Vec<Step> {
     let was_held: Vec<(String, String)> = pins
         .iter()
@@ -401,6 +480,7 @@ fn steps(
         steps.push(Step::Install {
             command: manager.install(to_install, downgrade, opts),
             restore: manager.set_hold(&was_held, true),
+            rehearsal: manager.rehearse(to_install, downgrade, &Options { view, ..*opts }),
         });
     }
     let to_hold: Vec<(String, String)> = pins

@@ -16,11 +16,15 @@ pub enum Manager {
 }
 
 /// How a transaction should run.
+#[derive(Clone, Copy)]
 pub struct Options<'a> {
     pub allow_downgrade: bool,
     pub disable_excludes: Option<&'a str>,
     pub repo: Option<&'a str>,
     pub timeout: Duration,
+    /// Options for every index query and simulation: a scratch configuration where the Kubernetes
+    /// repository is switched to the target's minor (package_repo's view), else none.
+    pub view: &'a [String],
 }
 
 const QUERY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -30,6 +34,15 @@ impl From<PackageManager> for Manager {
         match found {
             PackageManager::Apt => Manager::Apt,
             PackageManager::Rpm(program) => Manager::Rpm(program),
+        }
+    }
+}
+
+impl From<Manager> for package_repo::Manager {
+    fn from(m: Manager) -> package_repo::Manager {
+        match m {
+            Manager::Apt => package_repo::Manager::Apt,
+            Manager::Rpm(program) => package_repo::Manager::Rpm(program),
         }
     }
 }
@@ -114,7 +127,12 @@ impl Manager {
             packages.iter().map(|p| (p.clone(), Vec::new())).collect();
         match self {
             Manager::Apt => {
-                let out = query(Command::new("apt-cache").arg("madison").args(packages))?;
+                let out = query(
+                    Command::new("apt-cache")
+                        .args(opts.view)
+                        .arg("madison")
+                        .args(packages),
+                )?;
                 for line in out.stdout.lines() {
                     let cols: Vec<&str> = line.split('|').map(str::trim).collect();
                     if let [name, version, ..] = cols.as_slice() {
@@ -129,7 +147,7 @@ impl Manager {
                     "--qf",
                     "%{name} %{version}-%{release}\n",
                 ]);
-                cmd = with_repo_options(cmd, opts);
+                cmd = with_repo_options(cmd, opts).args(opts.view);
                 let out = checked(cmd.args(packages).timeout(QUERY_TIMEOUT))?;
                 for line in out.stdout.lines() {
                     if let Some((name, version)) = line.trim().split_once(' ') {
@@ -146,12 +164,14 @@ impl Manager {
     pub fn requires(self, name: &str, version: &str, opts: &Options<'_>) -> Result<String, Failure> {
         let cmd = match self {
             Manager::Apt => Command::new("apt-cache")
+                .args(opts.view)
                 .args(["show", "--no-all-versions"])
                 .arg(format!("{name}={version}")),
             Manager::Rpm(program) => with_repo_options(
                 Command::new(program).args(["-q", "repoquery", "--requires"]),
                 opts,
             )
+            .args(opts.view)
             .arg(format!("{name}-{version}")),
         };
         checked(cmd.timeout(QUERY_TIMEOUT)).map(|out| out.stdout)
@@ -193,6 +213,71 @@ impl Manager {
         cmd.timeout(opts.timeout)
     }
 
+    /// The transaction of [`Manager::install`] rehearsed by the resolver, changing nothing:
+    /// `apt-get install -s` (the holds that the run releases first are allowed to change) or
+    /// `dnf install --assumeno` (versionlock left out, as the run deletes the locks first). Judge
+    /// its output with [`Manager::rehearsal_refused`].
+    pub fn rehearse(self, pins: &[(String, String)], downgrade: bool, opts: &Options<'_>) -> Command {
+        let cmd = match self {
+            Manager::Apt => {
+                let mut cmd = Command::new("apt-get").args(opts.view).args([
+                    "install",
+                    "-s",
+                    "-q",
+                    "--no-install-recommends",
+                    "--allow-change-held-packages",
+                ]);
+                if opts.allow_downgrade {
+                    cmd = cmd.arg("--allow-downgrades");
+                }
+                cmd.args(pins.iter().map(|(name, version)| format!("{name}={version}")))
+            }
+            Manager::Rpm(program) => {
+                let verb = if downgrade { "downgrade" } else { "install" };
+                with_repo_options(
+                    Command::new(program).args([verb, "--assumeno", "--disableplugin=versionlock"]),
+                    opts,
+                )
+                .args(opts.view)
+                .args(pins.iter().map(|(name, version)| format!("{name}-{version}")))
+            }
+        };
+        cmd.timeout(QUERY_TIMEOUT)
+    }
+
+    /// Why a rehearsal says the transaction would fail (`None`: it would go through). `allowed`:
+    /// the packages the run releases and changes; apt changing any other held package is a refusal,
+    /// as the real run (which releases only those) would be refused.
+    pub fn rehearsal_refused(self, out: &Output, allowed: &[&str]) -> Option<String> {
+        match self {
+            Manager::Apt => {
+                if !out.success() {
+                    return Some(
+                        resolver_reason(out).unwrap_or_else(|| format!("apt-get exited {}", out.rc)),
+                    );
+                }
+                let held = listed_after(&out.stdout, "The following held packages will be changed:");
+                let others: Vec<&str> = held.into_iter().filter(|p| !allowed.contains(p)).collect();
+                (!others.is_empty()).then(|| {
+                    format!(
+                        "the transaction would change held packages the run does not release: {}",
+                        others.join(", ")
+                    )
+                })
+            }
+            Manager::Rpm(_) => {
+                // --assumeno answers no: exit 1 after "Operation aborted." (dnf) or "Exiting on
+                // user command" (yum) means the transaction resolved.
+                let said = format!("{}\n{}", out.stdout, out.stderr);
+                let resolved = out.success()
+                    || said.contains("Operation aborted")
+                    || said.contains("Exiting on user command")
+                    || said.contains("Nothing to do");
+                (!resolved).then(|| resolver_reason(out).unwrap_or_else(|| format!("exit code {}", out.rc)))
+            }
+        }
+    }
+
     /// Holds (or releases) exactly these packages; `None` for none.
     pub fn set_hold(self, pins: &[(String, String)], hold: bool) -> Option<Command> {
         if pins.is_empty() {
@@ -216,9 +301,69 @@ impl Manager {
     }
 }
 
-/// Runs a command of a transaction; a non-zero exit fails.
+/// Runs a command of a transaction; a non-zero exit fails, with the resolver's reason when it
+/// gave one (apt prints the unmet `Depends:` on stdout and only "E: Unable to correct problems"
+/// on stderr).
 pub fn run(cmd: &Command) -> Result<(), Failure> {
-    cmd.run_checked().map(|_| ()).map_err(Failure::from)
+    match cmd.run_checked() {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let reason = e.output().and_then(resolver_reason);
+            let mut failure = Failure::from(e);
+            if let Some(reason) = reason {
+                failure.msg = format!("{}; the resolver says: {reason}", failure.msg);
+            }
+            Err(failure)
+        }
+    }
+}
+
+/// The lines where apt or dnf say why a transaction cannot be resolved: apt's unmet dependencies
+/// (`kubelet : Depends: kubernetes-cni (= 0.6.0) but 0.5.1-00 is to be installed`) and its `E:`
+/// lines; dnf's `Problem:` and ` - nothing provides ...` lines, yum's `Error:`/`Requires:` lines.
+pub fn resolver_reason(out: &Output) -> Option<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for text in [&out.stdout, &out.stderr] {
+        let mut unmet = false;
+        for line in text.lines() {
+            let t = line.trim();
+            if t.starts_with("The following packages have unmet dependencies") {
+                unmet = true;
+                continue;
+            }
+            let keep = (unmet
+                && (t.contains("Depends:")
+                    || t.contains("PreDepends:")
+                    || t.contains("Conflicts:")
+                    || t.contains("Breaks:")))
+                || t.starts_with("E:")
+                || t.starts_with("Problem")
+                || t.starts_with("- ")
+                || t.starts_with("Error:")
+                || t.starts_with("Requires:");
+            if keep && !t.is_empty() {
+                lines.push(t.split_whitespace().collect::<Vec<_>>().join(" "));
+            }
+        }
+    }
+    lines.dedup();
+    (!lines.is_empty()).then(|| module_kit::echo::bounded(lines.join("; ")))
+}
+
+/// The package names of the block that follows `heading` in apt's output (indented lines).
+fn listed_after<'a>(text: &'a str, heading: &str) -> Vec<&'a str> {
+    let mut names = Vec::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if line.trim() == heading {
+            inside = true;
+        } else if inside && line.starts_with(' ') {
+            names.extend(line.split_whitespace());
+        } else if inside {
+            break;
+        }
+    }
+    names
 }
 
 /// Runs a hold (or release) of `manager`; a failure says what versionlock needs.

@@ -33,6 +33,7 @@ fn observed(manager: Manager, version: &str, cni: &str, held: &[&str], offered: 
         held: held.iter().map(|n| n.to_string()).collect(),
         available,
         needs: Vec::new(),
+        view: None,
     }
 }
 
@@ -78,9 +79,21 @@ fn apt_releases_installs_in_one_transaction_and_holds_again() {
             words("apt-mark hold kubelet kubeadm kubectl kubernetes-cni"),
         ]
     );
-    let Step::Install { command, restore } = &plan.actions[1] else {
+    let Step::Install {
+        command,
+        restore,
+        rehearsal,
+    } = &plan.actions[1]
+    else {
         panic!("{:?}", plan.actions[1]);
     };
+    // Check mode asks apt the same transaction, releasing the same holds the run releases.
+    assert_eq!(
+        rehearsal.argv(),
+        words(&format!(
+            "apt-get install -s -q --no-install-recommends --allow-change-held-packages {pinned}"
+        ))
+    );
     assert_eq!(
         command.get_envs(),
         [("DEBIAN_FRONTEND".into(), "noninteractive".into())]
@@ -138,9 +151,20 @@ fn dnf_downgrades_with_repository_options_and_replaces_the_versionlocks() {
             words("dnf -q versionlock add kubelet-1.8.3-0 kubeadm-1.8.3-0"),
         ]
     );
-    let Step::Install { restore, .. } = &plan.actions[1] else {
+    let Step::Install {
+        restore, rehearsal, ..
+    } = &plan.actions[1]
+    else {
         panic!("{:?}", plan.actions[1]);
     };
+    // Check mode asks dnf to resolve the same transaction without the locks the run deletes.
+    assert_eq!(
+        rehearsal.argv(),
+        words(
+            "dnf downgrade --assumeno --disableplugin=versionlock --disableexcludes=kubernetes \
+             --enablerepo=kubernetes-old kubelet-1.8.3-0 kubeadm-1.8.3-0"
+        )
+    );
     // A failed transaction puts back the lock of the version that stays installed.
     assert_eq!(
         restore.as_ref().map(Command::argv),
@@ -274,5 +298,69 @@ fn a_held_companion_the_target_needs_moves_with_the_packages() {
     assert!(
         why.contains("kubernetes-cni cannot move with the packages"),
         "{why}"
+    );
+}
+
+fn output(rc: i32, stdout: &str, stderr: &str) -> module_kit::command::Output {
+    module_kit::command::Output {
+        rc,
+        stdout: stdout.into(),
+        stderr: stderr.into(),
+        duration: Duration::ZERO,
+    }
+}
+
+#[test]
+fn a_refused_rehearsal_says_the_resolvers_reason_line() {
+    // What apt-get -s prints when kubelet's kubernetes-cni dependency is left out.
+    let apt = output(
+        100,
+        "Reading package lists...\nSome packages could not be installed. This may mean that you have\n\
+         The following packages have unmet dependencies:\n kubelet : Depends: kubernetes-cni (= 0.6.0) \
+         but 0.5.1-00 is to be installed\n",
+        "E: Unable to correct problems, you have held broken packages.\n",
+    );
+    let why = Manager::Apt.rehearsal_refused(&apt, &["kubelet"]).unwrap();
+    assert!(
+        why.contains("kubelet : Depends: kubernetes-cni (= 0.6.0) but 0.5.1-00 is to be installed"),
+        "{why}"
+    );
+    assert!(why.contains("E: Unable to correct problems"), "{why}");
+    // dnf: exit 1 after "Operation aborted." resolved; a Problem line did not.
+    let resolved = output(1, "Dependencies resolved.\n", "Operation aborted.\n");
+    assert_eq!(
+        Manager::Rpm("dnf").rehearsal_refused(&resolved, &["kubelet"]),
+        None
+    );
+    let problem = output(
+        1,
+        "",
+        "Error: \n Problem: cannot install the best candidate for the job\n  - nothing provides \
+         cri-tools >= 1.30.0 needed by kubeadm-1.31.0-150500.1.1.x86_64\n",
+    );
+    let why = Manager::Rpm("dnf")
+        .rehearsal_refused(&problem, &["kubeadm"])
+        .unwrap();
+    assert!(
+        why.contains("nothing provides cri-tools >= 1.30.0 needed by kubeadm"),
+        "{why}"
+    );
+}
+
+#[test]
+fn a_rehearsal_that_would_change_another_held_package_is_refused() {
+    let apt = output(
+        0,
+        "The following held packages will be changed:\n  containerd kubelet\nThe following packages will be upgraded:\n  kubelet\n",
+        "",
+    );
+    let why = Manager::Apt
+        .rehearsal_refused(&apt, &["kubelet", "kubeadm"])
+        .unwrap();
+    assert!(why.contains("containerd"), "{why}");
+    assert!(!why.contains("kubelet"), "{why}");
+    assert_eq!(
+        Manager::Apt.rehearsal_refused(&apt, &["kubelet", "containerd"]),
+        None
     );
 }

@@ -12,8 +12,10 @@
 mod key;
 mod manager;
 mod sources;
+mod view;
 mod write;
 
+use manager::locate;
 pub use manager::Manager;
 use module_kit::command::Command;
 use module_kit::{
@@ -23,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 pub use sources::Format;
 use std::path::{Path, PathBuf};
+pub use view::{switched_view, SwitchedView};
 use write::Owner;
 
 pub struct PackageRepo;
@@ -79,7 +82,7 @@ fn yes() -> bool {
 /// The first minor pkgs.k8s.io publishes; older ones are only in the legacy repositories.
 const FIRST_PUBLISHED: u32 = 24;
 /// A repository file or a key is a few kilobytes; anything this large is not one.
-const READ_LIMIT: u64 = 1 << 20;
+pub(crate) const READ_LIMIT: u64 = 1 << 20;
 
 /// The minor `version` names: `v1.31.2`, `1.31.2`, `1.31`, `v1.31`, `1.31.2-1.1` all name 31.
 pub fn minor(version: &str) -> Option<u32> {
