@@ -187,8 +187,11 @@ fn a_kubelet_refuses_flags_its_release_removed_until_kubeadm_upgrade_node_cleans
 }
 
 /// A patch published after the nodes were provisioned (`kup-lab up --withhold`, then `kup-lab
-/// publish`) is only seen once the node refreshes its index, as with apt.kubernetes.io and pkgs.k8s.io;
-/// kup refreshes it before judging the packages, so the patch upgrade goes through.
+/// publish`) is only seen once the node refreshes its index, as with apt.kubernetes.io and pkgs.k8s.io.
+/// kup's plan judges every node's packages from a fresh, private copy of its repository's index
+/// (so it sees the patch without touching the node's own index), the preflight of `kup upgrade`
+/// asks apt itself before anything changes and names the node that would refuse, and the run
+/// refreshes the index before judging the packages, so the patch upgrade goes through.
 #[test]
 fn a_patch_published_after_provisioning_is_seen_only_after_an_index_refresh() {
     let Some(lab) = TestLab::up_with(
@@ -204,6 +207,19 @@ fn a_patch_published_after_provisioning_is_seen_only_after_an_index_refresh() {
     ) else {
         return;
     };
+    let hosts = ["lab-cp1", "lab-w1", "lab-w2"];
+    let plan_args = ["plan", "--to", "v1.35.1", "--force-drain"];
+    // Not published: the plan is blocked, naming every node and what its repository offers.
+    let plan = e2e::kup(&lab.inventory, &plan_args);
+    let text = e2e::output_text(&plan);
+    assert_eq!(plan.status.code(), Some(1), "{text}");
+    for host in hosts {
+        assert!(
+            text.contains(&format!("{host}: package_pin: "))
+                && text.contains("kubelet 1.35.1 is not offered"),
+            "{host}: {text}"
+        );
+    }
     let simulate = "apt-get install -s --allow-change-held-packages kubelet=1.35.1-1.1";
     let before = lab.ssh(1, simulate);
     assert!(!before.status.success(), "1.35.1 offered before it was published");
@@ -216,19 +232,49 @@ fn a_patch_published_after_provisioning_is_seen_only_after_an_index_refresh() {
     assert!(publish.status.success(), "{}", e2e::output_text(&publish));
     let stale = lab.ssh(1, simulate);
     assert!(!stale.status.success(), "seen without refreshing the index");
-    // kup refreshes the repository's index before it judges the packages: the patch upgrade goes.
-    let up = e2e::kup(
-        &lab.inventory,
-        &[
-            "upgrade",
-            "--to",
-            "v1.35.1",
-            "--retry-delay",
-            "1",
-            "--force-drain",
-            "--yes",
-        ],
+    // The plan sees the patch from its own fresh index, and leaves the nodes' index as it was.
+    let plan = e2e::kup(&lab.inventory, &plan_args);
+    assert!(plan.status.success(), "{}", e2e::output_text(&plan));
+    assert!(
+        !lab.ssh(1, simulate).status.success(),
+        "the plan refreshed the node's own index"
     );
+
+    // A node whose packages cannot resolve (a dependency the new kubelet declares is gone, and no
+    // repository offers it): the upgrade stops in its preflight, naming the node and apt's
+    // reason, before any node is touched.
+    lab.ssh_ok(
+        3,
+        "cp /var/lib/dpkg/status /root/dpkg-status.kept && dpkg --remove --force-depends conntrack",
+    );
+    let up_args = [
+        "upgrade",
+        "--to",
+        "v1.35.1",
+        "--retry-delay",
+        "1",
+        "--force-drain",
+        "--yes",
+    ];
+    let refused = e2e::kup(&lab.inventory, &up_args);
+    let text = e2e::output_text(&refused);
+    assert!(!refused.status.success(), "{text}");
+    assert!(
+        text.contains("lab-w2: apt would refuse the transaction") && text.contains("Depends: conntrack"),
+        "{text}"
+    );
+    assert!(!text.contains("lab-w1: apt would refuse"), "{text}");
+    lab.assert_all_at("v1.35.0");
+    let unschedulable = lab.kubectl(&["get", "nodes", "-o", "jsonpath={.items[*].spec.unschedulable}"]);
+    assert!(
+        !unschedulable.contains("true"),
+        "a node was taken out: {unschedulable}"
+    );
+
+    // The dependency back: kup refreshes the repository's index before it judges the packages,
+    // and the patch upgrade goes.
+    lab.ssh_ok(3, "cp /root/dpkg-status.kept /var/lib/dpkg/status");
+    let up = e2e::kup(&lab.inventory, &up_args);
     assert!(up.status.success(), "{}", e2e::output_text(&up));
     lab.assert_all_at("v1.35.1");
 }
