@@ -2,9 +2,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! A lab that fails the way real releases fail: the container runtime owns a control plane's static
 //! pods (stopping dockerd stops them, stopping containerd does not), keepalived holds the virtual
-//! address and a stopped holder moves it, a kubelet moving to a new minor restarts its static pods,
-//! and from 1.28 the addons wait for the last control plane's `kubeadm upgrade node`. Everything is
-//! done by hand on the nodes over real ssh and read back from the lab API server with real kubectl.
+//! address that clients use (a stopped holder moves it, with none running it refuses connections),
+//! a kubelet moving to a new minor restarts its static pods, and from 1.28 the addons (kube-proxy,
+//! CoreDNS) wait for the last control plane's `kubeadm upgrade node`. Everything is done by hand on
+//! the nodes over real ssh and read back from the lab API server with real kubectl.
 
 use e2e::lab::{LabOptions, TestLab};
 use serde_json::Value;
@@ -14,9 +15,40 @@ use std::time::{Duration, Instant};
 /// Both tests use lab id 11: one lab at a time.
 static LAB: Mutex<()> = Mutex::new(());
 
-/// What the lab API server counts: control planes' availability, the virtual address.
+/// What the lab API server counts: control planes' availability, the virtual address (read at the
+/// server's own address, which answers while nobody holds the virtual one).
 fn services(lab: &TestLab) -> Value {
-    serde_json::from_str(&lab.kubectl(&["get", "--raw", "/_lab/control-planes"])).unwrap()
+    serde_json::from_str(&lab.kubectl_direct(&["get", "--raw", "/_lab/control-planes"])).unwrap()
+}
+
+/// kubectl through the virtual address, until it succeeds (the listener follows the holder within a
+/// moment); returns its output.
+fn through_vip(lab: &TestLab, args: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = lab.kubectl_with(&lab.kubeconfig, args);
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kubectl {args:?} through the VIP: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn coredns_image(lab: &TestLab) -> String {
+    lab.kubectl(&[
+        "-n",
+        "kube-system",
+        "get",
+        "deployment",
+        "coredns",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ])
 }
 
 fn control_plane<'a>(services: &'a Value, node: &str) -> &'a Value {
@@ -102,7 +134,7 @@ fn containerd_keepalived_addons_and_a_kubelets_new_minor_on_an_ha_lab() {
     let _one = LAB.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let Some(lab) = TestLab::up(LabOptions {
         flavour: "apt",
-        from: "1.29.6",
+        from: "1.33.1",
         control_planes: 2,
         workers: 1,
         id: 11,
@@ -155,12 +187,31 @@ fn containerd_keepalived_addons_and_a_kubelets_new_minor_on_an_ha_lab() {
     lab.ssh_ok(1, "systemctl start containerd");
     wait_journal(&lab, 1, "containerd", "containers still running");
 
-    // Stopping keepalived on the holder: the address is lost, then moves to lab-cp2.
+    // Clients use the virtual address: the admin kubeconfig and every kubelet's name it, and the
+    // API server's certificate carries it (kubectl verifies it).
+    let server = format!("server: https://{}:6443", lab.vip());
+    assert!(
+        std::fs::read_to_string(&lab.kubeconfig)
+            .unwrap()
+            .contains(&server),
+        "the admin kubeconfig does not use the VIP"
+    );
+    for node in 1..=3 {
+        let kubelet_conf = lab.ssh_ok(node, "cat /etc/kubernetes/kubelet.conf");
+        assert!(kubelet_conf.contains(&server), "node {node}: {kubelet_conf}");
+    }
+    assert!(through_vip(&lab, &["get", "nodes"]).contains("lab-w1"));
+    // From a node too, with the kubelet's kubeconfig.
+    lab.ssh_ok(3, &format!("exec 3<>/dev/tcp/{}/6443", lab.vip()));
+
+    // Stopping keepalived on the holder: the address is lost, then moves to lab-cp2, and clients
+    // reach the API server through it again.
     lab.ssh_ok(1, "systemctl stop keepalived");
     let s = wait_services(&lab, "the VIP on lab-cp2", limit, |s| {
         s["vip"]["holder"] == "lab-cp2"
     });
     assert_eq!(vip(&s), (moves + 1, vip_base + 1), "{s}");
+    assert!(through_vip(&lab, &["get", "nodes"]).contains("lab-cp1"));
     // Back on lab-cp1 (keepalived preempts by default): another move, another interruption.
     lab.ssh_ok(1, "systemctl start keepalived");
     let s = wait_services(&lab, "the VIP back on lab-cp1", limit, |s| {
@@ -173,11 +224,37 @@ fn containerd_keepalived_addons_and_a_kubelets_new_minor_on_an_ha_lab() {
         "keepalived is not the control plane: {s}"
     );
 
-    // 1.29 -> 1.30: apply on lab-cp1 leaves the addons to the last control plane.
-    assert_eq!(kube_proxy_image(&lab), "registry.k8s.io/kube-proxy:v1.29.6");
-    switch_repository(&lab, 1, "v1.29", "v1.30");
-    install(&lab, 1, "kubeadm=1.30.2-1.1");
-    let apply = lab.ssh_ok(1, "kubeadm upgrade apply v1.30.2 -y");
+    // keepalived stopped everywhere: nobody holds the address, which refuses connections (from the
+    // host and from a node), while the API server itself still runs.
+    lab.ssh_ok(1, "systemctl stop keepalived");
+    lab.ssh_ok(2, "systemctl stop keepalived");
+    wait_services(&lab, "nobody holding the VIP", limit, |s| {
+        s["vip"]["holder"].is_null() && s["vip"]["failingOver"] == false
+    });
+    let refused = lab.kubectl_with(&lab.kubeconfig, &["get", "nodes"]);
+    assert!(!refused.status.success(), "kubectl worked with no keepalived");
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(why.contains("refused"), "{why}");
+    let probe = lab.ssh(3, &format!("exec 3<>/dev/tcp/{}/6443", lab.vip()));
+    assert!(
+        !probe.status.success(),
+        "the VIP answered a node with no keepalived"
+    );
+    assert!(lab.kubectl_direct(&["get", "nodes"]).contains("lab-cp1"));
+    lab.ssh_ok(2, "systemctl start keepalived");
+    lab.ssh_ok(1, "systemctl start keepalived");
+    wait_services(&lab, "the VIP on lab-cp1 again", limit, |s| {
+        s["vip"]["holder"] == "lab-cp1"
+    });
+    assert!(through_vip(&lab, &["get", "nodes"]).contains("lab-cp2"));
+
+    // 1.33 -> 1.34: apply on lab-cp1 leaves the addons (kube-proxy, CoreDNS v1.12.0 -> v1.12.1,
+    // kubeadm constants.go CoreDNSVersion) to the last control plane.
+    assert_eq!(kube_proxy_image(&lab), "registry.k8s.io/kube-proxy:v1.33.1");
+    assert_eq!(coredns_image(&lab), "registry.k8s.io/coredns/coredns:v1.12.0");
+    switch_repository(&lab, 1, "v1.33", "v1.34");
+    install(&lab, 1, "kubeadm=1.34.2-1.1");
+    let apply = lab.ssh_ok(1, "kubeadm upgrade apply v1.34.2 -y");
     assert!(apply.contains("SUCCESS"), "{apply}");
     assert!(
         apply.contains(
@@ -185,15 +262,23 @@ fn containerd_keepalived_addons_and_a_kubelets_new_minor_on_an_ha_lab() {
         ),
         "{apply}"
     );
-    assert_eq!(kube_proxy_image(&lab), "registry.k8s.io/kube-proxy:v1.29.6");
-    switch_repository(&lab, 2, "v1.29", "v1.30");
-    install(&lab, 2, "kubeadm=1.30.2-1.1");
+    assert_eq!(kube_proxy_image(&lab), "registry.k8s.io/kube-proxy:v1.33.1");
+    assert_eq!(coredns_image(&lab), "registry.k8s.io/coredns/coredns:v1.12.0");
+    switch_repository(&lab, 2, "v1.33", "v1.34");
+    install(&lab, 2, "kubeadm=1.34.2-1.1");
     let node = lab.ssh_ok(2, "kubeadm upgrade node");
     assert!(node.contains("Applied essential addon: kube-proxy"), "{node}");
-    assert_eq!(kube_proxy_image(&lab), "registry.k8s.io/kube-proxy:v1.30.2");
+    assert!(node.contains("Applied essential addon: CoreDNS"), "{node}");
+    assert_eq!(kube_proxy_image(&lab), "registry.k8s.io/kube-proxy:v1.34.2");
+    assert_eq!(coredns_image(&lab), "registry.k8s.io/coredns/coredns:v1.12.1");
+    let table = lab.kubectl(&["-n", "kube-system", "get", "deployment", "coredns"]);
+    assert!(
+        table.starts_with("NAME      READY   UP-TO-DATE   AVAILABLE   AGE"),
+        "{table}"
+    );
 
-    // lab-cp1's kubelet moves to 1.30: its static pods restart, an interruption of that control plane.
-    install(&lab, 1, "kubelet=1.30.2-1.1");
+    // lab-cp1's kubelet moves to 1.34: its static pods restart, an interruption of that control plane.
+    install(&lab, 1, "kubelet=1.34.2-1.1");
     lab.ssh_ok(1, "systemctl daemon-reload && systemctl restart kubelet");
     let s = wait_services(
         &lab,
@@ -205,7 +290,7 @@ fn containerd_keepalived_addons_and_a_kubelets_new_minor_on_an_ha_lab() {
     wait_services(&lab, "lab-cp1 back", limit, |s| {
         control_plane(s, "lab-cp1")["available"] == true
     });
-    lab.wait_node("lab-cp1", "v1.30.2", limit);
+    lab.wait_node("lab-cp1", "v1.34.2", limit);
     // A restart at the same minor restarts nothing.
     lab.ssh_ok(1, "systemctl restart kubelet");
     std::thread::sleep(Duration::from_secs(4));

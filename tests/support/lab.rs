@@ -13,7 +13,10 @@ pub struct TestLab {
     pub bridge: String,
     _tmp: tempfile::TempDir,
     pub inventory: PathBuf,
+    /// The admin kubeconfig: through the cluster's virtual address (keepalived's).
     pub kubeconfig: PathBuf,
+    /// The API server at its own address, whoever holds the virtual one (the lab's side channel).
+    pub direct_kubeconfig: PathBuf,
     pub key: PathBuf,
     pub subnet: String,
 }
@@ -101,6 +104,7 @@ impl TestLab {
         Some(TestLab {
             inventory: dir.join("inventory.ini"),
             kubeconfig: dir.join("kubeconfig"),
+            direct_kubeconfig: dir.join("direct.kubeconfig"),
             key: dir.join("ssh/id_ed25519"),
             dir,
             bridge,
@@ -112,6 +116,11 @@ impl TestLab {
     /// The address of the n-th node (1-based, control planes first).
     pub fn address(&self, n: u8) -> String {
         format!("{}.{}", self.subnet, 10 + n)
+    }
+
+    /// The cluster's virtual address (`.10` of the lab's subnet).
+    pub fn vip(&self) -> String {
+        format!("{}.10", self.subnet)
     }
 
     pub fn release_url(&self) -> String {
@@ -195,15 +204,31 @@ impl TestLab {
         })
     }
 
-    /// Real kubectl against the lab's API server.
-    pub fn kubectl(&self, args: &[&str]) -> String {
-        let out = Command::new(kubectl())
+    /// Real kubectl with `kubeconfig`, whatever its outcome.
+    pub fn kubectl_with(&self, kubeconfig: &Path, args: &[&str]) -> Output {
+        Command::new(kubectl())
             .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
+            .arg(kubeconfig)
             .args(args)
             .stdin(Stdio::null())
             .output()
-            .expect("kubectl");
+            .expect("kubectl")
+    }
+
+    /// Real kubectl against the API server's own address (answers while nobody holds the VIP).
+    pub fn kubectl_direct(&self, args: &[&str]) -> String {
+        let out = self.kubectl_with(&self.direct_kubeconfig, args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Real kubectl against the lab's API server, through the virtual address as users reach it.
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        let out = self.kubectl_with(&self.kubeconfig, args);
         assert!(
             out.status.success(),
             "kubectl {args:?}: {}",

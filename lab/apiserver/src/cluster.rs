@@ -130,6 +130,28 @@ pub struct DaemonSetSeed {
     pub image: Option<String>,
 }
 
+/// A Deployment whose pods the lab does not simulate (kube-system/coredns): its status says every
+/// replica is ready, updated and available.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeploymentSeed {
+    /// Name.
+    pub name: String,
+    /// Namespace.
+    #[serde(default = "default_ns")]
+    pub namespace: String,
+    /// Replicas.
+    pub replicas: u32,
+    /// Pod labels (also the selector); default `app: <name>`.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The container's name (default: the Deployment's).
+    #[serde(default)]
+    pub container: Option<String>,
+    /// Container image.
+    pub image: String,
+}
+
 /// A bare pod (no controller).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -202,6 +224,9 @@ pub struct Cluster {
     /// DaemonSets.
     #[serde(default)]
     pub daemon_sets: Vec<DaemonSetSeed>,
+    /// Deployments (their pods not simulated).
+    #[serde(default)]
+    pub deployments: Vec<DeploymentSeed>,
     /// Bare and mirror pods.
     #[serde(default)]
     pub pods: Vec<PodSeed>,
@@ -285,6 +310,7 @@ impl Cluster {
                 empty_dir: false,
                 image: None,
             }],
+            deployments: vec![],
             pods: vec![
                 PodSeed {
                     name: "toolbox".to_string(),

@@ -16,7 +16,7 @@
 //!
 //! Served: discovery (`/version`, `/api`, `/api/v1`, `/apis`, `/apis/G`, `/apis/G/V`) as the
 //! emulated release has it; nodes (+`/status`), pods (+`/status`, `/eviction`), configmaps,
-//! namespaces, daemonsets and replicasets (per release under extensions/v1beta1, apps/v1beta2,
+//! namespaces, daemonsets, replicasets and deployments (per release under extensions/v1beta1, apps/v1beta2,
 //! apps/v1), poddisruptionbudgets (policy/v1beta1 and/or policy/v1), leases (coordination.k8s.io
 //! v1beta1 and/or v1, from 1.12): get, list (label and field selectors, `limit`/`continue`),
 //! create, update (409 on a stale resourceVersion), merge/strategic/JSON patch, delete (UID and,
@@ -43,6 +43,7 @@ pub mod table;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tls;
+mod vip;
 
 pub use faults::FaultSpec;
 pub use server::{start, Handle, ServerConfig};

@@ -72,6 +72,9 @@ pub struct ServerConfig {
     pub seed: Option<u64>,
     /// Extra DNS names / IPs for the server certificate.
     pub extra_sans: Vec<String>,
+    /// The cluster's virtual address (keepalived's): a listener there forwards to this server while
+    /// some keepalived holds it, and the kubeconfig names it (see `vip`).
+    pub vip: Option<SocketAddr>,
 }
 
 impl ServerConfig {
@@ -89,6 +92,7 @@ impl ServerConfig {
             faults: Vec::new(),
             seed: None,
             extra_sans: Vec::new(),
+            vip: None,
         }
     }
 }
@@ -111,12 +115,19 @@ impl Shared {
     fn faults(&self) -> MutexGuard<'_, Faults> {
         self.faults.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    pub(crate) fn vip_holder(&self) -> Option<String> {
+        self.store().vip_holder()
+    }
 }
 
 /// A running server.
 pub struct Handle {
     addr: SocketAddr,
     url: String,
+    /// `https://VIP:PORT` when the server has a virtual address.
+    vip_url: Option<String>,
+    vip_task: Option<JoinHandle<()>>,
     ca_pem: Option<String>,
     token: Option<String>,
     shared: Arc<Shared>,
@@ -152,10 +163,30 @@ impl Handle {
         self.token.as_deref()
     }
 
-    /// A kubeconfig (YAML) for this server.
+    /// The URL clients use: the virtual address's when there is one, else [`Handle::url`].
+    pub fn client_url(&self) -> &str {
+        self.vip_url.as_deref().unwrap_or(&self.url)
+    }
+
+    /// A kubeconfig (YAML) for this server, through the virtual address when there is one.
     pub fn kubeconfig(&self) -> String {
+        self.kubeconfig_for(self.client_url())
+    }
+
+    /// A kubeconfig that reaches this server at its own address, whoever holds the virtual one (the
+    /// lab's own side channel: stand-ins reporting services, `kup-lab status`).
+    pub fn direct_kubeconfig(&self) -> String {
+        self.kubeconfig_for(&self.url)
+    }
+
+    /// Writes [`Handle::direct_kubeconfig`] (mode 0600).
+    pub fn write_direct_kubeconfig(&self, path: &Path) -> Result<(), String> {
+        write_private(path, &self.direct_kubeconfig())
+    }
+
+    fn kubeconfig_for(&self, server: &str) -> String {
         use base64::Engine;
-        let mut cluster = format!("    server: {}\n", self.url);
+        let mut cluster = format!("    server: {server}\n");
         if let Some(ca) = &self.ca_pem {
             let b64 = base64::engine::general_purpose::STANDARD.encode(ca.as_bytes());
             cluster.push_str(&format!("    certificate-authority-data: {b64}\n"));
@@ -200,6 +231,9 @@ impl Handle {
             let _ = tokio::time::timeout(Duration::from_secs(5), s).await;
         }
         self.clock.abort();
+        if let Some(t) = self.vip_task.take() {
+            t.abort();
+        }
     }
 
     /// Waits until the server stops (it runs until [`Handle::stop`] or a signal in the binary).
@@ -217,6 +251,9 @@ impl Drop for Handle {
             let _ = tx.send(());
         }
         self.clock.abort();
+        if let Some(t) = self.vip_task.take() {
+            t.abort();
+        }
     }
 }
 
@@ -299,9 +336,18 @@ pub async fn start(config: ServerConfig) -> Result<Handle, String> {
             }
         }
     });
+    let vip_task = config
+        .vip
+        .map(|vip| tokio::spawn(crate::vip::serve(shared.clone(), vip, addr)));
+    let vip_url = config.vip.map(|vip| {
+        let scheme = if config.tls { "https" } else { "http" };
+        format!("{scheme}://{vip}")
+    });
     Ok(Handle {
         addr,
         url,
+        vip_url,
+        vip_task,
         ca_pem,
         token,
         shared,

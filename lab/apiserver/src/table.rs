@@ -276,6 +276,25 @@ fn daemonset_row(d: &Value) -> Vec<Value> {
     ]
 }
 
+/// printDeployment (printers.go): READY is ready/desired, UP-TO-DATE and AVAILABLE the status counts.
+fn deployment_row(d: &Value) -> Vec<Value> {
+    let (names, images) = template_containers(d);
+    vec![
+        json!(s(d, "/metadata/name")),
+        json!(format!(
+            "{}/{}",
+            int(d, "/status/readyReplicas"),
+            int(d, "/spec/replicas")
+        )),
+        json!(int(d, "/status/updatedReplicas")),
+        json!(int(d, "/status/availableReplicas")),
+        json!(age(s(d, "/metadata/creationTimestamp"))),
+        json!(names),
+        json!(images),
+        json!(format_selector(d.pointer("/spec/selector"))),
+    ]
+}
+
 fn replicaset_row(r: &Value) -> Vec<Value> {
     let (names, images) = template_containers(r);
     vec![
@@ -364,6 +383,17 @@ pub fn render(
             col("Images", "string", 1, "Images referenced by each container in the template."),
             col("Selector", "string", 1, "Selector is a label query over pods that should match the replica count."),
         ],
+        // deploymentColumnDefinitions (printers.go): READY, UP-TO-DATE and AVAILABLE are strings.
+        Kind::Deployment => vec![
+            col("Name", "string", 0, "Name must be unique within a namespace."),
+            col("Ready", "string", 0, "Number of the pod with ready state"),
+            col("Up-to-date", "string", 0, "Total number of non-terminated pods targeted by this deployment that have the desired template spec."),
+            col("Available", "string", 0, "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment."),
+            col("Age", "string", 0, "CreationTimestamp is a timestamp representing the server time when this object was created."),
+            col("Containers", "string", 1, "Names of each container in the template."),
+            col("Images", "string", 1, "Images referenced by each container in the template."),
+            col("Selector", "string", 1, "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment."),
+        ],
         // configMapColumnDefinitions (printers.go).
         Kind::ConfigMap => vec![
             col("Name", "string", 0, "Name must be unique within a namespace."),
@@ -392,6 +422,7 @@ pub fn render(
                 Kind::Pdb => pdb_row(store, it),
                 Kind::DaemonSet => daemonset_row(it),
                 Kind::ReplicaSet => replicaset_row(it),
+                Kind::Deployment => deployment_row(it),
                 Kind::ConfigMap => {
                     let count = |p: &str| it.get(p).and_then(Value::as_object).map_or(0, |m| m.len());
                     vec![

@@ -61,9 +61,18 @@ struct ApiserverArgs {
     /// Bearer token to require (generated with --tls when absent).
     #[arg(long)]
     token: Option<String>,
-    /// Write a kubeconfig for clients here.
+    /// Write a kubeconfig for clients here (through --vip when given).
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
+    /// The cluster's virtual address (keepalived's), e.g. 10.213.0.10:6443: a listener there forwards
+    /// to this server while some keepalived holds the address (refused otherwise); the certificate
+    /// and the --kubeconfig name it.
+    #[arg(long)]
+    vip: Option<SocketAddr>,
+    /// Write a kubeconfig that reaches this server at --listen, whoever holds the virtual address
+    /// (the lab's own side channel).
+    #[arg(long)]
+    direct_kubeconfig: Option<PathBuf>,
     /// Real seconds per simulated second of grace periods (0.01 = 100x faster).
     #[arg(long, default_value_t = 1.0)]
     time_factor: f64,
@@ -119,6 +128,12 @@ fn run_apiserver(args: ApiserverArgs) -> Result<(), String> {
     cfg.listen = args.listen;
     // Clients on the lab bridge reach the server by its address: the certificate must name it.
     cfg.extra_sans.push(args.listen.ip().to_string());
+    // kubeadm puts the control-plane endpoint in the API server's certificate SANs
+    // (cmd/kubeadm/app/util/pkiutil GetAPIServerAltNames): clients verify the VIP by name.
+    if let Some(vip) = args.vip {
+        cfg.extra_sans.push(vip.ip().to_string());
+    }
+    cfg.vip = args.vip;
     cfg.tls = args.tls;
     cfg.token = args.token;
     cfg.time_factor = args.time_factor;
@@ -137,10 +152,13 @@ fn run_apiserver(args: ApiserverArgs) -> Result<(), String> {
         if let Some(path) = &args.kubeconfig {
             handle.write_kubeconfig(path)?;
         }
+        if let Some(path) = &args.direct_kubeconfig {
+            handle.write_direct_kubeconfig(path)?;
+        }
         eprintln!(
             "kup-lab apiserver: emulating {} at {}{}",
             emu.git_version(),
-            handle.url(),
+            handle.client_url(),
             args.kubeconfig
                 .as_ref()
                 .map(|p| format!(", kubeconfig {}", p.display()))

@@ -20,7 +20,11 @@ pub struct LabState {
     /// The server of the lab's package repositories.
     #[serde(default)]
     pub repo_pid: Option<u32>,
+    /// The API server as clients reach it: through the virtual address.
     pub api_url: String,
+    /// The API server at its own address (the lab's side channel).
+    #[serde(default)]
+    pub direct_url: String,
     pub release_url: String,
 }
 
@@ -29,7 +33,12 @@ pub struct LabState {
 pub struct LabFiles {
     pub inventory_ini: PathBuf,
     pub inventory_yaml: PathBuf,
+    /// The admin kubeconfig: through the virtual address, as kubeadm's admin.conf names the
+    /// control-plane endpoint.
     pub kubeconfig: PathBuf,
+    /// A kubeconfig for the API server's own address, whoever holds the virtual one (for the lab's
+    /// own use: `kup-lab status`, the stand-ins reporting services, tests reading counts).
+    pub direct_kubeconfig: PathBuf,
     pub ssh_key: PathBuf,
     pub api_url: String,
     pub release_url: String,
@@ -57,15 +66,16 @@ impl LabState {
             inventory_ini: dir.join("inventory.ini"),
             inventory_yaml: dir.join("inventory.yml"),
             kubeconfig: dir.join("kubeconfig"),
+            direct_kubeconfig: dir.join("direct.kubeconfig"),
             ssh_key: dir.join("ssh/id_ed25519"),
             api_url: self.api_url.clone(),
             release_url: self.release_url.clone(),
         }
     }
 
-    /// An API client with the lab's admin kubeconfig.
+    /// An API client at the API server's own address (it answers while nobody holds the VIP).
     pub fn api(&self) -> Result<Api, String> {
-        Api::from_kubeconfig(&self.files().kubeconfig.to_string_lossy())
+        Api::from_kubeconfig(&self.files().direct_kubeconfig.to_string_lossy())
     }
 }
 
@@ -121,7 +131,8 @@ pub fn up(spec: &LabSpec) -> Result<LabFiles, String> {
         apiserver_pid: None,
         release_pid: None,
         repo_pid: None,
-        api_url: format!("https://{}:{}", spec.host_ip(), spec.api_port()),
+        api_url: format!("https://{}:{}", spec.vip(), spec.api_port()),
+        direct_url: format!("https://{}:{}", spec.host_ip(), spec.api_port()),
         release_url: format!("http://{}:{}", spec.host_ip(), spec.release_port()),
     };
     std::fs::create_dir_all(spec.dir.join("logs")).map_err(|e| format!("{}: {e}", spec.dir.display()))?;
@@ -163,8 +174,10 @@ fn build(state: &mut LabState) -> Result<LabFiles, String> {
     let seed = spec.dir.join("cluster.json");
     sh::write(&seed, cluster_seed(&spec).to_string())?;
     let listen = format!("{}:{}", spec.host_ip(), spec.api_port());
+    let vip = format!("{}:{}", spec.vip(), spec.api_port());
     let emulate = emulated_release(&spec.from);
     let kubeconfig = files.kubeconfig.to_string_lossy().into_owned();
+    let direct_kubeconfig = files.direct_kubeconfig.to_string_lossy().into_owned();
     state.apiserver_pid = Some(spawn_server(
         &spec,
         "apiserver",
@@ -179,6 +192,10 @@ fn build(state: &mut LabState) -> Result<LabFiles, String> {
             "--tls",
             "--kubeconfig",
             &kubeconfig,
+            "--vip",
+            &vip,
+            "--direct-kubeconfig",
+            &direct_kubeconfig,
             "--time-factor",
             &spec.time_factor.to_string(),
             "--node-grace",
@@ -219,7 +236,8 @@ fn build(state: &mut LabState) -> Result<LabFiles, String> {
             // It exited (an address in use, say): no point in waiting; its log says why below.
             return Some(None);
         }
-        let api = Api::from_kubeconfig(&kubeconfig).ok()?;
+        // Nobody holds the virtual address before the nodes' keepalived runs: the lab's own address.
+        let api = Api::from_kubeconfig(&direct_kubeconfig).ok()?;
         api.get("/version").ok().map(|_| Some(api))
     })?
     .ok_or_else(|| {
@@ -253,12 +271,15 @@ fn build(state: &mut LabState) -> Result<LabFiles, String> {
         .collect();
     let kubeconfig_text =
         std::fs::read_to_string(&files.kubeconfig).map_err(|e| format!("kubeconfig: {e}"))?;
+    let direct_text =
+        std::fs::read_to_string(&files.direct_kubeconfig).map_err(|e| format!("direct kubeconfig: {e}"))?;
     let provision = Provision {
         spec: &spec,
         base: &base,
         repo: &repo,
         authorized_key: &key,
         kubeconfig: &kubeconfig_text,
+        direct_kubeconfig: &direct_text,
         hosts: &hosts,
     };
     for plan in spec.nodes() {
@@ -378,6 +399,12 @@ fn make_bridge(spec: &LabSpec) -> Result<(), String> {
             &spec.bridge,
         ],
     )?;
+    // The virtual address on the bridge, so that the nodes and the host reach it; the API server
+    // listens there only while some keepalived holds it (lab/apiserver src/vip.rs).
+    sh::run(
+        "ip",
+        &["addr", "add", &format!("{}/32", spec.vip()), "dev", &spec.bridge],
+    )?;
     sh::run("ip", &["link", "set", &spec.bridge, "up"])?;
     Ok(())
 }
@@ -423,8 +450,24 @@ fn cluster_seed(spec: &LabSpec) -> Value {
     let kube_proxy_image = lab_apiserver::Emulation::parse(&emulated_release(&spec.from))
         .map(|emu| emu.control_plane_image("kube-proxy", &version))
         .unwrap_or_else(|_| format!("registry.k8s.io/kube-proxy:{version}"));
+    // CoreDNS as kubeadm of the release deployed it (kube-dns before 1.11: not simulated).
+    let minor = crate::spec::minor_of(&spec.from);
+    let registry = lab_apiserver::Emulation::parse(&emulated_release(&spec.from))
+        .map(|emu| emu.image_registry())
+        .unwrap_or("registry.k8s.io");
+    let deployments: Vec<Value> = lab_standin::coredns::image(registry, minor)
+        .map(|image| {
+            json!({"name": "coredns", "namespace": "kube-system", "replicas": 2,
+            "labels": {"k8s-app": "kube-dns"}, "image": image})
+        })
+        .into_iter()
+        .collect();
     json!({
         "kubernetesVersion": version,
+        // The control-plane endpoint kubeadm init was given: the virtual address (kubeadm HA guide,
+        // kubernetes.io/docs/setup/production-environment/tools/kubeadm/high-availability/).
+        "controlPlaneEndpoint": format!("{}:{}", spec.vip(), spec.api_port()),
+        "deployments": deployments,
         "nodes": nodes,
         "replicaSets": [
             {"name": "web", "replicas": 2 * workers, "terminationGracePeriodSeconds": 10},
@@ -663,8 +706,9 @@ pub fn status(dir: &Path) -> Result<String, String> {
         state.spec.from
     );
     out.push_str(&format!(
-        "api server {} {}\nrelease server {} {}\n",
+        "api server {} (its own address {}) {}\nrelease server {} {}\n",
         state.api_url,
+        state.direct_url,
         if state.apiserver_pid.is_some_and(sh::alive) {
             "running"
         } else {

@@ -56,6 +56,8 @@ pub struct Provision<'a> {
     pub repo: &'a Path,
     pub authorized_key: &'a str,
     pub kubeconfig: &'a str,
+    /// The lab's side channel to the API server's own address (the stand-in services' reports).
+    pub direct_kubeconfig: &'a str,
     pub hosts: &'a str,
 }
 
@@ -109,6 +111,9 @@ pub fn prepare(plan: &NodePlan, p: &Provision<'_>) -> Result<PathBuf, String> {
     sh::write_mode(&at(STANDIN), standin, 0o755)?;
     sh::write_mode(&at("/etc/kubernetes/kubelet.conf"), p.kubeconfig, 0o600)?;
     std::fs::create_dir_all(at("/etc/kup-lab")).map_err(|e| e.to_string())?;
+    // What keepalived and the container runtime stand-ins report the node's services with: no real
+    // daemon talks to the API server, so this side channel bypasses the virtual address.
+    sh::write_mode(&at(lab_standin::LAB_KUBECONFIG), p.direct_kubeconfig, 0o600)?;
     // Units a container does not need and that fail now and then under load (nspawn mounted the
     // root already; the kernel command line is the host's): masked, so boots are not "degraded".
     for unit in ["systemd-remount-fs.service", "systemd-network-generator.service"] {

@@ -60,6 +60,13 @@ impl LabSpec {
         Ipv4Addr::new(a, b, c, 1)
     }
 
+    /// The cluster's virtual address, held by keepalived on the control planes: `.10` of the lab's
+    /// /24 (the host is `.1`, nodes from `.11`). The lab puts it on the bridge beside the host's.
+    pub fn vip(&self) -> Ipv4Addr {
+        let [a, b, c] = self.subnet;
+        Ipv4Addr::new(a, b, c, 10)
+    }
+
     pub fn api_port(&self) -> u16 {
         6443
     }

@@ -11,6 +11,13 @@ use crate::say;
 use kube_version::Version;
 use serde_json::Value;
 
+/// Where kubeadm finds the CoreDNS Deployment (cmd/kubeadm/app/constants CoreDNSDeploymentName),
+/// per the API groups a release serves.
+const COREDNS_PATHS: &[&str] = &[
+    "/apis/apps/v1/namespaces/kube-system/deployments/coredns",
+    "/apis/extensions/v1beta1/namespaces/kube-system/deployments/coredns",
+];
+
 const KUBE_PROXY_PATHS: &[&str] = &[
     "/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy",
     "/apis/extensions/v1beta1/namespaces/kube-system/daemonsets/kube-proxy",
@@ -60,10 +67,37 @@ pub fn upgrade(cluster: &Cluster, own: Version, target: Version, first: bool) ->
         // Before 1.28 only `upgrade apply` has an addon phase.
         return Ok(());
     }
+    set_coredns_image(cluster, target)?;
     say("[addons] Applied essential addon: CoreDNS");
     set_kube_proxy_image(cluster, target)?;
     say("[addons] Applied essential addon: kube-proxy");
     Ok(())
+}
+
+/// The CoreDNS Deployment's image, set to the one kubeadm `target` deploys (the registry kept):
+/// cmd/kubeadm/app/phases/addons/dns/dns.go, `EnsureDNSAddon` with constants.go `CoreDNSVersion`.
+fn set_coredns_image(cluster: &Cluster, target: Version) -> Result<(), String> {
+    let api = cluster.api();
+    let Some((path, mut deploy)) = COREDNS_PATHS
+        .iter()
+        .find_map(|path| api.get(path).ok().map(|d| (*path, d)))
+    else {
+        say("[addons] no CoreDNS Deployment in kube-system: nothing to upgrade");
+        return Ok(());
+    };
+    if let Some(containers) = deploy
+        .pointer_mut("/spec/template/spec/containers")
+        .and_then(Value::as_array_mut)
+    {
+        for c in containers {
+            let image = c["image"].as_str().unwrap_or_default().to_string();
+            let registry = lab_standin::coredns::registry_of(&image).unwrap_or("registry.k8s.io");
+            if let Some(new) = lab_standin::coredns::image(registry, target.minor) {
+                c["image"] = Value::String(new);
+            }
+        }
+    }
+    api.put(path, &deploy).map(|_| ())
 }
 
 /// The kube-proxy DaemonSet's image, retagged to `target` (the repository kept).

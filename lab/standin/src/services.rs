@@ -1,5 +1,5 @@
-//! The node services the lab runs besides the kubelet, reporting to the lab API server with the
-//! node's kubelet.conf:
+//! The node services the lab runs besides the kubelet, reporting to the lab API server through the
+//! lab's side channel (`/etc/kup-lab/lab.conf`, the server's own address, not the virtual one):
 //!
 //! - `runtime docker|containerd`: the container runtime. The daemon starts a `--containers` child
 //!   standing for its containers (a control plane's static pods) unless one still runs; the child
@@ -16,7 +16,16 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const KUBECONFIG: &str = "/etc/kubernetes/kubelet.conf";
+/// The lab's side channel to the API server (its own address, not the virtual one): keepalived
+/// must report while nobody holds the address; a node provisioned before it existed falls back to
+/// the kubelet's kubeconfig.
+fn kubeconfig() -> &'static str {
+    if Path::new(lab_standin::LAB_KUBECONFIG).exists() {
+        lab_standin::LAB_KUBECONFIG
+    } else {
+        "/etc/kubernetes/kubelet.conf"
+    }
+}
 const APISERVER_MANIFEST: &str = "/etc/kubernetes/manifests/kube-apiserver.yaml";
 const STATE_DIR: &str = "/run/kup-lab";
 const REPORT_EVERY: Duration = Duration::from_secs(2);
@@ -125,7 +134,7 @@ fn containers(runtime: Runtime) -> Result<(), String> {
     std::fs::create_dir_all(STATE_DIR).map_err(|e| format!("{STATE_DIR}: {e}"))?;
     let file = runtime.pid_file();
     std::fs::write(&file, std::process::id().to_string()).map_err(|e| format!("{}: {e}", file.display()))?;
-    let api = Api::from_kubeconfig(KUBECONFIG)?;
+    let api = Api::from_kubeconfig(kubeconfig())?;
     loop {
         if Path::new(APISERVER_MANIFEST).exists() {
             if let Err(err) = report_static_pods(&api, runtime, true) {
@@ -165,14 +174,14 @@ fn stopped(runtime: Runtime) -> Result<(), String> {
         if left { "still running" } else { "stopped" }
     ));
     if Path::new(APISERVER_MANIFEST).exists() {
-        let api = Api::from_kubeconfig(KUBECONFIG)?;
+        let api = Api::from_kubeconfig(kubeconfig())?;
         report_static_pods(&api, runtime, left)?;
     }
     Ok(())
 }
 
 pub fn keepalived(args: &[String]) -> Result<(), String> {
-    let api = Api::from_kubeconfig(KUBECONFIG)?;
+    let api = Api::from_kubeconfig(kubeconfig())?;
     let path = format!("/_lab/nodes/{}/keepalived", hostname());
     match args {
         [] => {

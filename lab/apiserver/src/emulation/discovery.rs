@@ -49,6 +49,8 @@ impl Emulation {
                 ResourceInfo::sub("daemonsets/status", "DaemonSet", true),
                 ResourceInfo::new("replicasets", "ReplicaSet", true, &["rs"]),
                 ResourceInfo::sub("replicasets/status", "ReplicaSet", true),
+                ResourceInfo::new("deployments", "Deployment", true, &["deploy"]),
+                ResourceInfo::sub("deployments/status", "Deployment", true),
             ],
             "policy" => vec![
                 ResourceInfo::new("poddisruptionbudgets", "PodDisruptionBudget", true, &["pdb"]),
@@ -228,7 +230,7 @@ impl ResourceInfo {
             if !self.short_names.is_empty() {
                 o.insert("shortNames".into(), json!(self.short_names));
             }
-            if self.name == "pods" || self.name == "daemonsets" || self.name == "replicasets" {
+            if ["pods", "daemonsets", "replicasets", "deployments"].contains(&self.name) {
                 o.insert("categories".into(), json!(["all"]));
             }
         }

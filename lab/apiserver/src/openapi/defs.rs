@@ -695,6 +695,78 @@ fn apps_defs(emu: Emulation, defs: &mut Defs, group: &str, version: &str) {
     );
 }
 
+/// Deployment (the kube-system/coredns addon): DeploymentSpec/DeploymentStatus as the real
+/// definitions list them (kubernetes api/openapi-spec/swagger.json, io.k8s.api.apps.v1.Deployment*).
+fn deployment_defs(emu: Emulation, defs: &mut Defs, group: &str, version: &str) {
+    let n = |k: &str| def_name(group, version, k);
+    let required: &[&str] = if group == "extensions" {
+        &["template"]
+    } else {
+        &["selector", "template"]
+    };
+    let mut spec = vec![
+        p("minReadySeconds", "Minimum number of seconds for which a newly created pod should be ready without any of its container crashing, for it to be considered available.", int32()),
+        p("paused", "Indicates that the deployment is paused.", boolean()),
+        p("progressDeadlineSeconds", "The maximum time in seconds for a deployment to make progress before it is considered to be failed.", int32()),
+        p("replicas", "Number of desired pods. This is a pointer to distinguish between explicit zero and not specified. Defaults to 1.", int32()),
+        p("revisionHistoryLimit", "The number of old ReplicaSets to retain to allow rollback.", int32()),
+        p("selector", "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment. It must match the pod template's labels.", r(&format!("{META}.LabelSelector"))),
+        p("strategy", "The deployment strategy to use to replace existing pods with new ones.", open()),
+        p("template", "Template describes the pods that will be created.", r(&format!("{CORE}.PodTemplateSpec"))),
+    ];
+    // rollbackTo: extensions/v1beta1 (and apps/v1beta1) only; apps/v1beta2 and v1 dropped it.
+    if group == "extensions" {
+        spec.push(p(
+            "rollbackTo",
+            "DEPRECATED. The config this deployment is rolling back to.",
+            open(),
+        ));
+    }
+    defs.insert(
+        n("DeploymentSpec"),
+        object(
+            "DeploymentSpec is the specification of the desired behavior of the Deployment.",
+            required,
+            spec,
+        ),
+    );
+    let mut status = fields(&[
+        ("availableReplicas", int32),
+        ("collisionCount", int32),
+        ("conditions", || array(open())),
+        ("observedGeneration", int64),
+        ("readyReplicas", int32),
+        ("replicas", int32),
+        ("unavailableReplicas", int32),
+        ("updatedReplicas", int32),
+    ]);
+    // DeploymentStatus.terminatingReplicas: k/k#128546 (1.33), as ReplicaSetStatus's.
+    if emu.minor >= 33 {
+        status.push(p(
+            "terminatingReplicas",
+            "Total number of terminating pods targeted by this deployment.",
+            int32(),
+        ));
+    }
+    defs.insert(
+        n("DeploymentStatus"),
+        object(
+            "DeploymentStatus is the most recently observed status of the Deployment.",
+            &[],
+            status,
+        ),
+    );
+    kind_object(
+        defs,
+        (group, version),
+        "Deployment",
+        "Deployment enables declarative updates for Pods and ReplicaSets.",
+        Some(&n("DeploymentSpec")),
+        Some(&n("DeploymentStatus")),
+        vec![],
+    );
+}
+
 fn policy_defs(emu: Emulation, defs: &mut Defs, version: &str) {
     let n = |k: &str| def_name("policy", version, k);
     let mut spec = vec![
@@ -851,7 +923,10 @@ pub(crate) fn definitions(emu: Emulation) -> Defs {
     for group in emu.groups() {
         for version in emu.group_versions(group) {
             match group {
-                "apps" | "extensions" => apps_defs(emu, &mut defs, group, version),
+                "apps" | "extensions" => {
+                    apps_defs(emu, &mut defs, group, version);
+                    deployment_defs(emu, &mut defs, group, version);
+                }
                 "policy" => policy_defs(emu, &mut defs, version),
                 "coordination.k8s.io" => lease_defs(emu, &mut defs, version),
                 _ => {}

@@ -17,6 +17,8 @@ pub enum Kind {
     DaemonSet,
     /// apps ReplicaSet
     ReplicaSet,
+    /// apps Deployment (kube-system/coredns: the addon version kubeadm's upgrades move)
+    Deployment,
     /// coordination.k8s.io Lease
     Lease,
 }
@@ -32,6 +34,7 @@ impl Kind {
             Kind::Pdb => "poddisruptionbudgets",
             Kind::DaemonSet => "daemonsets",
             Kind::ReplicaSet => "replicasets",
+            Kind::Deployment => "deployments",
             Kind::Lease => "leases",
         }
     }
@@ -46,6 +49,7 @@ impl Kind {
             Kind::Pdb => "PodDisruptionBudget",
             Kind::DaemonSet => "DaemonSet",
             Kind::ReplicaSet => "ReplicaSet",
+            Kind::Deployment => "Deployment",
             Kind::Lease => "Lease",
         }
     }
@@ -54,7 +58,7 @@ impl Kind {
     pub fn group(self) -> &'static str {
         match self {
             Kind::Pdb => "policy",
-            Kind::DaemonSet | Kind::ReplicaSet => "apps",
+            Kind::DaemonSet | Kind::ReplicaSet | Kind::Deployment => "apps",
             Kind::Lease => "coordination.k8s.io",
             _ => "",
         }
@@ -75,6 +79,7 @@ impl Kind {
             ("policy", "poddisruptionbudgets") => Kind::Pdb,
             ("apps" | "extensions", "daemonsets") => Kind::DaemonSet,
             ("apps" | "extensions", "replicasets") => Kind::ReplicaSet,
+            ("apps" | "extensions", "deployments") => Kind::Deployment,
             ("coordination.k8s.io", "leases") => Kind::Lease,
             _ => return None,
         })
@@ -100,7 +105,7 @@ impl Kind {
         }
     }
 
-    pub(super) const ALL: [Kind; 8] = [
+    pub(super) const ALL: [Kind; 9] = [
         Kind::Node,
         Kind::Pod,
         Kind::ConfigMap,
@@ -108,6 +113,7 @@ impl Kind {
         Kind::Pdb,
         Kind::DaemonSet,
         Kind::ReplicaSet,
+        Kind::Deployment,
         Kind::Lease,
     ];
 }

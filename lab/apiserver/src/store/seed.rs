@@ -25,6 +25,7 @@ impl Store {
             .iter()
             .map(|r| &r.namespace)
             .chain(c.daemon_sets.iter().map(|d| &d.namespace))
+            .chain(c.deployments.iter().map(|d| &d.namespace))
             .chain(c.pods.iter().map(|p| &p.namespace))
             .chain(c.pdbs.iter().map(|p| &p.namespace))
             .chain(c.config_maps.keys())
@@ -93,6 +94,26 @@ impl Store {
                     self.launch_pod(pod, true);
                 }
             }
+        }
+        for d in &c.deployments {
+            let labels = if d.labels.is_empty() {
+                json!({"app": d.name})
+            } else {
+                json!(d.labels)
+            };
+            let container = d.container.as_deref().unwrap_or(&d.name);
+            let m = self.new_meta(&d.namespace, &d.name, labels.clone());
+            let replicas = d.replicas;
+            let obj = json!({"metadata": m, "spec": {"replicas": replicas,
+                "selector": {"matchLabels": labels},
+                "template": {"metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": container, "image": d.image}]}},
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": "25%"}}},
+                "status": {"observedGeneration": 1, "replicas": replicas, "readyReplicas": replicas,
+                    "updatedReplicas": replicas, "availableReplicas": replicas,
+                    "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
+                        "message": "Deployment has minimum availability."}]}});
+            self.commit(Kind::Deployment, obj);
         }
         for ds in &c.daemon_sets {
             let labels = if ds.labels.is_empty() {

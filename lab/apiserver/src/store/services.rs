@@ -286,6 +286,11 @@ impl Store {
         self.services.next_deadline()
     }
 
+    /// The control plane keepalived gives the virtual address to now, if any.
+    pub fn vip_holder(&self) -> Option<String> {
+        self.services.vip.holder.clone()
+    }
+
     /// `GET /_lab/control-planes`.
     pub fn services_status(&self) -> Value {
         let now = Instant::now();

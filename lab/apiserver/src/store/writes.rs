@@ -199,7 +199,13 @@ impl Store {
             new = merged;
         } else if matches!(
             kind,
-            Kind::Node | Kind::Pod | Kind::DaemonSet | Kind::ReplicaSet | Kind::Pdb | Kind::Namespace
+            Kind::Node
+                | Kind::Pod
+                | Kind::DaemonSet
+                | Kind::ReplicaSet
+                | Kind::Deployment
+                | Kind::Pdb
+                | Kind::Namespace
         ) {
             // The main resource ignores status changes.
             match old.get("status") {

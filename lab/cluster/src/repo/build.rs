@@ -163,11 +163,11 @@ pub(super) fn index_rpms(dir: &Path, key: &Key) -> Result<(), String> {
     key.sign_repomd(dir)
 }
 
-/// Writes the package's files under `root`, with the format's own path for the kubelet's extra
-/// arguments (`env_file`).
-fn stage_files(p: &Package, root: &Path, env_file: &str) -> Result<(), String> {
+/// Writes the package's files under `root`, with the format's own lines (`rpm`: the rpm's; see
+/// `packages::for_format`).
+fn stage_files(p: &Package, root: &Path, rpm: bool) -> Result<(), String> {
     for (path, mode, content) in &p.files {
-        let content = content.replace(packages::ENV_FILE, env_file);
+        let content = packages::for_format(content, rpm);
         sh::write_mode(&root.join(path.trim_start_matches('/')), content, *mode)?;
     }
     Ok(())
@@ -176,7 +176,7 @@ fn stage_files(p: &Package, root: &Path, env_file: &str) -> Result<(), String> {
 fn build_deb(p: &Package, out: &Path) -> Result<PathBuf, String> {
     let version = deb_version(&p.version, p.legacy);
     let root = out.join("stage").join(format!("{}_{version}", p.name));
-    stage_files(p, &root, "/etc/default/kubelet")?;
+    stage_files(p, &root, false)?;
     let depends = p.depends.iter().map(|d| d.deb()).collect::<Vec<_>>().join(", ");
     let mut control = format!(
         "Package: {}\nVersion: {version}\nArchitecture: amd64\nMaintainer: kubeadm-ha-upgrade lab <lab@localhost>\n",
@@ -211,7 +211,7 @@ fn build_rpm(p: &Package, out: &Path) -> Result<PathBuf, String> {
     let root = out
         .join("stage")
         .join(format!("{}-{}-{release}.rpm", p.name, p.version));
-    stage_files(p, &root, "/etc/sysconfig/kubelet")?;
+    stage_files(p, &root, true)?;
     let requires: String = p
         .depends
         .iter()

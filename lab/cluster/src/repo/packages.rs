@@ -86,15 +86,42 @@ fn dropin_path(legacy: bool) -> &'static str {
 }
 
 /// Stands for the file of KUBELET_EXTRA_ARGS in a package's files: `/etc/default/kubelet` in debs,
-/// `/etc/sysconfig/kubelet` in rpms (kubernetes.io "Configuring each kubelet ... with kubeadm").
+/// `/etc/sysconfig/kubelet` in rpms (kubernetes.io "Configuring each kubelet ... with kubeadm"; the
+/// pkgs.k8s.io debs carried the rpm's path until kubernetes/release#3279 fixed it, issue #3276).
 pub const ENV_FILE: &str = "@KUBELET_ENV_FILE@";
+/// Stands for the rpm-only cgroup line of the 1.8-1.10 drop-in (kubernetes/kubernetes
+/// build/rpms/10-kubeadm-post-1.8.conf: `KUBELET_CGROUP_ARGS=--cgroup-driver=systemd`); empty in debs.
+pub const CGROUP_ENV: &str = "@KUBELET_CGROUP_ENV@";
+/// Stands for `$KUBELET_CGROUP_ARGS` on that drop-in's ExecStart (rpms), nothing in debs.
+pub const CGROUP_ARG: &str = "@KUBELET_CGROUP_ARG@";
 
-/// kubeadm's `10-kubeadm.conf` for the kubelet, per era.
+/// A package file's text for one format: the placeholders above filled in (`rpm`: the rpm's).
+pub fn for_format(content: &str, rpm: bool) -> String {
+    let (env_file, cgroup_env, cgroup_arg) = if rpm {
+        (
+            "/etc/sysconfig/kubelet",
+            "Environment=\"KUBELET_CGROUP_ARGS=--cgroup-driver=systemd\"\n",
+            " $KUBELET_CGROUP_ARGS",
+        )
+    } else {
+        ("/etc/default/kubelet", "", "")
+    };
+    content
+        .replace(ENV_FILE, env_file)
+        .replace(CGROUP_ENV, cgroup_env)
+        .replace(CGROUP_ARG, cgroup_arg)
+}
+
+/// kubeadm's `10-kubeadm.conf` for the kubelet, per era, line for line as the packages shipped it
+/// but for the placeholders above (filled in per format by [`for_format`]).
 pub fn kubeadm_dropin(release: &Release) -> String {
     let minor = release.minor();
     if minor >= 11 {
-        // From 1.11 the flags live in files kubeadm writes (kubernetes/release
-        // build/debs/10-kubeadm.conf, "Note: This dropin only works with kubeadm and kubelet v1.11+").
+        // From 1.11 the flags live in files kubeadm writes: kubernetes/kubernetes
+        // build/debs/bionic/kubeadm/channel/stable/etc/systemd/system/kubelet.service.d/post-1.10/10-kubeadm.conf
+        // (the legacy apt/yum packages; its rpm twin build/rpms/10-kubeadm.conf differs only in the
+        // EnvironmentFile), carried on as kubernetes/release cmd/kubepkg/templates/latest/{deb,rpm}/kubeadm/10-kubeadm.conf,
+        // which pkgs.k8s.io's packages install (cmd/krel/templates/latest/kubeadm/kubeadm.spec).
         return format!(
             "# Note: This dropin only works with kubeadm and kubelet v1.11+\n[Service]\n\
              Environment=\"KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf \
@@ -103,28 +130,35 @@ pub fn kubeadm_dropin(release: &Release) -> String {
              # This is a file that \"kubeadm init\" and \"kubeadm join\" generates at runtime, populating the \
              KUBELET_KUBEADM_ARGS variable dynamically\n\
              EnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env\n\
-             # This is a file that the user can use for overrides of the kubelet args as a last resort.\n\
+             # This is a file that the user can use for overrides of the kubelet args as a last resort. \
+             Preferably, the user should use\n\
+             # the .NodeRegistration.KubeletExtraArgs object in the configuration files instead. \
+             KUBELET_EXTRA_ARGS should be sourced from this file.\n\
              EnvironmentFile=-{ENV_FILE}\n\
              ExecStart=\n\
              ExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS \
              $KUBELET_EXTRA_ARGS\n"
         );
     }
-    // 1.8-1.10: every flag in the drop-in itself (kubernetes/release build/debs/kubeadm-10.conf of
-    // the release-1.8 .. release-1.10 branches); --cadvisor-port=0 from 1.8.
-    "[Service]\n\
-     Environment=\"KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf \
-     --kubeconfig=/etc/kubernetes/kubelet.conf\"\n\
-     Environment=\"KUBELET_SYSTEM_PODS_ARGS=--pod-manifest-path=/etc/kubernetes/manifests --allow-privileged=true\"\n\
-     Environment=\"KUBELET_NETWORK_ARGS=--network-plugin=cni --cni-conf-dir=/etc/cni/net.d --cni-bin-dir=/opt/cni/bin\"\n\
-     Environment=\"KUBELET_DNS_ARGS=--cluster-dns=10.96.0.10 --cluster-domain=cluster.local\"\n\
-     Environment=\"KUBELET_AUTHZ_ARGS=--authorization-mode=Webhook --client-ca-file=/etc/kubernetes/pki/ca.crt\"\n\
-     Environment=\"KUBELET_CADVISOR_ARGS=--cadvisor-port=0\"\n\
-     Environment=\"KUBELET_CERTIFICATE_ARGS=--rotate-certificates=true --cert-dir=/var/lib/kubelet/pki\"\n\
-     ExecStart=\n\
-     ExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_SYSTEM_PODS_ARGS $KUBELET_NETWORK_ARGS \
-     $KUBELET_DNS_ARGS $KUBELET_AUTHZ_ARGS $KUBELET_CADVISOR_ARGS $KUBELET_CERTIFICATE_ARGS $KUBELET_EXTRA_ARGS\n"
-        .to_string()
+    // 1.8-1.10: every flag in the drop-in itself: kubernetes/kubernetes
+    // build/debs/bionic/kubeadm/channel/stable/etc/systemd/system/kubelet.service.d/post-1.8/10-kubeadm.conf
+    // for debs, build/rpms/10-kubeadm-post-1.8.conf for rpms (the same plus the systemd cgroup driver).
+    format!(
+        "[Service]\n\
+         Environment=\"KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf \
+         --kubeconfig=/etc/kubernetes/kubelet.conf\"\n\
+         Environment=\"KUBELET_SYSTEM_PODS_ARGS=--pod-manifest-path=/etc/kubernetes/manifests --allow-privileged=true\"\n\
+         Environment=\"KUBELET_NETWORK_ARGS=--network-plugin=cni --cni-conf-dir=/etc/cni/net.d --cni-bin-dir=/opt/cni/bin\"\n\
+         Environment=\"KUBELET_DNS_ARGS=--cluster-dns=10.96.0.10 --cluster-domain=cluster.local\"\n\
+         Environment=\"KUBELET_AUTHZ_ARGS=--authorization-mode=Webhook --client-ca-file=/etc/kubernetes/pki/ca.crt\"\n\
+         Environment=\"KUBELET_CADVISOR_ARGS=--cadvisor-port=0\"\n\
+         {CGROUP_ENV}\
+         Environment=\"KUBELET_CERTIFICATE_ARGS=--rotate-certificates=true --cert-dir=/var/lib/kubelet/pki\"\n\
+         ExecStart=\n\
+         ExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_SYSTEM_PODS_ARGS $KUBELET_NETWORK_ARGS \
+         $KUBELET_DNS_ARGS $KUBELET_AUTHZ_ARGS $KUBELET_CADVISOR_ARGS{CGROUP_ARG} $KUBELET_CERTIFICATE_ARGS \
+         $KUBELET_EXTRA_ARGS\n"
+    )
 }
 
 /// The kubelet's own unit (kubernetes/release build/debs/kubelet.service: `Restart=always`,
@@ -321,5 +355,45 @@ mod tests {
         assert!(kubeadm_dropin(&old).contains("--cadvisor-port=0"));
         assert!(kubeadm_dropin(&new).contains("EnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env"));
         assert!(kubeadm_dropin(&new).contains("--config=/var/lib/kubelet/config.yaml"));
+    }
+
+    /// Line for line what the packages shipped (the upstream files quoted in kubeadm_dropin's comments).
+    #[test]
+    fn the_dropins_are_the_upstream_files() {
+        let new = super::super::release("1.34.2").unwrap();
+        let deb_1_11 = "# Note: This dropin only works with kubeadm and kubelet v1.11+\n[Service]\n\
+Environment=\"KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf\"\n\
+Environment=\"KUBELET_CONFIG_ARGS=--config=/var/lib/kubelet/config.yaml\"\n\
+# This is a file that \"kubeadm init\" and \"kubeadm join\" generates at runtime, populating the KUBELET_KUBEADM_ARGS variable dynamically\n\
+EnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env\n\
+# This is a file that the user can use for overrides of the kubelet args as a last resort. Preferably, the user should use\n\
+# the .NodeRegistration.KubeletExtraArgs object in the configuration files instead. KUBELET_EXTRA_ARGS should be sourced from this file.\n\
+EnvironmentFile=-/etc/default/kubelet\nExecStart=\n\
+ExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS\n";
+        assert_eq!(for_format(&kubeadm_dropin(&new), false), deb_1_11);
+        assert_eq!(
+            for_format(&kubeadm_dropin(&new), true),
+            deb_1_11.replace("/etc/default/kubelet", "/etc/sysconfig/kubelet")
+        );
+        let old = super::super::release("1.9.2").unwrap();
+        let rpm_1_8 = "[Service]\n\
+Environment=\"KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf\"\n\
+Environment=\"KUBELET_SYSTEM_PODS_ARGS=--pod-manifest-path=/etc/kubernetes/manifests --allow-privileged=true\"\n\
+Environment=\"KUBELET_NETWORK_ARGS=--network-plugin=cni --cni-conf-dir=/etc/cni/net.d --cni-bin-dir=/opt/cni/bin\"\n\
+Environment=\"KUBELET_DNS_ARGS=--cluster-dns=10.96.0.10 --cluster-domain=cluster.local\"\n\
+Environment=\"KUBELET_AUTHZ_ARGS=--authorization-mode=Webhook --client-ca-file=/etc/kubernetes/pki/ca.crt\"\n\
+Environment=\"KUBELET_CADVISOR_ARGS=--cadvisor-port=0\"\n\
+Environment=\"KUBELET_CGROUP_ARGS=--cgroup-driver=systemd\"\n\
+Environment=\"KUBELET_CERTIFICATE_ARGS=--rotate-certificates=true --cert-dir=/var/lib/kubelet/pki\"\n\
+ExecStart=\n\
+ExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_SYSTEM_PODS_ARGS $KUBELET_NETWORK_ARGS $KUBELET_DNS_ARGS $KUBELET_AUTHZ_ARGS $KUBELET_CADVISOR_ARGS $KUBELET_CGROUP_ARGS $KUBELET_CERTIFICATE_ARGS $KUBELET_EXTRA_ARGS\n";
+        assert_eq!(for_format(&kubeadm_dropin(&old), true), rpm_1_8);
+        let deb_1_8 = rpm_1_8
+            .replace(
+                "Environment=\"KUBELET_CGROUP_ARGS=--cgroup-driver=systemd\"\n",
+                "",
+            )
+            .replace(" $KUBELET_CGROUP_ARGS", "");
+        assert_eq!(for_format(&kubeadm_dropin(&old), false), deb_1_8);
     }
 }
