@@ -1,0 +1,3 @@
+fn main() {
+    module_kit::main::<etcd_snapshot::EtcdSnapshot>()
+}
