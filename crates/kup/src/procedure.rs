@@ -463,6 +463,10 @@ impl Run<'_> {
                 args,
                 true,
             )?;
+            // kubeadm restarted this control plane's static pods: the next one is touched only
+            // once its API server and etcd are Ready again.
+            let ready = self.control_plane_ready_args(&host.node_name, None, self.opts.ready_timeout);
+            self.step(host, "control-plane-ready", ready, false)?;
         }
         Ok(())
     }
@@ -588,6 +592,27 @@ impl Run<'_> {
             kubelet_version: Some(target.to_string()),
             timeout,
             interval: 1,
+            control_plane: false,
+            connection: self.connection(),
+        })
+    }
+
+    /// node_ready of a control plane: Ready (at `target`, when its kubelet is there already) with
+    /// its API server and etcd static pods Ready, so that the next control plane is only touched
+    /// while this one serves again (kubernetes.io "Upgrading kubeadm clusters": one control plane
+    /// at a time).
+    fn control_plane_ready_args(
+        &self,
+        node: &kube_kit::NodeName,
+        target: Option<Version>,
+        timeout: u64,
+    ) -> Args {
+        Args::of::<NodeReady>(&node_ready::Params {
+            names: Some(vec![node.clone()]),
+            kubelet_version: target.map(|t| t.to_string()),
+            timeout,
+            interval: 1,
+            control_plane: true,
             connection: self.connection(),
         })
     }
@@ -633,12 +658,15 @@ impl Run<'_> {
             }
         };
         let ready = vec![node.clone()];
-        let mut node_ready = NodeStep::new(
-            "node-ready",
-            self.ready_args(ready.clone(), target, self.opts.ready_timeout),
-        );
+        let ready_args = |timeout| match worker {
+            true => self.ready_args(ready.clone(), target, timeout),
+            // A control plane's kubelet at a new minor restarts its static pods: the next node
+            // waits until its API server and etcd serve again.
+            false => self.control_plane_ready_args(node, Some(target), timeout),
+        };
+        let mut node_ready = NodeStep::new("node-ready", ready_args(self.opts.ready_timeout));
         // A resume looks once: is the node still Ready at the target?
-        node_ready.recheck = self.ready_args(ready, target, 0).check_mode();
+        node_ready.recheck = ready_args(0).check_mode();
         let mut steps = Vec::new();
         // Workers: the target's kubeadm rewrites the kubelet's configuration and drops the flags its
         // kubelet no longer accepts, before the kubelet moves (kubernetes.io "Upgrading Linux nodes":
@@ -886,6 +914,7 @@ fn fix_for(step: &str) -> String {
         "kubeadm-apply" | "kubeadm-node" => {
             "read kubeadm's error above (the runbook: a secondary often succeeds when retried after a minute); rerun to resume".into()
         }
+        "control-plane-ready" => "this control plane's API server or etcd did not come back Ready after kubeadm: look at `crictl ps -a` / `journalctl -u kubelet` and the static pod manifests on it (kubeadm kept the old ones under /etc/kubernetes/tmp), repair it, then rerun to resume; the next control plane was not touched".into(),
         "drain" => "a PodDisruptionBudget or a pod without a controller blocks the drain: fix it (or --force-drain for bare pods), then rerun".into(),
         "node-ready" | "start-services" | "restart-kubelet" => {
             "the node's kubelet did not come back: look at `systemctl status kubelet` and `journalctl -u kubelet` on it, repair it, then rerun to resume".into()

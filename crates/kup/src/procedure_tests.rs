@@ -438,11 +438,13 @@ fn rollout_calls(target: &str) -> Vec<String> {
 fn the_runbook_era_downloads_kubeadm_edits_node_name_applies_everywhere_and_stops_services() {
     let calls = rollout_calls("v1.9.2");
     assert_eq!(
-        calls[..4],
+        calls[..5],
         [
             "cp1 kubeadm_download",
             "local kubeadm_config_nodename",
             "cp1 kubeadm_upgrade apply",
+            // The next control plane waits until this one's API server and etcd are Ready again.
+            "local node_ready",
             "cp2 kubeadm_download"
         ]
     );
@@ -607,4 +609,36 @@ fn preflight_asks_every_node_whether_its_packages_resolve_and_names_each_that_wo
     // The plan's preflight leaves the packages to the plan's own per-host steps.
     let journal = Journal::unlocked(dir.path().join("j2.json"), "v1.9.2", false);
     with_run(&fake, journal, |run| run.preflight(target(), false).unwrap());
+}
+
+#[test]
+fn the_next_control_plane_waits_until_the_last_ones_api_server_and_etcd_are_ready() {
+    let fake = Fake::new(|place, module, args| {
+        if module == "node_ready" && args["control_plane"] == true && args["names"] == json!(["cp1"]) {
+            return Ok(json!({"failed": true, "changed": false,
+                "msg": "after 300s, not every node is Ready: cp1 control plane: etcd not Ready (ContainersNotReady)"}));
+        }
+        not_upgraded(place, module, args)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::unlocked(dir.path().join("j.json"), "v1.30.2", false);
+    let target = Version::parse("v1.30.2").unwrap();
+    let stop = with_run(&fake, journal, |run| {
+        run.control_plane_kubeadm(target).unwrap_err()
+    });
+    let Stop::Failed { host, step, msg, fix } = stop else {
+        panic!("{stop:?}");
+    };
+    assert_eq!((host.as_str(), step.as_str()), ("cp1", "control-plane-ready"));
+    assert!(msg.contains("etcd not Ready"), "{msg}");
+    assert!(fix.contains("the next control plane was not touched"), "{fix}");
+    let calls = fake.calls();
+    assert!(
+        calls.contains(&"cp1 kubeadm_upgrade apply".to_string()),
+        "{calls:?}"
+    );
+    assert!(
+        !calls.iter().any(|c| c.starts_with("cp2 kubeadm_upgrade")),
+        "{calls:?}"
+    );
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use kube_kit::k8s_openapi::api::core::v1::Node;
+use kube_kit::k8s_openapi::api::core::v1::{Node, Pod};
 use kube_kit::kube::api::{Api, ListParams};
 use kube_kit::{Connection, NodeName};
 use module_kit::{de, shown, Context, Failure, Module, Outcome};
@@ -28,6 +28,10 @@ pub struct Params {
     /// Seconds between two looks (1 s to 7 days).
     #[serde(default = "default_interval", deserialize_with = "de::seconds")]
     pub interval: u64,
+    /// Also wait until each node's control-plane static pods (its API server, and its etcd when
+    /// stacked) are Ready, as their mirror pods report.
+    #[serde(default, deserialize_with = "de::boolean")]
+    pub control_plane: bool,
     /// `kubeconfig`, `context`, `request_timeout`.
     #[serde(flatten)]
     pub connection: Connection,
@@ -41,6 +45,7 @@ impl Default for Params {
             kubelet_version: None,
             timeout: default_timeout(),
             interval: default_interval(),
+            control_plane: false,
             connection: Connection::default(),
         }
     }
@@ -174,7 +179,78 @@ fn inspect(node: &Node, expected: Option<&str>) -> Seen {
     }
 }
 
-fn evaluate(nodes: &[Node], wanted: Option<&[NodeName]>, expected: Option<&str>) -> Vec<Seen> {
+/// The control-plane static pods kubeadm writes carry `tier: control-plane` and `component: <name>`
+/// (cmd/kubeadm/app/util/staticpod/utils.go, ComponentPod); the kubelet mirrors them into the API
+/// as `<component>-<node>` in kube-system, Ready as their probes say.
+const CONTROL_PLANE_PODS: &str = "tier=control-plane";
+
+/// What is wrong with `node`'s control-plane pods (`None`: its API server is there and every one
+/// of them is Ready).
+fn control_plane_problem(node: &str, pods: &[Pod]) -> Option<String> {
+    let mine: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node))
+        .collect();
+    let component = |p: &Pod| {
+        p.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("component"))
+            .cloned()
+            .unwrap_or_else(|| p.metadata.name.clone().unwrap_or_default())
+    };
+    let mut problems = Vec::new();
+    if !mine.iter().any(|p| component(p) == "kube-apiserver") {
+        problems.push("no kube-apiserver pod (is it a control plane?)".to_string());
+    }
+    for pod in &mine {
+        let ready = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
+        match ready {
+            Some(c) if c.status == "True" => {}
+            Some(c) => {
+                let why = [c.reason.as_deref(), c.message.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(": ");
+                problems.push(if why.is_empty() {
+                    format!("{} not Ready", component(pod))
+                } else {
+                    format!("{} not Ready ({why})", component(pod))
+                });
+            }
+            None => problems.push(format!("{} has no Ready condition yet", component(pod))),
+        }
+    }
+    (!problems.is_empty()).then(|| format!("control plane: {}", problems.join(", ")))
+}
+
+fn evaluate(
+    nodes: &[Node],
+    wanted: Option<&[NodeName]>,
+    expected: Option<&str>,
+    control_plane: Option<&[Pod]>,
+) -> Vec<Seen> {
+    let mut seen = evaluate_nodes(nodes, wanted, expected);
+    if let Some(pods) = control_plane {
+        for s in seen.iter_mut().filter(|s| s.found) {
+            if let Some(problem) = control_plane_problem(&s.name, pods) {
+                if !s.problem.is_empty() {
+                    s.problem.push_str("; ");
+                }
+                s.problem.push_str(&problem);
+            }
+        }
+    }
+    seen
+}
+
+fn evaluate_nodes(nodes: &[Node], wanted: Option<&[NodeName]>, expected: Option<&str>) -> Vec<Seen> {
     let by_name: BTreeMap<String, &Node> = nodes
         .iter()
         .map(|n| (n.metadata.name.clone().unwrap_or_default(), n))
@@ -233,18 +309,30 @@ async fn wait(p: Params) -> Result<Outcome, Failure> {
     let interval = Duration::from_secs(p.interval);
     let api = kube_kit::connect(&p.connection).await?;
     let nodes: Api<Node> = Api::all(api.client.clone());
+    let pods: Api<Pod> = Api::namespaced(api.client.clone(), "kube-system");
     let expected = p.kubelet_version.as_deref();
     let mut last_error: Option<String>;
     let mut last_seen: Option<Vec<Seen>> = None;
     let mut looks = 0u32;
     loop {
         looks += 1;
-        match nodes.list(&ListParams::default()).await {
-            Ok(list) => {
+        let looked = match nodes.list(&ListParams::default()).await {
+            Ok(list) if p.control_plane => pods
+                .list(&ListParams::default().labels(CONTROL_PLANE_PODS))
+                .await
+                .map(|pods| (list.items, Some(pods.items))),
+            Ok(list) => Ok((list.items, None)),
+            Err(e) => Err(e),
+        };
+        match looked {
+            Ok((node_list, pod_list)) => {
                 last_error = None;
-                let seen = evaluate(&list.items, p.names.as_deref(), expected);
+                let seen = evaluate(&node_list, p.names.as_deref(), expected, pod_list.as_deref());
                 if !seen.is_empty() && seen.iter().all(Seen::ok) {
-                    let at = expected.map(|v| format!(" at {v}")).unwrap_or_default();
+                    let mut at = expected.map(|v| format!(" at {v}")).unwrap_or_default();
+                    if p.control_plane {
+                        at.push_str(", their control-plane pods Ready");
+                    }
                     let names: Vec<&str> = seen.iter().map(|s| s.name.as_str()).collect();
                     return Ok(Outcome::unchanged(format!(
                         "{} node(s) Ready{at}: {}",
@@ -262,7 +350,10 @@ async fn wait(p: Params) -> Result<Outcome, Failure> {
                 // The API server may be restarting (that is what upgrades do): keep looking.
                 if !kube_kit::transient(&e) {
                     return Err(kube_kit::api_failure(
-                        format!("cannot list nodes on {}", api.server),
+                        format!(
+                            "cannot list nodes (or kube-system's control-plane pods) on {}",
+                            api.server
+                        ),
                         &e,
                     ));
                 }
@@ -306,7 +397,43 @@ fn round(d: Duration) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::version_matches;
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::{control_plane_problem, version_matches};
+    use kube_kit::k8s_openapi::api::core::v1::Pod;
+    use serde_json::json;
+
+    fn pod(component: &str, node: &str, ready: &str) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": format!("{component}-{node}"), "namespace": "kube-system",
+                         "labels": {"component": component, "tier": "control-plane"}},
+            "spec": {"nodeName": node, "containers": [{"name": component}]},
+            "status": {"conditions": [{"type": "Ready", "status": ready, "reason": if ready == "True" { "" } else { "ContainersNotReady" }}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_control_plane_is_ready_when_its_api_server_and_every_static_pod_are() {
+        let pods = [
+            pod("kube-apiserver", "cp1", "True"),
+            pod("etcd", "cp1", "True"),
+            pod("kube-apiserver", "cp2", "False"),
+            pod("etcd", "cp2", "True"),
+            pod("etcd", "cp3", "False"),
+        ];
+        assert_eq!(control_plane_problem("cp1", &pods), None);
+        assert_eq!(
+            control_plane_problem("cp2", &pods).unwrap(),
+            "control plane: kube-apiserver not Ready (ContainersNotReady)"
+        );
+        let cp3 = control_plane_problem("cp3", &pods).unwrap();
+        assert!(cp3.contains("no kube-apiserver pod"), "{cp3}");
+        assert!(cp3.contains("etcd not Ready"), "{cp3}");
+        // Another node's pods say nothing about this one.
+        assert!(control_plane_problem("w1", &pods)
+            .unwrap()
+            .contains("no kube-apiserver pod"));
+    }
 
     #[test]
     fn versions() {
