@@ -5,6 +5,8 @@
 //! - Clients reach the control plane through the VIP, never one API server's own address: kubeadm's
 //!   HA guide puts the API servers behind a load balancer named by `--control-plane-endpoint`
 //!   (kubernetes.io/docs/setup/production-environment/tools/kubeadm/high-availability/).
+//! - Workers (their kubelets) reach the API servers through that load balancer: "The kube-apiserver
+//!   is exposed to worker nodes using a load balancer" (same docs, ha-topology/).
 //! - keepalived holds the VIP and haproxy listens on it, forwarding TCP to every API server
 //!   (kubernetes/kubeadm docs/ha-considerations.md, "keepalived and haproxy").
 //! - Nobody holding the VIP (every keepalived stopped, or a failover window): nothing listens there,

@@ -109,6 +109,8 @@ pub fn prepare(plan: &NodePlan, p: &Provision<'_>) -> Result<PathBuf, String> {
     .map_err(|e| e.to_string())?;
     let standin = std::fs::read(&spec.standin).map_err(|e| format!("{}: {e}", spec.standin.display()))?;
     sh::write_mode(&at(STANDIN), standin, 0o755)?;
+    // The kubelet reaches the control plane at the virtual address: "The kube-apiserver is exposed
+    // to worker nodes using a load balancer" (kubernetes.io/docs/setup/production-environment/tools/kubeadm/ha-topology/).
     sh::write_mode(&at("/etc/kubernetes/kubelet.conf"), p.kubeconfig, 0o600)?;
     std::fs::create_dir_all(at("/etc/kup-lab")).map_err(|e| e.to_string())?;
     // What keepalived and the container runtime stand-ins report the node's services with: no real
