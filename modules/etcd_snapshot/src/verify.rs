@@ -78,9 +78,10 @@ pub fn verify(path: &Path) -> Result<Facts, String> {
     })
 }
 
-/// The sha256 of the whole file and of its first `db_len` bytes, and the 32 bytes after those.
+/// The sha256 of the whole file and of its first `db_len` bytes, and the 32 bytes after those, in
+/// one pass: the whole file's digest continues from the database's state.
 fn digests(file: &mut std::fs::File, db_len: u64) -> std::io::Result<([u8; 32], [u8; 32], [u8; 32])> {
-    let (mut whole, mut db) = (Sha256::new(), Sha256::new());
+    let mut db = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut left = db_len;
     while left > 0 {
@@ -89,12 +90,12 @@ fn digests(file: &mut std::fs::File, db_len: u64) -> std::io::Result<([u8; 32], 
         if n == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
-        whole.update(&buf[..n]);
         db.update(&buf[..n]);
         left -= n as u64;
     }
     let mut appended = [0u8; 32];
     file.read_exact(&mut appended)?;
+    let mut whole = db.clone();
     whole.update(appended);
     Ok((whole.finalize().into(), db.finalize().into(), appended))
 }
