@@ -27,6 +27,9 @@ const STATUS_LIMIT: u64 = 1 << 20;
 pub struct Gateway {
     client: reqwest::blocking::Client,
     base: String,
+    /// The files, for hints about TLS failures.
+    cacert: String,
+    cert: String,
 }
 
 /// Names resolve through the workspace's stub resolver (`/etc/hosts`, then resolv.conf's
@@ -178,13 +181,45 @@ impl Gateway {
         for ca in cas {
             builder = builder.add_root_certificate(ca);
         }
-        let client = builder
-            .build()
-            .map_err(|e| format!("cannot set up the HTTPS client: {}", chain(&e)))?;
+        let client = builder.build().map_err(|e| {
+            format!(
+                "cannot set up the HTTPS client with the client certificate {} and key {}: {}",
+                cert.display(),
+                key.display(),
+                chain(&e)
+            )
+        })?;
         Ok(Gateway {
             client,
             base: endpoint.trim_end_matches('/').to_string(),
+            cacert: cacert.display().to_string(),
+            cert: cert.display().to_string(),
         })
+    }
+
+    /// What a TLS failure most likely means, from rustls's words.
+    fn hint(&self, error: &str) -> String {
+        if error.contains("UnknownIssuer") || error.contains("BadSignature") {
+            format!(
+                " (etcd's serving certificate is not signed by the CA of cacert {})",
+                self.cacert
+            )
+        } else if error.contains("NotValidForName") {
+            " (etcd's serving certificate does not name the endpoint's host: use a name or address it holds)"
+                .into()
+        } else if error.contains("BadCertificate")
+            || error.contains("CertificateRequired")
+            || error.contains("UnknownCA")
+        {
+            format!(
+                " (etcd refused the client certificate {}: it must be signed by the CA etcd trusts for clients)",
+                self.cert
+            )
+        } else if error.contains("Expired") {
+            " (a certificate has expired: kubeadm certs check-expiration)".into()
+        } else {
+            String::new()
+        }
     }
 
     fn post(&self, path: &str) -> Result<reqwest::blocking::Response, String> {
@@ -195,7 +230,10 @@ impl Gateway {
             .header("content-type", "application/json")
             .body("{}")
             .send()
-            .map_err(|e| format!("cannot reach etcd at {url}: {}", chain(&e)))?;
+            .map_err(|e| {
+                let error = chain(&e);
+                format!("cannot reach etcd at {url}: {error}{}", self.hint(&error))
+            })?;
         let status = response.status();
         if !status.is_success() {
             let mut body = String::new();

@@ -419,13 +419,26 @@ fn snapshots_of_a_real_etcd_verify_restore_and_agree_with_etcdctl() {
     assert!(r5["revision"].as_i64().unwrap() > r["revision"].as_i64().unwrap());
 
     // A CA that did not sign etcd's certificate: TLS refuses, nothing is written.
-    let (wrong_ca, _) = ca("some-other-ca");
+    let (wrong_ca, wrong_key) = ca("some-other-ca");
     let wrong = write(work.path(), "wrong-ca.crt", &wrong_ca.pem());
     let refused = MODULE.run(merged(
         &args,
         json!({"cacert": wrong, "force": true, "dest_dir": work.path().join("never")}),
     ));
-    refused.assert_failed_saying(&["cannot reach etcd at", "certificate"]);
+    refused.assert_failed_saying(&[
+        "cannot reach etcd at",
+        "UnknownIssuer",
+        "etcd's serving certificate is not signed by the CA of cacert",
+    ]);
+    assert!(!work.path().join("never").exists());
+    // A client certificate etcd does not trust: etcd refuses it.
+    let stranger_key = write(work.path(), "stranger.key", &wrong_key.serialize_pem());
+    let refused = MODULE.run(merged(
+        &args,
+        json!({"cert": wrong, "key": stranger_key, "force": true, "dest_dir": work.path().join("never")}),
+    ));
+    refused.assert_failed_saying(&["etcd refused the client certificate"]);
+    assert!(!refused.stdout.contains("PRIVATE KEY"));
     assert!(!work.path().join("never").exists());
 
     // A directory others can write to is refused before etcd is asked anything.
