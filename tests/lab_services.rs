@@ -355,3 +355,35 @@ fn stopping_docker_stops_a_control_planes_static_pods() {
         std::thread::sleep(Duration::from_millis(250));
     }
 }
+
+#[test]
+fn before_1_28_apply_moves_the_addons_on_the_first_control_plane() {
+    let _one = LAB.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(lab) = TestLab::up(LabOptions {
+        flavour: "apt",
+        from: "1.26.15",
+        control_planes: 2,
+        workers: 0,
+        id: 11,
+    }) else {
+        return;
+    };
+    // CoreDNS as kubeadm 1.26 deployed it (constants.go CoreDNSVersion v1.9.3).
+    assert_eq!(coredns_image(&lab), "registry.k8s.io/coredns/coredns:v1.9.3");
+    assert_eq!(kube_proxy_image(&lab), "registry.k8s.io/kube-proxy:v1.26.15");
+    // kubeadm 1.27's apply upgrades the addons at once, lab-cp2 still at 1.26.
+    switch_repository(&lab, 1, "v1.26", "v1.27");
+    install(&lab, 1, "kubeadm=1.27.16-1.1");
+    let apply = lab.ssh_ok(1, "kubeadm upgrade apply v1.27.16 -y");
+    assert!(apply.contains("SUCCESS"), "{apply}");
+    assert!(!apply.contains("skip upgrade addons"), "{apply}");
+    assert!(apply.contains("Applied essential addon: CoreDNS"), "{apply}");
+    assert_eq!(coredns_image(&lab), "registry.k8s.io/coredns/coredns:v1.10.1");
+    assert_eq!(kube_proxy_image(&lab), "registry.k8s.io/kube-proxy:v1.27.16");
+    // The other control plane's `kubeadm upgrade node` has no addon phase before 1.28.
+    switch_repository(&lab, 2, "v1.26", "v1.27");
+    install(&lab, 2, "kubeadm=1.27.16-1.1");
+    let node = lab.ssh_ok(2, "kubeadm upgrade node");
+    assert!(!node.contains("Applied essential addon"), "{node}");
+    assert_eq!(coredns_image(&lab), "registry.k8s.io/coredns/coredns:v1.10.1");
+}
