@@ -148,6 +148,8 @@ fn check_endpoint(endpoint: &str) -> Result<(), String> {
 pub struct Observed {
     /// The module's snapshots in the directory, newest first.
     listed: Vec<store::Listed>,
+    /// Partial snapshots left by runs that were killed.
+    stale: Vec<PathBuf>,
     /// The newest snapshot for the target that verifies, and its facts.
     existing: Option<(store::Listed, Facts)>,
     /// How long verifying the existing snapshots took.
@@ -203,6 +205,9 @@ impl PlannedModule for EtcdSnapshot {
         let dir = p.dest_dir.as_path();
         store::check_dir(dir).map_err(|e| Failure::new(format!("refusing dest_dir: {e}")))?;
         let listed = store::list(dir).map_err(Failure::new)?;
+        let stale = SystemTime::now()
+            .checked_sub(p.timeout.duration())
+            .map_or_else(Vec::new, |before| store::stale_parts(dir, before));
         let started = Instant::now();
         let mut existing = None;
         let mut rejected = Vec::new();
@@ -233,6 +238,7 @@ impl PlannedModule for EtcdSnapshot {
         };
         Ok(Observed {
             listed,
+            stale,
             existing,
             verify_time,
             rejected,
@@ -297,6 +303,17 @@ impl PlannedModule for EtcdSnapshot {
         let size_words = db_size.map_or("an etcd snapshot".to_string(), |s| {
             format!("an etcd snapshot ({s} bytes)")
         });
+        if !seen.stale.is_empty() {
+            let shown: Vec<String> = seen.stale.iter().map(|p| p.display().to_string()).collect();
+            plan = plan.change(Change::new(
+                "remove",
+                "removed",
+                format!("{} (left by an interrupted run)", shown.join(", ")),
+            ));
+            for part in &seen.stale {
+                plan = plan.action(Action::Remove(part.clone()));
+            }
+        }
         plan = plan
             .change(Change::new(
                 "take",

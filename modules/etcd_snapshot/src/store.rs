@@ -118,6 +118,28 @@ pub fn list(dir: &Path) -> Result<Vec<Listed>, String> {
     Ok(found)
 }
 
+/// Partial snapshots (`.NAME.part` of the module's names) in `dir` last written before `before`: left
+/// by a run that was killed, since a live run writes to its own at least every `timeout`.
+pub fn stale_parts(dir: &Path, before: SystemTime) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix('.')?.strip_suffix(".part"))
+                .is_some_and(|n| parse_name(n).is_some())
+        })
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter(|e| e.metadata().and_then(|m| m.modified()).is_ok_and(|m| m < before))
+        .map(|e| e.path())
+        .collect();
+    found.sort();
+    found
+}
+
 /// Free bytes for an unprivileged writer on the file system `dir` is (or would be created) on.
 pub fn free_bytes(dir: &Path) -> Option<u64> {
     let mut at = dir;
@@ -229,6 +251,23 @@ mod tests {
             ]
         );
         assert!(list(&dir.path().join("missing")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn only_old_partial_snapshots_of_ours_are_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = ".etcd-snapshot-v1.31.2-20260301T000000.000Z.db.part";
+        for name in [
+            ours,
+            ".other.part",
+            "etcd-snapshot-v1.31.2-20260301T000000.000Z.db",
+        ] {
+            std::fs::write(dir.path().join(name), "x").unwrap();
+        }
+        let later = SystemTime::now() + Duration::from_secs(60);
+        assert_eq!(stale_parts(dir.path(), later), [dir.path().join(ours)]);
+        assert!(stale_parts(dir.path(), UNIX_EPOCH).is_empty());
+        assert!(stale_parts(&dir.path().join("missing"), later).is_empty());
     }
 
     #[test]

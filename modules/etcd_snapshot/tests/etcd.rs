@@ -398,9 +398,31 @@ fn snapshots_of_a_real_etcd_verify_restore_and_agree_with_etcdctl() {
     assert_eq!(files(&dest), before, "check mode wrote");
     assert_eq!(ok(&MODULE.run(other.clone()))["taken"], true);
     etcd.put("/registry/after", "x");
+    // A partial snapshot left by a run that was killed long ago goes too; a fresh one (a live run's)
+    // stays.
+    let stale = dest.join(".etcd-snapshot-v1.30.0-20200101T000000.000Z.db.part");
+    let fresh = dest.join(".etcd-snapshot-v1.32.0-20991231T000000.000Z.db.part");
+    for part in [&stale, &fresh] {
+        std::fs::write(part, "partial").unwrap();
+    }
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000))
+        .unwrap();
     let forced = MODULE.run(merged(&other, json!({"force": true})));
     let r5 = ok(&forced);
     assert_eq!(r5["taken"], true, "{r5}");
+    assert!(
+        r5["msg"]
+            .as_str()
+            .unwrap()
+            .contains("(left by an interrupted run)"),
+        "{r5}"
+    );
+    assert!(!stale.exists() && fresh.exists());
+    std::fs::remove_file(&fresh).unwrap();
     assert_eq!(
         r5["removed"],
         json!([path.file_name().unwrap().to_string_lossy()]),
