@@ -99,6 +99,16 @@ fn hop(flavour: &str, from: &str, to: &str, id: u8) {
     );
 }
 
+/// 1.10 -> 1.11: kubeadm still downloaded; its first apply reads 1.10's v1alpha1 `nodeName` (kup
+/// points it at the first control plane), then stores v1alpha2 without a node name, so the other
+/// control planes' applies need no rewrite; every node drained, `upgrade node config` on workers.
+#[test]
+fn kup_upgrades_1_10_to_1_11() {
+    if hops_wanted() {
+        hop("apt", "1.10.13", "1.11.10", 20);
+    }
+}
+
 #[test]
 fn kup_upgrades_1_13_to_1_14_with_experimental_control_plane_and_node_config() {
     hop("apt", "1.13.12", "1.14.10", 14);

@@ -121,8 +121,11 @@ const RUNBOOK: Era = Era {
 const V1_11: Era = Era {
     minor: 11,
     source: "kubernetes.io kubeadm-upgrade-1-11: drain every host, upgrade the packages, \
-             `kubeadm upgrade node config --kubelet-version` on the others, restart the kubelet",
-    config_edit: Edit::None,
+             `kubeadm upgrade node config --kubelet-version` on the others, restart the kubelet; \
+             kubeadm 1.11 still reads 1.10's v1alpha1 `nodeName` (apis/kubeadm/v1alpha1/conversion.go) \
+             and waits for that node's static pods (phases/upgrade/staticpods.go), so the first apply \
+             needs it pointed at its node; the config it uploads has no node name (uploadconfig.go)",
+    config_edit: Edit::NodeName,
     workers_kubelet: Workers::NodeConfig,
     take_out_control_planes: TakeOut::Drain,
     services: Services::RestartKubelet,
@@ -133,6 +136,7 @@ const V1_12: Era = Era {
     minor: 12,
     source: "kubernetes.io kubeadm-upgrade-1-12: upgrade the kubeadm package first, then apply",
     kubeadm: Kubeadm::Package,
+    config_edit: Edit::None,
     ..V1_11
 };
 
@@ -247,6 +251,9 @@ mod tests {
         assert_eq!(era("v1.9.2").take_out_control_planes, TakeOut::Cordon);
         assert_eq!(era("v1.11.10").workers_kubelet, WorkersKubelet::NodeConfig);
         assert_eq!(era("v1.11.10").kubeadm, KubeadmSource::Download);
+        // 1.11's first apply still reads 1.10's nodeName; 1.12 stores no nodeName at all.
+        assert_eq!(era("v1.11.10").config_edit, ConfigEdit::NodeName);
+        assert_eq!(era("v1.12.10").config_edit, ConfigEdit::None);
         assert_eq!(era("v1.12.10").kubeadm, KubeadmSource::Package);
         assert_eq!(
             era("v1.13.12").other_control_planes,

@@ -1,6 +1,7 @@
 //! Ansible inventories, INI or YAML: the `control_plane` (alias `masters`) and `workers` (alias
 //! `nodes`) groups, with host and group variables.
 
+use kube_eras::TakeOut;
 use kube_kit::NodeName;
 use serde_json::{Map, Value};
 use std::path::Path;
@@ -27,6 +28,34 @@ impl Host {
 
     pub fn is_local(&self) -> bool {
         self.var("ansible_connection").as_deref() == Some("local")
+    }
+
+    /// `units`: the services the runbook's era stops before the packages and starts after them, in
+    /// stop order (a YAML list, or `keepalived,kubelet,containerd` in INI); `None`: the default.
+    pub fn units(&self) -> Option<Vec<String>> {
+        let list: Vec<String> = match self.vars.get("units")? {
+            Value::Array(items) => items
+                .iter()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                .collect(),
+            Value::String(s) => s.split(',').map(str::to_string).collect(),
+            _ => return None,
+        };
+        let list: Vec<String> = list
+            .into_iter()
+            .map(|u| u.trim().to_string())
+            .filter(|u| !u.is_empty())
+            .collect();
+        (!list.is_empty()).then_some(list)
+    }
+
+    /// `take_out`: `cordon` or `drain`, overriding how the target's era takes this node out.
+    pub fn take_out(&self) -> Option<TakeOut> {
+        match self.var("take_out")?.trim() {
+            "cordon" => Some(TakeOut::Cordon),
+            "drain" => Some(TakeOut::Drain),
+            _ => None,
+        }
     }
 }
 
@@ -125,11 +154,22 @@ impl Raw {
                 Some(other) => other.to_string(),
             };
             let node_name = NodeName::new(&node).map_err(|e| format!("host {name}: node_name {e}"))?;
-            Ok(Host {
+            let host = Host {
                 name: name.clone(),
                 vars,
                 node_name,
-            })
+            };
+            if let (Some(given), None) = (host.var("take_out"), host.take_out()) {
+                return Err(format!(
+                    "host {name}: take_out is {given:?}; expected cordon or drain"
+                ));
+            }
+            if let (Some(given), None) = (host.vars.get("units"), host.units()) {
+                return Err(format!(
+                    "host {name}: units is {given}; expected unit names (a list, or comma-separated)"
+                ));
+            }
+            Ok(host)
         };
         let pick = |names: &[&'static str]| -> Result<Vec<Host>, String> {
             let mut members: Vec<String> = Vec::new();
@@ -443,5 +483,38 @@ mod tests {
         let path = dir.path().join("bad.ini");
         std::fs::write(&path, "[workers]\nw1\n").unwrap();
         assert!(Inventory::load(&path).unwrap_err().contains("control_plane"));
+    }
+
+    #[test]
+    fn units_and_take_out_override_the_era_per_host_and_nonsense_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ini = dir.path().join("hosts.ini");
+        std::fs::write(
+            &ini,
+            "[control_plane]\ncp1 take_out=cordon units=keepalived,kubelet,containerd\n[workers]\nw1\n",
+        )
+        .unwrap();
+        let inv = Inventory::load(&ini).unwrap();
+        assert_eq!(inv.control_plane[0].take_out(), Some(TakeOut::Cordon));
+        assert_eq!(
+            inv.control_plane[0].units().unwrap(),
+            ["keepalived", "kubelet", "containerd"]
+        );
+        assert_eq!((inv.workers[0].take_out(), inv.workers[0].units()), (None, None));
+        let yaml = dir.path().join("hosts.yml");
+        std::fs::write(
+            &yaml,
+            "all:\n  children:\n    control_plane:\n      hosts:\n        cp1:\n          units: [kubelet, crio]\n          take_out: drain\n",
+        )
+        .unwrap();
+        let inv = Inventory::load(&yaml).unwrap();
+        assert_eq!(inv.control_plane[0].units().unwrap(), ["kubelet", "crio"]);
+        assert_eq!(inv.control_plane[0].take_out(), Some(TakeOut::Drain));
+        std::fs::write(&ini, "[control_plane]\ncp1 take_out=evict\n").unwrap();
+        let err = Inventory::load(&ini).unwrap_err();
+        assert!(
+            err.contains("host cp1: take_out") && err.contains("cordon or drain"),
+            "{err}"
+        );
     }
 }

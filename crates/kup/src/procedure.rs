@@ -442,7 +442,19 @@ impl Run<'_> {
                 (_, kube_eras::OtherControlPlanes::Node) => kubeadm_upgrade::Action::Node,
             };
             let apply = action == kubeadm_upgrade::Action::Apply;
-            if apply && era.config_edit == kube_eras::ConfigEdit::NodeName {
+            let args = Args::of::<kubeadm_upgrade::KubeadmUpgrade>(&kubeadm_upgrade::Params {
+                kubeadm_path: kubeadm_path.clone(),
+                retries: module_kit::Retries::of(1),
+                retry_delay,
+                ..kubeadm_upgrade::Params::new(action, Some(target.to_string()))
+            });
+            // A control plane already at the target is left alone: its nodeName is not moved to it
+            // (a no-op rerun changes nothing in kubeadm-config).
+            let outdated = || {
+                self.call(host, args.clone().check_mode())
+                    .map_or(true, |r| r["changed"] != false || r["failed"] == true)
+            };
+            if apply && era.config_edit == kube_eras::ConfigEdit::NodeName && outdated() {
                 let nodename = Args::of::<kubeadm_config_nodename::KubeadmConfigNodename>(
                     &kubeadm_config_nodename::Params {
                         connection: self.connection(),
@@ -451,12 +463,6 @@ impl Run<'_> {
                 );
                 self.step(host, "kubeadm-config-nodename", nodename, true)?;
             }
-            let args = Args::of::<kubeadm_upgrade::KubeadmUpgrade>(&kubeadm_upgrade::Params {
-                kubeadm_path: kubeadm_path.clone(),
-                retries: module_kit::Retries::of(1),
-                retry_delay,
-                ..kubeadm_upgrade::Params::new(action, Some(target.to_string()))
-            });
             self.step(
                 host,
                 if apply { "kubeadm-apply" } else { "kubeadm-node" },
@@ -639,15 +645,19 @@ impl Run<'_> {
     pub fn node_steps(&self, host: &Host, target: Version, worker: bool) -> Vec<NodeStep> {
         let era = kube_eras::for_target(target);
         let node = &host.node_name;
+        // The inventory's `units` replace the runbook's keepalived, kubelet, runtime.
         let units = |state| {
-            let runtime = host.var("container_runtime").unwrap_or_else(|| "docker".into());
-            let units = vec!["keepalived".to_string(), "kubelet".to_string(), runtime];
+            let units = host.units().unwrap_or_else(|| {
+                let runtime = host.var("container_runtime").unwrap_or_else(|| "docker".into());
+                vec!["keepalived".to_string(), "kubelet".to_string(), runtime]
+            });
             Args::of::<service_state::ServiceState>(&service_state::Params::new(units, state))
         };
-        let how = if worker {
-            era.take_out_workers
-        } else {
-            era.take_out_control_planes
+        // The inventory's `take_out` overrides the era's.
+        let how = match (host.take_out(), worker) {
+            (Some(how), _) => how,
+            (None, true) => era.take_out_workers,
+            (None, false) => era.take_out_control_planes,
         };
         let take_out = match how {
             kube_eras::TakeOut::Drain => {

@@ -61,13 +61,11 @@ fn ok(changed: bool) -> Result<Value, RunError> {
     Ok(json!({"failed": false, "changed": changed, "msg": ""}))
 }
 
-fn inventory(dir: &tempfile::TempDir) -> Inventory {
+const INVENTORY: &str = "[control_plane]\ncp1\ncp2\n[workers]\nw1\nw2\n[all:vars]\nkubeconfig=/k\n";
+
+fn inventory_of(dir: &tempfile::TempDir, text: &str) -> Inventory {
     let path = dir.path().join("hosts.ini");
-    std::fs::write(
-        &path,
-        "[control_plane]\ncp1\ncp2\n[workers]\nw1\nw2\n[all:vars]\nkubeconfig=/k\n",
-    )
-    .unwrap();
+    std::fs::write(&path, text).unwrap();
     Inventory::load(&path).unwrap()
 }
 
@@ -85,8 +83,12 @@ fn options() -> Options {
 }
 
 fn with_run<R>(fake: &Fake, journal: Journal, f: impl FnOnce(&Run<'_>) -> R) -> R {
+    with_run_on(INVENTORY, fake, journal, f)
+}
+
+fn with_run_on<R>(inventory: &str, fake: &Fake, journal: Journal, f: impl FnOnce(&Run<'_>) -> R) -> R {
     let dir = tempfile::tempdir().unwrap();
-    let inv = inventory(&dir);
+    let inv = inventory_of(&dir, inventory);
     let reporter = Reporter::silent();
     let run = Run::new(
         &inv,
@@ -176,8 +178,8 @@ fn kubeadm_never_comes_from_a_world_writable_directory() {
     let journal = Journal::unlocked(dir.path().join("j.json"), "v1.9.2", false);
     with_run(&fake, journal, |run| run.control_plane_kubeadm(target()).unwrap());
     let seen = seen.lock().unwrap().clone();
-    // Download and apply on each of the two control planes.
-    assert_eq!(seen.len(), 4, "{seen:?}");
+    // Download, the check whether it is at the target, and apply on each of the two control planes.
+    assert_eq!(seen.len(), 6, "{seen:?}");
     assert!(
         seen.iter().all(|p| p.as_deref() == Some(KUBEADM_PATH)),
         "{seen:?}"
@@ -303,7 +305,7 @@ fn an_interrupt_finishes_the_step_under_way_and_starts_no_other() {
     });
     let dir = tempfile::tempdir().unwrap();
     let (journal, _) = Journal::open(dir.path().join("j.json"), "v1.9.2", false).unwrap();
-    let inv = inventory(&dir);
+    let inv = inventory_of(&dir, INVENTORY);
     let reporter = Reporter::silent();
     let run = Run::new(&inv, &fake, options(), journal, &reporter, interrupted);
     let stop = run.nodes(target()).unwrap_err();
@@ -438,9 +440,10 @@ fn rollout_calls(target: &str) -> Vec<String> {
 fn the_runbook_era_downloads_kubeadm_edits_node_name_applies_everywhere_and_stops_services() {
     let calls = rollout_calls("v1.9.2");
     assert_eq!(
-        calls[..5],
+        calls[..6],
         [
             "cp1 kubeadm_download",
+            "cp1 kubeadm_upgrade apply check",
             "local kubeadm_config_nodename",
             "cp1 kubeadm_upgrade apply",
             // The next control plane waits until this one's API server and etcd are Ready again.
@@ -641,4 +644,63 @@ fn the_next_control_plane_waits_until_the_last_ones_api_server_and_etcd_are_read
         !calls.iter().any(|c| c.starts_with("cp2 kubeadm_upgrade")),
         "{calls:?}"
     );
+}
+
+#[test]
+fn a_rerun_on_control_planes_at_the_target_leaves_kubeadm_config_alone() {
+    // Every control plane already runs the target: kubeadm_upgrade's check says unchanged.
+    let fake = Fake::new(|_, module, args| match module {
+        "kubeadm_upgrade" if args["_ansible_check_mode"] == true => ok(false),
+        _ => ok(false),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::unlocked(dir.path().join("j.json"), "v1.9.2", false);
+    with_run(&fake, journal, |run| run.control_plane_kubeadm(target()).unwrap());
+    let calls = fake.calls();
+    assert!(
+        !calls.iter().any(|c| c.contains("kubeadm_config_nodename")),
+        "nodeName moved on a rerun: {calls:?}"
+    );
+    // A control plane still to upgrade gets its nodeName first.
+    let calls = rollout_calls("v1.9.2");
+    assert!(
+        calls.contains(&"local kubeadm_config_nodename".to_string()),
+        "{calls:?}"
+    );
+}
+
+#[test]
+fn the_inventorys_units_and_take_out_override_the_era_per_host() {
+    let fake = Fake::new(|_, _, _| ok(false));
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::unlocked(dir.path().join("j.json"), "v1.9.2", false);
+    let inventory =
+        "[control_plane]\ncp1 take_out=drain units=kubelet,containerd\n[workers]\nw1 take_out=cordon\nw2\n";
+    with_run_on(inventory, &fake, journal, |run| {
+        let names = |host: &Host, worker| -> Vec<&'static str> {
+            run.node_steps(host, target(), worker)
+                .iter()
+                .map(|s| s.name)
+                .collect()
+        };
+        // 1.9 cordons control planes and drains workers: each host says otherwise here.
+        assert!(names(run.primary(), false).contains(&"drain"));
+        assert!(names(&run.inventory.workers[0], true).contains(&"cordon"));
+        assert!(names(&run.inventory.workers[1], true).contains(&"drain"));
+        let stop = run
+            .node_steps(run.primary(), target(), false)
+            .into_iter()
+            .find(|s| s.name == "stop-services")
+            .unwrap();
+        assert_eq!(stop.args.json["units"], json!(["kubelet", "containerd"]));
+        let stop = run
+            .node_steps(&run.inventory.workers[1], target(), true)
+            .into_iter()
+            .find(|s| s.name == "stop-services")
+            .unwrap();
+        assert_eq!(
+            stop.args.json["units"],
+            json!(["keepalived", "kubelet", "docker"])
+        );
+    });
 }

@@ -1,8 +1,9 @@
 //! The kubeadm stand-in: `version`, `upgrade plan`, `upgrade apply`, `upgrade node`, enforcing the
 //! rules the real one enforces (one minor at a time, kubeadm at least the target, all nodes Ready,
 //! confirmation unless `-y`), rewriting this node's static pod manifests and telling the lab API
-//! server, and using `kubeadm-config` the way the old kubeadm did: on 1.8-1.10 the control plane it
-//! upgrades is the one named by `nodeName`, so a stale `nodeName` breaks a secondary's apply.
+//! server, and using `kubeadm-config` the way the old kubeadm did: up to the first 1.11 apply (which
+//! converts the stored v1alpha1 document) the control plane it upgrades is the one named by
+//! `nodeName`, so a stale `nodeName` breaks a secondary's apply.
 
 use crate::{hostname, say, FAULT_DIR};
 use kube_version::Version;
@@ -99,13 +100,19 @@ impl Cluster {
             .collect())
     }
 
-    /// Records the new version in the stored configuration, as kubeadm does after an upgrade.
-    fn record_version(&self, target: Version) -> Result<(), String> {
+    /// Records the new version in the stored configuration, as kubeadm does after an upgrade. kubeadm
+    /// 1.11 uploads it in its own format: a v1alpha1 document (1.10's, with `nodeName`) comes back as
+    /// v1alpha2 without any node's name (cmd/kubeadm/app/apis/kubeadm/v1alpha1/conversion.go moves
+    /// `nodeName` into `nodeRegistration`; phases/uploadconfig/uploadconfig.go clears
+    /// `nodeRegistration` before the upload), so later applies use their own hostname.
+    fn record_version(&self, target: Version, own: Version) -> Result<(), String> {
         let Some((key, text)) = self.stored() else {
             return Ok(());
         };
-        let updated: String = text
+        let converts = own.minor == 11 && key == "MasterConfiguration" && !text.contains("apiVersion:");
+        let mut updated: String = text
             .lines()
+            .filter(|line| !(converts && line.starts_with("nodeName:")))
             .map(|line| {
                 if line.starts_with("kubernetesVersion:") {
                     format!("kubernetesVersion: {target}\n")
@@ -114,6 +121,9 @@ impl Cluster {
                 }
             })
             .collect();
+        if converts {
+            updated.push_str("apiVersion: kubeadm.k8s.io/v1alpha2\nkind: MasterConfiguration\n");
+        }
         let mut config = self.config.clone();
         config["data"][key] = json!(updated);
         self.api.put(CONFIG_PATH, &config).map(|_| ())
@@ -212,7 +222,7 @@ fn apply(own: Version, args: &[&str]) -> Result<(), String> {
         "[upgrade/apply] Upgrading your Static Pod-hosted control plane to version \"{target}\"..."
     ));
     upgrade_this_control_plane(&cluster, &me, target)?;
-    cluster.record_version(target)?;
+    cluster.record_version(target, own)?;
     crate::addons::upgrade(&cluster, own, target, true)?;
     crate::kubeadm_node::write_kubelet_files(own, target)?;
     say(&format!(
