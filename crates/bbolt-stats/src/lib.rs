@@ -451,6 +451,7 @@ impl<S: Source> Db<S> {
         self.tree(
             self.meta.root,
             0,
+            true,
             &mut state,
             &mut prev,
             &mut |db, state, key, flags, value| {
@@ -543,16 +544,20 @@ impl<S: Source> Db<S> {
                     page.flags
                 )));
             }
-            return self.leaf(&page, "an inline bucket", depth, state, &mut prev, each);
+            return self.leaf(&page, "an inline bucket", depth, false, state, &mut prev, each);
         }
-        self.tree(root, depth, state, &mut prev, each)
+        self.tree(root, depth, false, state, &mut prev, each)
     }
 
-    /// The entries under page `id`, in order; `prev` is the last key seen in this bucket.
+    /// The entries under page `id`, in order; `prev` is the last key seen in this bucket, `top` says
+    /// it is the root bucket (whose buckets `each` walks itself), `depth` counts pages and buckets
+    /// from the root.
+    #[allow(clippy::too_many_arguments)]
     fn tree(
         &self,
         id: u64,
         depth: usize,
+        top: bool,
         state: &mut State,
         prev: &mut Vec<u8>,
         each: &mut Each<'_, S>,
@@ -572,21 +577,23 @@ impl<S: Source> Db<S> {
                     return Err(Error::page(id, "branch keys out of order"));
                 }
                 last = Some(key.to_vec());
-                self.tree(child, depth + 1, state, prev, each)?;
+                self.tree(child, depth + 1, top, state, prev, each)?;
             }
             Ok(())
         } else if page.flags & LEAF_PAGE != 0 {
-            self.leaf(&page, &what, depth, state, prev, each)
+            self.leaf(&page, &what, depth, top, state, prev, each)
         } else {
             Err(Error::page(id, format!("invalid type {:#x}", page.flags)))
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn leaf(
         &self,
         page: &Page,
         what: &str,
         depth: usize,
+        top: bool,
         state: &mut State,
         prev: &mut Vec<u8>,
         each: &mut Each<'_, S>,
@@ -600,7 +607,7 @@ impl<S: Source> Db<S> {
             prev.clear();
             prev.extend_from_slice(key);
             each(self, state, key, flags, value)?;
-            if flags & BUCKET_LEAF_FLAG != 0 && depth > 0 {
+            if flags & BUCKET_LEAF_FLAG != 0 && !top {
                 // A nested bucket: its pages are checked, its entries not visited.
                 self.bucket(value, depth + 1, state, &mut |_, _, _, _, _| Ok(()))?;
             }

@@ -141,6 +141,25 @@ fn buckets_and_entries_come_in_key_order_across_pages_and_inline() {
 }
 
 #[test]
+fn a_root_bucket_spread_over_a_branch_page_is_walked_once() {
+    let inline = {
+        let mut v = bucket_header(0);
+        v.extend_from_slice(&leaf(0, &[(b"a", b"1".to_vec(), false)])[..100]);
+        v
+    };
+    let pages = vec![
+        meta(0, 3, 2, 7, 4),
+        meta(1, 3, 2, 7, 3),
+        freelist(2, &[]),
+        branch(3, &[(b"key", 4), (b"meta", 5)]),
+        leaf(4, &[(b"key", bucket_header(6), true)]),
+        leaf(5, &[(b"meta", inline, true)]),
+        leaf(6, &[(b"k1", b"v1".to_vec(), false)]),
+    ];
+    assert_eq!(walk(&file(&pages)).unwrap(), ["[key]", "k1=v1", "[meta]", "a=1"]);
+}
+
+#[test]
 fn fnv1a_64_known_values() {
     assert_eq!(fnv64a(b""), 0xcbf2_9ce4_8422_2325);
     assert_eq!(fnv64a(b"a"), 0xaf63_dc4c_8601_ec8c);
