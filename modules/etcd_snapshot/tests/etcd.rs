@@ -270,6 +270,8 @@ fn snapshots_of_a_real_etcd_verify_restore_and_agree_with_etcdctl() {
         );
     }
     etcd.put("/registry/pods/default/pod-007", "changed");
+    // A value of many pages: bbolt stores it in overflow pages.
+    etcd.put("/registry/configmaps/default/big", &"0123456789".repeat(10_000));
     assert!(etcd
         .ctl(&["del", "/registry/pods/default/pod-008"])
         .status
