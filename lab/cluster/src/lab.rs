@@ -564,6 +564,11 @@ fn teardown(dir: &Path, bridge: Option<&str>, keep_logs: bool) -> Result<(), Str
             }
         }
     });
+    // A container whose nspawn went away outright (killed under load, say) keeps running on its
+    // own, its root this lab's overlay: its init goes, and with it its whole PID namespace.
+    for pid in orphaned_containers(dir) {
+        let _ = sh::run("kill", &["-KILL", &pid.to_string()]);
+    }
     // Servers: only processes whose command line names this lab's directory.
     let mut servers: Vec<u32> = state
         .iter()
@@ -647,6 +652,27 @@ fn processes_mentioning(text: &str, program: &str, subcommands: &[&str]) -> Vec<
             line.contains(text)
                 && words.next().is_some_and(|argv0| argv0.ends_with(program))
                 && (subcommands.is_empty() || words.next().is_some_and(|w| subcommands.contains(&w)))
+        })
+        .collect()
+}
+
+/// The init processes of containers whose root is an overlay of this lab's nodes (`DIR/nodes/...`)
+/// and whose nspawn is gone (their parent is the host's init).
+fn orphaned_containers(dir: &Path) -> Vec<u32> {
+    let upper = format!("upperdir={}/nodes/", dir.to_string_lossy().trim_end_matches('/'));
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat.rsplit(')').next().and_then(|s| s.split_whitespace().nth(1));
+            ppid == Some("1")
+                && std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+                    .unwrap_or_default()
+                    .lines()
+                    .any(|l| l.split_whitespace().nth(4) == Some("/") && l.contains(&upper))
         })
         .collect()
 }

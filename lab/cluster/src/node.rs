@@ -435,7 +435,14 @@ pub fn stop(nspawn_pid: u32) {
         std::thread::sleep(Duration::from_millis(100));
     }
     if sh::alive(nspawn_pid) {
+        // nspawn killed outright leaves the container's init running (reparented to the host's,
+        // the overlay still mounted in its namespace): it goes too, and with it every process of
+        // its PID namespace (pid_namespaces(7)). Found while nspawn still holds it as its child.
+        let init = child_of(nspawn_pid);
         let _ = sh::run("kill", &["-KILL", &pid]);
+        if let Some(init) = init {
+            let _ = sh::run("kill", &["-KILL", &init.to_string()]);
+        }
     }
 }
 
