@@ -1,5 +1,7 @@
 //! etcd's v3 API through its gRPC gateway: JSON over HTTPS on the client port (etcd 3.4 serves it
-//! at `/v3/...` by default), so no gRPC stack is linked.
+//! at `/v3/...` by default), so no gRPC stack is linked. Older releases served the same gateway
+//! under `/v3beta` (3.3) and `/v3alpha` (3.1, 3.2): the status request tries `/v3` first and falls
+//! back on a 404, and the snapshot uses the prefix that answered.
 //!
 //! - `POST /v3/maintenance/status` `{}`: the member's version and database size.
 //! - `POST /v3/maintenance/snapshot` `{}`: the snapshot stream, one JSON object a line
@@ -23,10 +25,14 @@ const PEM_LIMIT: u64 = 1 << 20;
 const LINE_LIMIT: u64 = 16 << 20;
 /// A status answer is small.
 const STATUS_LIMIT: u64 = 1 << 20;
+/// Where etcd's gateway is, newest release first.
+const PREFIXES: [&str; 3] = ["/v3", "/v3beta", "/v3alpha"];
 
 pub struct Gateway {
     client: reqwest::blocking::Client,
     base: String,
+    /// The gateway's prefix that answered the status request.
+    prefix: std::cell::Cell<&'static str>,
     /// The files, for hints about TLS failures.
     cacert: String,
     cert: String,
@@ -192,6 +198,7 @@ impl Gateway {
         Ok(Gateway {
             client,
             base: endpoint.trim_end_matches('/').to_string(),
+            prefix: std::cell::Cell::new(PREFIXES[0]),
             cacert: cacert.display().to_string(),
             cert: cert.display().to_string(),
         })
@@ -222,7 +229,8 @@ impl Gateway {
         }
     }
 
-    fn post(&self, path: &str) -> Result<reqwest::blocking::Response, String> {
+    /// Sends `{}` to `path` under the endpoint: the URL and the response, whatever its status.
+    fn send(&self, path: &str) -> Result<(String, reqwest::blocking::Response), String> {
         let url = format!("{}{path}", self.base);
         let response = self
             .client
@@ -234,6 +242,14 @@ impl Gateway {
                 let error = chain(&e);
                 format!("cannot reach etcd at {url}: {error}{}", self.hint(&error))
             })?;
+        Ok((url, response))
+    }
+
+    /// `response` if it is a success, else what etcd said.
+    fn checked(
+        url: &str,
+        response: reqwest::blocking::Response,
+    ) -> Result<reqwest::blocking::Response, String> {
         let status = response.status();
         if !status.is_success() {
             let mut body = String::new();
@@ -247,10 +263,23 @@ impl Gateway {
         Ok(response)
     }
 
-    /// The member's status.
+    /// The member's status, from the first gateway prefix etcd serves.
     pub fn status(&self) -> Result<Status, String> {
+        let mut answered = None;
+        for prefix in PREFIXES {
+            let (url, response) = self.send(&format!("{prefix}/maintenance/status"))?;
+            if response.status() == reqwest::StatusCode::NOT_FOUND && prefix != PREFIXES[PREFIXES.len() - 1] {
+                continue;
+            }
+            self.prefix.set(prefix);
+            answered = Some(Self::checked(&url, response)?);
+            break;
+        }
+        let Some(response) = answered else {
+            return Err("etcd serves no v3 gateway".into());
+        };
         let mut body = Vec::new();
-        self.post("/v3/maintenance/status")?
+        response
             .take(STATUS_LIMIT)
             .read_to_end(&mut body)
             .map_err(|e| format!("cannot read etcd's status: {}", chain(&e)))?;
@@ -270,7 +299,8 @@ impl Gateway {
     /// sha256), until the server ends the stream or `deadline` passes; the bytes written.
     pub fn snapshot(&self, out: &mut dyn Write, deadline: Instant) -> Result<u64, String> {
         use base64::Engine as _;
-        let response = self.post("/v3/maintenance/snapshot")?;
+        let (url, response) = self.send(&format!("{}/maintenance/snapshot", self.prefix.get()))?;
+        let response = Self::checked(&url, response)?;
         let mut reader = BufReader::with_capacity(1 << 20, response);
         let (mut written, mut messages) = (0u64, 0u64);
         let mut line = Vec::new();
