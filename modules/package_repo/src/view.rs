@@ -92,7 +92,9 @@ pub fn switched_view(
     };
     let refresh = match manager {
         Manager::Apt => module_kit::command::Command::new("apt-get").args(["update", "-q"]),
-        Manager::Rpm(program) => module_kit::command::Command::new(program).args(["-q", "makecache"]),
+        // The scratch cache holds no imported repository key yet: dnf imports the one the
+        // definition's `gpgkey=` names, as it did when the node was provisioned (repo_gpgcheck).
+        Manager::Rpm(program) => module_kit::command::Command::new(program).args(["-q", "-y", "makecache"]),
     }
     .args(&options)
     .timeout(timeout);
