@@ -4,8 +4,15 @@
 //! come back: the rollout stops there, and a rerun resumes and completes).
 
 use e2e::lab::{LabOptions, TestLab};
-use e2e::{dist, kup, kup_upgrade_args, output_text};
+use e2e::schema::validate_stream;
+use e2e::{dist, kup, kup_upgrade_args, output_text, root};
 use serde_json::Value;
+
+/// The documented schema of kup's --json events.
+fn events_schema() -> Value {
+    let text = std::fs::read_to_string(root().join("docs/kup-events.schema.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
 use std::process::{Command, Stdio};
 
 #[test]
@@ -168,6 +175,45 @@ fn kup_upgrades_an_rpm_lab() {
     }) else {
         return;
     };
+    // The plan's whole --json stream follows the documented schema (docs/kup-events.schema.json).
+    let schema = events_schema();
+    let plan = kup(&lab.inventory, &["plan", "--to", "v1.9.2", "--json"]);
+    let events = validate_stream(
+        &schema,
+        &String::from_utf8_lossy(&plan.stdout),
+        plan.status.code(),
+    )
+    .unwrap_or_else(|e| panic!("kup plan --json breaks the schema: {e}\n{}", output_text(&plan)));
+    assert_eq!(events[0]["event"], "start");
+    assert_eq!(
+        events[0]["hosts"],
+        serde_json::json!(["lab-cp1", "lab-w1", "lab-w2"])
+    );
+    let report = events.iter().find(|e| e["event"] == "report").unwrap();
+    assert_eq!(report["target"], "v1.9.2", "the plan's report names its target");
+    // Its kubelet now: the package's version, or the node's when the check could not tell.
+    assert!(
+        report["hosts"]["lab-w1"]["kubelet_before"]
+            .as_str()
+            .is_some_and(|v| v.trim_start_matches('v').starts_with("1.8.3")),
+        "{}",
+        output_text(&plan)
+    );
+    let blockers = events.iter().find(|e| e["event"] == "blockers").unwrap();
+    let last = events.last().unwrap();
+    if plan.status.code() == Some(1) {
+        // Blocked: every blocker named, and the stream ends with the error that says so.
+        assert_eq!(last["event"], "error", "{}", output_text(&plan));
+        assert!(
+            (last["kind"] == "blocked" && !blockers["blockers"].as_array().unwrap().is_empty())
+                || last["kind"] == "failed",
+            "{}",
+            output_text(&plan)
+        );
+    } else {
+        assert_eq!(plan.status.code(), Some(0), "{}", output_text(&plan));
+        assert_eq!(last["event"], "report");
+    }
     // No --cni-version: kubelet 1.9.2 requires kubernetes-cni >= 0.6.0 and the node's 0.5.1 is
     // version-locked, so package_pin finds it in the repository's metadata and moves it along.
     let up = kup(
@@ -186,13 +232,26 @@ fn kup_upgrades_an_rpm_lab() {
     assert!(lab
         .ssh_ok(2, "rpm -q kubernetes-cni")
         .contains("kubernetes-cni-0.6.0-0"));
-    let events: Vec<Value> = String::from_utf8_lossy(&up.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON event a line"))
-        .collect();
+    // The run's whole stream, validated the same way: start, every step-start and step, report.
+    let events = validate_stream(&schema, &String::from_utf8_lossy(&up.stdout), up.status.code())
+        .unwrap_or_else(|e| panic!("kup upgrade --json breaks the schema: {e}\n{}", output_text(&up)));
+    assert_eq!(events[0]["event"], "start");
+    assert_eq!(events[0]["command"], "upgrade");
+    assert!(events.iter().any(|e| e["event"] == "step-start"));
     let report = events.last().unwrap();
     assert_eq!(report["event"], "report");
+    assert_eq!(report["target"], "v1.9.2");
     assert_eq!(report["hosts"]["lab-w1"]["kubelet_after"], "1.9.2-0", "{report}");
+    assert_eq!(
+        report["hosts"]["lab-w1"]["kubelet_before_from"], "run",
+        "{report}"
+    );
+    assert!(
+        report["hosts"]["lab-w1"]["kubelet_before"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("1.8.3")),
+        "{report}"
+    );
     lab.assert_all_at("v1.9.2");
     assert!(lab.ssh_ok(2, "rpm -q kubelet").contains("1.9.2-0"));
 }

@@ -5,6 +5,7 @@
 //! command and CI set it).
 
 pub mod lab;
+pub mod schema;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -3,14 +3,31 @@
 //! it is open, and every record reaches the disk (file and directory fsynced) before the next step.
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// A host's kubelet package as the rollout found it and left it: the report of a later (resumed)
+/// run shows them for the hosts it finds done.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Kubelet {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+}
+
+/// The journal's kubelet versions per host, shared with the reporter, which fills them in as the
+/// steps report; written with the journal's next record.
+pub type Versions = Arc<Mutex<BTreeMap<String, Kubelet>>>;
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct Record {
     target: String,
     done: BTreeSet<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    kubelet: BTreeMap<String, Kubelet>,
 }
 
 pub struct Journal {
@@ -18,6 +35,7 @@ pub struct Journal {
     record: Record,
     /// What an earlier run had finished when this one opened the journal.
     inherited: BTreeSet<String>,
+    versions: Versions,
     /// Held while the journal is open; released by the operating system if kup dies.
     _lock: Option<File>,
 }
@@ -42,11 +60,12 @@ impl Journal {
             Some(r) if r.target == target && !restart => r,
             _ => Record {
                 target: target.to_string(),
-                done: BTreeSet::new(),
+                ..Record::default()
             },
         };
         Journal {
             inherited: record.done.clone(),
+            versions: Arc::new(Mutex::new(record.kubelet.clone())),
             path,
             record,
             _lock: None,
@@ -92,7 +111,11 @@ impl Journal {
     /// is the old one or the new one, never a torn one, and a recorded step stays recorded.
     fn save(&self) -> Result<(), String> {
         let err = |e: std::io::Error| format!("cannot write the journal {}: {e}", self.path.display());
-        let text = serde_json::to_vec_pretty(&self.record).map_err(|e| e.to_string())?;
+        let mut record = self.record.clone();
+        if let Ok(versions) = self.versions.lock() {
+            record.kubelet = versions.clone();
+        }
+        let text = serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?;
         let tmp = self.path.with_extension("tmp");
         {
             let mut file = File::create(&tmp).map_err(err)?;
@@ -127,6 +150,12 @@ impl Journal {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The kubelet versions per host: what earlier runs recorded; what this run adds is written
+    /// with the next record.
+    pub fn versions(&self) -> Versions {
+        Arc::clone(&self.versions)
     }
 }
 
@@ -201,5 +230,39 @@ mod tests {
         let (j, resumed) = Journal::open(path, "v1.9.3", false).unwrap();
         assert_eq!(resumed, 0, "another target starts afresh");
         assert!(!j.is_done("cp1/cordon"));
+    }
+
+    #[test]
+    fn kubelet_versions_are_kept_with_the_next_record_for_the_next_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.json");
+        {
+            let (mut j, _) = Journal::open(path.clone(), "v1.9.2", false).unwrap();
+            let versions = j.versions();
+            versions.lock().unwrap().insert(
+                "w1".into(),
+                Kubelet {
+                    before: Some("1.8.3-00".into()),
+                    after: Some("1.9.2-00".into()),
+                },
+            );
+            j.mark("w1/packages").unwrap();
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("1.8.3-00"), "{text}");
+        let (j, _) = Journal::open(path.clone(), "v1.9.2", false).unwrap();
+        assert_eq!(
+            j.versions().lock().unwrap()["w1"].after.as_deref(),
+            Some("1.9.2-00")
+        );
+        drop(j);
+        // A journal written before the versions were kept still reads.
+        std::fs::write(&path, r#"{"target": "v1.9.2", "done": ["w1/drain"]}"#).unwrap();
+        let (j, resumed) = Journal::open(path.clone(), "v1.9.2", false).unwrap();
+        assert_eq!(resumed, 1);
+        assert!(j.versions().lock().unwrap().is_empty());
+        drop(j);
+        let (j, _) = Journal::open(path, "v1.9.2", true).unwrap();
+        assert!(j.versions().lock().unwrap().is_empty(), "--restart forgets them");
     }
 }

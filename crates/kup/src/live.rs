@@ -23,6 +23,8 @@ pub struct Live {
     /// Lines of the table on screen now, to move back over before the next draw.
     drawn: usize,
     pub active: bool,
+    /// The terminal's width (0: unknown): a longer line takes more than one row on screen.
+    pub width: usize,
 }
 
 impl Live {
@@ -39,6 +41,7 @@ impl Live {
                 .collect(),
             drawn: 0,
             active: true,
+            width: 0,
         }
     }
 
@@ -76,7 +79,10 @@ impl Live {
     /// The table as text, one line per host under a header and the legend.
     pub fn frame(&self, now: Instant) -> Vec<String> {
         let width = self.rows.iter().map(|r| r.host.len()).max().unwrap_or(4).max(4);
-        let mut lines = vec![format!("{:<width$}  {:<MARKS$}  NOW", "HOST", "STEPS")];
+        let mut lines = vec![format!(
+            "{:<width$}  {:<MARKS$}  RUNNING (ELAPSED) OR LAST STEP",
+            "HOST", "STEPS (ONE MARK EACH)"
+        )];
         for r in &self.rows {
             let skip = r.marks.chars().count().saturating_sub(MARKS);
             let marks: String = r.marks.chars().skip(skip).collect();
@@ -114,7 +120,9 @@ impl Live {
         }
         if self.active {
             let frame = self.frame(now);
-            self.drawn = frame.len();
+            // Lines wider than the terminal take more than one row: moving back over the table
+            // next time counts rows, not lines.
+            self.drawn = frame.iter().map(|l| rows(l, self.width)).sum();
             for line in frame {
                 text.push_str(&line);
                 text.push_str("\x1b[K\n");
@@ -125,6 +133,14 @@ impl Live {
         let _ = out.write_all(text.as_bytes());
         let _ = out.flush();
     }
+}
+
+/// The rows `line` takes on a terminal `width` columns wide (0: unknown, one).
+fn rows(line: &str, width: usize) -> usize {
+    if width == 0 {
+        return 1;
+    }
+    line.chars().count().max(1).div_ceil(width)
 }
 
 /// How often the running step's elapsed time is redrawn.
@@ -187,6 +203,16 @@ mod tests {
         let second = String::from_utf8(second).unwrap();
         // Header, two hosts and the legend were on screen: back 4 lines, clear, redraw.
         assert!(second.starts_with("\x1b[4F\x1b[J"), "{second:?}");
+        // On a narrow terminal the header and the rows wrap: every row on screen is moved over.
+        live.width = 40;
+        let mut narrow = Vec::new();
+        live.draw(&mut narrow, &[], now);
+        let rows: usize = live.frame(now).iter().map(|l| rows(l, 40)).sum();
+        assert!(rows > 4, "{rows}");
+        let mut again = Vec::new();
+        live.draw(&mut again, &[], now);
+        let again = String::from_utf8(again).unwrap();
+        assert!(again.starts_with(&format!("\x1b[{rows}F\x1b[J")), "{again:?}");
         assert!(second.contains("preflight ok (0.1s)"), "{second:?}");
         live.freeze();
         let mut last = Vec::new();

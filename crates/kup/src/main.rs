@@ -4,12 +4,19 @@
 //!   kup upgrade -i INVENTORY --to VERSION|CHANNEL    the whole rollout, resumable
 //!   kup status  -i INVENTORY [--to VERSION]          the journal against the live cluster
 //!   kup module NAME [ARGS.json]                      run one module (JSON on stdin without ARGS)
-//!   kup module --list                                the modules kup carries
+//!   kup module                                       the modules kup carries, each in a line
+//!   kup module describe NAME                         a module's arguments, from its documentation
+//!   kup module --list                                the modules, for scripts: NAME api|host LINKS
+//!
+//! Exit codes: 0 done (plan: can go ahead), 1 failed or refused (plan: blocked), 2 usage,
+//! 130 interrupted. With `--json`, stdout is the `kup.events/v1` stream ([`events`]).
 
+mod events;
 mod inventory;
 mod journal;
 mod live;
 mod lock;
+mod moduledoc;
 mod modules;
 mod procedure;
 mod report;
@@ -18,6 +25,7 @@ mod status;
 mod transport;
 
 use clap::{Parser, Subcommand};
+use events::ErrorKind;
 use inventory::Inventory;
 use journal::Journal;
 use procedure::{Options, Run, Stop};
@@ -75,7 +83,10 @@ struct Common {
     /// Also pin kubernetes-cni at this version (default: the inventory's cni_version, if any).
     #[arg(long)]
     cni_version: Option<String>,
-    /// JSON event stream on stdout instead of progress lines.
+    /// The `kup.events/v1` JSON event stream on stdout (one object a line: start, phase,
+    /// step-start, step, note, blockers, report, and a final error with the exit code and what to
+    /// do) instead of progress lines and the report table; documented in the README and
+    /// docs/kup-events.schema.json.
     #[arg(long)]
     json: bool,
     /// Go ahead although the cluster has nodes the inventory does not name (they stay behind at
@@ -168,12 +179,16 @@ enum Command {
     /// workers run, how nodes are taken out, what happens to their services, which repository.
     Eras,
     /// Run one module (the multicall entry kup uses on hosts): JSON args file, or JSON on stdin.
+    /// Without a name, the modules kup carries, each with what it does; `kup module describe NAME`
+    /// describes a module's arguments (name, type, required, default, what it is), from the
+    /// module's own documentation (the sidecar NAME.yml that Ansible reads, built into kup).
     Module {
-        /// List the modules kup carries instead, one a line: name, where it runs (api: on this
-        /// machine or the first control plane; host: on its host), what it links (std, https, kube).
+        /// List the modules kup carries instead, one a line for scripts: name, where it runs (api:
+        /// on this machine or the first control plane; host: on its host), what it links (std,
+        /// https, kube).
         #[arg(long, exclusive = true)]
         list: bool,
-        #[arg(required_unless_present = "list")]
+        /// The module to run (or `describe`, then the module to describe).
         name: Option<String>,
         #[arg(allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
@@ -181,10 +196,23 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     match cli.command {
         Command::Module { list: true, .. } => modules::list(),
-        Command::Module { name, args, .. } => modules::run(name.as_deref().unwrap_or_default(), args),
+        Command::Module { name: None, .. } => moduledoc::print_list(),
+        Command::Module {
+            name: Some(name),
+            args,
+            ..
+        } if name == "describe" => moduledoc::print_describe(&args),
+        Command::Module {
+            name: Some(name),
+            args,
+            ..
+        } => modules::run(&name, args),
         Command::Eras => match std::io::stdout()
             .lock()
             .write_all(kube_eras::to_yaml().as_bytes())
@@ -213,6 +241,28 @@ fn main() -> ExitCode {
             upgrade(&common, opts, state, restart, yes, take_over_lock)
         }
     }
+}
+
+/// A command line clap refuses: exit 2 with its message (as the one `error` event of the stream
+/// when `--json` was asked for); `--help` and `--version` print as usual.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind as Clap;
+    if matches!(e.kind(), Clap::DisplayHelp | Clap::DisplayVersion) {
+        e.exit();
+    }
+    if std::env::args_os().any(|a| a == "--json") {
+        let _ = writeln!(std::io::stdout(), "{}", events::usage_error(&e.to_string()));
+        let _ = write!(std::io::stderr(), "{e}");
+        return ExitCode::from(2);
+    }
+    e.exit()
+}
+
+/// `--to` as a release or a channel, or a usage error that says what is expected.
+fn check_target(to: &str) -> Result<(), String> {
+    kubeadm_download::VersionSpec::parse(to)
+        .map(|_| ())
+        .map_err(|e| format!("--to: {e}"))
 }
 
 fn options(
@@ -315,11 +365,13 @@ fn controller_path(text: &str) -> Result<PathBuf, String> {
     std::path::absolute(&expanded).map_err(|e| format!("kubeconfig {text}: {e}"))
 }
 
-/// How a command ended: its exit code, and the outcome and reason the run log keeps.
+/// How a command ended: its exit code, the outcome and reason the run log keeps, and for any exit
+/// code but 0 the `error` event that ends a `--json` stream.
 struct Ended {
     code: u8,
     outcome: String,
     detail: Option<String>,
+    error: Option<events::Error>,
 }
 
 impl Ended {
@@ -328,23 +380,64 @@ impl Ended {
             code,
             outcome: outcome.into(),
             detail,
+            error: None,
         }
     }
 
-    /// Said, logged as the last record, and the log's path told.
-    fn close(self, log: Option<&RunLog>) -> ExitCode {
+    /// Ended by `error` (its exit code).
+    fn failed(outcome: &str, error: events::Error) -> Ended {
+        let detail = match &error.fix {
+            Some(fix) => format!("{}\n  what to do: {fix}", error.message),
+            None => error.message.clone(),
+        };
+        Ended {
+            code: error.exit_code,
+            outcome: outcome.into(),
+            detail: Some(detail),
+            error: Some(error),
+        }
+    }
+
+    /// Logged as the last record, the log's path told, and (`json`) the stream's `error` event.
+    fn close(self, log: Option<&RunLog>, json: bool) -> ExitCode {
         if let Some(log) = log {
             log.end(&self.outcome, self.detail.as_deref(), self.code);
             say(&format!("full log: {}", log.path().display()));
+        }
+        if let (true, Some(error)) = (json, &self.error) {
+            let _ = writeln!(std::io::stdout().lock(), "{}", error.to_event());
         }
         ExitCode::from(self.code)
     }
 }
 
-/// An error before anything ran: said, and the exit code.
+/// An error before anything ran: said, and the exit code (2: usage, else refused).
 fn refused(code: u8, msg: String) -> Ended {
     say(&msg);
-    Ended::new(code, "refused", Some(msg))
+    let kind = if code == 2 {
+        ErrorKind::Usage
+    } else {
+        ErrorKind::Refused
+    };
+    Ended::failed("refused", events::Error::new(kind, code, &msg))
+}
+
+/// Why a run stopped, as the stream's `error` event.
+fn stop_error(stop: &Stop) -> events::Error {
+    match stop {
+        Stop::Failed { host, step, msg, fix } => events::Error {
+            kind: ErrorKind::Failed,
+            message: format!("{host}: step {step} failed: {msg}"),
+            fix: Some(fix.clone()),
+            exit_code: 1,
+            host: Some(host.clone()),
+            step: Some(step.clone()),
+        },
+        Stop::Interrupted | Stop::Aborted { .. } => {
+            events::Error::new(ErrorKind::Interrupted, 130, &stop.to_string())
+        }
+        Stop::Setup(_) => events::Error::new(ErrorKind::Failed, 1, &stop.to_string()),
+    }
 }
 
 /// The journal's default place: `.NAME.kup-journal.json` beside the inventory `NAME`.
@@ -378,24 +471,29 @@ fn upgrade(
     yes: bool,
     take_over_lock: bool,
 ) -> ExitCode {
+    if let Err(e) = check_target(&common.to) {
+        return refused(2, e).close(None, common.json);
+    }
+    if !yes && !std::io::stdin().is_terminal() {
+        let e = "not a terminal: pass --yes to upgrade without confirmation".to_string();
+        return refused(2, e).close(None, common.json);
+    }
     let journal_path = state.unwrap_or_else(|| default_journal(&common.inventory));
     // The log first: whatever happens next, it is written.
     let log = match open_log(common, &journal_path, ".log", "upgrade") {
         Ok(log) => log,
         Err(e) => {
             // A refused --log already says what to do.
-            if e.contains("--log") {
-                say(&e);
+            let e = if e.contains("--log") {
+                e
             } else {
-                say(&format!(
-                    "{e}\n  what to do: give --log a path in a directory of your own"
-                ));
-            }
-            return ExitCode::from(2);
+                format!("{e}\n  what to do: give --log a path in a directory of your own")
+            };
+            return refused(2, e).close(None, common.json);
         }
     };
     let ended = upgrade_logged(common, opts, journal_path, restart, yes, take_over_lock, &log);
-    ended.close(Some(&log))
+    ended.close(Some(&log), common.json)
 }
 
 fn upgrade_logged(
@@ -420,7 +518,9 @@ fn upgrade_logged(
     };
     let reporter = Reporter::new(common.json, &inventory.host_names())
         .with_log(Some(Arc::clone(log)))
-        .with_verbosity(common.verbose);
+        .with_verbosity(common.verbose)
+        .with_nodes(node_names(&inventory));
+    reporter.start("upgrade", &common.to, &common.inventory);
     let mut run = Run::new(
         &inventory,
         &transport,
@@ -431,12 +531,20 @@ fn upgrade_logged(
     );
     let target = match run.resolve_target() {
         Ok(t) => t,
-        Err(stop) => return finish(&reporter, stop, None),
+        Err(stop) => return finish(&reporter, stop, Some(common.to.clone())),
     };
     let journal = match run.journal.into_inner() {
         Ok(j) => j.retarget(&target.to_string(), restart),
-        Err(_) => return finish(&reporter, Stop::Setup("journal lock poisoned".into()), None),
+        Err(_) => {
+            return finish(
+                &reporter,
+                Stop::Setup("journal lock poisoned".into()),
+                Some(target.to_string()),
+            )
+        }
     };
+    // Versions an earlier run recorded show in this run's report; this run's are kept there too.
+    reporter.keep_versions_in(journal.versions());
     let resumed = journal.done_count();
     if resumed > 0 {
         say(&format!(
@@ -446,21 +554,17 @@ fn upgrade_logged(
     }
     let cluster_lock = match lock::ClusterLock::new(journal.path(), take_over_lock) {
         Ok(lock) => lock,
-        Err(e) => return finish(&reporter, Stop::Setup(e), None),
+        Err(e) => return finish(&reporter, Stop::Setup(e), Some(target.to_string())),
     };
     run.journal = Mutex::new(journal);
     let hosts = inventory.all_hosts().count();
     if !yes {
-        if !std::io::stdin().is_terminal() {
-            return refused(
-                2,
-                "not a terminal: pass --yes to upgrade without confirmation".into(),
-            );
-        }
         say(&format!("upgrade {hosts} hosts to {target}? [y/N] "));
         let mut answer = String::new();
         let _ = std::io::stdin().lock().read_line(&mut answer);
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            // The stream that started has its report before its error.
+            reporter.finish("refused", Some(target.to_string()));
             return refused(1, "not upgrading".into());
         }
     }
@@ -530,18 +634,28 @@ fn upgrade_logged(
 }
 
 fn finish(reporter: &Reporter, stop: Stop, target: Option<String>) -> Ended {
-    let (code, outcome) = match stop {
-        Stop::Interrupted => (130, "interrupted"),
-        Stop::Aborted { .. } => (130, "aborted"),
-        Stop::Setup(_) | Stop::Failed { .. } => (1, "stopped"),
+    let outcome = match stop {
+        Stop::Interrupted => "interrupted",
+        Stop::Aborted { .. } => "aborted",
+        Stop::Setup(_) | Stop::Failed { .. } => "stopped",
     };
     reporter.finish("stopped", target);
-    let msg = stop.to_string();
-    say(&msg);
-    Ended::new(code, outcome, Some(msg))
+    say(&stop.to_string());
+    Ended::failed(outcome, stop_error(&stop))
+}
+
+/// `(host, node name)` of every host, for the reporter to place what the cluster says of nodes.
+fn node_names(inventory: &Inventory) -> Vec<(String, String)> {
+    inventory
+        .all_hosts()
+        .map(|h| (h.name.clone(), h.node_name.to_string()))
+        .collect()
 }
 
 fn plan(common: &Common) -> ExitCode {
+    if let Err(e) = check_target(&common.to) {
+        return refused(2, e).close(None, common.json);
+    }
     // A plan without its log still plans (it changes nothing): the operator is told.
     let log = match open_log(common, &default_journal(&common.inventory), ".plan.log", "plan") {
         Ok(log) => Some(log),
@@ -550,7 +664,7 @@ fn plan(common: &Common) -> ExitCode {
             None
         }
     };
-    plan_logged(common, log.as_ref()).close(log.as_deref())
+    plan_logged(common, log.as_ref()).close(log.as_deref(), common.json)
 }
 
 fn plan_logged(common: &Common, log: Option<&Arc<RunLog>>) -> Ended {
@@ -562,10 +676,16 @@ fn plan_logged(common: &Common, log: Option<&Arc<RunLog>>) -> Ended {
     };
     let reporter = Reporter::new(common.json, &inventory.host_names())
         .with_log(log.cloned())
-        .with_verbosity(common.verbose);
+        .with_verbosity(common.verbose)
+        .with_nodes(node_names(&inventory))
+        .for_plan();
+    reporter.start("plan", &common.to, &common.inventory);
     let tmp = match tempfile::tempdir() {
         Ok(t) => t,
-        Err(e) => return refused(2, format!("temp dir: {e}")),
+        Err(e) => {
+            reporter.finish("plan: cannot go ahead", Some(common.to.clone()));
+            return refused(1, format!("temp dir: {e}"));
+        }
     };
     let journal = Journal::unlocked(tmp.path().join("plan.json"), &opts.target, true);
     let run = Run::new(
@@ -577,8 +697,11 @@ fn plan_logged(common: &Common, log: Option<&Arc<RunLog>>) -> Ended {
         Arc::clone(&signals.interrupted),
     );
     let mut blockers = Vec::new();
+    // The report's target: resolved, else as given.
+    let mut resolved = None;
     let result = (|| -> Result<(), Stop> {
         let target = run.resolve_target()?;
+        resolved = Some(target.to_string());
         reporter.phase(&format!("preflight (target {target})"));
         run.preflight(target, false)?;
         reporter.phase("what would change (check mode)");
@@ -637,33 +760,37 @@ fn plan_logged(common: &Common, log: Option<&Arc<RunLog>>) -> Ended {
         (Ok(()), false) => "plan: blocked",
         (Err(_), _) => "plan: cannot go ahead",
     };
-    reporter.finish(outcome, None);
+    reporter.blockers(&blockers);
+    reporter.finish(outcome, resolved.or_else(|| Some(common.to.clone())));
     for b in &blockers {
         say(&format!("blocker: {b}"));
     }
-    if common.json {
-        let _ = writeln!(
-            std::io::stdout(),
-            "{}",
-            json!({"event": "blockers", "blockers": blockers})
-        );
-    }
-    if let Some(log) = log {
-        log.record("blockers", json!({"blockers": blockers}));
-    }
     match result {
         Err(stop) => {
-            let code = if matches!(stop, Stop::Interrupted | Stop::Aborted { .. }) {
-                130
-            } else {
-                1
-            };
-            let msg = stop.to_string();
-            say(&msg);
-            Ended::new(code, outcome, Some(msg))
+            say(&stop.to_string());
+            Ended::failed(outcome, stop_error(&stop))
         }
         Ok(()) if blockers.is_empty() => Ended::new(0, outcome, None),
-        Ok(()) => Ended::new(1, outcome, Some(blockers.join("\n"))),
+        Ok(()) => Ended::failed(outcome, blocked(&blockers)),
+    }
+}
+
+/// A blocked plan's `error` event.
+fn blocked(blockers: &[String]) -> events::Error {
+    events::Error {
+        kind: ErrorKind::Blocked,
+        message: format!(
+            "the upgrade is blocked ({} blocker(s)): {}",
+            blockers.len(),
+            blockers.join("; ")
+        ),
+        fix: Some(
+            "remove each blocker as its message says (the `blockers` event lists them), then plan again"
+                .into(),
+        ),
+        exit_code: 1,
+        host: None,
+        step: None,
     }
 }
 
@@ -675,13 +802,16 @@ fn status(args: &StatusArgs) -> ExitCode {
         .unwrap_or_else(|| default_journal(&args.inventory));
     let journal_target = Journal::target_of(&journal_path);
     let Some(to) = args.to.clone().or_else(|| journal_target.clone()) else {
-        say(&format!(
+        let msg = format!(
             "no journal at {}: no rollout under way (or the last one finished); pass --to VERSION to see \
              the cluster against a target",
             journal_path.display()
-        ));
-        return ExitCode::from(2);
+        );
+        return refused(2, msg).close(None, args.json);
     };
+    if let Err(e) = check_target(&to) {
+        return refused(2, e).close(None, args.json);
+    }
     let common = Common {
         inventory: args.inventory.clone(),
         to,
@@ -696,10 +826,7 @@ fn status(args: &StatusArgs) -> ExitCode {
     let aborted = Arc::new(AtomicBool::new(false));
     let (inventory, opts, transport) = match load(&common, options(&common, 1, 0, 0, 0), &aborted) {
         Ok(x) => x,
-        Err(e) => {
-            say(&e);
-            return ExitCode::from(2);
-        }
+        Err(e) => return refused(2, e).close(None, args.json),
     };
     let reporter = Reporter::silent();
     let tmp_journal = Journal::unlocked(PathBuf::new(), &opts.target, true);
@@ -715,7 +842,7 @@ fn status(args: &StatusArgs) -> ExitCode {
         Ok(t) => t,
         Err(stop) => {
             say(&stop.to_string());
-            return ExitCode::from(1);
+            return Ended::failed("stopped", stop_error(&stop)).close(None, args.json);
         }
     };
     // Read only: the journal as the last run left it, without its lock (a run may hold it).

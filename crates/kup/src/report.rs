@@ -1,9 +1,11 @@
 //! Progress (a live host x step table on a terminal, plain lines when stderr is not one, or a
-//! JSON event stream with `--json`) and the final report: per host, the kubelet versions before
-//! and after, the steps, the changes, the time.
+//! JSON event stream with `--json`, see [`crate::events`]) and the final report: per host, the
+//! kubelet versions before and after (this run's, else the journal's for a host an earlier run did,
+//! else the cluster's), the steps, the changes, the time.
 
 use crate::live::{Live, TICK};
 use crate::runlog::{self, RunLog};
+use crate::{events, journal};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -57,27 +59,103 @@ impl StepEvent {
     }
 }
 
+/// What one host's steps said of its kubelet package, and what the cluster said of its node.
 #[derive(Default)]
 struct HostSummary {
     steps: usize,
+    /// Steps an earlier run had done (the journal's).
+    earlier: usize,
     changed: usize,
     seconds: f64,
-    kubelet_before: Option<String>,
-    kubelet_after: Option<String>,
+    /// The kubelet package: installed when this run first looked, installed by this run's
+    /// `packages` step, installed at the latest look, and what a check would install.
+    kubelet_first: Option<String>,
+    kubelet_installed: Option<String>,
+    kubelet_now: Option<String>,
+    kubelet_planned: Option<String>,
+    /// The node's kubelet as the API server reported it: at the run's survey, and at its last
+    /// readiness check.
+    live_before: Option<String>,
+    live_after: Option<String>,
     notes: Vec<String>,
+}
+
+/// Where a version in the report comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// This run's steps.
+    Run,
+    /// The journal: an earlier run's steps.
+    Journal,
+    /// The API server (a node's kubeletVersion).
+    Cluster,
+}
+
+impl Source {
+    fn name(self) -> &'static str {
+        match self {
+            Source::Run => "run",
+            Source::Journal => "journal",
+            Source::Cluster => "cluster",
+        }
+    }
+}
+
+/// A host's kubelet before and after, and where each was found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KubeletRow {
+    pub before: Option<(String, Source)>,
+    pub after: Option<(String, Source)>,
+}
+
+impl HostSummary {
+    /// `plan`: after is what the check would install; else what this run installed, else what an
+    /// earlier run did (the journal), else what is installed now, else what the cluster says.
+    fn kubelet(&self, plan: bool, journal: Option<&journal::Kubelet>) -> KubeletRow {
+        let run = |v: &Option<String>| v.clone().map(|v| (v, Source::Run));
+        let earlier = |v: Option<&String>| v.cloned().map(|v| (v, Source::Journal));
+        let cluster = |v: &Option<String>| v.clone().map(|v| (v, Source::Cluster));
+        if plan {
+            return KubeletRow {
+                before: run(&self.kubelet_first).or_else(|| cluster(&self.live_before)),
+                after: run(&self.kubelet_planned),
+            };
+        }
+        let before = earlier(journal.and_then(|j| j.before.as_ref()))
+            .or_else(|| run(&self.kubelet_first))
+            // A node an earlier run upgraded is at the target already when this run surveys it.
+            .or_else(|| (self.earlier == 0).then(|| cluster(&self.live_before)).flatten());
+        let after = run(&self.kubelet_installed)
+            .or_else(|| earlier(journal.and_then(|j| j.after.as_ref())))
+            .or_else(|| run(&self.kubelet_now))
+            .or_else(|| cluster(&self.live_after));
+        KubeletRow { before, after }
+    }
 }
 
 pub struct Reporter {
     json: bool,
     /// Prints nothing (the procedure's unit tests).
     quiet: bool,
+    /// `kup plan`: the report shows the kubelet now and what the plan would install.
+    plan: bool,
     started: Instant,
+    /// Hosts in inventory order (the report's rows).
+    order: Vec<String>,
+    /// Node name -> host, to place what the cluster says of a node.
+    nodes: BTreeMap<String, String>,
     hosts: Mutex<BTreeMap<String, HostSummary>>,
+    /// The journal's kubelet versions: what an earlier run recorded (read once), and the journal's
+    /// own record, where this run's go.
+    earlier: Mutex<BTreeMap<String, journal::Kubelet>>,
+    versions: Mutex<Option<journal::Versions>>,
     live: Option<Arc<Mutex<Live>>>,
     /// The run log: every event, with each module's full result.
     log: Option<Arc<RunLog>>,
     /// `-v`: each step's message in full; `-vv`: also the module's result (redacted), on stderr.
     verbose: u8,
+    /// The tests' stdout: the JSON events, when set.
+    captured: Option<Mutex<Vec<String>>>,
 }
 
 impl Reporter {
@@ -96,6 +174,7 @@ impl Reporter {
                     return;
                 }
                 if view.ticking() {
+                    view.width = terminal_width(std::io::stderr()).unwrap_or(0);
                     view.draw(&mut std::io::stderr().lock(), &[], Instant::now());
                 }
             });
@@ -103,11 +182,17 @@ impl Reporter {
         Reporter {
             json,
             quiet: false,
+            plan: false,
             started: Instant::now(),
+            order: hosts.to_vec(),
+            nodes: BTreeMap::new(),
             hosts: Mutex::new(BTreeMap::new()),
+            earlier: Mutex::new(BTreeMap::new()),
+            versions: Mutex::new(None),
             live,
             log: None,
             verbose: 0,
+            captured: None,
         }
     }
 
@@ -122,40 +207,185 @@ impl Reporter {
         self
     }
 
+    /// A plan's report: the kubelet now and what the plan would install.
+    pub fn for_plan(mut self) -> Reporter {
+        self.plan = true;
+        self
+    }
+
+    /// `(host, node name)` pairs, so that what the API server says of a node lands on its host.
+    pub fn with_nodes(mut self, nodes: impl IntoIterator<Item = (String, String)>) -> Reporter {
+        self.nodes = nodes.into_iter().map(|(host, node)| (node, host)).collect();
+        self
+    }
+
+    /// The journal's record of kubelet versions: what an earlier run found is read now (a host it
+    /// finished shows its versions in this run's report), and this run's go there too.
+    pub fn keep_versions_in(&self, versions: journal::Versions) {
+        if let (Ok(mut earlier), Ok(now)) = (self.earlier.lock(), versions.lock()) {
+            *earlier = now.clone();
+        }
+        if let Ok(mut slot) = self.versions.lock() {
+            *slot = Some(versions);
+        }
+    }
+
     /// A reporter that keeps its tallies and prints nothing (kup status, the tests).
     pub fn silent() -> Reporter {
         Reporter {
             json: true,
             quiet: true,
+            plan: false,
             started: Instant::now(),
+            order: Vec::new(),
+            nodes: BTreeMap::new(),
             hosts: Mutex::new(BTreeMap::new()),
+            earlier: Mutex::new(BTreeMap::new()),
+            versions: Mutex::new(None),
             live: None,
             log: None,
             verbose: 0,
+            captured: None,
         }
+    }
+
+    /// A `--json` reporter whose events are kept (see [`Reporter::captured`]) instead of printed.
+    #[cfg(test)]
+    pub fn capturing(hosts: &[String]) -> Reporter {
+        Reporter {
+            json: true,
+            quiet: false,
+            order: hosts.to_vec(),
+            captured: Some(Mutex::new(Vec::new())),
+            ..Reporter::silent()
+        }
+    }
+
+    /// The events a [`Reporter::capturing`] reporter was given, as their lines.
+    #[cfg(test)]
+    pub fn captured(&self) -> Vec<String> {
+        self.captured
+            .as_ref()
+            .and_then(|c| c.lock().ok().map(|c| c.clone()))
+            .unwrap_or_default()
+    }
+
+    /// One event of the `--json` stream, with `at` (seconds since kup started).
+    fn emit_event(&self, kind: &str, fields: Value) {
+        let mut e = events::event(kind, fields);
+        if let Some(obj) = e.as_object_mut() {
+            obj.insert("at".into(), json!(round(self.started.elapsed().as_secs_f64())));
+        }
+        self.emit(e.to_string());
     }
 
     fn emit(&self, line: String) {
         if self.quiet {
             return;
         }
-        if self.json {
+        if let Some(captured) = &self.captured {
+            if let Ok(mut c) = captured.lock() {
+                c.push(line);
+            }
+        } else if self.json {
             let _ = writeln!(std::io::stdout().lock(), "{line}");
         } else if let Some(mut view) = self.live.as_ref().and_then(|l| l.lock().ok()) {
-            view.draw(&mut std::io::stderr().lock(), &[line], Instant::now());
+            // On a terminal, a long line is wrapped between words, its continuation indented.
+            let width = terminal_width(std::io::stderr()).unwrap_or(0);
+            view.width = width;
+            let lines = wrap(&line, width, CONTINUATION);
+            view.draw(&mut std::io::stderr().lock(), &lines, Instant::now());
         } else {
             let _ = writeln!(std::io::stderr().lock(), "{line}");
         }
     }
 
-    /// A step has started on `host` (shown in the live view only).
+    /// The stream's first event: what runs, against what, on which hosts.
+    pub fn start(&self, command: &str, target: &str, inventory: &std::path::Path) {
+        if self.json {
+            self.emit_event(
+                "start",
+                json!({"command": command, "target": target, "inventory": inventory.display().to_string(),
+                       "hosts": self.order, "kup_version": env!("CARGO_PKG_VERSION")}),
+            );
+        }
+    }
+
+    /// A step has started on `host` (the live view; `step-start` in the event stream).
     pub fn running(&self, host: &str, step: &str) {
         if let Some(log) = &self.log {
             log.record("running", json!({"host": host, "step": step}));
         }
+        if self.json {
+            self.emit_event("step-start", json!({"host": host, "step": step}));
+        }
         if let Some(mut view) = self.live.as_ref().and_then(|l| l.lock().ok()) {
             view.running(host, step, Instant::now());
+            view.width = terminal_width(std::io::stderr()).unwrap_or(0);
             view.draw(&mut std::io::stderr().lock(), &[], Instant::now());
+        }
+    }
+
+    /// What a step's result says of kubelets: its host's package, or (a survey, a readiness check)
+    /// the nodes as the API server reports them.
+    fn learn(&self, h: &mut HostSummary, e: &StepEvent) {
+        let kubelet = e.result["packages"]
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["name"] == "kubelet"));
+        if let Some(kubelet) = kubelet {
+            let before = kubelet["before"].as_str().map(str::to_string);
+            let after = kubelet["after"].as_str().map(str::to_string);
+            if h.kubelet_first.is_none() {
+                h.kubelet_first = before.clone();
+            }
+            // A check only tells what is installed now (and what it would install); the real step
+            // what is installed after.
+            if e.step == "packages" && e.status != "FAILED" {
+                h.kubelet_installed = after.clone();
+            } else {
+                h.kubelet_now = before.clone();
+                h.kubelet_planned = after.clone();
+            }
+            if let Some(versions) = self.versions.lock().ok().and_then(|v| v.clone()) {
+                if let Ok(mut versions) = versions.lock() {
+                    let v = versions.entry(e.host.clone()).or_default();
+                    if v.before.is_none() {
+                        v.before = before;
+                    }
+                    if e.step == "packages" && e.status != "FAILED" {
+                        v.after = after;
+                    }
+                }
+            }
+        }
+    }
+
+    /// What the API server said of the nodes (a survey's or a readiness check's `nodes`).
+    fn learn_nodes(&self, hosts: &mut BTreeMap<String, HostSummary>, e: &StepEvent) {
+        let survey = e.module == "cluster_survey";
+        if !(survey || e.module == "node_ready") {
+            return;
+        }
+        for node in e.result["nodes"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            let (Some(name), Some(version)) = (node["name"].as_str(), node["kubelet_version"].as_str())
+            else {
+                continue;
+            };
+            let Some(host) = self.nodes.get(name) else {
+                continue;
+            };
+            let h = hosts.entry(host.clone()).or_default();
+            if survey {
+                if h.live_before.is_none() {
+                    h.live_before = Some(version.to_string());
+                }
+            } else {
+                h.live_after = Some(version.to_string());
+            }
         }
     }
 
@@ -168,36 +398,28 @@ impl Reporter {
             );
         }
         if let Ok(mut hosts) = self.hosts.lock() {
+            self.learn_nodes(&mut hosts, &e);
             let h = hosts.entry(e.host.clone()).or_default();
             h.steps += 1;
+            h.earlier += usize::from(e.status == "done");
             h.changed += usize::from(e.changed);
             h.seconds += e.seconds;
-            let kubelet = e.result["packages"]
-                .as_array()
-                .and_then(|p| p.iter().find(|p| p["name"] == "kubelet"));
-            if let Some(kubelet) = kubelet {
-                let before = kubelet["before"].as_str().map(str::to_string);
-                if h.kubelet_before.is_none() {
-                    h.kubelet_before = before.clone();
-                }
-                // A check only tells what is installed now; the real step what is installed after.
-                h.kubelet_after = if e.step == "packages" {
-                    kubelet["after"].as_str().map(str::to_string)
-                } else {
-                    before
-                };
-            }
+            self.learn(h, &e);
         }
         if let Some(mut view) = self.live.as_ref().and_then(|l| l.lock().ok()) {
             view.finished(&e.host, &e.step, e.status, e.seconds);
         }
         let elapsed = self.started.elapsed().as_secs_f64();
         if self.json {
-            self.emit(
-                json!({"event": "step", "at": round(elapsed), "host": e.host, "step": e.step, "module": e.module,
-                       "status": e.status, "changed": e.changed, "seconds": round(e.seconds), "msg": e.msg})
-                .to_string(),
-            );
+            let mut fields = json!({"host": e.host, "step": e.step, "module": e.module, "status": e.status,
+                                    "changed": e.changed, "seconds": round(e.seconds),
+                                    "msg": runlog::redact_text(&e.msg)});
+            if e.status == "FAILED" {
+                if let Some(obj) = fields.as_object_mut() {
+                    obj.extend(events::failure_fields(&e.result));
+                }
+            }
+            self.emit_event("step", fields);
         } else {
             self.emit(step_line(&e, elapsed, self.verbose));
         }
@@ -227,7 +449,7 @@ impl Reporter {
                 .push(text.to_string());
         }
         if self.json {
-            self.emit(json!({"event": "note", "host": host, "msg": text}).to_string());
+            self.emit_event("note", json!({"host": host, "msg": text}));
         } else {
             self.emit(format!(
                 "{:>7.1}s  {host:<12} {text}",
@@ -241,86 +463,251 @@ impl Reporter {
             log.record("phase", json!({"name": name}));
         }
         if self.json {
-            self.emit(json!({"event": "phase", "name": name}).to_string());
+            self.emit_event("phase", json!({"name": name}));
         } else {
             self.emit(format!("== {name}"));
         }
     }
 
+    /// A plan's blockers, every one by name: an event of its own in the stream, before the report.
+    pub fn blockers(&self, blockers: &[String]) {
+        if let Some(log) = &self.log {
+            log.record("blockers", json!({"blockers": blockers}));
+        }
+        if self.json {
+            self.emit_event("blockers", json!({"blockers": blockers}));
+        }
+    }
+
+    /// Every host's row of the report, in inventory order (then any other host a step named).
+    fn rows(&self) -> Vec<(String, Value)> {
+        let earlier = self.earlier.lock().map(|e| e.clone()).unwrap_or_default();
+        let Ok(hosts) = self.hosts.lock() else {
+            return Vec::new();
+        };
+        // Every host of the inventory, also one the run never reached (a complete report).
+        let untouched = HostSummary::default();
+        let mut names: Vec<&String> = self.order.iter().collect();
+        names.extend(hosts.keys().filter(|h| !self.order.contains(h)));
+        names
+            .into_iter()
+            .map(|name| {
+                let h = hosts.get(name).unwrap_or(&untouched);
+                let kubelet = h.kubelet(self.plan, earlier.get(name));
+                (name.clone(), summary_json(h, &kubelet))
+            })
+            .collect()
+    }
+
     /// The final report (stdout), and the totals for the caller. The live view stays on screen
-    /// as it last was, above the report.
+    /// as it last was, above the report. `target`: the resolved target, else as given.
     pub fn finish(&self, outcome: &str, target: Option<String>) -> (usize, usize) {
         if let Some(mut view) = self.live.as_ref().and_then(|l| l.lock().ok()) {
+            view.width = terminal_width(std::io::stderr()).unwrap_or(0);
             view.draw(&mut std::io::stderr().lock(), &[], Instant::now());
             view.freeze();
         }
-        let hosts = self.hosts.lock().map(|h| {
-            h.iter()
-                .map(|(k, v)| (k.clone(), summary_json(v)))
-                .collect::<Vec<_>>()
-        });
-        let hosts = hosts.unwrap_or_default();
-        let changed: usize = hosts
-            .iter()
-            .map(|(_, v)| v["changed"].as_u64().unwrap_or(0) as usize)
-            .sum();
-        let steps: usize = hosts
-            .iter()
-            .map(|(_, v)| v["steps"].as_u64().unwrap_or(0) as usize)
-            .sum();
+        let hosts = self.rows();
+        let total = |key: &str| -> usize {
+            hosts
+                .iter()
+                .map(|(_, v)| v[key].as_u64().unwrap_or(0) as usize)
+                .sum()
+        };
+        let (steps, changed, earlier) = (total("steps"), total("changed"), total("done_earlier"));
         let seconds = round(self.started.elapsed().as_secs_f64());
+        let map: serde_json::Map<String, Value> = hosts.iter().cloned().collect();
+        let report = json!({"outcome": outcome, "target": target, "seconds": seconds, "steps": steps,
+                            "done_earlier": earlier, "changed": changed, "hosts": map});
         if let Some(log) = &self.log {
-            let map: serde_json::Map<String, Value> = hosts.iter().cloned().collect();
-            log.record(
-                "report",
-                json!({"outcome": outcome, "target": target, "seconds": seconds, "steps": steps,
-                       "changed": changed, "hosts": map}),
-            );
+            log.record("report", report.clone());
+        }
+        if self.quiet {
+            return (steps, changed);
         }
         if self.json {
-            let map: serde_json::Map<String, Value> = hosts.into_iter().collect();
-            self.emit(
-                json!({"event": "report", "outcome": outcome, "target": target, "seconds": seconds,
-                             "steps": steps, "changed": changed, "hosts": map})
-                .to_string(),
-            );
+            self.emit_event("report", report);
         } else {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(
-                out,
-                "\n{outcome}: {steps} steps, {changed} changed, {seconds:.1} s"
-            );
-            let _ = writeln!(
-                out,
-                "{:<14} {:>5} {:>7} {:>8}  {:<12} {:<12} notes",
-                "HOST", "STEPS", "CHANGED", "SECONDS", "KUBELET", "NOW"
-            );
-            for (name, v) in hosts {
-                let _ = writeln!(
-                    out,
-                    "{name:<14} {:>5} {:>7} {:>8.1}  {:<12} {:<12} {}",
-                    v["steps"].as_u64().unwrap_or(0),
-                    v["changed"].as_u64().unwrap_or(0),
-                    v["seconds"].as_f64().unwrap_or(0.0),
-                    v["kubelet_before"].as_str().unwrap_or("-"),
-                    v["kubelet_after"].as_str().unwrap_or("-"),
-                    v["notes"]
-                        .as_array()
-                        .map(|n| n.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; "))
-                        .unwrap_or_default()
-                );
-            }
+            let width = terminal_width(std::io::stdout()).unwrap_or(0);
+            let text = render_report(&report, &hosts, self.plan, width);
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
         }
         (steps, changed)
     }
 }
 
-/// A step's progress line: its message cut to one line of 150 characters, or (`-v`) in full.
+/// Continuation lines of a wrapped line are indented this much.
+const CONTINUATION: usize = 10;
+
+/// The width of the terminal `fd` is, if it is one.
+pub fn terminal_width(fd: impl std::os::fd::AsFd) -> Option<usize> {
+    rustix::termios::tcgetwinsize(fd)
+        .ok()
+        .map(|w| usize::from(w.ws_col))
+        .filter(|&w| w > 0)
+}
+
+/// `text` wrapped at `width` columns between words (0: not at all), each continuation line indented
+/// by `indent`: nothing is cut, a word longer than a line stays whole on a line of its own.
+pub fn wrap(text: &str, width: usize, indent: usize) -> Vec<String> {
+    let indent = if width > indent + 20 { indent } else { 0 };
+    let mut out = Vec::new();
+    for line in text.split('\n') {
+        if width == 0 {
+            out.push(line.to_string());
+            continue;
+        }
+        let mut rest = line;
+        let mut first = true;
+        loop {
+            let prefix = if first { 0 } else { indent };
+            let avail = width - prefix;
+            let pad = " ".repeat(prefix);
+            if rest.chars().count() <= avail {
+                out.push(format!("{pad}{rest}"));
+                break;
+            }
+            let leading = rest.len() - rest.trim_start().len();
+            // The byte where the character after the line's last one starts.
+            let edge = rest.char_indices().nth(avail).map_or(rest.len(), |(i, _)| i);
+            let space = if rest[edge..].starts_with(' ') {
+                Some(edge)
+            } else {
+                rest[..edge].rfind(' ')
+            }
+            .filter(|&i| i > leading);
+            let cut = match space {
+                Some(i) => i,
+                // One long word: it stays whole, up to the next space.
+                None => match rest[edge..].find(' ') {
+                    Some(j) => edge + j,
+                    None => {
+                        out.push(format!("{pad}{rest}"));
+                        break;
+                    }
+                },
+            };
+            out.push(format!("{pad}{}", rest[..cut].trim_end()));
+            rest = rest[cut..].trim_start();
+            first = false;
+            if rest.is_empty() {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// The report as text: the outcome, one row per host under clear headings, then each host's
+/// notes. Wrapped at `width` between words (0: lines kept whole).
+fn render_report(report: &Value, hosts: &[(String, Value)], plan: bool, width: usize) -> String {
+    let mut out = String::new();
+    let target = report["target"]
+        .as_str()
+        .map(|t| format!(" (target {t})"))
+        .unwrap_or_default();
+    let earlier = report["done_earlier"].as_u64().unwrap_or(0);
+    let earlier = if earlier > 0 {
+        format!(" ({earlier} done by an earlier run)")
+    } else {
+        String::new()
+    };
+    out.push_str(&format!(
+        "\n{}{target}: {} steps{earlier}, {} changed, {:.1} s\n",
+        report["outcome"].as_str().unwrap_or("?"),
+        report["steps"],
+        report["changed"],
+        report["seconds"].as_f64().unwrap_or(0.0)
+    ));
+    let kubelet_heading = if plan {
+        "KUBELET NOW -> PLANNED"
+    } else {
+        "KUBELET BEFORE -> AFTER"
+    };
+    let kubelets: Vec<String> = hosts
+        .iter()
+        .map(|(_, v)| {
+            let show = |key: &str| v[key].as_str().unwrap_or("?").to_string();
+            match (v["kubelet_before"].is_null(), v["kubelet_after"].is_null()) {
+                (true, true) => "-".to_string(),
+                _ => format!("{} -> {}", show("kubelet_before"), show("kubelet_after")),
+            }
+        })
+        .collect();
+    let host_w = hosts.iter().map(|(h, _)| h.len()).max().unwrap_or(0).max(4);
+    let kubelet_w = kubelets
+        .iter()
+        .map(String::len)
+        .max()
+        .unwrap_or(0)
+        .max(kubelet_heading.len());
+    out.push_str(&format!(
+        "{:<host_w$}  {kubelet_heading:<kubelet_w$}  {:>5}  {:>13}  {:>7}  {:>7}\n",
+        "HOST", "STEPS", "DONE EARLIER", "CHANGED", "SECONDS"
+    ));
+    for ((name, v), kubelet) in hosts.iter().zip(&kubelets) {
+        out.push_str(&format!(
+            "{name:<host_w$}  {kubelet:<kubelet_w$}  {:>5}  {:>13}  {:>7}  {:>7.1}\n",
+            v["steps"].as_u64().unwrap_or(0),
+            v["done_earlier"].as_u64().unwrap_or(0),
+            v["changed"].as_u64().unwrap_or(0),
+            v["seconds"].as_f64().unwrap_or(0.0),
+        ));
+    }
+    let mut notes = Vec::new();
+    for (name, v) in hosts {
+        let from = |key: &str| v[key].as_str().filter(|s| *s != "run");
+        let sources = match (from("kubelet_before_from"), from("kubelet_after_from")) {
+            (None, None) => None,
+            (b, a) => Some(format!(
+                "kubelet before from {}, after from {}",
+                source_words(b.or(Some("run"))),
+                source_words(a.or(Some("run")))
+            )),
+        };
+        let own = v["notes"].as_array().map(Vec::as_slice).unwrap_or_default();
+        for note in own
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .chain(sources)
+        {
+            notes.push(format!("{name}: {note}"));
+        }
+    }
+    if !notes.is_empty() {
+        out.push_str("NOTES\n");
+        for note in notes {
+            for line in wrap(&note, width, 2) {
+                out.push_str(&line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+fn source_words(source: Option<&str>) -> &'static str {
+    match source {
+        Some("journal") => "the journal (an earlier run)",
+        Some("cluster") => "the cluster",
+        Some("run") => "this run",
+        _ => "nowhere",
+    }
+}
+
+/// A step's progress line: the first line of its message whole (how many more it has said), or
+/// (`-v`) the whole message.
 fn step_line(e: &StepEvent, elapsed: f64, verbose: u8) -> String {
     let msg: String = if verbose >= 1 {
         e.msg.clone()
     } else {
-        e.msg.lines().next().unwrap_or("").chars().take(150).collect()
+        let mut lines = e.msg.lines();
+        let first = lines.next().unwrap_or("").to_string();
+        match lines.count() {
+            0 => first,
+            n => format!("{first} [+{n} lines: -v, or the run log]"),
+        }
     };
     format!(
         "{elapsed:>7.1}s  {:<12} {:<24} {:<8} {:>6.1}s  {msg}",
@@ -328,9 +715,13 @@ fn step_line(e: &StepEvent, elapsed: f64, verbose: u8) -> String {
     )
 }
 
-fn summary_json(h: &HostSummary) -> Value {
-    json!({"steps": h.steps, "changed": h.changed, "seconds": round(h.seconds),
-           "kubelet_before": h.kubelet_before, "kubelet_after": h.kubelet_after, "notes": h.notes})
+fn summary_json(h: &HostSummary, kubelet: &KubeletRow) -> Value {
+    let value = |v: &Option<(String, Source)>| v.as_ref().map(|(v, _)| v.clone());
+    let source = |v: &Option<(String, Source)>| v.as_ref().map(|(_, s)| s.name());
+    json!({"steps": h.steps, "done_earlier": h.earlier, "changed": h.changed, "seconds": round(h.seconds),
+           "kubelet_before": value(&kubelet.before), "kubelet_after": value(&kubelet.after),
+           "kubelet_before_from": source(&kubelet.before), "kubelet_after_from": source(&kubelet.after),
+           "notes": h.notes})
 }
 
 fn round(x: f64) -> f64 {
@@ -343,8 +734,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn verbose_lines_keep_the_whole_message() {
-        let long = format!("first line {}\nsecond line: the reason", "x".repeat(200));
+    fn step_lines_keep_the_whole_first_line_and_say_how_much_more() {
+        let first = format!("is v1.9.99 a real release or a typo {}", "word ".repeat(60));
+        let long = format!("{first}\nsecond line: the reason\nthird");
         let e = StepEvent::ran(
             "cp1",
             "packages",
@@ -354,10 +746,243 @@ mod tests {
         );
         let short = step_line(&e, 2.0, 0);
         assert!(!short.contains('\n') && !short.contains("second line"), "{short}");
-        assert!(short.ends_with(&"x".repeat(139)), "cut at 150: {short}");
+        assert!(
+            short.contains(&first) && short.ends_with("[+2 lines: -v, or the run log]"),
+            "never cut: {short}"
+        );
         let full = step_line(&e, 2.0, 1);
         assert!(full.ends_with(&long), "{full}");
         assert!(full.contains("FAILED"));
+    }
+
+    #[test]
+    fn wrapping_breaks_between_words_and_never_cuts_one() {
+        let text = "    12.0s  lab-w1       packages                 FAILED      3.1s  \
+                    E: Unable to correct problems, you have held broken packages: kubelet-1.9.2-00 \
+                    Depends kubernetes-cni (= 0.6.0)";
+        let lines = wrap(text, 60, CONTINUATION);
+        assert!(lines.len() > 1, "{lines:#?}");
+        for line in &lines {
+            assert!(line.chars().count() <= 60, "{line:?}");
+        }
+        assert!(lines[0].starts_with("    12.0s  lab-w1"), "{lines:#?}");
+        assert!(lines[1].starts_with(&" ".repeat(CONTINUATION)), "{lines:#?}");
+        let words = |t: &str| t.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        assert_eq!(words(&lines.join(" ")), words(text), "a word was cut or lost");
+        let url = format!("see {} for it", "h".repeat(80));
+        let lines = wrap(&url, 40, 4);
+        assert!(lines.contains(&format!("    {}", "h".repeat(80))), "{lines:#?}");
+        assert_eq!(wrap("as it is", 0, 4), ["as it is"], "0: kept whole");
+        assert_eq!(wrap("a\nb", 80, 4), ["a", "b"]);
+    }
+
+    fn packages(before: &str, after: &str) -> Value {
+        json!({"failed": false, "changed": before != after,
+               "packages": [{"name": "kubelet", "before": before, "after": after}]})
+    }
+
+    #[test]
+    fn a_resumed_runs_report_has_every_hosts_versions_under_clear_headings() {
+        let hosts: Vec<String> = ["cp1", "w1", "w2"].map(String::from).to_vec();
+        let reporter = Reporter::capturing(&hosts).with_nodes([
+            ("cp1".to_string(), "cp1".to_string()),
+            ("w1".to_string(), "worker-1".to_string()),
+            ("w2".to_string(), "w2".to_string()),
+        ]);
+        // An earlier run upgraded w1 and recorded it; w2 it finished before versions were kept.
+        let versions: journal::Versions = Arc::new(Mutex::new(BTreeMap::from([(
+            "w1".to_string(),
+            journal::Kubelet {
+                before: Some("1.8.3-00".into()),
+                after: Some("1.9.2-00".into()),
+            },
+        )])));
+        reporter.keep_versions_in(Arc::clone(&versions));
+        let survey = json!({"failed": false, "changed": false, "nodes": [
+            {"name": "cp1", "kubelet_version": "v1.8.3"}, {"name": "worker-1", "kubelet_version": "v1.9.2"},
+            {"name": "w2", "kubelet_version": "v1.9.2"}]});
+        reporter.step(StepEvent::ran(
+            "cp1",
+            "cluster_survey",
+            "cluster_survey",
+            &survey,
+            0.5,
+        ));
+        reporter.step(StepEvent::ran(
+            "cp1",
+            "packages-check",
+            "package_pin",
+            &packages("1.8.3-00", "1.9.2-00"),
+            1.0,
+        ));
+        reporter.step(StepEvent::ran(
+            "cp1",
+            "packages",
+            "package_pin",
+            &packages("1.8.3-00", "1.9.2-00"),
+            9.0,
+        ));
+        for host in ["w1", "w2"] {
+            reporter.step(StepEvent::skipped(host, "drain", "node_drain"));
+            reporter.step(StepEvent::skipped(host, "packages", "package_pin"));
+        }
+        let ready = json!({"failed": false, "changed": false, "nodes": [
+            {"name": "cp1", "kubelet_version": "v1.9.2"}, {"name": "worker-1", "kubelet_version": "v1.9.2"},
+            {"name": "w2", "kubelet_version": "v1.9.2"}]});
+        reporter.step(StepEvent::ran("cp1", "verify", "node_ready", &ready, 0.2));
+        let rows = reporter.rows();
+        let row = |h: &str| rows.iter().find(|(n, _)| n == h).unwrap().1.clone();
+        assert_eq!(
+            (
+                row("cp1")["kubelet_before"].as_str(),
+                row("cp1")["kubelet_after"].as_str()
+            ),
+            (Some("1.8.3-00"), Some("1.9.2-00"))
+        );
+        assert_eq!(row("w1")["kubelet_before"], "1.8.3-00");
+        assert_eq!(row("w1")["kubelet_after"], "1.9.2-00");
+        assert_eq!(row("w1")["kubelet_after_from"], "journal");
+        assert_eq!(row("w1")["done_earlier"], 2);
+        // Not in the journal: the cluster says where w2 is now; where it was, nobody knows.
+        assert_eq!(row("w2")["kubelet_before"], Value::Null);
+        assert_eq!(row("w2")["kubelet_after"], "v1.9.2");
+        assert_eq!(row("w2")["kubelet_after_from"], "cluster");
+        // This run's versions went to the journal, for the next run.
+        assert_eq!(versions.lock().unwrap()["cp1"].after.as_deref(), Some("1.9.2-00"));
+        assert_eq!(
+            rows.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+            ["cp1", "w1", "w2"]
+        );
+
+        reporter.finish("upgraded", Some("v1.9.2".into()));
+        let report: Value = serde_json::from_str(reporter.captured().last().unwrap()).unwrap();
+        let text = render_report(&report, &rows, false, 0);
+        assert!(text.contains("upgraded (target v1.9.2): "), "{text}");
+        assert!(text.contains("(4 done by an earlier run)"), "{text}");
+        let header = text.lines().find(|l| l.starts_with("HOST")).unwrap();
+        assert!(
+            header.contains("KUBELET BEFORE -> AFTER") && header.contains("DONE EARLIER"),
+            "{header}"
+        );
+        let line = |h: &str| text.lines().find(|l| l.starts_with(&format!("{h} "))).unwrap();
+        assert!(line("w1").contains("1.8.3-00 -> 1.9.2-00"), "{text}");
+        assert!(line("w2").contains("? -> v1.9.2"), "{text}");
+        assert!(!line("w1").contains(" - "), "{text}");
+        assert!(
+            text.contains("w1: kubelet before from the journal (an earlier run), after from the journal"),
+            "{text}"
+        );
+        let plan = render_report(&report, &rows, true, 0);
+        assert!(plan.contains("KUBELET NOW -> PLANNED"), "{plan}");
+    }
+
+    #[test]
+    fn a_plan_shows_the_kubelet_now_and_what_it_would_install() {
+        let reporter = Reporter::capturing(&["cp1".to_string()]).for_plan();
+        reporter.step(StepEvent::ran(
+            "cp1",
+            "package_pin",
+            "package_pin",
+            &packages("1.8.3-00", "1.9.2-00"),
+            1.0,
+        ));
+        let rows = reporter.rows();
+        assert_eq!(rows[0].1["kubelet_before"], "1.8.3-00");
+        assert_eq!(rows[0].1["kubelet_after"], "1.9.2-00");
+    }
+
+    #[test]
+    fn the_event_stream_follows_its_documented_schema() {
+        let schema = events::json_schema();
+        let reporter = Reporter::capturing(&["cp1".to_string(), "w1".to_string()]);
+        reporter.start("upgrade", "stable-1.9", std::path::Path::new("hosts.ini"));
+        reporter.phase("preflight");
+        reporter.running("cp1", "packages");
+        reporter.step(StepEvent::ran(
+            "cp1",
+            "packages",
+            "package_pin",
+            &packages("1.8.3-00", "1.9.2-00"),
+            3.0,
+        ));
+        reporter.step(StepEvent::skipped("w1", "drain", "node_drain"));
+        let failed = json!({"failed": true, "changed": false, "msg": "apt-get install failed", "rc": 100,
+                            "stdout": "Reading package lists...", "stderr": "E: Unable to correct problems",
+                            "warnings": ["kubelet was held"]});
+        reporter.running("w1", "packages");
+        reporter.step(StepEvent::ran("w1", "packages", "package_pin", &failed, 2.0));
+        reporter.note("w1", "a note");
+        reporter.blockers(&["w1: something".to_string()]);
+        reporter.finish("stopped", Some("v1.9.3".into()));
+        let mut lines = reporter.captured();
+        let error = events::Error {
+            kind: events::ErrorKind::Failed,
+            message: "w1: step packages failed: apt-get install failed".into(),
+            fix: Some("read the package manager's error".into()),
+            exit_code: 1,
+            host: Some("w1".into()),
+            step: Some("packages".into()),
+        };
+        lines.push(error.to_event().to_string());
+        let stream = lines.join("\n");
+        let events = events::schema::validate_stream(&schema, &stream, Some(1)).unwrap();
+        let kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "start",
+                "phase",
+                "step-start",
+                "step",
+                "step",
+                "step-start",
+                "step",
+                "note",
+                "blockers",
+                "report",
+                "error"
+            ]
+        );
+        assert_eq!(events[0]["hosts"], json!(["cp1", "w1"]));
+        let failure = &events[6];
+        assert_eq!(failure["rc"], 100);
+        assert_eq!(failure["stderr_tail"], "E: Unable to correct problems");
+        assert_eq!(failure["report"], Value::Null);
+        assert_eq!(events[9]["target"], "v1.9.3");
+
+        // The validator can say no: each of these breaks the documented schema.
+        let step: Value = serde_json::from_str(&lines[3]).unwrap();
+        let broken = |f: &dyn Fn(&mut Value)| {
+            let mut e = step.clone();
+            f(&mut e);
+            events::schema::validate(&schema, &e)
+        };
+        assert!(broken(&|_| {}).is_ok());
+        for (what, f) in [
+            (
+                "no time",
+                &(|e: &mut Value| drop(e.as_object_mut().unwrap().remove("time"))) as &dyn Fn(&mut Value),
+            ),
+            ("a time that is not RFC 3339", &|e: &mut Value| {
+                e["time"] = json!("12:00 yesterday")
+            }),
+            ("another schema version", &|e: &mut Value| {
+                e["schema"] = json!("kup.events/v0")
+            }),
+            ("an unknown status", &|e: &mut Value| e["status"] = json!("maybe")),
+            ("an undocumented field", &|e: &mut Value| e["extra"] = json!(1)),
+            ("rc not an integer", &|e: &mut Value| e["rc"] = json!("100")),
+            ("an unknown event", &|e: &mut Value| {
+                e["event"] = json!("progress")
+            }),
+        ] {
+            assert!(broken(f).is_err(), "accepted {what}");
+        }
+        let error_first = [lines[10].clone(), lines[0].clone()].join("\n");
+        assert!(events::schema::validate_stream(&schema, &error_first, Some(1)).is_err());
+        let no_error = lines[..10].join("\n");
+        assert!(events::schema::validate_stream(&schema, &no_error, Some(1)).is_err());
+        assert!(events::schema::validate_stream(&schema, &stream, Some(0)).is_err());
     }
 
     #[test]

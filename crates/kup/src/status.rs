@@ -154,8 +154,11 @@ pub fn to_json(status: &Status, target: Version, journal: &Value) -> Value {
                    "cordoned": h.cordoned, "registered": h.registered})
         })
         .collect();
-    json!({"event": "status", "target": target.to_string(), "journal": journal,
-           "server_version": status.server_version, "api_error": status.api_error, "hosts": hosts})
+    crate::events::event(
+        "status",
+        json!({"target": target.to_string(), "journal": journal,
+               "server_version": status.server_version, "api_error": status.api_error, "hosts": hosts}),
+    )
 }
 
 #[cfg(test)]

@@ -1,0 +1,201 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! kup's output side without a lab: whole `--json` streams of `kup plan` and `kup upgrade` (run
+//! against an inventory of local hosts, where the preflight and the cluster's lock fail at once for
+//! want of an API server) validated against the documented schema (docs/kup-events.schema.json),
+//! usage errors (exit 2, no host table, one `error` event with `--json`), and `kup module`.
+
+#[path = "../../../tests/support/schema.rs"]
+mod schema;
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn kup(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kup"))
+        .args(args)
+        .current_dir(dir)
+        // No kubeconfig of the machine running the tests is found by the local modules.
+        .env("HOME", dir)
+        .env_remove("KUBECONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("kup")
+}
+
+fn schema() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/kup-events.schema.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\n{}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A directory with `hosts.ini`: two hosts reached locally (no ssh), no cluster behind them.
+fn local_inventory() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hosts.ini");
+    std::fs::write(
+        &path,
+        "[control_plane]\ncp1 ansible_connection=local\n[workers]\nw1 ansible_connection=local\n",
+    )
+    .unwrap();
+    (dir, path)
+}
+
+/// The stream on stdout, validated as a whole against the schema and kup's exit code.
+fn stream(out: &Output) -> Vec<Value> {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    schema::validate_stream(&schema(), &stdout, out.status.code())
+        .unwrap_or_else(|e| panic!("the stream breaks the documented schema: {e}\n{}", text(out)))
+}
+
+fn kinds(events: &[Value]) -> Vec<&str> {
+    events.iter().map(|e| e["event"].as_str().unwrap()).collect()
+}
+
+#[test]
+fn a_plans_whole_stream_follows_the_schema() {
+    let (dir, _) = local_inventory();
+    let out = kup(
+        dir.path(),
+        &["plan", "--json", "-i", "hosts.ini", "--to", "v1.9.2"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let events = stream(&out);
+    let kinds = kinds(&events);
+    assert_eq!(&kinds[..3], ["start", "phase", "step-start"], "{kinds:?}");
+    assert_eq!(
+        &kinds[kinds.len() - 3..],
+        ["blockers", "report", "error"],
+        "{kinds:?}"
+    );
+    assert_eq!(events[0]["command"], "plan");
+    assert_eq!(events[0]["hosts"], serde_json::json!(["cp1", "w1"]));
+    assert_eq!(events[0]["kup_version"], env!("CARGO_PKG_VERSION"));
+    let failed = events.iter().find(|e| e["status"] == "FAILED").unwrap();
+    assert_eq!(
+        (failed["host"].as_str(), failed["step"].as_str()),
+        (Some("cp1"), Some("preflight"))
+    );
+    assert!(failed["msg"].as_str().unwrap().contains("kubeconfig"), "{failed}");
+    let report = &events[events.len() - 2];
+    assert_eq!(report["target"], "v1.9.2", "the plan's report names its target");
+    assert!(
+        report["hosts"]["w1"].is_object(),
+        "every host in the report: {report}"
+    );
+    let error = events.last().unwrap();
+    assert_eq!(
+        (error["kind"].as_str(), error["exit_code"].as_u64()),
+        (Some("failed"), Some(1))
+    );
+    assert_eq!(error["step"], "preflight");
+    assert!(error["fix"].as_str().is_some_and(|f| !f.is_empty()), "{error}");
+}
+
+#[test]
+fn an_upgrades_whole_stream_follows_the_schema() {
+    let (dir, _) = local_inventory();
+    let out = kup(
+        dir.path(),
+        &["upgrade", "--json", "--yes", "-i", "hosts.ini", "--to", "v1.9.2"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let events = stream(&out);
+    let kinds = kinds(&events);
+    assert_eq!(kinds.first(), Some(&"start"));
+    assert_eq!(&kinds[kinds.len() - 2..], ["report", "error"], "{kinds:?}");
+    assert_eq!(events[0]["command"], "upgrade");
+}
+
+#[test]
+fn usage_errors_exit_2_without_a_table_and_as_one_error_event() {
+    let (dir, _) = local_inventory();
+    for args in [
+        &["plan", "--json", "-i", "missing.ini", "--to", "v1.9.2"][..],
+        &["plan", "--json", "-i", "hosts.ini", "--to", "v1.9.99x"],
+        &["plan", "--json", "--frobnicate"],
+        &["upgrade", "--json", "-i", "hosts.ini"],
+        &[
+            "upgrade",
+            "--json",
+            "--yes",
+            "-i",
+            "missing.ini",
+            "--to",
+            "v1.9.2",
+        ],
+        &["status", "--json", "-i", "hosts.ini"],
+    ] {
+        let out = kup(dir.path(), args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        let events = stream(&out);
+        assert_eq!(kinds(&events), ["error"], "{args:?}");
+        assert_eq!(events[0]["kind"], "usage", "{args:?}");
+        assert!(!events[0]["message"].as_str().unwrap().is_empty());
+    }
+    for args in [
+        &["plan", "-i", "missing.ini", "--to", "v1.9.2"][..],
+        &["plan", "-i", "hosts.ini", "--to", "banana"],
+        &["plan", "--frobnicate"],
+        &["upgrade", "-i", "hosts.ini", "--to", "v1.9.2"],
+        &["module", "describe", "nosuch"],
+        &["module", "nosuch"],
+    ] {
+        let out = kup(dir.path(), args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !stdout.contains("HOST"),
+            "a host table for a usage error: {}",
+            text(&out)
+        );
+    }
+    let out = kup(dir.path(), &["plan", "-i", "hosts.ini", "--to", "banana"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("expected a release"),
+        "{}",
+        text(&out)
+    );
+    // Not a usage error: the text report has its headings.
+    let out = kup(dir.path(), &["plan", "-i", "hosts.ini", "--to", "v1.9.2"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("KUBELET NOW -> PLANNED"), "{}", text(&out));
+    assert!(stdout.contains("(target v1.9.2)"), "{}", text(&out));
+}
+
+#[test]
+fn kup_module_lists_and_describes_the_modules() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = kup(dir.path(), &["module"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let list = String::from_utf8_lossy(&out.stdout);
+    for name in ["node_drain", "package_pin", "cluster_lock", "kubeadm_upgrade"] {
+        assert!(
+            list.lines()
+                .any(|l| l.starts_with(&format!("{name} ")) && l.len() > name.len() + 20),
+            "{name} missing or without its description:\n{list}"
+        );
+    }
+    let out = kup(dir.path(), &["module", "describe", "node_ready"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let doc = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        doc.contains("ARGUMENT") && doc.contains("TYPE") && doc.contains("DEFAULT"),
+        "{doc}"
+    );
+    assert!(doc.lines().any(|l| l.starts_with("timeout ")), "{doc}");
+    // The scripts' list keeps its three words a line.
+    let out = kup(dir.path(), &["module", "--list"]);
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .all(|l| l.split_whitespace().count() == 3));
+}
