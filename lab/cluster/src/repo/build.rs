@@ -15,7 +15,7 @@ use crate::sh;
 use std::path::{Path, PathBuf};
 
 /// Bump when the layout or the signing changes, so that cached repositories are rebuilt.
-const REVISION: &str = "4";
+const REVISION: &str = "5";
 
 /// What a built repository offers.
 pub struct Built {
@@ -166,11 +166,35 @@ pub(super) fn index_rpms(dir: &Path, key: &Key) -> Result<(), String> {
 /// Writes the package's files under `root`, with the format's own lines (`rpm`: the rpm's; see
 /// `packages::for_format`).
 fn stage_files(p: &Package, root: &Path, rpm: bool) -> Result<(), String> {
+    let built = built_at(&p.version);
     for (path, mode, content) in &p.files {
         let content = packages::for_format(content, rpm);
-        sh::write_mode(&root.join(path.trim_start_matches('/')), content, *mode)?;
+        let file = root.join(path.trim_start_matches('/'));
+        sh::write_mode(&file, content, *mode)?;
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .and_then(|f| f.set_modified(built))
+            .map_err(|e| format!("{}: {e}", file.display()))?;
     }
     Ok(())
+}
+
+/// When the release's packages were built, as their files' modification times say: each release
+/// its own, later for later releases. dpkg and rpm keep a package's mtimes, so the next release's
+/// kubelet.service replaces the unit file with a newer one and systemd wants a daemon-reload
+/// (NeedDaemonReload), as with the real packages, built months apart; packages built by the lab
+/// within one second would otherwise look unchanged to systemd.
+fn built_at(version: &str) -> std::time::SystemTime {
+    let mut parts = version.split(['.', '-']).map(|n| n.parse::<u64>().unwrap_or(0));
+    let (major, minor, patch) = (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    );
+    // 2017-01-01 plus a day per patch and a hundred per minor: distinct and ordered.
+    let days = (major.saturating_sub(1) * 100 + minor) * 100 + patch;
+    std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_483_228_800 + days * 86_400)
 }
 
 fn build_deb(p: &Package, out: &Path) -> Result<PathBuf, String> {
@@ -262,4 +286,18 @@ pub fn write_releases(root: &Path) -> Result<(), String> {
             .map_err(|e| format!("{}: {e}", root.display()))?;
     }
     lab_release::write_channels(root).map_err(|e| format!("{}: {e}", root.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::built_at;
+
+    #[test]
+    fn each_release_is_built_later_than_the_one_before() {
+        let order = ["1.8.3", "1.9.2", "1.9.3", "1.10.13", "1.34.2", "1.35.0", "1.35.1"];
+        for pair in order.windows(2) {
+            assert!(built_at(pair[0]) < built_at(pair[1]), "{pair:?}");
+        }
+    }
 }
