@@ -85,6 +85,7 @@ pub const MODULES: &[ModuleInfo] = &[
     module::<upgrade_preflight::UpgradePreflight>(false, Links::Kube, 300),
     module::<cluster_survey::ClusterSurvey>(true, Links::Kube, 120),
     module::<cluster_lock::ClusterLock>(true, Links::Kube, 300),
+    module::<etcd_snapshot::EtcdSnapshot>(false, Links::Https, 600),
 ];
 
 /// The module named `name`, if kup has it.

@@ -440,9 +440,11 @@ fn rollout_calls(target: &str) -> Vec<String> {
 fn the_runbook_era_downloads_kubeadm_edits_node_name_applies_everywhere_and_stops_services() {
     let calls = rollout_calls("v1.9.2");
     assert_eq!(
-        calls[..6],
+        calls[..7],
         [
             "cp1 kubeadm_download",
+            // A verified etcd snapshot before the control plane moves.
+            "cp1 etcd_snapshot",
             "cp1 kubeadm_upgrade apply check",
             "local kubeadm_config_nodename",
             "cp1 kubeadm_upgrade apply",
@@ -703,4 +705,60 @@ fn the_inventorys_units_and_take_out_override_the_era_per_host() {
             json!(["keepalived", "kubelet", "docker"])
         );
     });
+}
+
+#[test]
+fn the_first_control_plane_snapshots_etcd_before_its_apply_unless_told_not_to() {
+    let fake = Fake::new(|_, module, args| match module {
+        "etcd_snapshot" => {
+            // kubeadm's stacked-etcd certificates, or nothing said when the host has none.
+            assert_eq!(args["skip_without_certs"], true, "{args}");
+            assert_eq!(args["target_version"], "v1.30.2", "{args}");
+            Ok(json!({"failed": false, "changed": true, "msg": "took",
+                      "path": "/var/lib/kubeadm-ha-upgrade/etcd-snapshots/x.db", "revision": 7, "total_key": 3}))
+        }
+        _ => ok(true),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::unlocked(dir.path().join("j.json"), "v1.30.2", false);
+    let target = Version::parse("v1.30.2").unwrap();
+    with_run(&fake, journal, |run| run.control_plane_kubeadm(target).unwrap());
+    let calls = fake.calls();
+    let snapshot = calls.iter().position(|c| c == "cp1 etcd_snapshot").unwrap();
+    let apply = calls
+        .iter()
+        .position(|c| c == "cp1 kubeadm_upgrade apply")
+        .unwrap();
+    assert!(snapshot < apply, "{calls:?}");
+    assert_eq!(
+        calls.iter().filter(|c| c.contains("etcd_snapshot")).count(),
+        1,
+        "{calls:?}"
+    );
+
+    // An external etcd the inventory names: required, with its certificates as given.
+    let fake = Fake::new(|_, _, _| ok(false));
+    let journal = Journal::unlocked(dir.path().join("j2.json"), "v1.30.2", false);
+    let inventory = "[control_plane]\ncp1 etcd_endpoint=https://10.0.0.9:2379 etcd_cacert=/etc/etcd/ca.pem etcd_snapshot_keep=5\n[workers]\nw1\n";
+    with_run_on(inventory, &fake, journal, |run| {
+        let args = run.etcd_snapshot_args(run.primary(), target);
+        assert_eq!(args.json["skip_without_certs"], false);
+        assert_eq!(args.json["endpoint"], "https://10.0.0.9:2379");
+        assert_eq!(args.json["cacert"], "/etc/etcd/ca.pem");
+        assert_eq!(args.json["keep"], "5");
+    });
+    // etcd_snapshot=false: none.
+    let fake = Fake::new(|_, _, _| ok(true));
+    let journal = Journal::unlocked(dir.path().join("j3.json"), "v1.30.2", false);
+    with_run_on(
+        "[control_plane]\ncp1 etcd_snapshot=false\n",
+        &fake,
+        journal,
+        |run| run.control_plane_kubeadm(target).unwrap(),
+    );
+    assert!(
+        !fake.calls().iter().any(|c| c.contains("etcd_snapshot")),
+        "{:?}",
+        fake.calls()
+    );
 }

@@ -254,6 +254,7 @@ mod tests {
             Ok(survey),
             &[
                 "cp1/kubeadm-package",
+                "cp1/etcd-snapshot",
                 "cp1/kubeadm-apply",
                 "cp1/drain",
                 "cp1/packages",
@@ -273,7 +274,7 @@ mod tests {
         let [cp1, cp2, w1] = &status.hosts[..] else {
             panic!("{status:?}")
         };
-        assert_eq!((cp1.done.len(), cp1.steps.len(), cp1.next), (7, 7, None));
+        assert_eq!((cp1.done.len(), cp1.steps.len(), cp1.next), (8, 8, None));
         assert_eq!(cp2.done, ["kubeadm-package", "kubeadm-node", "drain"]);
         assert_eq!(cp2.next, Some("packages"));
         assert_eq!(
@@ -287,7 +288,7 @@ mod tests {
         assert!(text.contains("API server v1.35.1"), "{text}");
         let line = |h: &str| text.lines().find(|l| l.starts_with(h)).unwrap().to_string();
         assert!(
-            line("cp1 ").contains("7/7") && line("cp1 ").contains("- (all done)"),
+            line("cp1 ").contains("8/8") && line("cp1 ").contains("- (all done)"),
             "{text}"
         );
         assert!(

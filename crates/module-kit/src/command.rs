@@ -60,10 +60,10 @@ pub enum CommandError {
         /// It did not end within [`Command::grace`] of SIGTERM: it was killed (SIGKILL).
         killed: bool,
         grace: Duration,
-        output: Output,
+        output: Box<Output>,
     },
     /// The program exited non-zero (only from [`Command::run_checked`]).
-    Failed { argv: String, output: Output },
+    Failed { argv: String, output: Box<Output> },
 }
 
 impl CommandError {
@@ -278,7 +278,7 @@ impl Command {
                 timeout: self.timeout,
                 killed,
                 grace: self.grace,
-                output,
+                output: Box::new(output),
             });
         }
         Ok(output)
@@ -292,7 +292,7 @@ impl Command {
         } else {
             Err(CommandError::Failed {
                 argv: self.display(),
-                output,
+                output: Box::new(output),
             })
         }
     }

@@ -42,6 +42,8 @@ pub struct Params {
     pub force: bool,
     #[serde(default = "default_timeout")]
     pub timeout: Seconds,
+    #[serde(default, deserialize_with = "de::boolean")]
+    pub skip_without_certs: bool,
 }
 
 impl Params {
@@ -58,6 +60,7 @@ impl Params {
             keep: default_keep(),
             force: false,
             timeout: default_timeout(),
+            skip_without_certs: false,
         }
     }
 }
@@ -160,6 +163,8 @@ pub struct Observed {
     taking: Option<Taking>,
     /// The name a new snapshot gets.
     name: String,
+    /// `skip_without_certs` and no CA certificate here: why no snapshot is taken.
+    skipped: Option<String>,
 }
 
 struct Taking {
@@ -202,6 +207,22 @@ impl PlannedModule for EtcdSnapshot {
     fn observe(p: &Params, _ctx: &Context) -> Result<Observed, Failure> {
         let version =
             target(p).ok_or_else(|| Failure::param("target_version", "not a Kubernetes version"))?;
+        if p.skip_without_certs && std::fs::symlink_metadata(p.cacert.as_path()).is_err() {
+            return Ok(Observed {
+                listed: Vec::new(),
+                stale: Vec::new(),
+                existing: None,
+                verify_time: Duration::ZERO,
+                rejected: Vec::new(),
+                taking: None,
+                name: String::new(),
+                skipped: Some(format!(
+                    "no etcd client certificates here ({} does not exist): no snapshot taken; for an \
+                     external etcd give endpoint, cacert, cert and key",
+                    p.cacert.display()
+                )),
+            });
+        }
         let dir = p.dest_dir.as_path();
         store::check_dir(dir).map_err(|e| Failure::new(format!("refusing dest_dir: {e}")))?;
         let listed = store::list(dir).map_err(Failure::new)?;
@@ -244,6 +265,7 @@ impl PlannedModule for EtcdSnapshot {
             rejected,
             taking,
             name: store::file_name(&version, &store::stamp(SystemTime::now())),
+            skipped: None,
         })
     }
 
@@ -251,6 +273,11 @@ impl PlannedModule for EtcdSnapshot {
         let version =
             target(p).ok_or_else(|| Failure::param("target_version", "not a Kubernetes version"))?;
         let dir = p.dest_dir.as_path();
+        if let Some(why) = &seen.skipped {
+            return Ok(Plan::new(why.clone())
+                .with("target_version", &version)
+                .with("skipped", true));
+        }
         let names =
             |list: &[&store::Listed]| -> Vec<String> { list.iter().map(|l| l.name.clone()).collect() };
         let before: Vec<&store::Listed> = seen.listed.iter().collect();

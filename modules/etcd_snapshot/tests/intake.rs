@@ -89,3 +89,27 @@ fn help_prints_the_documentation() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("module: etcd_snapshot"), "{text}");
 }
+
+#[test]
+fn without_etcd_certificates_it_says_so_when_asked_to_and_fails_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let absent = json!({"target_version": "v1.31.2", "cacert": "/nonexistent/ca.crt",
+                        "dest_dir": dir.path().join("snapshots")});
+    let ran = MODULE.run(merged(&absent, json!({"skip_without_certs": true})));
+    let out = &ran.json;
+    assert_eq!(
+        (out["failed"].clone(), out["changed"].clone()),
+        (json!(false), json!(false)),
+        "{out}"
+    );
+    assert_eq!(out["skipped"], true, "{out}");
+    assert!(
+        out["msg"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent/ca.crt does not exist"),
+        "{out}"
+    );
+    assert!(!dir.path().join("snapshots").exists(), "nothing is created");
+    MODULE.run(absent).assert_failed_saying(&["/nonexistent/ca.crt"]);
+}

@@ -111,8 +111,8 @@ pub enum Step {
     Install {
         command: Command,
         restore: Option<Command>,
-        /// What `command` installs, and the simulation of it that check mode asks the resolver.
-        rehearsal: Command,
+        /// The simulation of `command` that check mode asks the resolver.
+        rehearsal: Box<Command>,
     },
     /// Holds (or releases) the packages at their new versions.
     Hold(Command),
@@ -480,7 +480,7 @@ fn steps(
         steps.push(Step::Install {
             command: manager.install(to_install, downgrade, opts),
             restore: manager.set_hold(&was_held, true),
-            rehearsal: manager.rehearse(to_install, downgrade, &Options { view, ..*opts }),
+            rehearsal: Box::new(manager.rehearse(to_install, downgrade, &Options { view, ..*opts })),
         });
     }
     let to_hold: Vec<(String, String)> = pins
