@@ -127,3 +127,77 @@ fn kup_upgrades_1_33_to_1_34_on_rpm() {
         hop("rpm", "1.33.1", "1.34.2", 16);
     }
 }
+
+/// Several minors in one command: `--to 1.35` on a 1.33 cluster is two rollouts, the latest 1.34
+/// (its release channel) then 1.35's; a second run has nothing to do.
+fn chained(flavour: &str, id: u8) {
+    let Some(lab) = TestLab::up(LabOptions {
+        flavour,
+        from: "1.33.1",
+        control_planes: 1,
+        // Two workers: every node is drained, and the web pods' budget needs somewhere to go.
+        workers: 2,
+        id,
+    }) else {
+        return;
+    };
+    let args = [
+        "upgrade",
+        "--to",
+        "1.35",
+        "--retry-delay",
+        "1",
+        "--force-drain",
+        "--yes",
+    ];
+    // A target below the cluster is refused before anything changes.
+    let down = kup(&lab.inventory, &["upgrade", "--to", "v1.32.0", "--yes"]);
+    assert!(!down.status.success());
+    assert!(
+        output_text(&down).contains("does not downgrade"),
+        "{}",
+        output_text(&down)
+    );
+    let plan = kup(&lab.inventory, &["plan", "--to", "1.35", "--force-drain"]);
+    let text = output_text(&plan);
+    assert!(plan.status.success(), "{text}");
+    assert!(
+        text.contains("2 rollouts, one minor at a time: v1.34.2 -> v1.35.1"),
+        "{text}"
+    );
+    let up = kup(&lab.inventory, &args);
+    let log = output_text(&up);
+    assert!(up.status.success(), "{log}");
+    assert!(
+        log.contains("hop 1/2: v1.34.2") && log.contains("hop 2/2: v1.35.1"),
+        "{log}"
+    );
+    lab.assert_all_at("v1.35.1");
+    let sources =
+        "cat /etc/apt/sources.list.d/kubernetes.* /etc/yum.repos.d/kubernetes.repo 2>/dev/null || true";
+    for node in 1..=3 {
+        assert!(
+            lab.ssh_ok(node, sources).contains("core:/stable:/v1.35/"),
+            "node {node}"
+        );
+    }
+    let again = kup(&lab.inventory, &args);
+    assert!(again.status.success(), "{}", output_text(&again));
+    assert!(
+        output_text(&again).contains("nothing to do"),
+        "{}",
+        output_text(&again)
+    );
+}
+
+#[test]
+fn kup_upgrades_1_33_to_1_35_in_one_command() {
+    chained("apt", 22);
+}
+
+#[test]
+fn kup_upgrades_1_33_to_1_35_in_one_command_on_rpm() {
+    if hops_wanted() {
+        chained("rpm", 23);
+    }
+}

@@ -79,6 +79,14 @@ impl Journal {
         next
     }
 
+    /// The next hop of a rollout of several minors: this journal now records `target` (what an
+    /// earlier run left for it, if it was that hop's).
+    pub fn switch_target(&mut self, target: &str) {
+        let mut next = Journal::unlocked(self.path.clone(), target, false);
+        next._lock = self._lock.take();
+        *self = next;
+    }
+
     pub fn is_done(&self, key: &str) -> bool {
         self.record.done.contains(key)
     }

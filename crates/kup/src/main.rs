@@ -12,6 +12,7 @@
 //! 130 interrupted. With `--json`, stdout is the `kup.events/v1` stream ([`events`]).
 
 mod events;
+mod hops;
 mod inventory;
 mod journal;
 mod live;
@@ -77,6 +78,11 @@ struct Common {
     /// Target: a release (v1.9.2) or a channel (stable-1.9) resolved with the release server.
     #[arg(long)]
     to: String,
+    /// A release to pass through on the way to a target several minors ahead (repeatable); each
+    /// minor in between not named here goes to its channel's release (`stable-1.X`). kup never
+    /// skips a minor: `--to 1.35` on a 1.33 cluster is two rollouts, 1.34 then 1.35.
+    #[arg(long, value_name = "RELEASE")]
+    via: Vec<String>,
     /// Release server (default: the inventory's kubeadm_base_url, else https://dl.k8s.io/release).
     #[arg(long)]
     base_url: Option<String>,
@@ -260,9 +266,22 @@ fn usage_error(e: clap::Error) -> ExitCode {
 
 /// `--to` as a release or a channel, or a usage error that says what is expected.
 fn check_target(to: &str) -> Result<(), String> {
+    if procedure::minor_channel(to).is_some() {
+        return Ok(());
+    }
     kubeadm_download::VersionSpec::parse(to)
         .map(|_| ())
         .map_err(|e| format!("--to: {e}"))
+}
+
+/// `--via` releases, or a usage error naming the bad one.
+fn via_versions(via: &[String]) -> Result<Vec<kube_version::Version>, String> {
+    via.iter()
+        .map(|v| {
+            kube_version::Version::parse(v)
+                .ok_or_else(|| format!("--via {v}: expected a release such as v1.34.7"))
+        })
+        .collect()
 }
 
 fn options(
@@ -471,7 +490,7 @@ fn upgrade(
     yes: bool,
     take_over_lock: bool,
 ) -> ExitCode {
-    if let Err(e) = check_target(&common.to) {
+    if let Err(e) = check_target(&common.to).and_then(|()| via_versions(&common.via).map(|_| ())) {
         return refused(2, e).close(None, common.json);
     }
     if !yes && !std::io::stdin().is_terminal() {
@@ -533,8 +552,15 @@ fn upgrade_logged(
         Ok(t) => t,
         Err(stop) => return finish(&reporter, stop, Some(common.to.clone())),
     };
+    // One rollout per minor from the cluster's lowest version; a rerun starts (and resumes) at the
+    // hop the cluster is in.
+    let hops = match rollout_hops(&run, target, &common.via) {
+        Ok(h) => h,
+        Err(stop) => return finish(&reporter, stop, Some(target.to_string())),
+    };
+    let first = hops.first().copied().unwrap_or(target);
     let journal = match run.journal.into_inner() {
-        Ok(j) => j.retarget(&target.to_string(), restart),
+        Ok(j) => j.retarget(&first.to_string(), restart),
         Err(_) => {
             return finish(
                 &reporter,
@@ -558,8 +584,21 @@ fn upgrade_logged(
     };
     run.journal = Mutex::new(journal);
     let hosts = inventory.all_hosts().count();
+    let shown_hops = hops
+        .iter()
+        .map(|h| h.to_string())
+        .collect::<Vec<_>>()
+        .join(" -> ");
+    if hops.len() > 1 {
+        reporter.note(
+            &run.primary().name,
+            &format!("{} rollouts, one minor at a time: {shown_hops}", hops.len()),
+        );
+    }
     if !yes {
-        say(&format!("upgrade {hosts} hosts to {target}? [y/N] "));
+        say(&format!(
+            "upgrade {hosts} hosts to {target} ({shown_hops})? [y/N] "
+        ));
         let mut answer = String::new();
         let _ = std::io::stdin().lock().read_line(&mut answer);
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
@@ -575,6 +614,35 @@ fn upgrade_logged(
     let result = std::thread::scope(|scope| {
         scope.spawn(|| cluster_lock.keep(&run, &done));
         let result = (|| {
+            for (i, hop) in hops.iter().enumerate() {
+                if hops.len() > 1 {
+                    reporter.phase(&format!("hop {}/{}: {hop}", i + 1, hops.len()));
+                }
+                if i > 0 {
+                    if let Ok(mut journal) = run.journal.lock() {
+                        journal.switch_target(&hop.to_string());
+                    }
+                }
+                rollout(&run, &reporter, *hop, hosts, common.allow_partial)?;
+            }
+            Ok(())
+        })();
+        done.store(true, Ordering::SeqCst);
+        result
+    });
+    finish_upgrade(run, &reporter, &cluster_lock, &signals, result, target)
+}
+
+/// One full rollout to `target`: preflight, the control planes' kubeadm, every node, verify.
+fn rollout(
+    run: &Run<'_>,
+    reporter: &Reporter,
+    target: kube_version::Version,
+    hosts: usize,
+    allow_partial: bool,
+) -> Result<(), Stop> {
+    {
+        {
             reporter.phase(&format!("preflight ({hosts} hosts, target {target})"));
             run.preflight(target, true)?;
             let unlisted = run.unlisted_nodes()?;
@@ -584,7 +652,7 @@ fn upgrade_logged(
                     unlisted.len(),
                     unlisted.join(", ")
                 );
-                if !common.allow_partial {
+                if !allow_partial {
                     return Err(Stop::Setup(format!(
                         "{what}\n  what to do: add them to the inventory (groups control_plane/workers), or rerun with --allow-partial"
                     )));
@@ -597,10 +665,38 @@ fn upgrade_logged(
             run.nodes(target)?;
             reporter.phase("verify");
             run.verify(target)
-        })();
-        done.store(true, Ordering::SeqCst);
-        result
-    });
+        }
+    }
+}
+
+/// The hops of this rollout (see [`hops::plan`]): from the cluster's lowest version to `target`,
+/// each channel resolved; refused before anything changes when they cannot work.
+fn rollout_hops(
+    run: &Run<'_>,
+    target: kube_version::Version,
+    via: &[String],
+) -> Result<Vec<kube_version::Version>, Stop> {
+    let via = via_versions(via).map_err(Stop::Setup)?;
+    let floor = run.cluster_floor()?;
+    hops::plan(floor, target, &via)
+        .map_err(Stop::Setup)?
+        .into_iter()
+        .map(|hop| match hop {
+            hops::Hop::Exact(v) => Ok(v),
+            hops::Hop::Channel(channel) => run.resolve(&channel),
+        })
+        .collect()
+}
+
+/// The end of an upgrade: the cluster's lock released, the journal finished or kept, the report.
+fn finish_upgrade(
+    run: Run<'_>,
+    reporter: &Reporter,
+    cluster_lock: &lock::ClusterLock,
+    signals: &Signals,
+    result: Result<(), Stop>,
+    target: kube_version::Version,
+) -> Ended {
     if !signals.aborted.load(Ordering::SeqCst) {
         cluster_lock.release(&run);
     }
@@ -629,7 +725,7 @@ fn upgrade_logged(
             }
             Ended::new(0, "upgraded", detail)
         }
-        Err(stop) => finish(&reporter, stop, Some(target.to_string())),
+        Err(stop) => finish(reporter, stop, Some(target.to_string())),
     }
 }
 
@@ -653,7 +749,7 @@ fn node_names(inventory: &Inventory) -> Vec<(String, String)> {
 }
 
 fn plan(common: &Common) -> ExitCode {
-    if let Err(e) = check_target(&common.to) {
+    if let Err(e) = check_target(&common.to).and_then(|()| via_versions(&common.via).map(|_| ())) {
         return refused(2, e).close(None, common.json);
     }
     // A plan without its log still plans (it changes nothing): the operator is told.
@@ -700,9 +796,41 @@ fn plan_logged(common: &Common, log: Option<&Arc<RunLog>>) -> Ended {
     // The report's target: resolved, else as given.
     let mut resolved = None;
     let result = (|| -> Result<(), Stop> {
-        let target = run.resolve_target()?;
-        resolved = Some(target.to_string());
-        reporter.phase(&format!("preflight (target {target})"));
+        let final_target = run.resolve_target()?;
+        resolved = Some(final_target.to_string());
+        reporter.phase(&format!("preflight (target {final_target})"));
+        // Several minors: one rollout per minor. The first is checked against the cluster as it
+        // is; each later one is listed with its steps (its checks need the hop before it done).
+        let hops = rollout_hops(&run, final_target, &common.via)?;
+        let target = hops.first().copied().unwrap_or(final_target);
+        if hops.len() > 1 {
+            let shown = hops
+                .iter()
+                .map(|h| h.to_string())
+                .collect::<Vec<_>>()
+                .join(" -> ");
+            reporter.note(
+                &run.primary().name,
+                &format!(
+                    "{} rollouts, one minor at a time: {shown}; checked now: {target}",
+                    hops.len()
+                ),
+            );
+            for (n, hop) in hops.iter().enumerate().skip(1) {
+                let era = kube_eras::for_target(*hop);
+                reporter.note(
+                    &run.primary().name,
+                    &format!("hop {}/{}: {hop} ({})", n + 1, hops.len(), era.source),
+                );
+                for (i, host) in inventory.all_hosts().enumerate() {
+                    let steps = run.journaled_steps(i, host, *hop).join(", ");
+                    reporter.note(
+                        &host.name,
+                        &format!("hop {}/{} to {hop}: {steps}", n + 1, hops.len()),
+                    );
+                }
+            }
+        }
         run.preflight(target, false)?;
         reporter.phase("what would change (check mode)");
         for (i, host) in inventory.all_hosts().enumerate() {
@@ -815,6 +943,7 @@ fn status(args: &StatusArgs) -> ExitCode {
     let common = Common {
         inventory: args.inventory.clone(),
         to,
+        via: Vec::new(),
         base_url: args.base_url.clone(),
         cni_version: None,
         json: args.json,

@@ -306,23 +306,47 @@ impl Run<'_> {
         }
     }
 
-    /// The target version, resolving a channel (`stable-1.9`) with the release server.
+    /// The target version, resolving a channel (`stable-1.9`, or a minor `1.35` as its stable
+    /// channel) with the release server.
     pub fn resolve_target(&self) -> Result<Version, Stop> {
-        if let Some(v) = Version::parse(&self.opts.target) {
+        self.resolve(&self.opts.target)
+    }
+
+    /// A release as given, or a channel resolved with the release server (`1.35`: `stable-1.35`).
+    pub fn resolve(&self, spec: &str) -> Result<Version, Stop> {
+        if let Some(v) = Version::parse(spec) {
             return Ok(v);
         }
+        let spec = minor_channel(spec).unwrap_or_else(|| spec.to_string());
         let primary = self.primary();
-        let args = self.download_args(&self.opts.target, false).check_mode();
+        let args = self.download_args(&spec, false).check_mode();
         let result = self.step(primary, "resolve-channel", args, false)?;
         result["version"]
             .as_str()
             .and_then(Version::parse)
-            .ok_or_else(|| {
-                Stop::Setup(format!(
-                    "channel {} did not resolve to a version",
-                    self.opts.target
-                ))
-            })
+            .ok_or_else(|| Stop::Setup(format!("channel {spec} did not resolve to a version")))
+    }
+
+    /// The lowest version the cluster runs: its API server's or any listed node's kubelet (one
+    /// survey, in check mode). Where a rollout of several minors starts, or resumes.
+    pub fn cluster_floor(&self) -> Result<Version, Stop> {
+        let survey = self.check(
+            self.primary(),
+            modules::survey_args(self.inventory, self.connection(), self.opts.force_drain),
+        )?;
+        let server = survey["server_version"]
+            .as_str()
+            .and_then(Version::parse_reported);
+        let kubelets = survey["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n["kubelet_version"].as_str().and_then(Version::parse_reported));
+        server
+            .into_iter()
+            .chain(kubelets)
+            .min()
+            .ok_or_else(|| Stop::Setup("the cluster survey reported no versions".into()))
     }
 
     /// The checks before anything changes. `packages`: also ask every node whether the target's
@@ -964,6 +988,14 @@ impl Run<'_> {
         let args = self.ready_args(names, target, self.opts.ready_timeout);
         self.step(self.primary(), "verify", args, false).map(|_| ())
     }
+}
+
+/// `1.35` or `v1.35`: its stable channel, `stable-1.35`.
+pub fn minor_channel(spec: &str) -> Option<String> {
+    let bare = spec.trim().trim_start_matches('v');
+    let (major, minor) = bare.split_once('.')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (digits(major) && digits(minor)).then(|| format!("stable-{major}.{minor}"))
 }
 
 fn fix_for(step: &str) -> String {
