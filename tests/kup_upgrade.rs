@@ -323,3 +323,56 @@ fn kup_upgrades_a_modern_lab_one_minor() {
         output_text(&again)
     );
 }
+
+/// A worker whose new kubelet refuses to start (a flag 1.35 removed, left in /etc/default/kubelet
+/// where `kubeadm upgrade node` does not look) is rolled back: its 1.34 packages reinstalled from
+/// its repository switched back, Ready at v1.34.2, left cordoned, and the rollout stops there. With
+/// the fault removed, a rerun upgrades it and finishes.
+#[test]
+fn kup_rolls_back_a_worker_whose_kubelet_does_not_come_back() {
+    let Some(lab) = TestLab::up(LabOptions {
+        flavour: "apt",
+        from: "1.34.2",
+        control_planes: 1,
+        workers: 2,
+        id: 24,
+    }) else {
+        return;
+    };
+    let fault = "echo 'KUBELET_EXTRA_ARGS=--pod-infra-container-image=registry.k8s.io/pause:3.10' > /etc/default/kubelet";
+    lab.ssh_ok(2, fault);
+    let args = [kup_upgrade_args("v1.35.1", "1.8.0"), vec!["--force-drain"]].concat();
+    let up = kup(&lab.inventory, &args);
+    let log = output_text(&up);
+    assert!(!up.status.success(), "{log}");
+    assert!(
+        log.contains("kup rolled lab-w1 back to kubelet 1.34.2-1.1: Ready at v1.34.2, left cordoned"),
+        "{log}"
+    );
+    assert_eq!(
+        lab.ssh_ok(2, "dpkg-query -W -f '${Version}' kubelet"),
+        "1.34.2-1.1"
+    );
+    assert!(lab
+        .ssh_ok(2, "cat /etc/apt/sources.list.d/kubernetes.*")
+        .contains("core:/stable:/v1.34/"));
+    let node = lab.kubectl(&[
+        "get",
+        "node",
+        "lab-w1",
+        "-o",
+        "jsonpath={.status.nodeInfo.kubeletVersion} {.spec.unschedulable}",
+    ]);
+    assert_eq!(node.trim(), "v1.34.2 true", "rolled back and left cordoned");
+    // The rollout stopped at lab-w1: the other worker was not touched.
+    assert_eq!(
+        lab.ssh_ok(3, "dpkg-query -W -f '${Version}' kubelet"),
+        "1.34.2-1.1"
+    );
+
+    lab.ssh_ok(2, "rm /etc/default/kubelet");
+    let again = kup(&lab.inventory, &args);
+    assert!(again.status.success(), "{}", output_text(&again));
+    lab.assert_all_at("v1.35.1");
+    assert_eq!(lab.pdb_violations(), 0);
+}

@@ -155,6 +155,15 @@ enum Command {
         /// Seconds a node may take to be Ready at the new version.
         #[arg(long, default_value_t = 300)]
         ready_timeout: u64,
+        /// A worker whose new kubelet does not come back Ready at the target (or whose services
+        /// fail to start): `rollback` reinstalls its previous kubelet/kubeadm/kubectl (repository
+        /// switched back), restarts the kubelet, waits for it Ready at the old version and stops the
+        /// rollout; `stop` leaves it as it is and stops. Control planes always stop.
+        #[arg(long, value_enum, default_value_t = procedure::OnNodeFailure::Rollback)]
+        on_node_failure: procedure::OnNodeFailure,
+        /// A worker rolled back is uncordoned (default: left cordoned for you to look at).
+        #[arg(long)]
+        rollback_uncordon: bool,
         /// The journal of finished steps (default: `.INVENTORY.kup-journal.json` beside the inventory).
         #[arg(long)]
         state: Option<PathBuf>,
@@ -234,6 +243,8 @@ fn main() -> ExitCode {
             retry_delay,
             drain_timeout,
             ready_timeout,
+            on_node_failure,
+            rollback_uncordon,
             state,
             restart,
             yes,
@@ -243,7 +254,9 @@ fn main() -> ExitCode {
             if check {
                 return plan(&common);
             }
-            let opts = options(&common, workers_batch, retry_delay, drain_timeout, ready_timeout);
+            let mut opts = options(&common, workers_batch, retry_delay, drain_timeout, ready_timeout);
+            opts.on_node_failure = on_node_failure;
+            opts.rollback_uncordon = rollback_uncordon;
             upgrade(&common, opts, state, restart, yes, take_over_lock)
         }
     }
@@ -300,6 +313,8 @@ fn options(
         force_drain: c.force_drain,
         drain_timeout,
         ready_timeout,
+        on_node_failure: procedure::OnNodeFailure::Rollback,
+        rollback_uncordon: false,
     }
 }
 

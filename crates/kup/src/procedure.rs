@@ -33,6 +33,18 @@ pub struct Options {
     pub force_drain: bool,
     pub drain_timeout: u64,
     pub ready_timeout: u64,
+    /// A worker whose kubelet does not come back at the target: reinstalled at its previous
+    /// versions (`Rollback`, the default) or left as it is (`Stop`).
+    pub on_node_failure: OnNodeFailure,
+    /// A worker rolled back is uncordoned (else it stays cordoned for the operator to look at).
+    pub rollback_uncordon: bool,
+}
+
+/// What becomes of a worker whose new kubelet does not come back (`--on-node-failure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnNodeFailure {
+    Rollback,
+    Stop,
 }
 
 /// Why a rollout stopped.
@@ -850,11 +862,14 @@ impl Run<'_> {
                     .any(|s| j.is_done(&format!("{}/{}", host.name, s.name)))
             })
             .unwrap_or(false);
+        // The exact kubelet version the node had, for a rollback (a resumed node: unknown).
+        let mut previous = None;
         if begun {
             self.recheck_resumed(host, &steps)?;
         } else {
             let check = self.pin_args(Some(host), target).check_mode();
             let pinned = self.step(host, "packages-check", check, false)?;
+            previous = kubelet_before(&pinned);
             let ready = self.ready_args(vec![host.node_name.clone()], target, 0);
             let at_target = self.call(host, ready).is_ok_and(|r| r["failed"] == false);
             if pinned["changed"] == false && at_target {
@@ -864,12 +879,128 @@ impl Run<'_> {
             }
         }
         let restart = steps.iter().find(|s| s.name == "start-services").cloned();
+        let mut packages_done = false;
         for s in steps {
-            if let Err(stop) = self.step(host, s.name, s.args, true) {
-                return Err(self.put_back(host, restart.as_ref(), stop));
+            let name = s.name;
+            if let Err(stop) = self.step(host, name, s.args, true) {
+                let stop = self.put_back(host, restart.as_ref(), stop);
+                let rollback = worker
+                    && packages_done
+                    && self.opts.on_node_failure == OnNodeFailure::Rollback
+                    && matches!(name, "start-services" | "restart-kubelet" | "node-ready");
+                return Err(match (rollback, previous.as_deref()) {
+                    (true, Some(previous)) => self.roll_back(host, previous, stop),
+                    _ => stop,
+                });
             }
+            packages_done |= name == "packages";
         }
         Ok(())
+    }
+
+    /// A worker whose kubelet did not come back at the target goes back to `previous` (its exact
+    /// kubelet package version): its repository to that minor, kubelet/kubeadm/kubectl reinstalled
+    /// (a downgrade), the kubelet restarted, Ready at the old version, left cordoned unless asked.
+    /// The journal forgets the node, so a rerun upgrades it again; the rollout stops either way.
+    fn roll_back(&self, host: &Host, previous: &str, stop: Stop) -> Stop {
+        let Stop::Failed {
+            host: name,
+            step,
+            msg,
+            ..
+        } = stop
+        else {
+            return stop;
+        };
+        let upstream = previous.split('-').next().unwrap_or(previous);
+        let Some(old) = Version::parse(upstream) else {
+            return Stop::Failed {
+                host: name,
+                step,
+                msg: format!("{msg}; no rollback: {previous} is not a version kup can read"),
+                fix: fix_for("node-ready"),
+            };
+        };
+        self.reporter.note(
+            &host.name,
+            &format!("rolling back to kubelet {previous} (--on-node-failure rollback)"),
+        );
+        let era = kube_eras::for_target(old);
+        let mut pin = package_pin::Params::new(previous);
+        pin.allow_downgrade = true;
+        if let Some(manager) = host.var("package_manager") {
+            pin.manager = manager;
+        }
+        let restart = match era.services {
+            kube_eras::Services::RestartKubelet => {
+                service_state::Params::new(vec!["kubelet".into()], service_state::Wanted::Restarted)
+            }
+            kube_eras::Services::StopStart => {
+                let units = host.units().unwrap_or_else(|| {
+                    let runtime = host.var("container_runtime").unwrap_or_else(|| "docker".into());
+                    vec!["keepalived".to_string(), "kubelet".to_string(), runtime]
+                });
+                service_state::Params::new(units, service_state::Wanted::Started)
+            }
+        };
+        let back = (|| -> Result<(), Stop> {
+            self.step(host, "rollback-repo", self.repo_args(Some(host), old)?, false)?;
+            self.step(
+                host,
+                "rollback-packages",
+                Args::of::<package_pin::PackagePin>(&pin),
+                false,
+            )?;
+            self.step(
+                host,
+                "rollback-restart",
+                Args::of::<service_state::ServiceState>(&restart),
+                false,
+            )?;
+            let ready = self.ready_args(vec![host.node_name.clone()], old, self.opts.ready_timeout);
+            self.step(host, "rollback-ready", ready, false)?;
+            if self.opts.rollback_uncordon {
+                let uncordon = self.drain_args(&host.node_name, node_drain::State::Uncordon);
+                self.step(host, "rollback-uncordon", uncordon, false)?;
+            }
+            Ok(())
+        })();
+        let reason = msg.split("; its state: ").next().unwrap_or(&msg).to_string();
+        match back {
+            Ok(()) => {
+                if let Ok(mut journal) = self.journal.lock() {
+                    for s in self.node_steps(host, old, true) {
+                        let _ = journal.unmark(&format!("{}/{}", host.name, s.name));
+                    }
+                }
+                let left = if self.opts.rollback_uncordon {
+                    "uncordoned"
+                } else {
+                    "left cordoned"
+                };
+                Stop::Failed {
+                    host: name,
+                    step,
+                    msg: format!(
+                        "{reason}; kup rolled {} back to kubelet {previous}: Ready at {old}, {left}; the rollout \
+                         stopped there",
+                        host.name
+                    ),
+                    fix: "find why the new kubelet did not come back on it (its last log lines above), fix \
+                          that, then rerun: the node is upgraded again and the rollout goes on"
+                        .into(),
+                }
+            }
+            Err(e) => Stop::Failed {
+                host: name,
+                step,
+                msg: format!(
+                    "{reason}; rolling it back to kubelet {previous} failed too: {e}; its state: {}",
+                    self.state_of(host)
+                ),
+                fix: fix_for("node-ready"),
+            },
+        }
     }
 
     /// After a failed step, the services kup stopped on `host` are started again (the node keeps
@@ -991,6 +1122,17 @@ impl Run<'_> {
 }
 
 /// `1.35` or `v1.35`: its stable channel, `stable-1.35`.
+/// The kubelet package version a node runs before its packages change (`1.34.2-1.1`), from
+/// package_pin's check result.
+fn kubelet_before(check: &Value) -> Option<String> {
+    check["packages"]
+        .as_array()?
+        .iter()
+        .find(|p| p["name"] == "kubelet")?["before"]
+        .as_str()
+        .map(str::to_string)
+}
+
 pub fn minor_channel(spec: &str) -> Option<String> {
     let bare = spec.trim().trim_start_matches('v');
     let (major, minor) = bare.split_once('.')?;

@@ -79,6 +79,8 @@ fn options() -> Options {
         force_drain: false,
         drain_timeout: 30,
         ready_timeout: 30,
+        on_node_failure: OnNodeFailure::Rollback,
+        rollback_uncordon: false,
     }
 }
 
@@ -87,13 +89,23 @@ fn with_run<R>(fake: &Fake, journal: Journal, f: impl FnOnce(&Run<'_>) -> R) -> 
 }
 
 fn with_run_on<R>(inventory: &str, fake: &Fake, journal: Journal, f: impl FnOnce(&Run<'_>) -> R) -> R {
+    with_run_opts(inventory, options(), fake, journal, f)
+}
+
+fn with_run_opts<R>(
+    inventory: &str,
+    opts: Options,
+    fake: &Fake,
+    journal: Journal,
+    f: impl FnOnce(&Run<'_>) -> R,
+) -> R {
     let dir = tempfile::tempdir().unwrap();
     let inv = inventory_of(&dir, inventory);
     let reporter = Reporter::silent();
     let run = Run::new(
         &inv,
         fake,
-        options(),
+        opts,
         journal,
         &reporter,
         Arc::new(AtomicBool::new(false)),
@@ -760,5 +772,81 @@ fn the_first_control_plane_snapshots_etcd_before_its_apply_unless_told_not_to() 
         !fake.calls().iter().any(|c| c.contains("etcd_snapshot")),
         "{:?}",
         fake.calls()
+    );
+}
+
+/// A worker whose kubelet does not come back at the target is rolled back (fake answers).
+fn rollback_run(policy: OnNodeFailure) -> (Stop, Vec<String>) {
+    let fake = Fake::new(|_, module, args| {
+        let check = args["_ansible_check_mode"] == true;
+        match module {
+            "package_pin" if check => Ok(json!({"failed": false, "changed": true, "msg": "would install",
+                "packages": [{"name": "kubelet", "before": "1.8.3-00", "after": "1.9.2-00"}]})),
+            "node_ready"
+                if args["names"] == json!(["w1"])
+                    && args["kubelet_version"] == "v1.9.2"
+                    && args["timeout"] != 0 =>
+            {
+                Ok(json!({"failed": true, "changed": false,
+                    "msg": "after 30s, not every node is Ready at v1.9.2: w1 NotReady"}))
+            }
+            "node_ready" if args["timeout"] == 0 => Ok(json!({"failed": true, "changed": false})),
+            _ => ok(true),
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::unlocked(dir.path().join("j.json"), "v1.9.2", false);
+    let mut opts = options();
+    opts.on_node_failure = policy;
+    let stop = with_run_opts(INVENTORY, opts, &fake, journal, |run| {
+        let stop = run
+            .upgrade_node(&run.inventory.workers[0], target(), true)
+            .unwrap_err();
+        // The journal forgot the node: a rerun upgrades it again.
+        if policy == OnNodeFailure::Rollback {
+            assert!(!run.journal.lock().unwrap().is_done("w1/packages"));
+        }
+        stop
+    });
+    (stop, fake.calls())
+}
+
+#[test]
+fn a_worker_whose_kubelet_does_not_come_back_is_rolled_back_and_the_rollout_stops() {
+    let (stop, calls) = rollback_run(OnNodeFailure::Rollback);
+    let Stop::Failed { host, step, msg, fix } = stop else {
+        panic!("{stop:?}");
+    };
+    assert_eq!((host.as_str(), step.as_str()), ("w1", "node-ready"));
+    assert!(
+        msg.contains("kup rolled w1 back to kubelet 1.8.3-00: Ready at v1.8.3, left cordoned"),
+        "{msg}"
+    );
+    assert!(fix.contains("rerun"), "{fix}");
+    // After the failed wait: the repository back, the previous versions reinstalled, the services
+    // started, Ready at the old version.
+    assert_eq!(
+        calls[calls.len() - 5..],
+        [
+            "local node_ready",
+            "w1 package_repo",
+            "w1 package_pin",
+            "w1 service_state started",
+            "local node_ready"
+        ],
+        "{calls:?}"
+    );
+    // --on-node-failure stop: nothing reinstalled after the failed wait.
+    let (stop, calls) = rollback_run(OnNodeFailure::Stop);
+    assert!(!stop.to_string().contains("rolled"), "{stop}");
+    assert_eq!(
+        calls.last().map(String::as_str),
+        Some("local node_ready"),
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls.iter().filter(|c| *c == "w1 package_pin").count(),
+        1,
+        "{calls:?}"
     );
 }

@@ -227,6 +227,8 @@ mod tests {
             force_drain: false,
             drain_timeout: 0,
             ready_timeout: 0,
+            on_node_failure: crate::procedure::OnNodeFailure::Stop,
+            rollback_uncordon: false,
         };
         let journal = Journal::unlocked(journal_path, "v1.35.1", false);
         let run = Run::new(
