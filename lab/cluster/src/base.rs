@@ -1,5 +1,6 @@
-//! The base tree every node's overlay sits on: Debian bookworm (minbase + systemd, sshd, iproute2, and
-//! dnf/rpm for the rpm flavour), debootstrapped once and cached under a name derived from its recipe.
+//! The base tree every node's overlay sits on: Debian bookworm (minbase + systemd, sshd, iproute2,
+//! dnf/rpm for the rpm flavour, and etcd 3.4 from `etcd-server`/`etcd-client` for the control planes
+//! of stacked-etcd labs), debootstrapped once and cached under a name derived from its recipe.
 
 use crate::sh;
 use std::path::{Path, PathBuf};
@@ -8,9 +9,9 @@ use std::time::Duration;
 const SUITE: &str = "bookworm";
 // The kubelet package's system dependencies are real Debian packages (iptables .. conntrack, ebtables).
 const PACKAGES: &str = "systemd,systemd-sysv,dbus,openssh-server,iproute2,dnf,rpm,dnf-plugins-core,python3,\
-                        iptables,socat,ethtool,conntrack,ebtables,mount,util-linux";
+                        iptables,socat,ethtool,conntrack,ebtables,mount,util-linux,etcd-server,etcd-client";
 /// Bump when `finish` changes, so that cached trees are rebuilt.
-const SETUP_REVISION: &str = "3";
+const SETUP_REVISION: &str = "4";
 
 /// Returns the cached base tree, building it first if its recipe has no complete tree yet.
 pub fn ensure(cache: &Path, mirror: Option<&str>) -> Result<PathBuf, String> {
@@ -54,7 +55,9 @@ pub fn ensure(cache: &Path, mirror: Option<&str>) -> Result<PathBuf, String> {
 }
 
 /// What every node shares: networkd for the static address, no internet apt sources, dnf made
-/// usable on Debian (its `local` plugin breaks gpgcheck), `yum` as dnf, a per-boot machine id.
+/// usable on Debian (its `local` plugin breaks gpgcheck), `yum` as dnf, a per-boot machine id, and
+/// Debian's own etcd.service disabled (stacked-etcd control planes run `lab-etcd.service`, etcd with
+/// kubeadm's flags), its data directory empty.
 fn finish(root: &Path) -> Result<(), String> {
     let at = |p: &str| root.join(p.trim_start_matches('/'));
     let chroot = root.to_string_lossy().into_owned();
@@ -62,6 +65,14 @@ fn finish(root: &Path) -> Result<(), String> {
         "chroot",
         &[&chroot, "systemctl", "enable", "systemd-networkd.service"],
     )?;
+    sh::run("chroot", &[&chroot, "systemctl", "disable", "etcd.service"])?;
+    let data = at(crate::etcd::DATA_DIR);
+    if data.exists() {
+        std::fs::remove_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+    }
+    std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+    std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .map_err(|e| format!("{}: {e}", data.display()))?;
     // Nothing in a node may reach out: only the lab's own repository will be configured.
     sh::write(&at("/etc/apt/sources.list"), "")?;
     let _ = std::fs::remove_file(at("/etc/apt/sources.list.d/debian.sources"));

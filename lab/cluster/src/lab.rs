@@ -273,6 +273,11 @@ fn build(state: &mut LabState) -> Result<LabFiles, String> {
         std::fs::read_to_string(&files.kubeconfig).map_err(|e| format!("kubeconfig: {e}"))?;
     let direct_text =
         std::fs::read_to_string(&files.direct_kubeconfig).map_err(|e| format!("direct kubeconfig: {e}"))?;
+    let etcd_ca = if crate::etcd::stacked(&spec) {
+        Some(crate::etcd::Ca::generate()?)
+    } else {
+        None
+    };
     let provision = Provision {
         spec: &spec,
         base: &base,
@@ -281,6 +286,7 @@ fn build(state: &mut LabState) -> Result<LabFiles, String> {
         kubeconfig: &kubeconfig_text,
         direct_kubeconfig: &direct_text,
         hosts: &hosts,
+        etcd_ca: etcd_ca.as_ref(),
     };
     for plan in spec.nodes() {
         sh::progress(&format!("booting {} ({})", plan.name, plan.address));
@@ -302,11 +308,17 @@ fn build(state: &mut LabState) -> Result<LabFiles, String> {
     ));
     let spec_ref = &spec;
     std::thread::scope(|scope| {
-        let jobs: Vec<_> = state
+        let mut jobs: Vec<_> = state
             .nodes
             .iter()
             .map(|n| scope.spawn(move || node::install_packages(n, spec_ref)))
             .collect();
+        // Meanwhile, the control planes' etcd members form their cluster: healthy (a quorum read on
+        // each) and seeded before the lab says it is up.
+        if etcd_ca.is_some() {
+            let members: Vec<&RunningNode> = state.nodes.iter().filter(|n| n.plan.control_plane).collect();
+            jobs.push(scope.spawn(move || crate::etcd::wait_and_seed(&members, Duration::from_secs(60))));
+        }
         jobs.into_iter()
             .map(|j| {
                 j.join()

@@ -4,6 +4,7 @@
 //! API server and release server.
 
 pub mod base;
+pub mod etcd;
 pub mod lab;
 pub mod node;
 pub mod repo;

@@ -59,6 +59,8 @@ pub struct Provision<'a> {
     /// The lab's side channel to the API server's own address (the stand-in services' reports).
     pub direct_kubeconfig: &'a str,
     pub hosts: &'a str,
+    /// The etcd CA of a stacked-etcd lab (its control planes run real etcd).
+    pub etcd_ca: Option<&'a crate::etcd::Ca>,
 }
 
 /// Mounts the overlay and writes everything the node needs before it boots.
@@ -133,6 +135,21 @@ pub fn prepare(plan: &NodePlan, p: &Provision<'_>) -> Result<PathBuf, String> {
     if plan.control_plane {
         units.push(("keepalived", keepalived_unit()));
     }
+    // Stacked etcd (kubeadm's default HA topology in today's docs) on pkgs.k8s.io-era labs: a real
+    // member on every control plane, one cluster (lab/cluster src/etcd.rs); the older labs use an
+    // external etcd, as the 1.8 -> 1.9 HA runbook does, and run none.
+    let etcd = match p.etcd_ca {
+        Some(ca) if plan.control_plane && crate::etcd::stacked(spec) => {
+            let members: Vec<NodePlan> = spec.nodes().into_iter().filter(|n| n.control_plane).collect();
+            for (file, text, mode) in ca.node_files(plan)? {
+                sh::write_mode(&at(&format!("{}/{file}", crate::etcd::PKI_DIR)), text, mode)?;
+            }
+            let command = crate::etcd::command(plan, &members);
+            units.push(("lab-etcd", crate::etcd::unit(&command)));
+            Some(command)
+        }
+        _ => None,
+    };
     for (unit, text) in &units {
         sh::write(&at(&format!("/etc/systemd/system/{unit}.service")), text)?;
         let wants = at(&format!(
@@ -150,19 +167,13 @@ pub fn prepare(plan: &NodePlan, p: &Provision<'_>) -> Result<PathBuf, String> {
         // The images kubeadm of that release wrote (the emulation knows the registry per era).
         let emulation = lab_apiserver::Emulation::parse(&crate::lab::emulated_release(&spec.from))?;
         let version = format!("v{}", spec.from);
-        // Stacked etcd (kubeadm's default HA topology in today's docs) on pkgs.k8s.io-era labs; the
-        // older ones use an external etcd, as the 1.8 -> 1.9 HA runbook does.
-        if crate::spec::minor_of(&spec.from) >= 24 {
+        // The static pod kubeadm wrote for the member lab-etcd.service runs (real etcd owns
+        // /var/lib/etcd).
+        if let Some(command) = &etcd {
             sh::write(
                 &at("/etc/kubernetes/manifests/etcd.yaml"),
-                format!(
-                    "apiVersion: v1\nkind: Pod\nmetadata:\n  name: etcd\n  namespace: kube-system\nspec:\n  \
-                     hostNetwork: true\n  containers:\n  - name: etcd\n    image: {}\n    command:\n    - etcd\n    \
-                     - --data-dir=/var/lib/etcd\n",
-                    emulation.etcd_image()
-                ),
+                crate::etcd::manifest(emulation.etcd_image(), command),
             )?;
-            sh::write_mode(&at("/var/lib/etcd/member/snap/db"), "lab etcd data\n", 0o600)?;
         }
         for component in ["kube-apiserver", "kube-controller-manager", "kube-scheduler"] {
             sh::write(

@@ -1,0 +1,253 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Real etcd in the lab (issue 14, "a verified etcd snapshot before the control plane moves"): a
+//! stacked-etcd lab's control planes run Debian's etcd 3.4 with kubeadm's flags and PKI as one
+//! cluster; `etcd_snapshot` snapshots it on a control plane, the snapshot restores with `etcdctl
+//! snapshot restore` into a member that serves the seeded keys, and a corrupted copy is refused.
+
+use e2e::lab::{leftovers, LabOptions, TestLab};
+use serde_json::{json, Value};
+
+const PKI: &str = "/etc/kubernetes/pki/etcd";
+
+/// etcdctl at `endpoints` with the healthcheck client's certificates, as kubeadm's probe uses them.
+fn etcdctl_at(endpoints: &str, args: &str) -> String {
+    format!(
+        "ETCDCTL_API=3 etcdctl --endpoints={endpoints} --cacert={PKI}/ca.crt \
+         --cert={PKI}/healthcheck-client.crt --key={PKI}/healthcheck-client.key {args}"
+    )
+}
+
+fn etcdctl(args: &str) -> String {
+    etcdctl_at("https://127.0.0.1:2379", args)
+}
+
+fn json_of(text: &str) -> Value {
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+#[test]
+fn stacked_etcd_is_one_real_cluster_snapshotted_verified_and_restored() {
+    let Some(lab) = TestLab::up(LabOptions {
+        flavour: "apt",
+        from: "1.34.2",
+        control_planes: 2,
+        workers: 1,
+        id: 21,
+    }) else {
+        return;
+    };
+    let (dir, bridge) = (lab.dir.clone(), lab.bridge.clone());
+    let both = format!("https://{}:2379,https://{}:2379", lab.address(1), lab.address(2));
+
+    // (a) Each control plane runs a member of one 2-member cluster, healthy on each (a quorum read),
+    // over TLS with kubeadm's certificates (the nodes' addresses and 127.0.0.1 in the server
+    // certificate, peers authenticated by theirs); Debian's own unit stays disabled.
+    for n in [1, 2] {
+        assert_eq!(
+            lab.ssh_ok(n, "systemctl is-active lab-etcd.service").trim(),
+            "active"
+        );
+        let enabled = lab.ssh(n, "systemctl is-enabled etcd.service");
+        assert_eq!(
+            String::from_utf8_lossy(&enabled.stdout).trim(),
+            "disabled",
+            "Debian's etcd.service on node {n}"
+        );
+        let health = json_of(&lab.ssh_ok(n, &etcdctl("endpoint health -w json")));
+        assert_eq!(health[0]["health"], true, "node {n}: {health}");
+        let modes = lab.ssh_ok(n, &format!("stat -c '%n %a' {PKI}/*.key"));
+        let modes: Vec<&str> = modes.lines().collect();
+        assert_eq!(modes.len(), 4, "{modes:?}");
+        assert!(modes.iter().all(|l| l.ends_with(" 600")), "{modes:?}");
+        let manifest = lab.ssh_ok(n, "cat /etc/kubernetes/manifests/etcd.yaml");
+        assert!(
+            manifest.contains("- --client-cert-auth=true")
+                && manifest.contains(&format!("- --name=lab-cp{n}")),
+            "{manifest}"
+        );
+    }
+    let members = json_of(&lab.ssh_ok(1, &etcdctl("member list -w json")));
+    let mut names: Vec<&str> = members["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| m["name"].as_str().unwrap_or(""))
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["lab-cp1", "lab-cp2"], "{members}");
+    let health = json_of(&lab.ssh_ok(1, &etcdctl_at(&both, "endpoint health -w json")));
+    let healthy = health
+        .as_array()
+        .expect("health list")
+        .iter()
+        .filter(|h| h["health"] == true)
+        .count();
+    assert_eq!(healthy, 2, "{health}");
+    let status = json_of(&lab.ssh_ok(2, &etcdctl_at(&both, "endpoint status -w json")));
+    let status = status.as_array().expect("status list");
+    assert_eq!(status.len(), 2, "{status:?}");
+    assert_eq!(
+        status[0]["Status"]["header"]["cluster_id"], status[1]["Status"]["header"]["cluster_id"],
+        "one cluster: {status:?}"
+    );
+    // What the lab seeded, read through the other member.
+    let seeded = lab.ssh_ok(2, &etcdctl("get /registry/lab/seed --print-value-only"));
+    assert_eq!(seeded.trim(), "kup-lab");
+    // A client without a certificate of the cluster's CA is refused (client-cert-auth).
+    let anonymous = lab.ssh(
+        1,
+        &format!(
+            "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert={PKI}/ca.crt \
+             --dial-timeout=2s --command-timeout=3s get /registry/lab/seed"
+        ),
+    );
+    assert!(
+        !anonymous.status.success(),
+        "etcd answered without a client certificate"
+    );
+
+    // (b) The module takes a snapshot through etcd's gateway with the default certificates; the same
+    // target again changes nothing.
+    lab.install_modules(1, &["etcd_snapshot"]);
+    let first = lab.module(1, "etcd_snapshot", &json!({"target_version": "v1.35.1"}));
+    assert_eq!(first["failed"], false, "{first}");
+    assert_eq!(first["changed"], true, "{first}");
+    assert_eq!(first["taken"], true, "{first}");
+    let path = first["path"].as_str().expect("a path").to_string();
+    assert!(
+        path.starts_with("/var/lib/kubeadm-ha-upgrade/etcd-snapshots/etcd-snapshot-v1.35.1-"),
+        "{path}"
+    );
+    let revision = first["revision"].as_i64().expect("revision");
+    let total_key = first["total_key"].as_u64().expect("total_key");
+    // The lab seeded 4 keys: revision 5 at least.
+    assert!(revision >= 5 && total_key >= 4, "{first}");
+    assert_eq!(
+        lab.ssh_ok(1, &format!("stat -c %a {path}")).trim(),
+        "600",
+        "the snapshot's mode"
+    );
+    // etcd's own reading of the file agrees with the module's verification.
+    let etcd_status = json_of(&lab.ssh_ok(
+        1,
+        &format!("ETCDCTL_API=3 etcdctl snapshot status {path} -w json"),
+    ));
+    assert_eq!(etcd_status["revision"].as_i64(), Some(revision), "{etcd_status}");
+    assert_eq!(etcd_status["totalKey"].as_u64(), Some(total_key), "{etcd_status}");
+    assert_eq!(etcd_status["hash"], first["hash"], "{etcd_status} {first}");
+    let second = lab.module(1, "etcd_snapshot", &json!({"target_version": "v1.35.1"}));
+    assert_eq!(second["failed"], false, "{second}");
+    assert_eq!(second["changed"], false, "{second}");
+    assert_eq!(second["path"].as_str(), Some(path.as_str()), "{second}");
+
+    // (c) The snapshot restores into a scratch directory, and a member started on it serves the
+    // seeded keys.
+    lab.ssh_ok(
+        1,
+        &format!(
+            "rm -rf /root/restored && ETCDCTL_API=3 etcdctl snapshot restore {path} \
+             --data-dir /root/restored --name restored \
+             --initial-cluster restored=http://127.0.0.1:12380 \
+             --initial-advertise-peer-urls http://127.0.0.1:12380"
+        ),
+    );
+    lab.ssh_ok(
+        1,
+        "systemd-run --unit=kup-restored-etcd /usr/bin/etcd --name restored --data-dir /root/restored \
+         --listen-peer-urls http://127.0.0.1:12380 --listen-client-urls http://127.0.0.1:12379 \
+         --advertise-client-urls http://127.0.0.1:12379 --listen-metrics-urls http://127.0.0.1:12381",
+    );
+    let restored = lab.ssh(
+        1,
+        "for i in $(seq 50); do v=$(ETCDCTL_API=3 etcdctl --endpoints=http://127.0.0.1:12379 \
+         --dial-timeout=1s get /registry/lab/seed --print-value-only 2>/dev/null) && [ -n \"$v\" ] \
+         && echo \"$v\" && exit 0; sleep 0.2; done; exit 1",
+    );
+    let _ = lab.ssh(1, "systemctl stop kup-restored-etcd; rm -rf /root/restored");
+    assert!(
+        restored.status.success() && String::from_utf8_lossy(&restored.stdout).trim() == "kup-lab",
+        "the restored member does not serve the seeded key: {} {}",
+        String::from_utf8_lossy(&restored.stdout),
+        String::from_utf8_lossy(&restored.stderr)
+    );
+
+    // (d) A copy with a few bytes changed inside the database: etcd's own restore refuses it (the
+    // sha256 etcd appended no longer matches), and the module does not count it as the target's
+    // snapshot (it warns and takes a fresh one).
+    let name = path.rsplit('/').next().unwrap();
+    lab.ssh_ok(
+        1,
+        &format!(
+            "rm -rf /root/corrupt && mkdir -m 0700 /root/corrupt && cp {path} /root/corrupt/{name} && \
+             printf 'kup-lab-damage' | dd of=/root/corrupt/{name} bs=1 seek=12345 conv=notrunc status=none"
+        ),
+    );
+    let refused = lab.ssh(
+        1,
+        &format!(
+            "ETCDCTL_API=3 etcdctl snapshot restore /root/corrupt/{name} --data-dir /root/corrupt/restored"
+        ),
+    );
+    assert!(
+        !refused.status.success(),
+        "etcdctl restored a corrupted snapshot: {}",
+        String::from_utf8_lossy(&refused.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("sha256"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let damaged = lab.module(
+        1,
+        "etcd_snapshot",
+        &json!({"target_version": "v1.35.1", "dest_dir": "/root/corrupt"}),
+    );
+    assert_eq!(damaged["failed"], false, "{damaged}");
+    assert_eq!(damaged["changed"], true, "{damaged}");
+    assert_ne!(
+        damaged["path"].as_str(),
+        Some(format!("/root/corrupt/{name}").as_str()),
+        "{damaged}"
+    );
+    let warned = damaged["warnings"].as_array().expect("warnings");
+    assert!(
+        warned
+            .iter()
+            .any(|w| w.as_str().unwrap_or("").contains("damaged") && w.as_str().unwrap_or("").contains(name)),
+        "{damaged}"
+    );
+
+    // (e) kubeadm's own backup before it moves a stacked control plane (`kubeadm-backup-etcd-<time>`
+    // under /etc/kubernetes/tmp) copies the real member's data: its database holds the seeded keys;
+    // etcd stays healthy through the apply.
+    lab.ssh_ok(
+        1,
+        "sed -i 's#core:/stable:/v1.34/#core:/stable:/v1.35/#' /etc/apt/sources.list.d/kubernetes.* && \
+         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+         --allow-change-held-packages kubeadm=1.35.1-1.1",
+    );
+    let apply = lab.ssh_ok(1, "kubeadm upgrade apply v1.35.1 -y");
+    assert!(apply.contains("Backing up etcd data to"), "{apply}");
+    let backup = json_of(&lab.ssh_ok(
+        1,
+        "ETCDCTL_API=3 etcdctl snapshot status -w json \
+         /etc/kubernetes/tmp/kubeadm-backup-etcd-*/etcd/member/snap/db",
+    ));
+    assert!(
+        backup["totalKey"].as_u64().unwrap_or(0) >= 4 && backup["revision"].as_i64().unwrap_or(0) >= 5,
+        "{backup}"
+    );
+    let health = json_of(&lab.ssh_ok(1, &etcdctl_at(&both, "endpoint health -w json")));
+    assert!(
+        health
+            .as_array()
+            .expect("health list")
+            .iter()
+            .all(|h| h["health"] == true),
+        "{health}"
+    );
+
+    drop(lab);
+    assert_eq!(leftovers(&dir, &bridge), Vec::<String>::new());
+}
