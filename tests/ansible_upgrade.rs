@@ -603,3 +603,58 @@ fn ansible_playbook_upgrades_a_modern_lab_the_way_upstream_documents_it() {
         assert_eq!(counters["changed"], 0, "{host} changed on the second run:\n{out}");
     }
 }
+
+/// upgrade.yml's rescue: a worker whose new kubelet refuses to start (a flag 1.35 removed, left in
+/// /etc/default/kubelet) is rolled back to its 1.34 packages, Ready, and the play stops; with the
+/// fault gone a rerun finishes.
+#[test]
+fn ansible_playbook_rolls_back_a_worker_whose_kubelet_does_not_come_back() {
+    let Some(lab) = TestLab::up(LabOptions {
+        flavour: "apt",
+        from: "1.34.2",
+        control_planes: 1,
+        workers: 2,
+        id: 25,
+    }) else {
+        return;
+    };
+    let Some(ansible) = Ansible::new() else {
+        return;
+    };
+    lab.ssh_ok(
+        2,
+        "echo 'KUBELET_EXTRA_ARGS=--pod-infra-container-image=registry.k8s.io/pause:3.10' > /etc/default/kubelet",
+    );
+    let target = [
+        "-e",
+        "to_version=1.35.1",
+        "-e",
+        "cni_version=1.8.0",
+        "-e",
+        "force_drain=true",
+    ];
+    let (ok, out) = ansible.playbook(&lab.inventory, "upgrade.yml", &target);
+    assert!(!ok, "{out}");
+    assert!(out.contains("rolled lab-w1 back to kubelet 1.34.2-1.1"), "{out}");
+    assert_eq!(
+        lab.ssh_ok(2, "dpkg-query -W -f '${Version}' kubelet"),
+        "1.34.2-1.1"
+    );
+    let node = lab.kubectl(&[
+        "get",
+        "node",
+        "lab-w1",
+        "-o",
+        "jsonpath={.status.nodeInfo.kubeletVersion}",
+    ]);
+    assert_eq!(node.trim(), "v1.34.2");
+    lab.ssh_ok(2, "rm /etc/default/kubelet");
+    let (ok, out) = ansible.playbook(&lab.inventory, "upgrade.yml", &target);
+    assert!(ok, "rerun:\n{out}");
+    for (name, ready, version) in &lab.nodes() {
+        assert!(
+            *ready && version == "v1.35.1",
+            "{name}: ready={ready} version={version}"
+        );
+    }
+}
