@@ -295,6 +295,14 @@ fn kup_upgrades_a_modern_lab_one_minor() {
         log.contains("kubeadm-node"),
         "the second control plane and the workers should use `kubeadm upgrade node`:\n{log}"
     );
+    // A verified snapshot of the lab's real etcd before the first apply, named in the report.
+    assert!(
+        log.contains("etcd snapshot /var/lib/kubeadm-ha-upgrade/etcd-snapshots/etcd-snapshot-v1.35.1-"),
+        "{log}"
+    );
+    assert!(lab
+        .ssh_ok(1, "ls /var/lib/kubeadm-ha-upgrade/etcd-snapshots")
+        .contains("etcd-snapshot-v1.35.1-"));
     lab.assert_all_at("v1.35.1");
     for node in 1..=4 {
         assert_eq!(
