@@ -274,6 +274,24 @@ fn a_patch_published_after_provisioning_is_seen_only_after_an_index_refresh() {
     // The dependency back: kup refreshes the repository's index before it judges the packages,
     // and the patch upgrade goes.
     lab.ssh_ok(3, "cp /root/dpkg-status.kept /var/lib/dpkg/status");
+
+    // --limit: the plan says what stays behind, the upgrade touches only the named hosts.
+    let limited_plan = e2e::kup(
+        &lab.inventory,
+        &[&plan_args[..], &["--limit", "control_plane,lab-w1"]].concat(),
+    );
+    let text = e2e::output_text(&limited_plan);
+    assert!(limited_plan.status.success(), "{text}");
+    assert!(text.contains("outside --limit"), "{text}");
+    let limited = e2e::kup(
+        &lab.inventory,
+        &[&up_args[..], &["--limit", "control_plane,lab-w1"]].concat(),
+    );
+    assert!(limited.status.success(), "{}", e2e::output_text(&limited));
+    let kubelet = "dpkg-query -W -f '${Version}' kubelet";
+    assert_eq!(lab.ssh_ok(2, kubelet), "1.35.1-1.1");
+    assert_eq!(lab.ssh_ok(3, kubelet), "1.35.0-1.1", "lab-w2 was outside --limit");
+
     let up = e2e::kup(&lab.inventory, &up_args);
     assert!(up.status.success(), "{}", e2e::output_text(&up));
     lab.assert_all_at("v1.35.1");

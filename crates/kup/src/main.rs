@@ -83,6 +83,11 @@ struct Common {
     /// skips a minor: `--to 1.35` on a 1.33 cluster is two rollouts, 1.34 then 1.35.
     #[arg(long, value_name = "RELEASE")]
     via: Vec<String>,
+    /// Only these hosts or groups, as Ansible's --limit (comma-separated or repeated: host names,
+    /// node names, control_plane/masters, workers/nodes, all). The others stay at their version
+    /// (the plan lists them); control planes not yet at the target cannot be left out.
+    #[arg(long, value_delimiter = ',', value_name = "HOSTS")]
+    limit: Vec<String>,
     /// Release server (default: the inventory's kubeadm_base_url, else https://dl.k8s.io/release).
     #[arg(long)]
     base_url: Option<String>,
@@ -315,6 +320,7 @@ fn options(
         ready_timeout,
         on_node_failure: procedure::OnNodeFailure::Rollback,
         rollback_uncordon: false,
+        limit: (!c.limit.is_empty()).then(|| c.limit.iter().map(|l| l.trim().to_string()).collect()),
     }
 }
 
@@ -574,6 +580,21 @@ fn upgrade_logged(
         Err(stop) => return finish(&reporter, stop, Some(target.to_string())),
     };
     let first = hops.first().copied().unwrap_or(target);
+    let limited = if hops.len() > 1 && run.opts.limit.is_some() {
+        Err(Stop::Setup(
+            "--limit with several minors: each hop needs every node at the minor before; upgrade one minor at a \
+             time with --limit, or drop it"
+                .into(),
+        ))
+    } else {
+        run.check_limit(first)
+    };
+    if let Err(stop) = limited {
+        return finish(&reporter, stop, Some(target.to_string()));
+    }
+    for host in run.left_out() {
+        reporter.note(&host.name, "outside --limit: stays at its version");
+    }
     let journal = match run.journal.into_inner() {
         Ok(j) => j.retarget(&first.to_string(), restart),
         Err(_) => {
@@ -846,10 +867,22 @@ fn plan_logged(common: &Common, log: Option<&Arc<RunLog>>) -> Ended {
                 }
             }
         }
+        if let Err(Stop::Setup(why)) = run.check_limit(target) {
+            blockers.push(format!("{}: {why}", run.primary().name));
+        }
+        for host in run.left_out() {
+            reporter.note(
+                &host.name,
+                "outside --limit: stays at its version, nothing planned",
+            );
+        }
         run.preflight(target, false)?;
         reporter.phase("what would change (check mode)");
         for (i, host) in inventory.all_hosts().enumerate() {
             let worker = i >= inventory.control_plane.len();
+            if !run.in_limit(host) {
+                continue;
+            }
             for args in modules::plan_steps(&run, host, target, worker)? {
                 let module = args.module;
                 match run.check(host, args) {
@@ -959,6 +992,7 @@ fn status(args: &StatusArgs) -> ExitCode {
         inventory: args.inventory.clone(),
         to,
         via: Vec::new(),
+        limit: Vec::new(),
         base_url: args.base_url.clone(),
         cni_version: None,
         json: args.json,

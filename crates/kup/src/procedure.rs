@@ -38,6 +38,9 @@ pub struct Options {
     pub on_node_failure: OnNodeFailure,
     /// A worker rolled back is uncordoned (else it stays cordoned for the operator to look at).
     pub rollback_uncordon: bool,
+    /// `--limit`: only these hosts or groups (`control_plane`/`masters`, `workers`/`nodes`, `all`)
+    /// are upgraded; `None`: every host.
+    pub limit: Option<Vec<String>>,
 }
 
 /// What becomes of a worker whose new kubelet does not come back (`--on-node-failure`).
@@ -159,6 +162,66 @@ impl<'a> Run<'a> {
 }
 
 impl Run<'_> {
+    /// Whether `host` is one `--limit` names (by name, node name or group).
+    pub fn in_limit(&self, host: &Host) -> bool {
+        let Some(limit) = &self.opts.limit else {
+            return true;
+        };
+        let control_plane = self.inventory.control_plane.iter().any(|c| c.name == host.name);
+        limit.iter().any(|l| {
+            l == &host.name
+                || l == host.node_name.as_str()
+                || l == "all"
+                || (control_plane && (l == "control_plane" || l == "masters"))
+                || (!control_plane && (l == "workers" || l == "nodes"))
+        })
+    }
+
+    /// The hosts `--limit` leaves as they are, in inventory order.
+    pub fn left_out(&self) -> Vec<&Host> {
+        self.inventory.all_hosts().filter(|h| !self.in_limit(h)).collect()
+    }
+
+    /// A `--limit` that leaves out the control planes still to upgrade is refused: they come first
+    /// (kubeadm's skew policy: no kubelet newer than the API server), and the first one's `apply`
+    /// upgrades the cluster. A limit naming no host is refused too.
+    pub fn check_limit(&self, target: Version) -> Result<(), Stop> {
+        let Some(limit) = &self.opts.limit else {
+            return Ok(());
+        };
+        if self.inventory.all_hosts().all(|h| !self.in_limit(h)) {
+            return Err(Stop::Setup(format!(
+                "--limit {} names no host of the inventory (hosts, node names, or the groups control_plane, \
+                 workers, all)",
+                limit.join(",")
+            )));
+        }
+        let outdated: Vec<&str> = self
+            .inventory
+            .control_plane
+            .iter()
+            .filter(|h| !self.in_limit(h))
+            .filter(|h| {
+                let check = Args::of::<kubeadm_upgrade::KubeadmUpgrade>(&kubeadm_upgrade::Params::new(
+                    kubeadm_upgrade::Action::Apply,
+                    Some(target.to_string()),
+                ))
+                .check_mode();
+                self.call(h, check)
+                    .map_or(true, |r| r["changed"] != false || r["failed"] == true)
+            })
+            .map(|h| h.name.as_str())
+            .collect();
+        if outdated.is_empty() {
+            return Ok(());
+        }
+        Err(Stop::Setup(format!(
+            "--limit leaves out control plane(s) not yet at {target}: {}; control planes are upgraded first \
+             (the first one's kubeadm upgrade apply moves the cluster): include them in --limit",
+            outdated.join(", ")
+        )))
+    }
+
     pub fn primary(&self) -> &Host {
         &self.inventory.control_plane[0]
     }
@@ -379,7 +442,12 @@ impl Run<'_> {
         // The other hosts' local checks are read-only and independent: all at once (this is also
         // each host's first contact: the ssh master and the copy of kup).
         let local_only = preflight(&["kubeadm", "version_skew", "api", "nodes_ready", "control_plane"]);
-        let others: Vec<&Host> = self.inventory.all_hosts().skip(1).collect();
+        let others: Vec<&Host> = self
+            .inventory
+            .all_hosts()
+            .skip(1)
+            .filter(|h| self.in_limit(h))
+            .collect();
         self.on_each(&others, |host| {
             self.step(host, "preflight", local_only.clone(), false)
                 .map(|_| ())
@@ -394,7 +462,7 @@ impl Run<'_> {
     /// before the first control plane changes, so that no node is found refusing them half-way.
     /// Every node is asked; the failure names each that would refuse, and why.
     fn packages_resolve(&self, target: Version) -> Result<(), Stop> {
-        let hosts: Vec<&Host> = self.inventory.all_hosts().collect();
+        let hosts: Vec<&Host> = self.inventory.all_hosts().filter(|h| self.in_limit(h)).collect();
         let refusals = std::sync::Mutex::new(Vec::new());
         let asked = self.on_each(&hosts, |host| {
             match self.step(host, "packages-resolve", self.pin_check_args(host, target), false) {
@@ -469,6 +537,9 @@ impl Run<'_> {
         let retry_delay = Seconds::<0>::new(self.opts.retry_delay)
             .map_err(|e| Stop::Setup(format!("--retry-delay {e}")))?;
         for (i, host) in self.inventory.control_plane.iter().enumerate() {
+            if !self.in_limit(host) {
+                continue;
+            }
             let kubeadm_path = self.target_kubeadm(host, target, era, true)?;
             let action = match (i, era.other_control_planes) {
                 (0, _) | (_, kube_eras::OtherControlPlanes::Apply) => kubeadm_upgrade::Action::Apply,
@@ -1104,24 +1175,33 @@ impl Run<'_> {
     }
 
     pub fn nodes(&self, target: Version) -> Result<(), Stop> {
-        for host in &self.inventory.control_plane {
+        for host in self.inventory.control_plane.iter().filter(|h| self.in_limit(h)) {
             self.upgrade_node(host, target, false)?;
         }
-        for batch in self.inventory.workers.chunks(self.opts.workers_batch.max(1)) {
-            let batch: Vec<&Host> = batch.iter().collect();
-            self.on_each(&batch, |host| self.upgrade_node(host, target, true))?;
+        let workers: Vec<&Host> = self
+            .inventory
+            .workers
+            .iter()
+            .filter(|h| self.in_limit(h))
+            .collect();
+        for batch in workers.chunks(self.opts.workers_batch.max(1)) {
+            self.on_each(batch, |host| self.upgrade_node(host, target, true))?;
         }
         Ok(())
     }
 
     pub fn verify(&self, target: Version) -> Result<(), Stop> {
-        let names = self.inventory.all_hosts().map(|h| h.node_name.clone()).collect();
+        let names = self
+            .inventory
+            .all_hosts()
+            .filter(|h| self.in_limit(h))
+            .map(|h| h.node_name.clone())
+            .collect();
         let args = self.ready_args(names, target, self.opts.ready_timeout);
         self.step(self.primary(), "verify", args, false).map(|_| ())
     }
 }
 
-/// `1.35` or `v1.35`: its stable channel, `stable-1.35`.
 /// The kubelet package version a node runs before its packages change (`1.34.2-1.1`), from
 /// package_pin's check result.
 fn kubelet_before(check: &Value) -> Option<String> {
@@ -1133,6 +1213,7 @@ fn kubelet_before(check: &Value) -> Option<String> {
         .map(str::to_string)
 }
 
+/// `1.35` or `v1.35`: its stable channel, `stable-1.35`.
 pub fn minor_channel(spec: &str) -> Option<String> {
     let bare = spec.trim().trim_start_matches('v');
     let (major, minor) = bare.split_once('.')?;

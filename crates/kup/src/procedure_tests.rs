@@ -81,6 +81,7 @@ fn options() -> Options {
         ready_timeout: 30,
         on_node_failure: OnNodeFailure::Rollback,
         rollback_uncordon: false,
+        limit: None,
     }
 }
 
@@ -849,4 +850,53 @@ fn a_worker_whose_kubelet_does_not_come_back_is_rolled_back_and_the_rollout_stop
         1,
         "{calls:?}"
     );
+}
+
+#[test]
+fn limit_upgrades_only_the_named_hosts_and_refuses_to_leave_outdated_control_planes_behind() {
+    // Control planes already at the target (kubeadm's check unchanged), workers not.
+    let fake = Fake::new(|_, module, args| match module {
+        "kubeadm_upgrade" if args["_ansible_check_mode"] == true => ok(false),
+        _ => not_upgraded("", module, args),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::unlocked(dir.path().join("j.json"), "v1.9.2", false);
+    let mut opts = options();
+    opts.limit = Some(vec!["w2".into()]);
+    with_run_opts(INVENTORY, opts, &fake, journal, |run| {
+        assert!(run.in_limit(&run.inventory.workers[1]));
+        assert!(!run.in_limit(&run.inventory.workers[0]));
+        let left: Vec<&str> = run.left_out().iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(left, ["cp1", "cp2", "w1"]);
+        run.check_limit(target()).unwrap();
+        run.nodes(target()).unwrap();
+        run.verify(target()).unwrap();
+    });
+    let calls = fake.calls();
+    assert!(calls.iter().any(|c| c == "w2 package_pin"), "{calls:?}");
+    for other in ["cp1 package_pin", "cp2 package_pin", "w1 package_pin"] {
+        assert!(!calls.iter().any(|c| c == other), "{other} ran: {calls:?}");
+    }
+    // Groups name their hosts.
+    let mut opts = options();
+    opts.limit = Some(vec!["workers".into()]);
+    let fake = Fake::new(|_, _, _| ok(true));
+    let journal = Journal::unlocked(dir.path().join("j2.json"), "v1.9.2", false);
+    with_run_opts(INVENTORY, opts, &fake, journal, |run| {
+        assert!(run.in_limit(&run.inventory.workers[0]) && !run.in_limit(run.primary()));
+        // kubeadm's check says the control planes are not at the target: refused, naming them.
+        let Stop::Setup(why) = run.check_limit(target()).unwrap_err() else {
+            panic!("not a setup refusal");
+        };
+        assert!(why.contains("cp1, cp2") && why.contains("include them"), "{why}");
+    });
+    let mut opts = options();
+    opts.limit = Some(vec!["nosuchhost".into()]);
+    let journal = Journal::unlocked(dir.path().join("j3.json"), "v1.9.2", false);
+    with_run_opts(INVENTORY, opts, &fake, journal, |run| {
+        let Stop::Setup(why) = run.check_limit(target()).unwrap_err() else {
+            panic!("not a setup refusal");
+        };
+        assert!(why.contains("names no host"), "{why}");
+    });
 }

@@ -229,6 +229,7 @@ mod tests {
             ready_timeout: 0,
             on_node_failure: crate::procedure::OnNodeFailure::Stop,
             rollback_uncordon: false,
+            limit: None,
         };
         let journal = Journal::unlocked(journal_path, "v1.35.1", false);
         let run = Run::new(
