@@ -1,7 +1,8 @@
 //! Progress (a live host x step table on a terminal, plain lines when stderr is not one, or a
 //! JSON event stream with `--json`, see [`crate::events`]) and the final report: per host, the
 //! kubelet versions before and after (this run's, else the journal's for a host an earlier run did,
-//! else the cluster's), the steps, the changes, the time.
+//! else the cluster's), the steps, the changes, the time; each node's out-of-service window and the
+//! run's critical path ([`Timeline`]), from the step-start and step events alone.
 
 use crate::live::{Live, TICK};
 use crate::runlog::{self, RunLog};
@@ -133,6 +134,122 @@ impl HostSummary {
     }
 }
 
+/// The steps whose time is a wait kup cannot avoid: drains, kubeadm, package transactions, services
+/// coming back, Ready. Their time, overlaps counted once, is the run's critical path.
+pub const CRITICAL_STEPS: &[&str] = &[
+    "drain",
+    "kubeadm-apply",
+    "kubeadm-node",
+    "kubeadm-package",
+    "packages",
+    "start-services",
+    "restart-kubelet",
+    "node-ready",
+    "control-plane-ready",
+];
+
+/// The steps that take a node out of service, and those that put it back (a rolled-back worker's
+/// uncordon too).
+const TAKE_OUT: &[&str] = &["cordon", "drain"];
+const PUT_BACK: &[&str] = &["uncordon", "rollback-uncordon"];
+
+/// When steps ran, in seconds since kup started, as the step-start and step events tell it: each
+/// node's out-of-service window (its take-out step's start to the end of its uncordon) and the
+/// intervals of the [`CRITICAL_STEPS`].
+#[derive(Debug, Default)]
+pub struct Timeline {
+    /// (host, step) -> when its step-start came.
+    started: BTreeMap<(String, String), f64>,
+    /// Host -> the take-out step and when it began, while the node is out of service.
+    out_since: BTreeMap<String, (String, f64)>,
+    /// Host -> seconds out of service in windows that closed (a run of several minors takes a node
+    /// out once per minor).
+    out_total: BTreeMap<String, f64>,
+    /// The critical steps' (start, end).
+    waits: Vec<(f64, f64)>,
+}
+
+/// A node's time out of service this run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    /// Seconds out of service: its windows' total; an open one counts up to the time asked.
+    pub seconds: f64,
+    /// Still out of service: the take-out step and when it began.
+    pub open: Option<(String, f64)>,
+}
+
+impl Timeline {
+    /// A step began on `host` at `at`.
+    pub fn started(&mut self, host: &str, step: &str, at: f64) {
+        self.started.insert((host.to_string(), step.to_string()), at);
+        if TAKE_OUT.contains(&step) {
+            self.out_since
+                .entry(host.to_string())
+                .or_insert_with(|| (step.to_string(), at));
+        }
+    }
+
+    /// A step ended on `host` at `at` after `seconds`, with kup's `status` (`done`: the journal
+    /// had it, nothing ran this run).
+    pub fn ended(&mut self, host: &str, step: &str, status: &str, seconds: f64, at: f64) {
+        let begun = self.started.remove(&(host.to_string(), step.to_string()));
+        if status == "done" {
+            return;
+        }
+        let from = begun.unwrap_or(at - seconds).max(0.0).min(at);
+        if CRITICAL_STEPS.contains(&step) {
+            self.waits.push((from, at));
+        }
+        if TAKE_OUT.contains(&step) {
+            // A take-out step without its step-start: its start is its end less its time.
+            self.out_since
+                .entry(host.to_string())
+                .or_insert_with(|| (step.to_string(), from));
+        }
+        if PUT_BACK.contains(&step) && status != "FAILED" {
+            if let Some((_, since)) = self.out_since.remove(host) {
+                *self.out_total.entry(host.to_string()).or_default() += at - since;
+            }
+        }
+    }
+
+    /// `host`'s time out of service this run as of `now`; None when this run never took it out.
+    pub fn out_of_service(&self, host: &str, now: f64) -> Option<Window> {
+        let closed = self.out_total.get(host).copied();
+        let open = self.out_since.get(host).cloned();
+        if closed.is_none() && open.is_none() {
+            return None;
+        }
+        let seconds = closed.unwrap_or(0.0) + open.as_ref().map_or(0.0, |(_, since)| (now - since).max(0.0));
+        Some(Window { seconds, open })
+    }
+
+    /// The critical path: the union of the critical steps' intervals (steps of hosts that ran at the
+    /// same time count once).
+    pub fn critical_path(&self) -> f64 {
+        union_length(&self.waits)
+    }
+}
+
+/// The length of the union of `intervals` (start, end): overlapping ones merged.
+pub fn union_length(intervals: &[(f64, f64)]) -> f64 {
+    let mut sorted: Vec<(f64, f64)> = intervals.iter().copied().filter(|(a, b)| b > a).collect();
+    sorted.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let mut total = 0.0;
+    let mut current: Option<(f64, f64)> = None;
+    for (start, end) in sorted {
+        current = match current {
+            Some((a, b)) if start <= b => Some((a, b.max(end))),
+            Some((a, b)) => {
+                total += b - a;
+                Some((start, end))
+            }
+            None => Some((start, end)),
+        };
+    }
+    total + current.map_or(0.0, |(a, b)| b - a)
+}
+
 pub struct Reporter {
     json: bool,
     /// Prints nothing (the procedure's unit tests).
@@ -145,6 +262,8 @@ pub struct Reporter {
     /// Node name -> host, to place what the cluster says of a node.
     nodes: BTreeMap<String, String>,
     hosts: Mutex<BTreeMap<String, HostSummary>>,
+    /// When the steps ran: out-of-service windows and the critical path.
+    timeline: Mutex<Timeline>,
     /// The journal's kubelet versions: what an earlier run recorded (read once), and the journal's
     /// own record, where this run's go.
     earlier: Mutex<BTreeMap<String, journal::Kubelet>>,
@@ -187,6 +306,7 @@ impl Reporter {
             order: hosts.to_vec(),
             nodes: BTreeMap::new(),
             hosts: Mutex::new(BTreeMap::new()),
+            timeline: Mutex::new(Timeline::default()),
             earlier: Mutex::new(BTreeMap::new()),
             versions: Mutex::new(None),
             live,
@@ -240,6 +360,7 @@ impl Reporter {
             order: Vec::new(),
             nodes: BTreeMap::new(),
             hosts: Mutex::new(BTreeMap::new()),
+            timeline: Mutex::new(Timeline::default()),
             earlier: Mutex::new(BTreeMap::new()),
             versions: Mutex::new(None),
             live: None,
@@ -313,6 +434,9 @@ impl Reporter {
 
     /// A step has started on `host` (the live view; `step-start` in the event stream).
     pub fn running(&self, host: &str, step: &str) {
+        if let Ok(mut timeline) = self.timeline.lock() {
+            timeline.started(host, step, self.started.elapsed().as_secs_f64());
+        }
         if let Some(log) = &self.log {
             log.record("running", json!({"host": host, "step": step}));
         }
@@ -396,6 +520,10 @@ impl Reporter {
                 json!({"host": e.host, "step": e.step, "module": e.module, "status": e.status,
                        "changed": e.changed, "seconds": round(e.seconds), "msg": e.msg, "result": e.result}),
             );
+        }
+        if let Ok(mut timeline) = self.timeline.lock() {
+            let at = self.started.elapsed().as_secs_f64();
+            timeline.ended(&e.host, &e.step, e.status, e.seconds, at);
         }
         if let Ok(mut hosts) = self.hosts.lock() {
             self.learn_nodes(&mut hosts, &e);
@@ -485,6 +613,8 @@ impl Reporter {
         let Ok(hosts) = self.hosts.lock() else {
             return Vec::new();
         };
+        let now = self.started.elapsed().as_secs_f64();
+        let timeline = self.timeline.lock();
         // Every host of the inventory, also one the run never reached (a complete report).
         let untouched = HostSummary::default();
         let mut names: Vec<&String> = self.order.iter().collect();
@@ -494,7 +624,8 @@ impl Reporter {
             .map(|name| {
                 let h = hosts.get(name).unwrap_or(&untouched);
                 let kubelet = h.kubelet(self.plan, earlier.get(name));
-                (name.clone(), summary_json(h, &kubelet))
+                let window = timeline.as_ref().ok().and_then(|t| t.out_of_service(name, now));
+                (name.clone(), summary_json(h, &kubelet, window.as_ref()))
             })
             .collect()
     }
@@ -516,9 +647,11 @@ impl Reporter {
         };
         let (steps, changed, earlier) = (total("steps"), total("changed"), total("done_earlier"));
         let seconds = round(self.started.elapsed().as_secs_f64());
+        let critical = round(self.timeline.lock().map(|t| t.critical_path()).unwrap_or(0.0));
         let map: serde_json::Map<String, Value> = hosts.iter().cloned().collect();
         let report = json!({"outcome": outcome, "target": target, "seconds": seconds, "steps": steps,
-                            "done_earlier": earlier, "changed": changed, "hosts": map});
+                            "done_earlier": earlier, "changed": changed, "hosts": map,
+                            "wall": seconds, "critical_path": critical, "ratio": ratio(seconds, critical)});
         if let Some(log) = &self.log {
             log.record("report", report.clone());
         }
@@ -619,6 +752,17 @@ fn render_report(report: &Value, hosts: &[(String, Value)], plan: bool, width: u
         report["changed"],
         report["seconds"].as_f64().unwrap_or(0.0)
     ));
+    if !plan {
+        // What the run cost beyond the waits it cannot avoid.
+        let ratio = report["ratio"]
+            .as_f64()
+            .map_or("-".to_string(), |r| format!("{r:.2}"));
+        out.push_str(&format!(
+            "wall {:.1} s, critical path {:.1} s, ratio {ratio}\n",
+            report["wall"].as_f64().unwrap_or(0.0),
+            report["critical_path"].as_f64().unwrap_or(0.0)
+        ));
+    }
     let kubelet_heading = if plan {
         "KUBELET NOW -> PLANNED"
     } else {
@@ -641,13 +785,20 @@ fn render_report(report: &Value, hosts: &[(String, Value)], plan: bool, width: u
         .max()
         .unwrap_or(0)
         .max(kubelet_heading.len());
+    // An upgrade's rows end with each node's time out of service (- : not taken out this run).
+    let out_heading = if plan { "" } else { "  OUT OF SERVICE" };
     out.push_str(&format!(
-        "{:<host_w$}  {kubelet_heading:<kubelet_w$}  {:>5}  {:>13}  {:>7}  {:>7}\n",
+        "{:<host_w$}  {kubelet_heading:<kubelet_w$}  {:>5}  {:>13}  {:>7}  {:>7}{out_heading}\n",
         "HOST", "STEPS", "DONE EARLIER", "CHANGED", "SECONDS"
     ));
     for ((name, v), kubelet) in hosts.iter().zip(&kubelets) {
+        let out_of_service = match (plan, v["out_of_service"].as_f64()) {
+            (true, _) => String::new(),
+            (false, Some(s)) => format!("  {:>14}", format!("{s:.1}")),
+            (false, None) => format!("  {:>14}", "-"),
+        };
         out.push_str(&format!(
-            "{name:<host_w$}  {kubelet:<kubelet_w$}  {:>5}  {:>13}  {:>7}  {:>7.1}\n",
+            "{name:<host_w$}  {kubelet:<kubelet_w$}  {:>5}  {:>13}  {:>7}  {:>7.1}{out_of_service}\n",
             v["steps"].as_u64().unwrap_or(0),
             v["done_earlier"].as_u64().unwrap_or(0),
             v["changed"].as_u64().unwrap_or(0),
@@ -715,17 +866,29 @@ fn step_line(e: &StepEvent, elapsed: f64, verbose: u8) -> String {
     )
 }
 
-fn summary_json(h: &HostSummary, kubelet: &KubeletRow) -> Value {
+/// A host's row of the report; `window`: its time out of service this run (None: never taken out).
+fn summary_json(h: &HostSummary, kubelet: &KubeletRow, window: Option<&Window>) -> Value {
     let value = |v: &Option<(String, Source)>| v.as_ref().map(|(v, _)| v.clone());
     let source = |v: &Option<(String, Source)>| v.as_ref().map(|(_, s)| s.name());
+    let mut notes = h.notes.clone();
+    if let Some((step, since)) = window.and_then(|w| w.open.as_ref()) {
+        notes.push(format!(
+            "still out of service when the run ended: its {step} began {since:.1} s into the run and no uncordon followed"
+        ));
+    }
     json!({"steps": h.steps, "done_earlier": h.earlier, "changed": h.changed, "seconds": round(h.seconds),
            "kubelet_before": value(&kubelet.before), "kubelet_after": value(&kubelet.after),
            "kubelet_before_from": source(&kubelet.before), "kubelet_after_from": source(&kubelet.after),
-           "notes": h.notes})
+           "out_of_service": window.map(|w| round(w.seconds)), "notes": notes})
 }
 
 fn round(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
+}
+
+/// wall / critical path, two decimals; None without a critical path (nothing waited on).
+fn ratio(wall: f64, critical: f64) -> Option<f64> {
+    (critical > 0.0).then(|| (wall / critical * 100.0).round() / 100.0)
 }
 
 #[cfg(test)]
@@ -983,6 +1146,232 @@ mod tests {
         let no_error = lines[..10].join("\n");
         assert!(events::schema::validate_stream(&schema, &no_error, Some(1)).is_err());
         assert!(events::schema::validate_stream(&schema, &stream, Some(0)).is_err());
+    }
+
+    #[test]
+    fn overlapping_intervals_count_once() {
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        assert_eq!(union_length(&[]), 0.0);
+        assert!(close(union_length(&[(1.0, 3.0)]), 2.0));
+        // Apart, overlapping, nested, touching, out of order, empty and backwards ones.
+        let intervals = [
+            (10.0, 12.0),
+            (0.0, 2.0),
+            (1.0, 3.0),
+            (1.5, 2.5),
+            (3.0, 4.0),
+            (20.0, 20.0),
+            (30.0, 29.0),
+            (11.0, 15.5),
+        ];
+        // [0, 4] and [10, 15.5].
+        assert!(
+            close(union_length(&intervals), 9.5),
+            "{}",
+            union_length(&intervals)
+        );
+        // A batch of three workers draining at once: one wait, not three.
+        let batch = [(5.0, 9.0), (5.1, 8.0), (5.2, 9.4)];
+        assert!(close(union_length(&batch), 4.4));
+    }
+
+    /// A rollout as its events come: seconds since kup started.
+    fn rollout() -> Timeline {
+        let mut t = Timeline::default();
+        let mut step = |host: &str, step: &str, from: f64, to: f64| {
+            t.started(host, step, from);
+            t.ended(host, step, "ok", to - from, to);
+        };
+        step("cp1", "preflight", 0.5, 1.0);
+        step("cp1", "kubeadm-apply", 1.0, 11.0);
+        step("cp1", "control-plane-ready", 11.0, 13.0);
+        step("cp1", "cordon", 13.5, 13.7);
+        step("cp1", "packages", 13.7, 17.7);
+        step("cp1", "restart-kubelet", 17.7, 18.0);
+        step("cp1", "node-ready", 18.0, 21.0);
+        step("cp1", "uncordon", 21.0, 21.3);
+        // Two workers in one batch: their steps overlap.
+        for (host, lag) in [("w1", 0.0), ("w2", 0.5)] {
+            step(host, "drain", 22.0 + lag, 25.0 + lag);
+            step(host, "packages", 25.0 + lag, 28.0 + lag);
+            step(host, "restart-kubelet", 28.0 + lag, 28.5 + lag);
+            step(host, "node-ready", 28.5 + lag, 31.0 + lag);
+            step(host, "uncordon", 31.0 + lag, 31.2 + lag);
+        }
+        t
+    }
+
+    #[test]
+    fn out_of_service_windows_from_the_events() {
+        let close =
+            |a: Option<Window>, b: f64| a.is_some_and(|w| (w.seconds - b).abs() < 1e-9 && w.open.is_none());
+        let mut t = rollout();
+        // From the start of its take-out step to the end of its uncordon.
+        assert!(
+            close(t.out_of_service("cp1", 40.0), 21.3 - 13.5),
+            "{:?}",
+            t.out_of_service("cp1", 40.0)
+        );
+        assert!(close(t.out_of_service("w1", 40.0), 9.2));
+        assert!(close(t.out_of_service("w2", 40.0), 9.2));
+        // A host the run never took out has none.
+        assert_eq!(t.out_of_service("cp2", 40.0), None);
+        // Nor one whose take-out an earlier run did (the journal's): this run did not take it out.
+        t.ended("w3", "drain", "done", 0.0, 32.0);
+        t.started("w3", "packages", 32.0);
+        t.ended("w3", "packages", "ok", 1.0, 33.0);
+        t.started("w3", "uncordon", 33.0);
+        t.ended("w3", "uncordon", "ok", 0.5, 33.5);
+        assert_eq!(t.out_of_service("w3", 40.0), None);
+        // Taken out, its uncordon failed: still out, counted up to now.
+        t.started("w4", "cordon", 34.0);
+        t.ended("w4", "cordon", "changed", 0.2, 34.2);
+        t.started("w4", "uncordon", 35.0);
+        t.ended("w4", "uncordon", "FAILED", 0.1, 35.1);
+        let w4 = t.out_of_service("w4", 40.0).unwrap();
+        assert!((w4.seconds - 6.0).abs() < 1e-9, "{w4:?}");
+        assert_eq!(w4.open, Some(("cordon".to_string(), 34.0)));
+        // A second minor takes cp1 out again: the windows add up.
+        t.started("cp1", "cordon", 50.0);
+        t.ended("cp1", "cordon", "changed", 0.1, 50.1);
+        t.started("cp1", "uncordon", 52.0);
+        t.ended("cp1", "uncordon", "changed", 0.5, 52.5);
+        assert!(close(t.out_of_service("cp1", 60.0), 21.3 - 13.5 + 2.5));
+    }
+
+    #[test]
+    fn the_critical_path_counts_the_waits_of_a_batch_once() {
+        let t = rollout();
+        // cp1: kubeadm-apply + control-plane-ready [1, 13], packages .. node-ready [13.7, 21]; the
+        // batch: drain .. node-ready [22, 31.5]; preflight, cordon, uncordon are not waits.
+        let expected = 12.0 + 7.3 + 9.5;
+        assert!(
+            (t.critical_path() - expected).abs() < 1e-9,
+            "{}",
+            t.critical_path()
+        );
+        // Without steps: none.
+        assert_eq!(Timeline::default().critical_path(), 0.0);
+        assert_eq!(ratio(3.2, 0.0), None);
+        assert_eq!(ratio(52.3, 48.9), Some(1.07));
+    }
+
+    #[test]
+    fn the_text_report_prints_wall_critical_path_and_each_nodes_window() {
+        let row = |oos: Value| {
+            json!({"steps": 6, "done_earlier": 0, "changed": 4, "seconds": 20.0, "kubelet_before": "1.8.3-00",
+                   "kubelet_after": "1.9.2-00", "kubelet_before_from": "run", "kubelet_after_from": "run",
+                   "out_of_service": oos, "notes": []})
+        };
+        let hosts = vec![
+            ("cp1".to_string(), row(json!(7.8))),
+            ("w1".to_string(), row(Value::Null)),
+        ];
+        let report = json!({"outcome": "upgraded", "target": "v1.9.2", "seconds": 52.3, "steps": 12,
+                            "done_earlier": 0, "changed": 8, "hosts": {}, "wall": 52.3,
+                            "critical_path": 48.9, "ratio": 1.07});
+        let text = render_report(&report, &hosts, false, 0);
+        assert!(
+            text.contains("\nwall 52.3 s, critical path 48.9 s, ratio 1.07\n"),
+            "{text}"
+        );
+        let header = text.lines().find(|l| l.starts_with("HOST")).unwrap();
+        assert!(header.ends_with("SECONDS  OUT OF SERVICE"), "{text}");
+        let line = |h: &str| text.lines().find(|l| l.starts_with(&format!("{h} "))).unwrap();
+        assert!(line("cp1").ends_with("20.0             7.8"), "{text}");
+        assert!(line("w1").ends_with("20.0               -"), "{text}");
+        // Nothing waited on: no ratio. A plan has neither the line nor the column.
+        let idle = json!({"outcome": "upgraded", "target": "v1.9.2", "seconds": 3.2, "steps": 0,
+                          "done_earlier": 0, "changed": 0, "hosts": {}, "wall": 3.2,
+                          "critical_path": 0.0, "ratio": null});
+        assert!(render_report(&idle, &hosts, false, 0).contains("wall 3.2 s, critical path 0.0 s, ratio -\n"));
+        let plan = render_report(&report, &hosts, true, 0);
+        assert!(
+            !plan.contains("critical path") && !plan.contains("OUT OF SERVICE"),
+            "{plan}"
+        );
+    }
+
+    #[test]
+    fn the_report_event_carries_windows_and_the_critical_path_as_documented() {
+        let schema = events::json_schema();
+        let hosts: Vec<String> = ["cp1", "w1", "w2"].map(String::from).to_vec();
+        let reporter = Reporter::capturing(&hosts);
+        reporter.start("upgrade", "v1.9.2", std::path::Path::new("hosts.ini"));
+        for step in ["cordon", "packages", "node-ready", "uncordon"] {
+            reporter.running("cp1", step);
+            let ok = json!({"failed": false, "changed": true, "msg": ""});
+            reporter.step(StepEvent::ran("cp1", step, "m", &ok, 0.0));
+        }
+        // w1: an earlier run took it out; w2: taken out, never back.
+        reporter.step(StepEvent::skipped("w1", "drain", "node_drain"));
+        reporter.running("w2", "drain");
+        reporter.step(StepEvent::ran(
+            "w2",
+            "drain",
+            "node_drain",
+            &json!({"failed": false, "changed": true, "msg": "drained"}),
+            0.0,
+        ));
+        reporter.finish("stopped", Some("v1.9.2".into()));
+        let lines = reporter.captured();
+        let events = events::schema::validate_stream(&schema, &lines.join("\n"), Some(0)).unwrap();
+        let report = events.last().unwrap().clone();
+        assert!(report["hosts"]["cp1"]["out_of_service"].is_f64(), "{report}");
+        assert_eq!(report["hosts"]["w1"]["out_of_service"], Value::Null);
+        assert!(report["hosts"]["w2"]["out_of_service"].is_f64(), "{report}");
+        let notes = report["hosts"]["w2"]["notes"].to_string();
+        assert!(
+            notes.contains("still out of service when the run ended: its drain began"),
+            "{notes}"
+        );
+        assert!(
+            report["critical_path"].is_f64() && report["wall"].is_f64(),
+            "{report}"
+        );
+        assert_eq!(report["wall"], report["seconds"]);
+        assert!(report["ratio"].is_null() || report["ratio"].is_f64(), "{report}");
+
+        // The schema says what each new field is: a wrongly typed one is refused.
+        let broken = |f: &dyn Fn(&mut Value)| {
+            let mut e = report.clone();
+            f(&mut e);
+            events::schema::validate(&schema, &e)
+        };
+        assert!(broken(&|e: &mut Value| e["ratio"] = json!(1.07)).is_ok());
+        assert!(broken(&|e: &mut Value| e["ratio"] = Value::Null).is_ok());
+        assert!(broken(&|e: &mut Value| e["hosts"]["cp1"]["out_of_service"] = Value::Null).is_ok());
+        // Optional: a report without them (an older kup's) is still valid.
+        assert!(broken(&|e: &mut Value| {
+            let o = e.as_object_mut().unwrap();
+            for k in ["wall", "critical_path", "ratio"] {
+                o.remove(k);
+            }
+            e["hosts"]["cp1"]
+                .as_object_mut()
+                .unwrap()
+                .remove("out_of_service");
+        })
+        .is_ok());
+        for (what, f) in [
+            (
+                "a string critical_path",
+                &(|e: &mut Value| e["critical_path"] = json!("48.9 s")) as &dyn Fn(&mut Value),
+            ),
+            ("a null critical_path", &|e: &mut Value| {
+                e["critical_path"] = Value::Null
+            }),
+            ("a negative wall", &|e: &mut Value| e["wall"] = json!(-1.0)),
+            ("a string ratio", &|e: &mut Value| e["ratio"] = json!("1.07")),
+            ("a string out_of_service", &|e: &mut Value| {
+                e["hosts"]["cp1"]["out_of_service"] = json!("7.8")
+            }),
+            ("a boolean out_of_service", &|e: &mut Value| {
+                e["hosts"]["w1"]["out_of_service"] = json!(false)
+            }),
+        ] {
+            assert!(broken(f).is_err(), "accepted {what}");
+        }
     }
 
     #[test]

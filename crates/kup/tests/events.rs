@@ -114,6 +114,27 @@ fn an_upgrades_whole_stream_follows_the_schema() {
     assert_eq!(kinds.first(), Some(&"start"));
     assert_eq!(&kinds[kinds.len() - 2..], ["report", "error"], "{kinds:?}");
     assert_eq!(events[0]["command"], "upgrade");
+    // Stopped before any node was taken out: no windows, nothing waited on, no ratio.
+    let report = &events[events.len() - 2];
+    assert_eq!(report["critical_path"], 0.0, "{report}");
+    assert_eq!(report["ratio"], Value::Null, "{report}");
+    assert!(report["wall"].as_f64().is_some_and(|w| w >= 0.0), "{report}");
+    for host in ["cp1", "w1"] {
+        assert_eq!(report["hosts"][host]["out_of_service"], Value::Null, "{report}");
+    }
+    // The documented types hold: a critical path or a window as a string is refused.
+    let schema = schema();
+    let mut broken = report.clone();
+    broken["critical_path"] = Value::from("0.0 s");
+    assert!(schema::validate(&schema, &broken).is_err(), "{broken}");
+    let mut broken = report.clone();
+    broken["hosts"]["w1"]["out_of_service"] = Value::from("12.5");
+    assert!(schema::validate(&schema, &broken).is_err(), "{broken}");
+    let mut numbers = report.clone();
+    numbers["hosts"]["w1"]["out_of_service"] = Value::from(12.5);
+    numbers["critical_path"] = Value::from(9.8);
+    numbers["ratio"] = Value::from(1.04);
+    assert!(schema::validate(&schema, &numbers).is_ok(), "{numbers}");
 }
 
 #[test]
