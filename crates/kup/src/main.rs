@@ -914,6 +914,11 @@ fn plan_logged(common: &Common, log: Option<&Arc<RunLog>>) -> Ended {
                 for (host, note) in &found.notes {
                     reporter.note(host, note);
                 }
+                // As `kubeadm upgrade plan` shows it: each component, now -> target, and how.
+                let era = kube_eras::for_target(target);
+                for line in modules::component_plan(&survey, target, era, &primary.name) {
+                    reporter.note(&primary.name, &line);
+                }
                 blockers.extend(found.blockers);
             }
             Err(Stop::Failed { msg, .. }) => blockers.push(format!("{}: {surveyed}: {msg}", primary.name)),

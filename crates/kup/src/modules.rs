@@ -180,6 +180,66 @@ pub fn repo_switch_note(repo: &Value) -> Option<String> {
     })
 }
 
+/// What the plan says of the control plane's components, as `kubeadm upgrade plan` does: per
+/// component (the static pods the survey saw), its versions now and on which nodes, the target,
+/// and how it moves; then the addons. One line each.
+pub fn component_plan(survey: &Value, target: Version, era: &kube_eras::Era, primary: &str) -> Vec<String> {
+    let mut by_component: std::collections::BTreeMap<String, Vec<(String, String)>> = Default::default();
+    for pod in survey["control_plane"].as_array().into_iter().flatten() {
+        let (Some(component), Some(node)) = (pod["component"].as_str(), pod["node"].as_str()) else {
+            continue;
+        };
+        let version = pod["version"].as_str().unwrap_or("unknown").to_string();
+        by_component
+            .entry(component.to_string())
+            .or_default()
+            .push((version, node.to_string()));
+    }
+    let others = match era.other_control_planes {
+        kube_eras::OtherControlPlanes::Apply => "kubeadm upgrade apply",
+        kube_eras::OtherControlPlanes::ExperimentalControlPlane => {
+            "kubeadm upgrade node experimental-control-plane"
+        }
+        kube_eras::OtherControlPlanes::Node => "kubeadm upgrade node",
+    };
+    let mut lines = Vec::new();
+    for (component, seen) in &by_component {
+        let mut versions: Vec<String> = Vec::new();
+        for (v, _) in seen {
+            if !versions.contains(v) {
+                versions.push(v.clone());
+            }
+        }
+        let now = versions
+            .iter()
+            .map(|v| {
+                let nodes: Vec<&str> = seen
+                    .iter()
+                    .filter(|(sv, _)| sv == v)
+                    .map(|(_, n)| n.as_str())
+                    .collect();
+                format!("{v} on {}", nodes.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        let to = if component == "etcd" {
+            "the etcd version kubeadm of the target pins (stacked etcd moves with each control plane)"
+                .to_string()
+        } else {
+            target.to_string()
+        };
+        lines.push(format!(
+            "{component}: {now} -> {to}: kubeadm upgrade apply on {primary}, {others} on the others"
+        ));
+    }
+    lines.push(if era.addons_at_last_control_plane {
+        format!("kube-proxy, CoreDNS -> the target's: with the last control plane's {others} (from 1.28)")
+    } else {
+        format!("kube-proxy, CoreDNS -> the target's: with kubeadm upgrade apply on {primary}")
+    });
+    lines
+}
+
 /// The one cluster survey of `kup plan`: the inventory's nodes, with the drain flags `kup upgrade`
 /// uses for workers.
 pub fn survey_args(inventory: &Inventory, connection: Connection, force_drain: bool) -> Args {
@@ -518,5 +578,35 @@ mod tests {
         );
         let stale = json!({"holder": "kup@ops1:/srv/j.json", "stale": true});
         assert!(lock_blocker(&stale).unwrap().contains("--take-over-lock"));
+    }
+}
+
+#[cfg(test)]
+mod component_plan_tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn each_component_says_where_it_is_and_how_it_moves() {
+        let survey = json!({"control_plane": [
+            {"node": "cp1", "component": "kube-apiserver", "version": "v1.34.2"},
+            {"node": "cp2", "component": "kube-apiserver", "version": "v1.34.2"},
+            {"node": "cp1", "component": "etcd", "version": "3.5.24-0"},
+        ]});
+        let target = Version::parse("v1.35.1").unwrap();
+        let lines = component_plan(&survey, target, kube_eras::for_target(target), "cp1");
+        assert_eq!(
+            lines[1],
+            "kube-apiserver: v1.34.2 on cp1, cp2 -> v1.35.1: kubeadm upgrade apply on cp1, kubeadm upgrade node on the others"
+        );
+        assert!(lines[0].starts_with("etcd: 3.5.24-0 on cp1 -> "), "{lines:?}");
+        assert!(lines[2].contains("last control plane"), "{lines:?}");
+        let old = Version::parse("v1.9.2").unwrap();
+        let lines = component_plan(&json!({}), old, kube_eras::for_target(old), "m1");
+        assert_eq!(
+            lines,
+            ["kube-proxy, CoreDNS -> the target's: with kubeadm upgrade apply on m1"]
+        );
     }
 }
