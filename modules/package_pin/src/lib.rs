@@ -626,7 +626,7 @@ fn resolve(
             offered.sort_by(|a, b| version::compare(a, b));
             Err(Failure::new(format!(
                 "{name} {want} is not offered by the configured {} repositories (available: {}); \
-                 check the repository, or refresh the index with update_cache: true",
+                 check the repository (its minor, a mirror), or refresh its index (apt-get update, dnf makecache)",
                 manager.name(),
                 if offered.is_empty() {
                     "none".to_string()
