@@ -49,6 +49,16 @@ pub struct UpArgs {
     /// they see only after refreshing their package index.
     #[arg(long)]
     pub withhold: Vec<String>,
+    /// How long the stand-ins take: default (at once, small packages) or realistic (kubeadm's
+    /// upgrade apply/node and the kubelet's Ready as long as real ones, scaled by --time-factor;
+    /// kubelet/kubeadm/kubectl packages of real sizes, served at --bandwidth).
+    #[arg(long, default_value = "default", value_parser = lab_cluster::Timing::parse)]
+    pub timing: lab_cluster::Timing,
+    /// The repository server's bandwidth, shared by all nodes, per simulated second (e.g. 20MB/s,
+    /// 100Mbit/s; served at this divided by --time-factor). Realistic timing: 20MB/s unless given;
+    /// default timing: unlimited unless given.
+    #[arg(long, value_parser = lab_cluster::spec::parse_bandwidth)]
+    pub bandwidth: Option<u64>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -96,6 +106,9 @@ pub struct ReleaseServerArgs {
     /// Address to listen on (loopback or the lab bridge's address).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: std::net::SocketAddr,
+    /// Send every body through one link of this many bytes per second (all downloads share it).
+    #[arg(long)]
+    pub bandwidth: Option<u64>,
 }
 
 fn parse_subnet(text: &str) -> Result<[u8; 3], String> {
@@ -145,17 +158,23 @@ pub fn up(args: UpArgs) -> Result<(), String> {
         time_factor: args.time_factor,
         node_grace: args.node_grace,
         withhold: args.withhold,
+        timing: args.timing,
+        bandwidth: args.bandwidth.or(match args.timing {
+            lab_cluster::Timing::Realistic => Some(lab_cluster::spec::REALISTIC_BANDWIDTH),
+            lab_cluster::Timing::Default => None,
+        }),
     };
     let files = lab_cluster::up(&spec)?;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "lab is up ({} control planes, {} workers, {:?}, Kubernetes {})\n  inventory   {}\n  inventory   {}\n  \
+        "lab is up ({} control planes, {} workers, {:?}, Kubernetes {}, {} timing)\n  inventory   {}\n  inventory   {}\n  \
          kubeconfig  {}\n  ssh key     {}\n  api server  {}\n  releases    {}\ntry: kubectl --kubeconfig {} get nodes",
         spec.control_planes,
         spec.workers,
         spec.flavour,
         spec.from,
+        spec.timing.name(),
         files.inventory_ini.display(),
         files.inventory_yaml.display(),
         files.kubeconfig.display(),
@@ -181,7 +200,7 @@ pub fn status(args: DirArgs) -> Result<(), String> {
 }
 
 pub fn release_server(args: ReleaseServerArgs) -> Result<(), String> {
-    let server = lab_release::ReleaseServer::start_on(&args.root, args.listen)
+    let server = lab_release::ReleaseServer::start_limited(&args.root, args.listen, args.bandwidth)
         .map_err(|e| format!("cannot serve {} on {}: {e}", args.root.display(), args.listen))?;
     eprintln!(
         "kup-lab release-server: serving {} at {}",

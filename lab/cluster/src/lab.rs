@@ -157,7 +157,7 @@ fn build(state: &mut LabState) -> Result<LabFiles, String> {
         let _lock = sh::lock(&spec.cache)?;
         (
             base::ensure(&spec.cache, spec.mirror.as_deref())?,
-            repo::ensure(&spec.cache)?,
+            repo::ensure_sized(&spec.cache, &spec.realistic_minors())?,
         )
     };
     // The lab's own copy, so that a held-back patch can be published to this lab alone later.
@@ -217,17 +217,14 @@ fn build(state: &mut LabState) -> Result<LabFiles, String> {
     // The lab's repositories over HTTP, as users reach pkgs.k8s.io: a node's index is its own copy
     // and goes stale when a patch is published (`kup-lab publish`).
     let repo_listen = format!("{}:{}", spec.host_ip(), spec.repo_port());
-    state.repo_pid = Some(spawn_server(
-        &spec,
-        "repo-server",
-        &[
-            "release-server",
-            "--root",
-            &repo.to_string_lossy(),
-            "--listen",
-            &repo_listen,
-        ],
-    )?);
+    let repo_root = repo.to_string_lossy().into_owned();
+    let mut repo_args = vec!["release-server", "--root", &repo_root, "--listen", &repo_listen];
+    // A limited link (`up --bandwidth`, or realistic timing's default), shared by every node.
+    let bandwidth = spec.served_bandwidth().map(|b| b.to_string());
+    if let Some(bandwidth) = &bandwidth {
+        repo_args.extend(["--bandwidth", bandwidth]);
+    }
+    state.repo_pid = Some(spawn_server(&spec, "repo-server", &repo_args)?);
     state.save()?;
     let apiserver_pid = state.apiserver_pid;
     let log = spec.dir.join("logs/apiserver.log");
@@ -707,7 +704,7 @@ pub fn publish(dir: &Path, version: &str) -> Result<(), String> {
     let state = LabState::load(dir).ok_or_else(|| format!("no lab in {}", dir.display()))?;
     let built = {
         let _lock = sh::lock(&state.spec.cache)?;
-        repo::ensure(&state.spec.cache)?
+        repo::ensure_sized(&state.spec.cache, &state.spec.realistic_minors())?
     };
     repo::publish(
         &built,
@@ -759,6 +756,16 @@ pub fn status(dir: &Path) -> Result<String, String> {
             "DOWN"
         },
     ));
+    out.push_str(&format!(
+        "repository server {} {}\n{}",
+        state.spec.repo_url(),
+        if state.repo_pid.is_some_and(sh::alive) {
+            "running"
+        } else {
+            "DOWN"
+        },
+        timing_lines(&state.spec),
+    ));
     for n in &state.nodes {
         let item = reported
             .as_ref()
@@ -792,6 +799,27 @@ pub fn status(dir: &Path) -> Result<String, String> {
         out.push_str(&services_lines(&services));
     }
     Ok(out)
+}
+
+/// The lab's timing and the repository server's bandwidth (`up --timing`, `--bandwidth`).
+fn timing_lines(spec: &LabSpec) -> String {
+    let bandwidth = match (spec.bandwidth, spec.served_bandwidth()) {
+        (Some(simulated), Some(real)) => format!(
+            "bandwidth {} (served at {} real)",
+            crate::spec::show_bandwidth(simulated as f64),
+            crate::spec::show_bandwidth(real as f64)
+        ),
+        (Some(simulated), None) => format!(
+            "bandwidth {} (unlimited at time factor 0)",
+            crate::spec::show_bandwidth(simulated as f64)
+        ),
+        (None, _) => "bandwidth unlimited".to_string(),
+    };
+    format!(
+        "timing {} (time factor {}), repository {bandwidth}\n",
+        spec.timing.name(),
+        spec.time_factor
+    )
 }
 
 /// The control planes' availability and the virtual address, as the API server counts them.

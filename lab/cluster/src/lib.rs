@@ -12,4 +12,4 @@ pub mod sh;
 pub mod spec;
 
 pub use lab::{down, publish, status, up, LabFiles, LabState};
-pub use spec::{Flavour, LabSpec, NodePlan};
+pub use spec::{Flavour, LabSpec, NodePlan, Timing};

@@ -118,6 +118,13 @@ pub fn prepare(plan: &NodePlan, p: &Provision<'_>) -> Result<PathBuf, String> {
     // What keepalived and the container runtime stand-ins report the node's services with: no real
     // daemon talks to the API server, so this side channel bypasses the virtual address.
     sh::write_mode(&at(lab_standin::LAB_KUBECONFIG), p.direct_kubeconfig, 0o600)?;
+    // Realistic timing: the stand-ins read it (default labs have no such file).
+    if spec.timing == crate::spec::Timing::Realistic {
+        sh::write(
+            &at(lab_standin::timing::FILE),
+            lab_standin::timing::render(spec.time_factor),
+        )?;
+    }
     // Units a container does not need and that fail now and then under load (nspawn mounted the
     // root already; the kernel command line is the host's): masked, so boots are not "degraded".
     for unit in ["systemd-remount-fs.service", "systemd-network-generator.service"] {

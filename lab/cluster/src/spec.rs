@@ -24,6 +24,84 @@ impl Flavour {
     }
 }
 
+/// How long the stand-ins take (`kup-lab up --timing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Timing {
+    /// As fast as the lab goes: kubeadm and the kubelet answer at once, packages are a few KB.
+    #[default]
+    Default,
+    /// As long as real ones take (scaled by the time factor): kubeadm's apply and node, the
+    /// kubelet's first Ready, packages of real sizes served at a limited bandwidth.
+    Realistic,
+}
+
+impl Timing {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "default" | "fast" => Ok(Timing::Default),
+            "realistic" | "real" => Ok(Timing::Realistic),
+            other => Err(format!("unknown timing {other:?}: use default or realistic")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Timing::Default => "default",
+            Timing::Realistic => "realistic",
+        }
+    }
+}
+
+/// The repository server's bandwidth in realistic mode when `--bandwidth` is not given: 20 MB/s
+/// (an estimate of a node's share of a data-centre link to a package mirror, not a measurement).
+pub const REALISTIC_BANDWIDTH: u64 = 20_000_000;
+
+/// `20MB/s`, `20M`, `500KB/s`, `1G`, `1500000` (bytes per second; K/M/G are powers of 1000, KiB/MiB/GiB
+/// of 1024; `Mbit/s` and `Mbps` are bits).
+pub fn parse_bandwidth(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let t = t.strip_suffix("/s").or_else(|| t.strip_suffix("ps")).unwrap_or(t);
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("bad bandwidth {text:?}: use e.g. 20MB/s"))?;
+    let scale = match unit.trim() {
+        "" | "B" => 1.0,
+        "K" | "KB" | "k" | "kB" => 1e3,
+        "M" | "MB" => 1e6,
+        "G" | "GB" => 1e9,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "Kbit" | "Kb" | "kbit" => 1e3 / 8.0,
+        "Mbit" | "Mb" => 1e6 / 8.0,
+        "Gbit" | "Gb" => 1e9 / 8.0,
+        other => {
+            return Err(format!(
+                "bad bandwidth unit {other:?} in {text:?}: use e.g. 20MB/s"
+            ))
+        }
+    };
+    let bytes = number * scale;
+    if !(bytes >= 1.0 && bytes.is_finite()) {
+        return Err(format!("bandwidth {text:?} must be at least 1 byte/s"));
+    }
+    Ok(bytes as u64)
+}
+
+/// `20 MB/s`.
+pub fn show_bandwidth(bytes: f64) -> String {
+    if bytes >= 1e6 {
+        format!("{:.1} MB/s", bytes / 1e6)
+    } else {
+        format!("{:.1} KB/s", bytes / 1e3)
+    }
+}
+
 /// A lab to bring up.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LabSpec {
@@ -52,6 +130,13 @@ pub struct LabSpec {
     /// pkgs.k8s.io releases held back from the lab's repositories until `kup-lab publish`.
     #[serde(default)]
     pub withhold: Vec<String>,
+    /// How long the stand-ins take: default (at once) or realistic (scaled by `time_factor`).
+    #[serde(default)]
+    pub timing: Timing,
+    /// The repository server's bandwidth, bytes per simulated second (None: unlimited); served at
+    /// this divided by the time factor in real time.
+    #[serde(default)]
+    pub bandwidth: Option<u64>,
 }
 
 impl LabSpec {
@@ -65,6 +150,26 @@ impl LabSpec {
     pub fn vip(&self) -> Ipv4Addr {
         let [a, b, c] = self.subnet;
         Ipv4Addr::new(a, b, c, 10)
+    }
+
+    /// The bandwidth the repository server really serves at, bytes per real second: the simulated
+    /// bandwidth scaled by the time factor (a factor of 0: unlimited).
+    pub fn served_bandwidth(&self) -> Option<u64> {
+        let bandwidth = self.bandwidth? as f64;
+        (self.time_factor > 0.0).then(|| (bandwidth / self.time_factor).max(1.0) as u64)
+    }
+
+    /// The minors whose kubelet/kubeadm/kubectl packages get realistic sizes: none by default (the
+    /// repositories stay small and shared); in realistic mode the lab's own minor and the next one
+    /// (what an upgrade downloads), in a repository cache of their own.
+    pub fn realistic_minors(&self) -> Vec<u32> {
+        match self.timing {
+            Timing::Default => Vec::new(),
+            Timing::Realistic => {
+                let minor = minor_of(&self.from);
+                vec![minor, minor + 1]
+            }
+        }
     }
 
     pub fn api_port(&self) -> u16 {
@@ -153,4 +258,32 @@ pub fn minor_of(version: &str) -> u32 {
         .nth(1)
         .and_then(|m| m.parse().ok())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn bandwidths_read_as_people_write_them() {
+        assert_eq!(parse_bandwidth("20MB/s").unwrap(), 20_000_000);
+        assert_eq!(parse_bandwidth("20M").unwrap(), 20_000_000);
+        assert_eq!(parse_bandwidth("500KB/s").unwrap(), 500_000);
+        assert_eq!(parse_bandwidth("1MiB/s").unwrap(), 1_048_576);
+        assert_eq!(parse_bandwidth("100Mbit/s").unwrap(), 12_500_000);
+        assert_eq!(parse_bandwidth("1500").unwrap(), 1500);
+        assert!(parse_bandwidth("fast").is_err());
+        assert!(parse_bandwidth("0MB/s").is_err());
+        assert!(parse_bandwidth("20 parsecs").is_err());
+        assert_eq!(show_bandwidth(20e6), "20.0 MB/s");
+    }
+
+    #[test]
+    fn timing_names_round_trip() {
+        for t in [Timing::Default, Timing::Realistic] {
+            assert_eq!(Timing::parse(t.name()).unwrap(), t);
+        }
+        assert!(Timing::parse("slow").is_err());
+    }
 }

@@ -8,5 +8,5 @@
 mod server;
 mod tree;
 
-pub use server::{serve, ReleaseServer, FAULTS};
+pub use server::{serve, serve_limited, ReleaseServer, FAULTS};
 pub use tree::{checksum_kinds, write_channels, write_release};

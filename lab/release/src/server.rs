@@ -40,6 +40,29 @@ struct Shared {
     root: PathBuf,
     requests: AtomicU64,
     failed_once: AtomicU64,
+    /// A limited link (bytes per second) shared by every download, or None.
+    link: Option<Link>,
+}
+
+/// One link that every response's body goes through: each piece takes the next free slot of
+/// `len / bandwidth` seconds, so concurrent downloads share the bandwidth as they would a real link.
+struct Link {
+    bandwidth: u64,
+    free_at: tokio::sync::Mutex<tokio::time::Instant>,
+}
+
+/// Pieces a limited body is sent in.
+const PIECE: usize = 64 * 1024;
+
+impl Link {
+    /// When a piece of `len` bytes has gone through the link (reserving its slot now).
+    async fn reserve(&self, len: usize) -> tokio::time::Instant {
+        let mut free_at = self.free_at.lock().await;
+        let start = (*free_at).max(tokio::time::Instant::now());
+        let done = start + Duration::from_secs_f64(len as f64 / self.bandwidth as f64);
+        *free_at = done;
+        done
+    }
 }
 
 type AppState = Arc<Shared>;
@@ -55,10 +78,23 @@ fn router(state: AppState) -> Router {
 
 /// Serves `root` on `listener` until the future is dropped.
 pub async fn serve(root: PathBuf, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    serve_limited(root, listener, None).await
+}
+
+/// [`serve`] through a link of `bandwidth` bytes per second shared by all downloads (None: unlimited).
+pub async fn serve_limited(
+    root: PathBuf,
+    listener: tokio::net::TcpListener,
+    bandwidth: Option<u64>,
+) -> std::io::Result<()> {
     let state = Arc::new(Shared {
         root,
         requests: AtomicU64::new(0),
         failed_once: AtomicU64::new(0),
+        link: bandwidth.filter(|b| *b > 0).map(|bandwidth| Link {
+            bandwidth,
+            free_at: tokio::sync::Mutex::new(tokio::time::Instant::now()),
+        }),
     });
     axum::serve(listener, router(state)).await
 }
@@ -77,6 +113,12 @@ impl ReleaseServer {
     }
 
     pub fn start_on(root: &Path, addr: SocketAddr) -> std::io::Result<Self> {
+        Self::start_limited(root, addr, None)
+    }
+
+    /// [`ReleaseServer::start_on`] with every body sent through a link of `bandwidth` bytes per
+    /// second, shared by concurrent downloads (None: unlimited).
+    pub fn start_limited(root: &Path, addr: SocketAddr, bandwidth: Option<u64>) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -88,7 +130,7 @@ impl ReleaseServer {
         let thread = std::thread::spawn(move || {
             runtime.block_on(async move {
                 tokio::select! {
-                    _ = serve(root, listener) => {}
+                    _ = serve_limited(root, listener, bandwidth) => {}
                     _ = stopped => {}
                 }
             });
@@ -139,9 +181,34 @@ async fn redirect(State(state): State<AppState>, UrlPath(path): UrlPath<String>)
 async fn plain(State(state): State<AppState>, UrlPath(path): UrlPath<String>) -> Response<Body> {
     state.requests.fetch_add(1, Ordering::SeqCst);
     match read(&state.root, &path).await {
+        Some(data) if state.link.is_some() => limited(state, data),
         Some(data) => file_response(data),
         None => status(StatusCode::NOT_FOUND, "404 page not found"),
     }
+}
+
+/// The body in pieces, each sent when the shared link has carried it.
+fn limited(state: AppState, data: Vec<u8>) -> Response<Body> {
+    let promised = data.len();
+    let data = Bytes::from(data);
+    let stream = futures_util::stream::unfold(0usize, move |offset| {
+        let (data, state) = (data.clone(), state.clone());
+        async move {
+            if offset >= data.len() {
+                return None;
+            }
+            let end = (offset + PIECE).min(data.len());
+            if let Some(link) = &state.link {
+                tokio::time::sleep_until(link.reserve(end - offset).await).await;
+            }
+            Some((Ok::<Bytes, std::io::Error>(data.slice(offset..end)), end))
+        }
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(promised));
+    with_type(response, "application/octet-stream")
 }
 
 async fn faulty(
@@ -251,4 +318,57 @@ fn with_type(mut response: Response<Body>, content_type: &'static str) -> Respon
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::ReleaseServer;
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::time::Instant;
+
+    /// The body of `GET /path` (HTTP/1.1, connection closed after it).
+    fn get(addr: SocketAddr, path: &str) -> Vec<u8> {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        write!(
+            stream,
+            "GET /{path} HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        let split = response
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("headers");
+        response.split_off(split + 4)
+    }
+
+    #[test]
+    fn downloads_share_a_limited_link_and_arrive_whole() {
+        let dir = std::env::temp_dir().join(format!("lab-release-link-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let blob: Vec<u8> = (0..400_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(dir.join("blob"), &blob).unwrap();
+        let server =
+            ReleaseServer::start_limited(&dir, "127.0.0.1:0".parse().unwrap(), Some(1_000_000)).unwrap();
+        let addr = server.addr();
+        let started = Instant::now();
+        let bodies: Vec<Vec<u8>> = std::thread::scope(|scope| {
+            let jobs: Vec<_> = (0..2).map(|_| scope.spawn(move || get(addr, "blob"))).collect();
+            jobs.into_iter().map(|j| j.join().unwrap()).collect()
+        });
+        let elapsed = started.elapsed().as_secs_f64();
+        for body in &bodies {
+            assert!(body == &blob, "a body of {} bytes, not the file", body.len());
+        }
+        // 800 KB through one 1 MB/s link: at least 0.8 s (a lower bound only: the link is on).
+        assert!(
+            elapsed >= 0.75,
+            "two 400 KB downloads at 1 MB/s took {elapsed:.2} s"
+        );
+        drop(server);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

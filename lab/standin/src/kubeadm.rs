@@ -221,6 +221,10 @@ fn apply(own: Version, args: &[&str]) -> Result<(), String> {
     say(&format!(
         "[upgrade/apply] Upgrading your Static Pod-hosted control plane to version \"{target}\"..."
     ));
+    crate::realistic_wait(
+        "kubeadm upgrade apply",
+        lab_standin::timing::KUBEADM_APPLY_SECONDS,
+    );
     upgrade_this_control_plane(&cluster, &me, target)?;
     cluster.record_version(target, own)?;
     crate::addons::upgrade(&cluster, own, target, true)?;

@@ -108,11 +108,19 @@ fn node(own: Version, kubelet_version: Option<Version>) -> Result<(), String> {
     let target = stored_target(&cluster, own)?;
     if Path::new(APISERVER_MANIFEST).exists() {
         misbehave_if_asked()?;
+        crate::realistic_wait(
+            "kubeadm upgrade node (control plane)",
+            lab_standin::timing::KUBEADM_NODE_CONTROL_PLANE_SECONDS,
+        );
         upgrade_this_control_plane(&cluster, &hostname(), target)?;
         say("[upgrade] The control plane instance for this node was successfully updated!");
         crate::addons::upgrade(&cluster, own, target, false)?;
     } else {
         say("[upgrade] Skipping phase. Not a control plane node.");
+        crate::realistic_wait(
+            "kubeadm upgrade node (worker)",
+            lab_standin::timing::KUBEADM_NODE_WORKER_SECONDS,
+        );
     }
     write_kubelet_files(own, kubelet_version.unwrap_or(target))?;
     say("[upgrade] The configuration for this node was successfully updated!");

@@ -65,6 +65,8 @@ pub fn main(version: Version, args: &[String]) -> Result<(), String> {
         .then(|| Api::from_kubeconfig(lab_standin::LAB_KUBECONFIG).ok())
         .flatten();
     restart_static_pods_after_a_minor_change(lab_api.as_ref().unwrap_or(&api), &node, version);
+    // Realistic labs: no status until the node would be Ready (it keeps what it last reported).
+    crate::realistic_wait("kubelet ready", lab_standin::timing::KUBELET_READY_SECONDS);
     say(&format!("kubelet {version} (lab stand-in) reporting node {node}"));
     loop {
         if !RUNTIMES.iter().any(|r| Path::new(r).exists()) {

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod coredns;
 pub mod kubelet_files;
+pub mod timing;
 
 /// The kubeconfig the stand-in services (keepalived, the container runtime) report with: the API
 /// server's own address, a side channel of the lab's that bypasses the virtual address (no real

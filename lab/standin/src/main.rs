@@ -62,6 +62,18 @@ fn kubectl(v: Version, args: &[String]) -> Result<(), String> {
     }
 }
 
+/// In a realistic lab (`kup-lab up --timing realistic`), says how long `step` takes as a real one
+/// does and waits that long, scaled by the lab's time factor; at once otherwise.
+pub fn realistic_wait(step: &str, simulated: f64) {
+    if let Some(wait) = lab_standin::timing::plan(step, simulated) {
+        say(&format!(
+            "[lab/timing] {step}: {simulated} s as a real one takes, {:.2} s at time factor {}",
+            wait.real, wait.factor
+        ));
+        std::thread::sleep(std::time::Duration::from_secs_f64(wait.real.max(0.0)));
+    }
+}
+
 /// This machine's name, as the node is called.
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")

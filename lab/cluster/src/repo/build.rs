@@ -17,6 +17,9 @@ use std::path::{Path, PathBuf};
 /// Bump when the layout or the signing changes, so that cached repositories are rebuilt.
 const REVISION: &str = "5";
 
+/// Bump when the padding's content changes.
+const PADDING_REVISION: &str = "p1";
+
 /// What a built repository offers.
 pub struct Built {
     /// The directory nodes mount (each lab mounts its own copy: [`super::publish`]).
@@ -28,16 +31,16 @@ pub struct Built {
 
 /// Builds (or finds in the cache) the repositories.
 pub fn ensure(cache: &Path) -> Result<Built, String> {
-    let recipe: String = packages::all()
-        .iter()
-        .map(|p| {
-            format!(
-                "{} {} {} {:?} {:?}\n",
-                p.name, p.version, p.minor, p.depends, p.files
-            )
-        })
-        .collect();
-    let name = format!("repo-{}", sh::digest(&[recipe.as_bytes(), REVISION.as_bytes()]));
+    ensure_sized(cache, &[])
+}
+
+/// [`ensure`] with the kubelet, kubeadm and kubectl packages of `realistic_minors` at their real
+/// sizes (`kup-lab up --timing realistic`). The padding is part of the recipe, so such a
+/// repository is cached under a name of its own; with no minors the recipe, and so the cache, is
+/// exactly the default one.
+pub fn ensure_sized(cache: &Path, realistic_minors: &[u32]) -> Result<Built, String> {
+    let all = packages::sized(realistic_minors);
+    let name = cache_name(&all);
     let dir = cache.join(&name);
     if dir.join(".complete").exists() {
         let fingerprint = std::fs::read_to_string(dir.join("fingerprint"))
@@ -55,9 +58,15 @@ pub fn ensure(cache: &Path) -> Result<Built, String> {
     }
     // The private key stays outside what nodes see.
     let key = Key::generate(&building.join("gnupg"))?;
-    let result = build_into(&building, &key);
+    let result = build_into(&building, &key, all);
     key.close();
     result?;
+    // Padded packages' staged files are as large as the packages: not kept (the default build keeps
+    // its staging tree as it always has).
+    if !realistic_minors.is_empty() {
+        let stage = building.join("stage");
+        std::fs::remove_dir_all(&stage).map_err(|e| format!("{}: {e}", stage.display()))?;
+    }
     sh::write(&building.join("fingerprint"), &key.fingerprint)?;
     sh::write(&building.join(".complete"), "")?;
     std::fs::rename(&building, &dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -68,7 +77,27 @@ pub fn ensure(cache: &Path) -> Result<Built, String> {
     })
 }
 
-fn build_into(out: &Path, key: &Key) -> Result<(), String> {
+/// The cache directory's name: a digest of the recipe, which names a package's padding only when it
+/// has one (so that the default repositories keep their name).
+fn cache_name(all: &[Package]) -> String {
+    let recipe: String = all
+        .iter()
+        .map(|p| {
+            let mut line = format!(
+                "{} {} {} {:?} {:?}",
+                p.name, p.version, p.minor, p.depends, p.files
+            );
+            if p.padding > 0 {
+                line.push_str(&format!(" padding {} {PADDING_REVISION}", p.padding));
+            }
+            line.push('\n');
+            line
+        })
+        .collect();
+    format!("repo-{}", sh::digest(&[recipe.as_bytes(), REVISION.as_bytes()]))
+}
+
+fn build_into(out: &Path, key: &Key, all: Vec<Package>) -> Result<(), String> {
     let srv = out.join("srv");
     let keys = srv.join("keys");
     std::fs::create_dir_all(&keys).map_err(|e| e.to_string())?;
@@ -76,7 +105,6 @@ fn build_into(out: &Path, key: &Key) -> Result<(), String> {
         &keys.join("kubernetes-apt-keyring.gpg"),
         &keys.join("kubernetes.asc"),
     )?;
-    let all = packages::all();
     let mut debs = Vec::new();
     let mut rpms = Vec::new();
     for p in &all {
@@ -177,7 +205,31 @@ fn stage_files(p: &Package, root: &Path, rpm: bool) -> Result<(), String> {
             .and_then(|f| f.set_modified(built))
             .map_err(|e| format!("{}: {e}", file.display()))?;
     }
+    if p.padding > 0 {
+        let file = root.join(packages::payload_path(p.name).trim_start_matches('/'));
+        sh::write_mode(&file, payload(p, p.padding), 0o644)?;
+    }
     Ok(())
+}
+
+/// `len` bytes that compression cannot shrink (xorshift64*, seeded by the package), so that the
+/// package's file is as large as the real one and downloading it takes as long.
+fn payload(p: &Package, len: u64) -> Vec<u8> {
+    let mut state = sh::digest(&[p.name.as_bytes(), p.version.as_bytes()])
+        .bytes()
+        .fold(0x9E37_79B9_7F4A_7C15_u64, |s, b| {
+            (s ^ u64::from(b)).wrapping_mul(0x100_0000_01B3)
+        })
+        | 1;
+    let mut out = Vec::with_capacity(len as usize + 8);
+    while (out.len() as u64) < len {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len as usize);
+    out
 }
 
 /// When the release's packages were built, as their files' modification times say: each release
@@ -242,7 +294,10 @@ fn build_rpm(p: &Package, out: &Path) -> Result<PathBuf, String> {
         .filter(|d| !d.deb_only)
         .map(|d| format!("Requires: {}\n", d.rpm()))
         .collect();
-    let files: String = p.files.iter().map(|(path, _, _)| format!("{path}\n")).collect();
+    let mut files: String = p.files.iter().map(|(path, _, _)| format!("{path}\n")).collect();
+    if p.padding > 0 {
+        files.push_str(&format!("{}\n", packages::payload_path(p.name)));
+    }
     let spec = format!(
         "Name: {name}\nVersion: {version}\nRelease: {release}\nSummary: {summary}\nLicense: Apache-2.0\n\
          BuildArch: x86_64\nAutoReqProv: no\n{requires}\n%description\n{summary}\n\n\
@@ -257,22 +312,30 @@ fn build_rpm(p: &Package, out: &Path) -> Result<PathBuf, String> {
     let pool = out.join("pool/rpm");
     let file = pool.join(format!("{}-{}-{release}.x86_64.rpm", p.name, p.version));
     if !file.exists() {
-        sh::run(
-            "rpmbuild",
-            &[
-                "-bb",
-                "--quiet",
-                "--define",
-                &format!("_topdir {}", top.display()),
-                "--define",
-                &format!("_rpmdir {}", pool.display()),
-                "--define",
-                "_build_name_fmt %%{NAME}-%%{VERSION}-%%{RELEASE}.%%{ARCH}.rpm",
-                "--define",
-                "__os_install_post %{nil}",
-                &spec_file.to_string_lossy(),
-            ],
-        )?;
+        let (topdir, rpmdir) = (
+            format!("_topdir {}", top.display()),
+            format!("_rpmdir {}", pool.display()),
+        );
+        let spec_path = spec_file.to_string_lossy();
+        let mut args = vec![
+            "-bb",
+            "--quiet",
+            "--define",
+            &topdir,
+            "--define",
+            &rpmdir,
+            "--define",
+            "_build_name_fmt %%{NAME}-%%{VERSION}-%%{RELEASE}.%%{ARCH}.rpm",
+            "--define",
+            "__os_install_post %{nil}",
+        ];
+        // A padded payload cannot be compressed anyway: gzip at level 1 rather than rpm's default
+        // (slow on incompressible data); the default packages are built as before.
+        if p.padding > 0 {
+            args.extend(["--define", "_binary_payload w1.gzdio"]);
+        }
+        args.push(&spec_path);
+        sh::run("rpmbuild", &args)?;
     }
     Ok(file)
 }
@@ -291,7 +354,46 @@ pub fn write_releases(root: &Path) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-    use super::built_at;
+    use super::{built_at, cache_name, packages, payload};
+
+    #[test]
+    fn only_the_realistic_minors_are_padded_and_the_default_cache_keeps_its_name() {
+        let all = packages::all();
+        let none = packages::sized(&[]);
+        assert!(none.iter().all(|p| p.padding == 0));
+        assert_eq!(cache_name(&all), cache_name(&none));
+        let real = packages::sized(&[34, 35]);
+        assert_ne!(cache_name(&all), cache_name(&real));
+        let padding = |name: &str, version: &str| {
+            real.iter()
+                .find(|p| p.name == name && p.version == version)
+                .map(|p| p.padding)
+                .unwrap()
+        };
+        assert_eq!(padding("kubelet", "1.34.2"), 20_000_000);
+        assert_eq!(padding("kubeadm", "1.35.1"), 11_000_000);
+        assert_eq!(padding("kubectl", "1.35.0"), 11_000_000);
+        assert_eq!(padding("kubelet", "1.33.1"), 0);
+        assert!(real
+            .iter()
+            .filter(|p| p.name == "kubernetes-cni" || p.name == "cri-tools")
+            .all(|p| p.padding == 0));
+    }
+
+    #[test]
+    fn the_payload_is_deterministic_and_does_not_repeat() {
+        let p = &packages::sized(&[34])
+            .into_iter()
+            .find(|p| p.name == "kubelet" && p.version == "1.34.2")
+            .unwrap();
+        let a = payload(p, 100_003);
+        assert_eq!(a.len(), 100_003);
+        assert_eq!(a, payload(p, 100_003));
+        // No short period: the second 4 KiB differ from the first.
+        assert_ne!(a[..4096], a[4096..8192]);
+        let zeros = a.iter().filter(|b| **b == 0).count();
+        assert!(zeros < 1_000, "{zeros} zero bytes: not random-looking");
+    }
 
     #[test]
     fn each_release_is_built_later_than_the_one_before() {

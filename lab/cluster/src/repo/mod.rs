@@ -4,12 +4,12 @@
 //! kubernetes-cni and cri-tools packages with the dependencies the real packages declare.
 
 mod build;
-mod packages;
+pub mod packages;
 mod publish;
 mod sign;
 pub mod sources;
 
-pub use build::{ensure, write_releases, Built};
+pub use build::{ensure, ensure_sized, write_releases, Built};
 pub use publish::{lab_copy, publish};
 
 /// Where the stand-in binary lives inside nodes (copied there at provisioning).

@@ -27,6 +27,9 @@ pub struct Package {
     pub depends: Vec<Dependency>,
     /// (path, mode, content)
     pub files: Vec<(&'static str, u32, String)>,
+    /// Bytes of incompressible payload that give the package a real one's size (realistic labs
+    /// only: [`sized`]); 0 otherwise.
+    pub padding: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,6 +229,38 @@ fn kubeadm_depends(release: &Release) -> Vec<Dependency> {
     deps
 }
 
+/// Where a realistic package carries its payload (a file of its own per package name).
+pub fn payload_path(name: &str) -> String {
+    format!("/usr/share/kup-lab/{name}.payload")
+}
+
+/// The size a release's package has on pkgs.k8s.io (amd64 .deb, compressed), in bytes. Estimates,
+/// not read from the repository's index: the v1.3x debs are about 20 MB for kubelet and 10-12 MB
+/// each for kubeadm and kubectl (their statically linked binaries are about 2-3x that uncompressed).
+pub fn realistic_size(name: &str) -> u64 {
+    match name {
+        // Estimate: pkgs.k8s.io kubelet_1.3x.y-1.1_amd64.deb, about 20 MB.
+        "kubelet" => 20_000_000,
+        // Estimate: pkgs.k8s.io kubeadm_1.3x.y-1.1_amd64.deb, about 11 MB.
+        "kubeadm" => 11_000_000,
+        // Estimate: pkgs.k8s.io kubectl_1.3x.y-1.1_amd64.deb, about 11 MB.
+        "kubectl" => 11_000_000,
+        _ => 0,
+    }
+}
+
+/// Every package, those of `minors` (kubelet, kubeadm, kubectl) padded to [`realistic_size`]; with
+/// no minors exactly [`all`].
+pub fn sized(minors: &[u32]) -> Vec<Package> {
+    let mut packages = all();
+    for p in &mut packages {
+        if minors.contains(&p.minor) {
+            p.padding = realistic_size(p.name);
+        }
+    }
+    packages
+}
+
 pub fn all() -> Vec<Package> {
     let mut all = Vec::new();
     let mut extras: Vec<(&'static str, &'static str, bool, u32)> = Vec::new();
@@ -240,6 +275,7 @@ pub fn all() -> Vec<Package> {
             summary,
             depends,
             files,
+            padding: 0,
         };
         all.push(package(
             "kubelet",
@@ -295,6 +331,7 @@ pub fn all() -> Vec<Package> {
             },
             depends: vec![],
             files,
+            padding: 0,
         });
     }
     all
