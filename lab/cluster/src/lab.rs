@@ -326,23 +326,27 @@ fn build(state: &mut LabState) -> Result<LabFiles, String> {
 
     sh::progress("waiting until every node is Ready and every control plane serves");
     let want = format!("v{}", spec.from.trim_start_matches('v'));
-    wait_for(Duration::from_secs(120), "every node Ready and every control plane serving", || {
-        let nodes = api.get("/api/v1/nodes").ok()?;
-        let items = nodes["items"].as_array()?;
-        let all = items.len() == spec.nodes().len()
-            && items
-                .iter()
-                .all(|n| node_ready(n) && n["status"]["nodeInfo"]["kubeletVersion"] == want.as_str());
-        // A freshly booted control plane's static pods are up once its runtime reported them and
-        // its kubelet's first start is over: a cluster handed over before that fails preflights
-        // (`control_plane: not Running/Ready`), which a real, settled cluster would not.
-        let planes = api.get("/_lab/control-planes").ok()?;
-        let serving = planes["controlPlanes"].as_array().is_none_or(|cps| {
-            cps.iter()
-                .all(|cp| cp["available"] == true && cp["staticPods"] != "restarting")
-        });
-        (all && serving).then_some(())
-    })?;
+    wait_for(
+        Duration::from_secs(120),
+        "every node Ready and every control plane serving",
+        || {
+            let nodes = api.get("/api/v1/nodes").ok()?;
+            let items = nodes["items"].as_array()?;
+            let all = items.len() == spec.nodes().len()
+                && items
+                    .iter()
+                    .all(|n| node_ready(n) && n["status"]["nodeInfo"]["kubeletVersion"] == want.as_str());
+            // A freshly booted control plane's static pods are up once its runtime reported them and
+            // its kubelet's first start is over: a cluster handed over before that fails preflights
+            // (`control_plane: not Running/Ready`), which a real, settled cluster would not.
+            let planes = api.get("/_lab/control-planes").ok()?;
+            let serving = planes["controlPlanes"].as_array().is_none_or(|cps| {
+                cps.iter()
+                    .all(|cp| cp["available"] == true && cp["staticPods"] != "restarting")
+            });
+            (all && serving).then_some(())
+        },
+    )?;
     write_inventories(state, &files)?;
     Ok(files)
 }
