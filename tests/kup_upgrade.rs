@@ -112,12 +112,23 @@ fn kup_upgrades_an_apt_lab_from_1_8_to_1_9() {
         output_text(&again)
     );
 
-    let skip = kup(&lab.inventory, &["upgrade", "--to", "v1.11.10", "--yes"]);
-    assert!(!skip.status.success());
+    // Several minors go one at a time; what cannot work is refused before anything changes.
+    let down = kup(&lab.inventory, &["upgrade", "--to", "v1.8.3", "--yes"]);
+    assert!(!down.status.success());
     assert!(
-        output_text(&skip).contains("v1.10 -> v1.11"),
-        "no path given:\n{}",
-        output_text(&skip)
+        output_text(&down).contains("does not downgrade"),
+        "a downgrade went ahead:\n{}",
+        output_text(&down)
+    );
+    let off = kup(
+        &lab.inventory,
+        &["upgrade", "--to", "v1.11.10", "--via", "v1.12.0", "--yes"],
+    );
+    assert!(!off.status.success());
+    assert!(
+        output_text(&off).contains("--via v1.12.0 is not a minor between"),
+        "a --via off the way went ahead:\n{}",
+        output_text(&off)
     );
 }
 
