@@ -148,12 +148,7 @@ fn inspect(node: &Node, expected: Option<&str>) -> Seen {
             } else {
                 "NotReady"
             };
-            let why = [c.reason.as_deref(), c.message.as_deref()]
-                .into_iter()
-                .flatten()
-                .filter(|s| !s.is_empty())
-                .collect::<Vec<_>>()
-                .join(": ");
+            let why = reason_and_message(c.reason.as_deref(), c.message.as_deref());
             problems.push(if why.is_empty() {
                 state.to_string()
             } else {
@@ -177,6 +172,16 @@ fn inspect(node: &Node, expected: Option<&str>) -> Seen {
         schedulable: !node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false),
         problem: problems.join("; "),
     }
+}
+
+/// A condition's reason and message, as one phrase (`KubeletNotReady: PLEG is not healthy`).
+fn reason_and_message(reason: Option<&str>, message: Option<&str>) -> String {
+    [reason, message]
+        .into_iter()
+        .flatten()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 /// The control-plane static pods kubeadm writes carry `tier: control-plane` and `component: <name>`
@@ -212,12 +217,7 @@ fn control_plane_problem(node: &str, pods: &[Pod]) -> Option<String> {
         match ready {
             Some(c) if c.status == "True" => {}
             Some(c) => {
-                let why = [c.reason.as_deref(), c.message.as_deref()]
-                    .into_iter()
-                    .flatten()
-                    .filter(|s| !s.is_empty())
-                    .collect::<Vec<_>>()
-                    .join(": ");
+                let why = reason_and_message(c.reason.as_deref(), c.message.as_deref());
                 problems.push(if why.is_empty() {
                     format!("{} not Ready", component(pod))
                 } else {
