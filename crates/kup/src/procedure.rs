@@ -960,7 +960,7 @@ impl Run<'_> {
                     && self.opts.on_node_failure == OnNodeFailure::Rollback
                     && matches!(name, "start-services" | "restart-kubelet" | "node-ready");
                 return Err(match (rollback, previous.as_deref()) {
-                    (true, Some(previous)) => self.roll_back(host, previous, stop),
+                    (true, Some(previous)) => self.roll_back(host, target, previous, stop),
                     _ => stop,
                 });
             }
@@ -972,8 +972,9 @@ impl Run<'_> {
     /// A worker whose kubelet did not come back at the target goes back to `previous` (its exact
     /// kubelet package version): its repository to that minor, kubelet/kubeadm/kubectl reinstalled
     /// (a downgrade), the kubelet restarted, Ready at the old version, left cordoned unless asked.
-    /// The journal forgets the node, so a rerun upgrades it again; the rollout stops either way.
-    fn roll_back(&self, host: &Host, previous: &str, stop: Stop) -> Stop {
+    /// The journal forgets the node's steps toward `target` (the era's names, which can differ
+    /// from the old version's), so a rerun upgrades it again; the rollout stops either way.
+    fn roll_back(&self, host: &Host, target: Version, previous: &str, stop: Stop) -> Stop {
         let Stop::Failed {
             host: name,
             step,
@@ -1040,7 +1041,7 @@ impl Run<'_> {
         match back {
             Ok(()) => {
                 if let Ok(mut journal) = self.journal.lock() {
-                    for s in self.node_steps(host, old, true) {
+                    for s in self.node_steps(host, target, true) {
                         let _ = journal.unmark(&format!("{}/{}", host.name, s.name));
                     }
                 }
