@@ -659,7 +659,9 @@ fn upgrade_logged(
                         journal.switch_target(&hop.to_string());
                     }
                 }
-                rollout(&run, &reporter, *hop, hosts, common.allow_partial)?;
+                // The first hop's preflight asks for every hop's packages, so a chained upgrade
+                // does not stop at a later minor's missing packages with the cluster half-way.
+                rollout(&run, &reporter, &hops[i..], hosts, common.allow_partial)?;
             }
             Ok(())
         })();
@@ -669,18 +671,22 @@ fn upgrade_logged(
     finish_upgrade(run, &reporter, &cluster_lock, &signals, result, target)
 }
 
-/// One full rollout to `target`: preflight, the control planes' kubeadm, every node, verify.
+/// One full rollout to the first of `hops` (the rest are the later hops, whose packages its
+/// preflight checks too): preflight, the control planes' kubeadm, every node, verify.
 fn rollout(
     run: &Run<'_>,
     reporter: &Reporter,
-    target: kube_version::Version,
+    hops: &[kube_version::Version],
     hosts: usize,
     allow_partial: bool,
 ) -> Result<(), Stop> {
+    let Some(&target) = hops.first() else {
+        return Ok(());
+    };
     {
         {
             reporter.phase(&format!("preflight ({hosts} hosts, target {target})"));
-            run.preflight(target, true)?;
+            run.preflight(target, hops)?;
             let unlisted = run.unlisted_nodes()?;
             if !unlisted.is_empty() {
                 let what = format!(
@@ -876,7 +882,7 @@ fn plan_logged(common: &Common, log: Option<&Arc<RunLog>>) -> Ended {
                 "outside --limit: stays at its version, nothing planned",
             );
         }
-        run.preflight(target, false)?;
+        run.preflight(target, &[])?;
         reporter.phase("what would change (check mode)");
         for (i, host) in inventory.all_hosts().enumerate() {
             let worker = i >= inventory.control_plane.len();

@@ -424,9 +424,11 @@ impl Run<'_> {
             .ok_or_else(|| Stop::Setup("the cluster survey reported no versions".into()))
     }
 
-    /// The checks before anything changes. `packages`: also ask every node whether the target's
-    /// packages resolve (the plan asks that itself, host by host, to list every blocker).
-    pub fn preflight(&self, target: Version, packages: bool) -> Result<(), Stop> {
+    /// The checks before anything changes. `package_targets`: ask every node whether each of these
+    /// releases' packages resolve (this hop's and every later hop's, so that a chained upgrade does
+    /// not stop at a later minor's missing packages after the first hop moved the cluster); empty
+    /// for the plan, which asks that itself, host by host, to list every blocker.
+    pub fn preflight(&self, target: Version, package_targets: &[Version]) -> Result<(), Stop> {
         let primary = self.primary();
         let preflight = |skip: &[&str]| {
             Args::of::<upgrade_preflight::UpgradePreflight>(&upgrade_preflight::Params {
@@ -452,8 +454,18 @@ impl Run<'_> {
             self.step(host, "preflight", local_only.clone(), false)
                 .map(|_| ())
         })?;
-        if packages {
-            self.packages_resolve(target)?;
+        // The first control plane's etcd snapshot in check mode: its certificates, etcd answering
+        // and room for the snapshot, before the first change rather than at the first apply.
+        if self.etcd_snapshot_wanted(primary) && self.in_limit(primary) {
+            self.step(
+                primary,
+                "etcd-snapshot-check",
+                self.etcd_snapshot_args(primary, target).check_mode(),
+                false,
+            )?;
+        }
+        for package_target in package_targets {
+            self.packages_resolve(*package_target)?;
         }
         Ok(())
     }
@@ -484,7 +496,8 @@ impl Run<'_> {
             Some((first, _)) => Err(Stop::Failed {
                 host: first.clone(),
                 step: "packages-resolve".into(),
-                msg: refusals
+                msg: format!("the packages of {target}: ")
+                    + &refusals
                     .iter()
                     .map(|(h, m)| format!("{h}: {m}"))
                     .collect::<Vec<_>>()

@@ -372,7 +372,7 @@ fn every_argument_kup_builds_passes_the_modules_own_intake() {
     let dir = tempfile::tempdir().unwrap();
     let journal = Journal::unlocked(dir.path().join("j.json"), "v1.9.2", false);
     with_run(&fake, journal, |run| {
-        run.preflight(target(), true).unwrap();
+        run.preflight(target(), &[target()]).unwrap();
         run.check(run.primary(), run.download_args("stable-1.9", false))
             .unwrap();
         for worker in [false, true] {
@@ -600,12 +600,12 @@ fn preflight_asks_every_node_whether_its_packages_resolve_and_names_each_that_wo
     });
     let dir = tempfile::tempdir().unwrap();
     let journal = Journal::unlocked(dir.path().join("j.json"), "v1.9.2", false);
-    let stop = with_run(&fake, journal, |run| run.preflight(target(), true).unwrap_err());
+    let stop = with_run(&fake, journal, |run| run.preflight(target(), &[target()]).unwrap_err());
     let Stop::Failed { host, step, msg, fix } = stop else {
         panic!("{stop:?}");
     };
     assert_eq!((host.as_str(), step.as_str()), ("cp2", "packages-resolve"));
-    assert!(msg.starts_with("cp2: "), "{msg}");
+    assert!(msg.starts_with("the packages of v1.9.2: cp2: "), "{msg}");
     assert!(msg.contains("; w2: "), "{msg}");
     assert!(msg.contains("Depends: cri-tools"), "{msg}");
     assert!(fix.contains("nothing was changed"), "{fix}");
@@ -626,7 +626,32 @@ fn preflight_asks_every_node_whether_its_packages_resolve_and_names_each_that_wo
     );
     // The plan's preflight leaves the packages to the plan's own per-host steps.
     let journal = Journal::unlocked(dir.path().join("j2.json"), "v1.9.2", false);
-    with_run(&fake, journal, |run| run.preflight(target(), false).unwrap());
+    with_run(&fake, journal, |run| run.preflight(target(), &[]).unwrap());
+}
+
+#[test]
+fn the_first_hops_preflight_also_asks_for_every_later_hops_packages() {
+    // w1's repository has no 1.10 packages: found before the first hop changes anything.
+    let fake = Fake::new(|place, module, args| {
+        if module == "package_pin" && place == "w1" && args["version"] == "1.10.3" {
+            return Ok(json!({"failed": true, "changed": false,
+                "msg": "no kubelet 1.10.3 in the repository"}));
+        }
+        ok(false)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::unlocked(dir.path().join("j.json"), "v1.9.2", false);
+    let later = Version::parse("v1.10.3").unwrap();
+    let stop = with_run(&fake, journal, |run| run.preflight(target(), &[target(), later]).unwrap_err());
+    let Stop::Failed { host, step, msg, .. } = stop else {
+        panic!("{stop:?}");
+    };
+    assert_eq!((host.as_str(), step.as_str()), ("w1", "packages-resolve"));
+    assert!(msg.starts_with("the packages of v1.10.3: w1: no kubelet 1.10.3"), "{msg}");
+    let calls = fake.calls();
+    assert!(calls.iter().all(|c| !c.contains(" package_") || c.ends_with(" check")), "{calls:?}");
+    // Each node was asked about each hop: 4 hosts x 2 releases.
+    assert_eq!(calls.iter().filter(|c| c.contains(" package_pin")).count(), 8, "{calls:?}");
 }
 
 #[test]
