@@ -19,6 +19,7 @@ pub mod echo;
 pub mod package_manager;
 pub mod params;
 pub mod plan;
+pub mod progress;
 mod protocol;
 mod result;
 pub mod testkit;
