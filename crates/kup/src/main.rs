@@ -870,6 +870,16 @@ fn plan_logged(common: &Common, log: Option<&Arc<RunLog>>) -> Ended {
                         &host.name,
                         &format!("hop {}/{} to {hop}: {steps}", n + 1, hops.len()),
                     );
+                    // Its packages can be judged now (a private view of the repository at its
+                    // minor): a later minor missing from a node's mirror blocks the whole chain.
+                    if let Err(Stop::Failed { msg, .. }) = run.check(host, run.pin_check_args(host, *hop)) {
+                        blockers.push(format!(
+                            "{}: hop {}/{} to {hop}: package_pin: {msg}",
+                            host.name,
+                            n + 1,
+                            hops.len()
+                        ));
+                    }
                 }
             }
         }

@@ -498,10 +498,10 @@ impl Run<'_> {
                 step: "packages-resolve".into(),
                 msg: format!("the packages of {target}: ")
                     + &refusals
-                    .iter()
-                    .map(|(h, m)| format!("{h}: {m}"))
-                    .collect::<Vec<_>>()
-                    .join("; "),
+                        .iter()
+                        .map(|(h, m)| format!("{h}: {m}"))
+                        .collect::<Vec<_>>()
+                        .join("; "),
                 fix: "make the target's packages available on those nodes (their repository, a mirror \
                       that has the target's minor, the packages the resolver names), then rerun; nothing \
                       was changed"
