@@ -600,7 +600,9 @@ fn preflight_asks_every_node_whether_its_packages_resolve_and_names_each_that_wo
     });
     let dir = tempfile::tempdir().unwrap();
     let journal = Journal::unlocked(dir.path().join("j.json"), "v1.9.2", false);
-    let stop = with_run(&fake, journal, |run| run.preflight(target(), &[target()]).unwrap_err());
+    let stop = with_run(&fake, journal, |run| {
+        run.preflight(target(), &[target()]).unwrap_err()
+    });
     let Stop::Failed { host, step, msg, fix } = stop else {
         panic!("{stop:?}");
     };
@@ -642,16 +644,30 @@ fn the_first_hops_preflight_also_asks_for_every_later_hops_packages() {
     let dir = tempfile::tempdir().unwrap();
     let journal = Journal::unlocked(dir.path().join("j.json"), "v1.9.2", false);
     let later = Version::parse("v1.10.3").unwrap();
-    let stop = with_run(&fake, journal, |run| run.preflight(target(), &[target(), later]).unwrap_err());
+    let stop = with_run(&fake, journal, |run| {
+        run.preflight(target(), &[target(), later]).unwrap_err()
+    });
     let Stop::Failed { host, step, msg, .. } = stop else {
         panic!("{stop:?}");
     };
     assert_eq!((host.as_str(), step.as_str()), ("w1", "packages-resolve"));
-    assert!(msg.starts_with("the packages of v1.10.3: w1: no kubelet 1.10.3"), "{msg}");
+    assert!(
+        msg.starts_with("the packages of v1.10.3: w1: no kubelet 1.10.3"),
+        "{msg}"
+    );
     let calls = fake.calls();
-    assert!(calls.iter().all(|c| !c.contains(" package_") || c.ends_with(" check")), "{calls:?}");
+    assert!(
+        calls
+            .iter()
+            .all(|c| !c.contains(" package_") || c.ends_with(" check")),
+        "{calls:?}"
+    );
     // Each node was asked about each hop: 4 hosts x 2 releases.
-    assert_eq!(calls.iter().filter(|c| c.contains(" package_pin")).count(), 8, "{calls:?}");
+    assert_eq!(
+        calls.iter().filter(|c| c.contains(" package_pin")).count(),
+        8,
+        "{calls:?}"
+    );
 }
 
 #[test]
