@@ -1,7 +1,8 @@
 //! `upgrade_preflight`: the runbook's "Before proceeding", checked on a host, each check reported on
 //! its own with pass/fail and why: swap off, kubeadm present and at least the target, the target the
 //! same or the next minor of the running control plane, API server reachable, every node Ready,
-//! control-plane static pods running, free disk for the packages. Read-only: never a change.
+//! control-plane static pods running, free disk for the packages and for kubeadm's copy of a local
+//! etcd's data. Read-only: never a change.
 
 use kube_kit::k8s_openapi::api::core::v1::{Node, Pod};
 use kube_kit::kube::api::{Api, ListParams};
@@ -23,6 +24,7 @@ const CHECKS: &[&str] = &[
     "nodes_ready",
     "control_plane",
     "disk",
+    "etcd_backup",
 ];
 const API_CHECKS: &[&str] = &["version_skew", "api", "nodes_ready", "control_plane"];
 
@@ -37,6 +39,12 @@ pub struct Params {
     pub disk_path: FilePath,
     #[serde(default = "default_min_free", deserialize_with = "de::int")]
     pub min_free_mb: u64,
+    /// A local (stacked) etcd's static pod manifest: its `--data-dir` is what kubeadm copies.
+    #[serde(default = "default_etcd_manifest")]
+    pub etcd_manifest: FilePath,
+    /// Where kubeadm puts that copy (`<KubernetesDir>/tmp`).
+    #[serde(default = "default_etcd_backup_dir")]
+    pub etcd_backup_dir: FilePath,
     /// `kubeconfig`, `context`, `request_timeout` (15 s by default here: a check, not a change).
     #[serde(flatten)]
     pub connection: Connection<15>,
@@ -51,6 +59,8 @@ impl Params {
             skip: Vec::new(),
             disk_path: default_disk_path(),
             min_free_mb: default_min_free(),
+            etcd_manifest: default_etcd_manifest(),
+            etcd_backup_dir: default_etcd_backup_dir(),
             connection: Connection::default(),
         }
     }
@@ -66,6 +76,16 @@ fn default_disk_path() -> FilePath {
 fn default_min_free() -> u64 {
     300
 }
+/// cmd/kubeadm/app/constants: `ManifestsSubDirName` under `KubernetesDir`, the etcd static pod.
+fn default_etcd_manifest() -> FilePath {
+    FilePath::from_static("/etc/kubernetes/manifests/etcd.yaml")
+}
+/// cmd/kubeadm/app/constants `TempDirForKubeadm`: the upgrade's backups go under it.
+fn default_etcd_backup_dir() -> FilePath {
+    FilePath::from_static("/etc/kubernetes/tmp")
+}
+/// cmd/kubeadm/app/constants `EtcdDataDir`: the data directory when the manifest names none.
+const ETCD_DATA_DIR: &str = "/var/lib/etcd";
 
 /// One check's verdict.
 struct Check {
@@ -122,6 +142,9 @@ impl Module for UpgradePreflight {
         }
         if wanted("disk") {
             checks.push(disk(&p));
+        }
+        if wanted("etcd_backup") {
+            checks.push(etcd_backup(&p));
         }
         let failed: Vec<String> = checks
             .iter()
@@ -238,6 +261,114 @@ fn disk(p: &Params) -> Check {
             }
         }
         Err(e) => Check::fail("disk", format!("cannot stat {}: {e}", p.disk_path.display())),
+    }
+}
+
+/// kubeadm copies a local etcd's whole data directory before it upgrades etcd
+/// (cmd/kubeadm/app/phases/upgrade/staticpods.go `performEtcdStaticPodUpgrade`: `util.CopyDir`
+/// of `Etcd.Local.DataDir` into `BackupEtcdDir()` under `TempDirForKubeadm`), on every control plane
+/// with a stacked member. A disk too small for it fails the upgrade half-way on that node.
+fn etcd_backup(p: &Params) -> Check {
+    const NAME: &str = "etcd_backup";
+    let manifest = match std::fs::read_to_string(p.etcd_manifest.as_path()) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Check::pass(
+                NAME,
+                format!(
+                    "no local etcd here ({} does not exist): kubeadm copies no etcd data",
+                    p.etcd_manifest.display()
+                ),
+            )
+        }
+        Err(e) => return Check::fail(NAME, format!("cannot read {}: {e}", p.etcd_manifest.display())),
+    };
+    let data_dir = data_dir_of(&manifest).unwrap_or_else(|| ETCD_DATA_DIR.to_string());
+    let size = match tree_bytes(std::path::Path::new(&data_dir), 0) {
+        Ok(size) => size,
+        Err(e) => return Check::fail(NAME, format!("cannot measure etcd's data in {data_dir}: {e}")),
+    };
+    let (place, free) = match free_bytes_at(p.etcd_backup_dir.as_path()) {
+        Ok(found) => found,
+        Err(e) => return Check::fail(NAME, e),
+    };
+    let need = backup_need(size);
+    let detail = format!(
+        "kubeadm copies etcd's data ({} in {data_dir}) under {} before it upgrades etcd: {} free on {}          (need {})",
+        mib(size),
+        p.etcd_backup_dir.display(),
+        mib(free),
+        place.display(),
+        mib(need)
+    );
+    if free >= need {
+        Check::pass(NAME, detail)
+    } else {
+        Check::fail(
+            NAME,
+            format!("{detail}; free space there, or remove old kubeadm-backup-* directories under it"),
+        )
+    }
+}
+
+/// The copy plus a tenth and 64 MiB: the data grows while the upgrade runs, and the manifests'
+/// backup lands in the same place.
+fn backup_need(data: u64) -> u64 {
+    data.saturating_add(data / 10).saturating_add(64 << 20)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{} MiB", bytes.div_ceil(1 << 20))
+}
+
+/// The value of `--data-dir` in etcd's static pod manifest (`- --data-dir=/var/lib/etcd`, as
+/// cmd/kubeadm/app/phases/etcd/local.go `getEtcdCommand` writes it), quotes taken off.
+fn data_dir_of(manifest: &str) -> Option<String> {
+    manifest.lines().find_map(|line| {
+        let at = line.find("--data-dir=")?;
+        let value = line[at + "--data-dir=".len()..]
+            .trim()
+            .trim_matches(|c| c == '"' || c == '\'');
+        (value.starts_with('/')).then(|| value.to_string())
+    })
+}
+
+/// The bytes of every regular file under `dir` (links not followed): what a copy writes, a sparse
+/// file counted whole as CopyDir writes it.
+fn tree_bytes(dir: &std::path::Path, depth: usize) -> std::io::Result<u64> {
+    if depth > 32 {
+        return Err(std::io::Error::other(format!("{} is nested too deep", dir.display())));
+    }
+    let meta = match std::fs::symlink_metadata(dir) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    if meta.is_file() {
+        return Ok(meta.len());
+    }
+    if !meta.is_dir() {
+        return Ok(0);
+    }
+    let mut total = 0u64;
+    for entry in std::fs::read_dir(dir)? {
+        total = total.saturating_add(tree_bytes(&entry?.path(), depth + 1)?);
+    }
+    Ok(total)
+}
+
+/// The free bytes where `path` is, or at its nearest existing parent (kubeadm makes the directory).
+fn free_bytes_at(path: &std::path::Path) -> Result<(std::path::PathBuf, u64), String> {
+    let mut at = path;
+    loop {
+        match rustix::fs::statvfs(at) {
+            Ok(s) => return Ok((at.to_path_buf(), s.f_bavail.saturating_mul(s.f_frsize))),
+            Err(rustix::io::Errno::NOENT) => match at.parent() {
+                Some(parent) => at = parent,
+                None => return Err(format!("cannot find where {} would be", path.display())),
+            },
+            Err(e) => return Err(format!("cannot stat {}: {e}", at.display())),
+        }
     }
 }
 
@@ -374,5 +505,27 @@ fn control_plane(pods: &[Pod]) -> Check {
             "control_plane",
             format!("not Running/Ready: {}", unhealthy.join(", ")),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_data_dir_is_read_from_etcds_manifest_as_kubeadm_writes_it() {
+        let manifest = "spec:\n  containers:\n  - command:\n    - etcd\n    - --advertise-client-urls=https://10.0.0.1:2379\n    - --data-dir=/var/lib/etcd-alt\n";
+        assert_eq!(data_dir_of(manifest).as_deref(), Some("/var/lib/etcd-alt"));
+        assert_eq!(data_dir_of("    - \"--data-dir=/data\"\n").as_deref(), Some("/data"));
+        assert_eq!(data_dir_of("    - etcd\n"), None);
+        // A relative directory is not guessed at.
+        assert_eq!(data_dir_of("    - --data-dir=default.etcd\n"), None);
+    }
+
+    #[test]
+    fn the_backup_needs_the_copy_and_a_margin() {
+        assert_eq!(backup_need(0), 64 << 20);
+        assert_eq!(backup_need(1000 << 20), (1100 << 20) + (64 << 20));
+        assert_eq!(backup_need(u64::MAX), u64::MAX);
     }
 }

@@ -14,13 +14,14 @@ module_kit::intake_tests!(
 );
 
 /// Only the checks that need neither a cluster nor this host's state.
-const LOCAL_ONLY: [&str; 6] = [
+const LOCAL_ONLY: [&str; 7] = [
     "swap",
     "version_skew",
     "api",
     "nodes_ready",
     "control_plane",
     "disk",
+    "etcd_backup",
 ];
 
 fn kubeadm(dir: &Path, version: &str) -> PathBuf {

@@ -63,7 +63,7 @@ fn a_healthy_cluster_passes_every_check_for_the_next_minor() {
         let ran = lab.run(args.clone());
         assert!(!ran.failed(), "{emu:?}: {}", ran.stdout);
         assert!(!ran.changed());
-        assert_eq!(ran.json["checks"].as_array().unwrap().len(), 7 - skip.len());
+        assert_eq!(ran.json["checks"].as_array().unwrap().len(), 8 - skip.len());
         assert_eq!(check(&ran, "nodes_ready")["detail"], "all 6 nodes are Ready");
         // Read-only: check mode gives the same verdict.
         let mut checked = args.clone();
@@ -116,6 +116,49 @@ fn each_failing_check_says_why() {
         .unwrap()
         .contains("/nonexistent/kubeadm"));
     assert_eq!(check(&ran, "nodes_ready")["detail"], "not Ready: worker-2");
+}
+
+#[test]
+fn kubeadms_copy_of_a_local_etcds_data_must_fit_under_its_backup_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("etcd-data");
+    std::fs::create_dir_all(data.join("member/snap")).unwrap();
+    std::fs::write(data.join("member/snap/db"), vec![7u8; 3 << 20]).unwrap();
+    let manifest = dir.path().join("etcd.yaml");
+    std::fs::write(
+        &manifest,
+        format!("spec:\n  containers:\n  - command:\n    - etcd\n    - --data-dir={}\n", data.display()),
+    )
+    .unwrap();
+    let only = ["swap", "kubeadm", "version_skew", "api", "nodes_ready", "control_plane", "disk"];
+    let run = |backup_dir: &Path| {
+        let args = json!({"version": "v1.31.0", "skip": only, "etcd_manifest": manifest,
+                          "etcd_backup_dir": backup_dir});
+        run_with_args_file(Path::new(env!("CARGO_BIN_EXE_upgrade_preflight")), &args).unwrap()
+    };
+    // Room: the 3 MiB copy fits; the backup directory not made yet is judged at its parent.
+    let ran = run(&dir.path().join("tmp/not-yet"));
+    assert!(!ran.failed(), "{}", ran.stdout);
+    let detail = check(&ran, "etcd_backup")["detail"].as_str().unwrap().to_string();
+    assert!(detail.contains("3 MiB in ") && detail.contains("etcd-data"), "{detail}");
+    // A database far larger than any disk here (a sparse file, copied whole by kubeadm): refused.
+    std::fs::File::create(data.join("member/snap/huge"))
+        .unwrap()
+        .set_len(1 << 43)
+        .unwrap();
+    let ran = run(dir.path());
+    assert!(ran.failed(), "{}", ran.stdout);
+    assert_eq!(check(&ran, "etcd_backup")["ok"], false);
+    assert!(ran.msg().contains("etcd_backup: kubeadm copies etcd's data"), "{}", ran.msg());
+    assert!(ran.msg().contains("kubeadm-backup-"), "{}", ran.msg());
+    // No local etcd (a worker, an external etcd): nothing to copy.
+    std::fs::remove_file(&manifest).unwrap();
+    let ran = run(dir.path());
+    assert!(!ran.failed(), "{}", ran.stdout);
+    assert!(check(&ran, "etcd_backup")["detail"]
+        .as_str()
+        .unwrap()
+        .starts_with("no local etcd here"));
 }
 
 #[test]
