@@ -1,5 +1,6 @@
 //! The live host x step view: on a terminal, a table of every host and what each of its steps did,
-//! redrawn in place under the scrolling log lines, with the running step's elapsed time ticking.
+//! redrawn in place under the scrolling log lines, with the running step's elapsed time ticking
+//! and, for a long wait, its module's latest word on why it still waits and the time it has left.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -14,6 +15,8 @@ struct Row {
     host: String,
     marks: String,
     running: Option<(String, Instant)>,
+    /// The running step's latest progress: its text, and the time left as of when it came.
+    progress: Option<(String, Option<(Duration, Instant)>)>,
     last: String,
 }
 
@@ -36,6 +39,7 @@ impl Live {
                     host: h.clone(),
                     marks: String::new(),
                     running: None,
+                    progress: None,
                     last: "waiting".into(),
                 })
                 .collect(),
@@ -53,6 +57,7 @@ impl Live {
             host: host.to_string(),
             marks: String::new(),
             running: None,
+            progress: None,
             last: String::new(),
         });
         let last = self.rows.len() - 1;
@@ -60,13 +65,27 @@ impl Live {
     }
 
     pub fn running(&mut self, host: &str, step: &str, now: Instant) {
-        self.row(host).running = Some((step.to_string(), now));
+        let row = self.row(host);
+        row.running = Some((step.to_string(), now));
+        row.progress = None;
+    }
+
+    /// The running step's module says why it still waits (`left`: time before it gives up, as
+    /// of `now`). Ignored when nothing runs on the host.
+    pub fn progress(&mut self, host: &str, text: &str, left: Option<Duration>, now: Instant) {
+        let row = self.row(host);
+        if row.running.is_some() {
+            // One line on screen: the text's first line.
+            let text = text.lines().next().unwrap_or_default().to_string();
+            row.progress = Some((text, left.map(|l| (l, now))));
+        }
     }
 
     /// A finished step: `status` is kup's (`ok`, `changed`, `done`, `FAILED`).
     pub fn finished(&mut self, host: &str, step: &str, status: &str, seconds: f64) {
         let row = self.row(host);
         row.running = None;
+        row.progress = None;
         row.marks.push(match status {
             "changed" => '+',
             "done" => '=',
@@ -90,7 +109,16 @@ impl Live {
                 Some((step, since)) => format!("> {step} {:.0}s", now.duration_since(*since).as_secs_f64()),
                 None => r.last.clone(),
             };
-            lines.push(format!("{:<width$}  {marks:<MARKS$}  {now_text}", r.host));
+            let mut line = format!("{:<width$}  {marks:<MARKS$}  {now_text}", r.host);
+            if let (Some(_), Some((text, left))) = (&r.running, &r.progress) {
+                let left = left
+                    .map(|(l, at)| {
+                        format!(" ({} s left)", l.saturating_sub(now.duration_since(at)).as_secs())
+                    })
+                    .unwrap_or_default();
+                line.push_str(&fit(&format!(": {text}{left}"), self.width, line.chars().count()));
+            }
+            lines.push(line);
         }
         lines.push(LEGEND.to_string());
         lines
@@ -135,6 +163,18 @@ impl Live {
     }
 }
 
+/// `text` cut to what is left of a `width`-column row after `used` columns (0: kept whole), `…`
+/// where it was cut: a progress text never wraps the table.
+fn fit(text: &str, width: usize, used: usize) -> String {
+    let room = width.saturating_sub(used);
+    if width == 0 || text.chars().count() <= room {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(room.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
 /// The rows `line` takes on a terminal `width` columns wide (0: unknown, one).
 fn rows(line: &str, width: usize) -> usize {
     if width == 0 {
@@ -170,6 +210,41 @@ mod tests {
         assert_eq!(frame[3], LEGEND);
         live.finished("worker-1", "drain", "FAILED", 9.0);
         assert!(live.frame(t0)[2].starts_with("worker-1  X "));
+    }
+
+    #[test]
+    fn the_running_steps_progress_shows_beside_its_time_with_the_time_left_ticking() {
+        let t0 = Instant::now();
+        let mut live = Live::new(&["cp1".into(), "w1".into()]);
+        live.progress("w1", "ignored: nothing runs", None, t0);
+        assert!(!live.frame(t0)[2].contains("ignored"));
+        live.running("w1", "drain", t0);
+        live.progress(
+            "w1",
+            "default/web-0 refused by PodDisruptionBudget default/web\nsecond line",
+            Some(Duration::from_secs(300)),
+            t0 + Duration::from_secs(5),
+        );
+        let row = &live.frame(t0 + Duration::from_secs(15))[2];
+        assert!(
+            row.ends_with(
+                "> drain 15s: default/web-0 refused by PodDisruptionBudget default/web (290 s left)"
+            ),
+            "{row}"
+        );
+        // A narrow terminal: the text is cut to the row, never wrapped.
+        live.width = 80;
+        let row = &live.frame(t0 + Duration::from_secs(15))[2];
+        assert_eq!(row.chars().count(), 80, "{row}");
+        assert!(row.ends_with('…'), "{row}");
+        // Gone with its step.
+        live.finished("w1", "drain", "changed", 20.0);
+        live.running("w1", "packages", t0);
+        assert!(
+            live.frame(t0)[2].ends_with("> packages 0s"),
+            "{:?}",
+            live.frame(t0)
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //!   kup status  -i INVENTORY [--to VERSION]          the journal against the live cluster
 //!   kup module NAME [ARGS.json]                      run one module (JSON on stdin without ARGS)
 //!   kup module                                       the modules kup carries, each in a line
-//!   kup module describe NAME                         a module's arguments, from its documentation
+//!   kup module describe NAME [--json]                a module's arguments, from its documentation
 //!   kup module --list                                the modules, for scripts: NAME api|host LINKS
 //!
 //! Exit codes: 0 done (plan: can go ahead), 1 failed or refused (plan: blocked), 2 usage,
@@ -197,7 +197,11 @@ enum Command {
     /// Print the procedure per Kubernetes era that kup follows (the table playbooks/vars/eras.yml
     /// holds for upgrade.yml): where kubeadm comes from, what the other control planes and the
     /// workers run, how nodes are taken out, what happens to their services, which repository.
-    Eras,
+    Eras {
+        /// One JSON object on stdout (`{"eras": [...]}`, the same rows and fields) instead of YAML.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run one module (the multicall entry kup uses on hosts): JSON args file, or JSON on stdin.
     /// Without a name, the modules kup carries, each with what it does; `kup module describe NAME`
     /// describes a module's arguments (name, type, required, default, what it is), from the
@@ -208,6 +212,11 @@ enum Command {
         /// https, kube).
         #[arg(long, exclusive = true)]
         list: bool,
+        /// While the module runs, write its progress (why a long wait still waits) on stderr, one
+        /// JSON object a line; stdout stays its one result. How kup runs modules on hosts; modules
+        /// run any other way (Ansible) stay silent.
+        #[arg(long)]
+        progress: bool,
         /// The module to run (or `describe`, then the module to describe).
         name: Option<String>,
         #[arg(allow_hyphen_values = true)]
@@ -231,15 +240,25 @@ fn main() -> ExitCode {
         Command::Module {
             name: Some(name),
             args,
+            progress,
             ..
-        } => modules::run(&name, args),
-        Command::Eras => match std::io::stdout()
-            .lock()
-            .write_all(kube_eras::to_yaml().as_bytes())
-        {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(_) => ExitCode::FAILURE,
-        },
+        } => {
+            if progress {
+                module_kit::progress::enable();
+            }
+            modules::run(&name, args)
+        }
+        Command::Eras { json } => {
+            let text = if json {
+                moduledoc::eras_json().to_string() + "\n"
+            } else {
+                kube_eras::to_yaml()
+            };
+            match std::io::stdout().lock().write_all(text.as_bytes()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::FAILURE,
+            }
+        }
         Command::Plan(common) => plan(&common),
         Command::Status(args) => status(&args),
         Command::Upgrade {
@@ -390,7 +409,11 @@ fn load(
     if opts.cni_version.is_none() {
         opts.cni_version = inventory.var("cni_version");
     }
-    Ok((inventory, opts, SshTransport::new(Arc::clone(aborted))?))
+    // Modules' progress lines (a drain held up, a node not Ready yet) go to this run's reporter.
+    let transport = SshTransport::new(Arc::clone(aborted))?.with_progress(Arc::new(
+        |host: &str, module: &str, line: &Value| report::progress(host, module, line),
+    ));
+    Ok((inventory, opts, transport))
 }
 
 /// A path on the controller, absolute: `~/x` under `$HOME`, a relative one under the current

@@ -2,10 +2,11 @@
 //! (its arguments: name, type, required, default, what it is), read from each module's own sidecar
 //! documentation: the `NAME.yml` beside its source that Ansible reads (scripts/build puts a copy
 //! beside each binary in dist/), built into the module (`Module::DOCS`) and so into kup. Nothing
-//! here is written twice, so the description cannot drift from the module.
+//! here is written twice, so the description cannot drift from the module. `--json` gives the same
+//! for scripts, and [`eras_json`] the procedure per era (`kup eras --json`).
 
 use crate::modules::{self, ModuleInfo};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -18,6 +19,8 @@ pub struct Opt {
     pub required: bool,
     /// As the documentation gives it (`-` when it gives none).
     pub default: String,
+    /// The same as the documentation's value (null when it gives none).
+    pub default_value: Value,
     pub description: String,
 }
 
@@ -108,6 +111,7 @@ pub fn parse(docs: &str) -> Result<Doc, String> {
                 } else {
                     shown(&o["default"])
                 },
+                default_value: o["default"].clone(),
                 description,
             });
         }
@@ -198,6 +202,33 @@ pub fn describe_text(name: &str, width: usize) -> Result<String, String> {
     Ok(out)
 }
 
+/// `kup module describe NAME --json`: what [`describe_text`] shows, as one object.
+pub fn describe_json(name: &str) -> Result<Value, String> {
+    let Some(m) = modules::info(name) else {
+        let names: Vec<&str> = modules::MODULES.iter().map(|m| m.name).collect();
+        return Err(format!("no module {name:?}; kup has: {}", names.join(", ")));
+    };
+    let doc = parse(m.docs).map_err(|e| format!("module {name}: {e}"))?;
+    let options: Vec<Value> = doc
+        .options
+        .iter()
+        .map(|o| {
+            json!({"name": o.name, "type": o.kind, "required": o.required, "default": o.default_value,
+                   "description": o.description})
+        })
+        .collect();
+    Ok(
+        json!({"name": name, "short_description": doc.short, "runs": place(m),
+              "links": m.links.name(), "options": options}),
+    )
+}
+
+/// `kup eras --json`: every era of the procedure, oldest first, with the fields `kup eras` (and
+/// playbooks/vars/eras.yml) gives each.
+pub fn eras_json() -> Value {
+    json!({"eras": kube_eras::ERAS})
+}
+
 pub fn print_list() -> ExitCode {
     match std::io::stdout().lock().write_all(list_text().as_bytes()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -205,15 +236,30 @@ pub fn print_list() -> ExitCode {
     }
 }
 
-/// `kup module describe NAME`: exit 2 without a known NAME.
+/// `kup module describe NAME [--json]`: exit 2 without a known NAME.
 pub fn print_describe(args: &[OsString]) -> ExitCode {
-    let [name] = args else {
+    let json = args.iter().any(|a| a == "--json");
+    let rest: Vec<&OsString> = args.iter().filter(|a| *a != "--json").collect();
+    let [name] = rest[..] else {
         let _ = writeln!(
             std::io::stderr(),
-            "kup: usage: kup module describe NAME (`kup module` lists them)"
+            "kup: usage: kup module describe NAME [--json] (`kup module` lists them)"
         );
         return ExitCode::from(2);
     };
+    if json {
+        let text = describe_json(&name.to_string_lossy()).map(|v| v.to_string() + "\n");
+        return match text {
+            Ok(text) => match std::io::stdout().lock().write_all(text.as_bytes()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::FAILURE,
+            },
+            Err(e) => {
+                let _ = writeln!(std::io::stderr(), "kup: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let stdout = std::io::stdout();
     let width = if stdout.is_terminal() {
         crate::report::terminal_width(&stdout).unwrap_or(0)
@@ -298,6 +344,73 @@ mod tests {
         assert!(describe_text("nosuch", 0)
             .unwrap_err()
             .contains("kup has: kubeadm_download"));
+    }
+
+    #[test]
+    fn describe_json_gives_each_argument_with_its_typed_default() {
+        let v = describe_json("node_drain").unwrap();
+        assert_eq!(v["name"], "node_drain");
+        assert_eq!(v["runs"], "api");
+        assert!(
+            v["short_description"]
+                .as_str()
+                .unwrap()
+                .starts_with("Cordon, drain or uncordon"),
+            "{v}"
+        );
+        let opt = |n: &str| {
+            v["options"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|o| o["name"] == n)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(
+            opt("timeout"),
+            json!({"name": "timeout", "type": "int", "required": false, "default": 600,
+                   "description": opt("timeout")["description"]})
+        );
+        assert_eq!(
+            (
+                opt("name")["required"].as_bool(),
+                opt("name")["default"].is_null()
+            ),
+            (Some(true), true)
+        );
+        assert_eq!(opt("state")["default"], "drain");
+        // The same arguments as the text.
+        let text = describe_text("node_drain", 0).unwrap();
+        for o in v["options"].as_array().unwrap() {
+            let name = o["name"].as_str().unwrap();
+            assert!(text.lines().any(|l| l.starts_with(&format!("{name} "))), "{name}");
+        }
+        assert!(describe_json("nosuch").unwrap_err().contains("kup has:"));
+    }
+
+    #[test]
+    fn eras_json_has_every_era_with_the_yaml_rows_fields() {
+        let v = eras_json();
+        let eras = v["eras"].as_array().unwrap();
+        assert_eq!(eras.len(), kube_eras::ERAS.len());
+        assert_eq!(eras[0]["minor"], 8);
+        assert_eq!(eras[0]["take_out_workers"], "drain");
+        assert_eq!(eras.last().unwrap()["addons_at_last_control_plane"], true);
+        // Every field the YAML gives a row.
+        let yaml = kube_eras::to_yaml();
+        for key in eras[0].as_object().unwrap().keys() {
+            assert!(yaml.contains(&format!("{key}:")), "{key} is not in the YAML");
+        }
+        let yaml_keys = yaml
+            .lines()
+            .filter(|l| l.starts_with("    ") && !l.starts_with("      ") || l.starts_with("  - "))
+            .filter_map(|l| l.trim_start_matches("  - ").trim().split_once(':'))
+            .map(|(k, _)| k.to_string())
+            .collect::<std::collections::BTreeSet<_>>();
+        for key in yaml_keys {
+            assert!(eras[0].get(&key).is_some(), "{key} missing from the JSON");
+        }
     }
 
     #[test]

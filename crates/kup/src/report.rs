@@ -2,7 +2,9 @@
 //! JSON event stream with `--json`, see [`crate::events`]) and the final report: per host, the
 //! kubelet versions before and after (this run's, else the journal's for a host an earlier run did,
 //! else the cluster's), the steps, the changes, the time; each node's out-of-service window and the
-//! run's critical path ([`Timeline`]), from the step-start and step events alone.
+//! run's critical path ([`Timeline`]), from the step-start and step events alone. While a step
+//! runs, its module's progress lines (why a drain or a readiness wait still waits) reach the view,
+//! the stream and the log through [`progress`].
 
 use crate::live::{Live, TICK};
 use crate::runlog::{self, RunLog};
@@ -10,8 +12,8 @@ use crate::{events, journal};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 pub struct StepEvent {
     pub host: String,
@@ -274,130 +276,59 @@ pub struct Reporter {
     /// `-v`: each step's message in full; `-vv`: also the module's result (redacted), on stderr.
     verbose: u8,
     /// The tests' stdout: the JSON events, when set.
-    captured: Option<Mutex<Vec<String>>>,
+    captured: Option<Arc<Mutex<Vec<String>>>>,
+    /// Where modules' progress lines go (shared with [`progress`] while this reporter lives).
+    route: Arc<Route>,
 }
 
-impl Reporter {
-    /// `hosts` in inventory order: the rows of the live view, shown when stderr is a terminal.
-    pub fn new(json: bool, hosts: &[String]) -> Reporter {
-        let terminal = std::io::stderr().is_terminal()
-            && std::env::var("TERM").is_ok_and(|t| !t.is_empty() && t != "dumb");
-        let live = (!json && terminal).then(|| Arc::new(Mutex::new(Live::new(hosts))));
-        if let Some(live) = &live {
-            let live = Arc::clone(live);
-            // Ticks the running step's elapsed time; ends when the view is frozen by `finish`.
-            std::thread::spawn(move || loop {
-                std::thread::sleep(TICK);
-                let Ok(mut view) = live.lock() else { return };
-                if !view.active {
-                    return;
-                }
-                if view.ticking() {
-                    view.width = terminal_width(std::io::stderr()).unwrap_or(0);
-                    view.draw(&mut std::io::stderr().lock(), &[], Instant::now());
-                }
-            });
-        }
-        Reporter {
+/// Plain (non-terminal) output prints a host's progress at most this often.
+pub const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(12);
+
+/// What the modules' progress lines need of the reporter: they come from the transport's reader
+/// threads (through [`progress`]), which do not hold the reporter.
+struct Route {
+    json: bool,
+    quiet: bool,
+    started: Instant,
+    live: Option<Arc<Mutex<Live>>>,
+    log: Mutex<Option<Arc<RunLog>>>,
+    captured: Option<Arc<Mutex<Vec<String>>>>,
+    /// Node name -> host.
+    nodes: Mutex<BTreeMap<String, String>>,
+    /// Host -> its step running now.
+    running: Mutex<BTreeMap<String, String>>,
+    /// Host -> when plain output last printed its progress.
+    printed: Mutex<BTreeMap<String, Instant>>,
+}
+
+/// The reporter of this kup's run, for [`progress`]: the one `Reporter::new` made last (a process
+/// runs one plan or upgrade); gone with it.
+static ROUTE: Mutex<Option<Weak<Route>>> = Mutex::new(None);
+
+/// A module's progress line (`module_kit::progress`) from the transport's sink: `place` is the
+/// host the module runs on (`""`: this machine). Shown on the row of the host whose step it serves
+/// (the line's node, else `place`), in the `--json` stream and the run log; dropped when no step of
+/// those hosts is running (a late line of a step that ended).
+pub fn progress(place: &str, module: &str, line: &Value) {
+    let route = ROUTE.lock().ok().and_then(|r| r.as_ref().and_then(Weak::upgrade));
+    if let Some(route) = route {
+        route.progress(place, module, line);
+    }
+}
+
+impl Route {
+    fn new(json: bool, quiet: bool, started: Instant, live: Option<Arc<Mutex<Live>>>) -> Route {
+        Route {
             json,
-            quiet: false,
-            plan: false,
-            started: Instant::now(),
-            order: hosts.to_vec(),
-            nodes: BTreeMap::new(),
-            hosts: Mutex::new(BTreeMap::new()),
-            timeline: Mutex::new(Timeline::default()),
-            earlier: Mutex::new(BTreeMap::new()),
-            versions: Mutex::new(None),
+            quiet,
+            started,
             live,
-            log: None,
-            verbose: 0,
+            log: Mutex::new(None),
             captured: None,
+            nodes: Mutex::new(BTreeMap::new()),
+            running: Mutex::new(BTreeMap::new()),
+            printed: Mutex::new(BTreeMap::new()),
         }
-    }
-
-    /// Every event also goes to `log`.
-    pub fn with_log(mut self, log: Option<Arc<RunLog>>) -> Reporter {
-        self.log = log;
-        self
-    }
-
-    pub fn with_verbosity(mut self, verbose: u8) -> Reporter {
-        self.verbose = verbose;
-        self
-    }
-
-    /// A plan's report: the kubelet now and what the plan would install.
-    pub fn for_plan(mut self) -> Reporter {
-        self.plan = true;
-        self
-    }
-
-    /// `(host, node name)` pairs, so that what the API server says of a node lands on its host.
-    pub fn with_nodes(mut self, nodes: impl IntoIterator<Item = (String, String)>) -> Reporter {
-        self.nodes = nodes.into_iter().map(|(host, node)| (node, host)).collect();
-        self
-    }
-
-    /// The journal's record of kubelet versions: what an earlier run found is read now (a host it
-    /// finished shows its versions in this run's report), and this run's go there too.
-    pub fn keep_versions_in(&self, versions: journal::Versions) {
-        if let (Ok(mut earlier), Ok(now)) = (self.earlier.lock(), versions.lock()) {
-            *earlier = now.clone();
-        }
-        if let Ok(mut slot) = self.versions.lock() {
-            *slot = Some(versions);
-        }
-    }
-
-    /// A reporter that keeps its tallies and prints nothing (kup status, the tests).
-    pub fn silent() -> Reporter {
-        Reporter {
-            json: true,
-            quiet: true,
-            plan: false,
-            started: Instant::now(),
-            order: Vec::new(),
-            nodes: BTreeMap::new(),
-            hosts: Mutex::new(BTreeMap::new()),
-            timeline: Mutex::new(Timeline::default()),
-            earlier: Mutex::new(BTreeMap::new()),
-            versions: Mutex::new(None),
-            live: None,
-            log: None,
-            verbose: 0,
-            captured: None,
-        }
-    }
-
-    /// A `--json` reporter whose events are kept (see [`Reporter::captured`]) instead of printed.
-    #[cfg(test)]
-    pub fn capturing(hosts: &[String]) -> Reporter {
-        Reporter {
-            json: true,
-            quiet: false,
-            order: hosts.to_vec(),
-            captured: Some(Mutex::new(Vec::new())),
-            ..Reporter::silent()
-        }
-    }
-
-    /// The events a [`Reporter::capturing`] reporter was given, as their lines.
-    #[cfg(test)]
-    pub fn captured(&self) -> Vec<String> {
-        self.captured
-            .as_ref()
-            .and_then(|c| c.lock().ok().map(|c| c.clone()))
-            .unwrap_or_default()
-    }
-
-    /// One event of the `--json` stream, with `at` (seconds since kup started).
-    fn emit_event(&self, kind: &str, fields: Value) {
-        let mut e = events::event(kind, fields);
-        if let Some(obj) = e.as_object_mut() {
-            obj.insert("at".into(), json!(round(self.started.elapsed().as_secs_f64())));
-        }
-        self.emit(e.to_string());
     }
 
     fn emit(&self, line: String) {
@@ -421,6 +352,218 @@ impl Reporter {
         }
     }
 
+    /// The host and step a progress line serves: the line's node's host, else `place`, whichever
+    /// has a step running.
+    fn serves(&self, place: &str, line: &Value) -> Option<(String, String)> {
+        let by_node = line["node"]
+            .as_str()
+            .and_then(|n| self.nodes.lock().ok().and_then(|m| m.get(n).cloned()));
+        let running = self.running.lock().ok()?;
+        by_node
+            .into_iter()
+            .chain((!place.is_empty()).then(|| place.to_string()))
+            .find_map(|host| running.get(&host).map(|step| (host, step.clone())))
+    }
+
+    fn progress(&self, place: &str, module: &str, line: &Value) {
+        let Some((host, step)) = self.serves(place, line) else {
+            return;
+        };
+        let text = runlog::redact_text(line["text"].as_str().unwrap_or_default());
+        let left = line["left_s"].as_u64();
+        let node = line["node"].as_str();
+        let now = Instant::now();
+        let at = self.started.elapsed().as_secs_f64();
+        let fields = json!({"host": host, "step": step, "module": module, "text": text,
+                            "left_s": left, "node": node});
+        if let Some(log) = self.log.lock().ok().and_then(|l| l.clone()) {
+            log.record("progress", fields.clone());
+        }
+        if self.json {
+            let mut e = events::event("progress", fields);
+            if let Some(obj) = e.as_object_mut() {
+                obj.insert("at".into(), json!(round(at)));
+            }
+            self.emit(e.to_string());
+        } else if let Some(mut view) = self.live.as_ref().and_then(|l| l.lock().ok()) {
+            view.progress(&host, &text, left.map(Duration::from_secs), now);
+            view.width = terminal_width(std::io::stderr()).unwrap_or(0);
+            view.draw(&mut std::io::stderr().lock(), &[], now);
+        } else {
+            let due = self.printed.lock().is_ok_and(|mut printed| {
+                let due = printed
+                    .get(&host)
+                    .is_none_or(|last| now.duration_since(*last) >= PLAIN_PROGRESS_EVERY);
+                if due {
+                    printed.insert(host.clone(), now);
+                }
+                due
+            });
+            if due {
+                self.emit(progress_line(at, &host, &step, &text, left));
+            }
+        }
+    }
+}
+
+/// A plain progress line: `  123.4s  lab-w1       drain: ... (312 s left)`.
+fn progress_line(at: f64, host: &str, step: &str, text: &str, left: Option<u64>) -> String {
+    let left = left.map(|l| format!(" ({l} s left)")).unwrap_or_default();
+    format!("{at:>7.1}s  {host:<12} {step}: {text}{left}")
+}
+
+impl Reporter {
+    /// `hosts` in inventory order: the rows of the live view, shown when stderr is a terminal.
+    pub fn new(json: bool, hosts: &[String]) -> Reporter {
+        let terminal = std::io::stderr().is_terminal()
+            && std::env::var("TERM").is_ok_and(|t| !t.is_empty() && t != "dumb");
+        let live = (!json && terminal).then(|| Arc::new(Mutex::new(Live::new(hosts))));
+        if let Some(live) = &live {
+            let live = Arc::clone(live);
+            // Ticks the running step's elapsed time; ends when the view is frozen by `finish`.
+            std::thread::spawn(move || loop {
+                std::thread::sleep(TICK);
+                let Ok(mut view) = live.lock() else { return };
+                if !view.active {
+                    return;
+                }
+                if view.ticking() {
+                    view.width = terminal_width(std::io::stderr()).unwrap_or(0);
+                    view.draw(&mut std::io::stderr().lock(), &[], Instant::now());
+                }
+            });
+        }
+        let started = Instant::now();
+        let route = Arc::new(Route::new(json, false, started, live.clone()));
+        if let Ok(mut current) = ROUTE.lock() {
+            *current = Some(Arc::downgrade(&route));
+        }
+        Reporter {
+            json,
+            quiet: false,
+            plan: false,
+            started,
+            order: hosts.to_vec(),
+            nodes: BTreeMap::new(),
+            hosts: Mutex::new(BTreeMap::new()),
+            timeline: Mutex::new(Timeline::default()),
+            earlier: Mutex::new(BTreeMap::new()),
+            versions: Mutex::new(None),
+            live,
+            log: None,
+            verbose: 0,
+            captured: None,
+            route,
+        }
+    }
+
+    /// Every event also goes to `log`.
+    pub fn with_log(mut self, log: Option<Arc<RunLog>>) -> Reporter {
+        if let Ok(mut route_log) = self.route.log.lock() {
+            route_log.clone_from(&log);
+        }
+        self.log = log;
+        self
+    }
+
+    pub fn with_verbosity(mut self, verbose: u8) -> Reporter {
+        self.verbose = verbose;
+        self
+    }
+
+    /// A plan's report: the kubelet now and what the plan would install.
+    pub fn for_plan(mut self) -> Reporter {
+        self.plan = true;
+        self
+    }
+
+    /// `(host, node name)` pairs, so that what the API server says of a node lands on its host.
+    pub fn with_nodes(mut self, nodes: impl IntoIterator<Item = (String, String)>) -> Reporter {
+        self.nodes = nodes.into_iter().map(|(host, node)| (node, host)).collect();
+        if let Ok(mut route_nodes) = self.route.nodes.lock() {
+            route_nodes.clone_from(&self.nodes);
+        }
+        self
+    }
+
+    /// The journal's record of kubelet versions: what an earlier run found is read now (a host it
+    /// finished shows its versions in this run's report), and this run's go there too.
+    pub fn keep_versions_in(&self, versions: journal::Versions) {
+        if let (Ok(mut earlier), Ok(now)) = (self.earlier.lock(), versions.lock()) {
+            *earlier = now.clone();
+        }
+        if let Ok(mut slot) = self.versions.lock() {
+            *slot = Some(versions);
+        }
+    }
+
+    /// A reporter that keeps its tallies and prints nothing (kup status, the tests).
+    pub fn silent() -> Reporter {
+        let started = Instant::now();
+        Reporter {
+            json: true,
+            quiet: true,
+            plan: false,
+            started,
+            order: Vec::new(),
+            nodes: BTreeMap::new(),
+            hosts: Mutex::new(BTreeMap::new()),
+            timeline: Mutex::new(Timeline::default()),
+            earlier: Mutex::new(BTreeMap::new()),
+            versions: Mutex::new(None),
+            live: None,
+            log: None,
+            verbose: 0,
+            captured: None,
+            route: Arc::new(Route::new(true, true, started, None)),
+        }
+    }
+
+    /// A `--json` reporter whose events are kept (see [`Reporter::captured`]) instead of printed.
+    #[cfg(test)]
+    pub fn capturing(hosts: &[String]) -> Reporter {
+        let captured = Arc::new(Mutex::new(Vec::new()));
+        let silent = Reporter::silent();
+        let mut route = Route::new(true, false, silent.started, None);
+        route.captured = Some(Arc::clone(&captured));
+        Reporter {
+            json: true,
+            quiet: false,
+            order: hosts.to_vec(),
+            captured: Some(captured),
+            route: Arc::new(route),
+            ..silent
+        }
+    }
+
+    /// A module's progress line for this reporter (what [`progress`] does for the run's).
+    #[cfg(test)]
+    pub fn progress(&self, place: &str, module: &str, line: &Value) {
+        self.route.progress(place, module, line);
+    }
+
+    /// The events a [`Reporter::capturing`] reporter was given, as their lines.
+    #[cfg(test)]
+    pub fn captured(&self) -> Vec<String> {
+        self.captured
+            .as_ref()
+            .and_then(|c| c.lock().ok().map(|c| c.clone()))
+            .unwrap_or_default()
+    }
+
+    /// One event of the `--json` stream, with `at` (seconds since kup started).
+    fn emit_event(&self, kind: &str, fields: Value) {
+        let mut e = events::event(kind, fields);
+        if let Some(obj) = e.as_object_mut() {
+            obj.insert("at".into(), json!(round(self.started.elapsed().as_secs_f64())));
+        }
+        self.emit(e.to_string());
+    }
+
+    fn emit(&self, line: String) {
+        self.route.emit(line);
+    }
+
     /// The stream's first event: what runs, against what, on which hosts.
     pub fn start(&self, command: &str, target: &str, inventory: &std::path::Path) {
         if self.json {
@@ -434,6 +577,9 @@ impl Reporter {
 
     /// A step has started on `host` (the live view; `step-start` in the event stream).
     pub fn running(&self, host: &str, step: &str) {
+        if let Ok(mut running) = self.route.running.lock() {
+            running.insert(host.to_string(), step.to_string());
+        }
         if let Ok(mut timeline) = self.timeline.lock() {
             timeline.started(host, step, self.started.elapsed().as_secs_f64());
         }
@@ -514,6 +660,11 @@ impl Reporter {
     }
 
     pub fn step(&self, e: StepEvent) {
+        if let Ok(mut running) = self.route.running.lock() {
+            if running.get(&e.host) == Some(&e.step) {
+                running.remove(&e.host);
+            }
+        }
         if let Some(log) = &self.log {
             log.record(
                 "step",
@@ -1136,7 +1287,7 @@ mod tests {
             ("an undocumented field", &|e: &mut Value| e["extra"] = json!(1)),
             ("rc not an integer", &|e: &mut Value| e["rc"] = json!("100")),
             ("an unknown event", &|e: &mut Value| {
-                e["event"] = json!("progress")
+                e["event"] = json!("heartbeat")
             }),
         ] {
             assert!(broken(f).is_err(), "accepted {what}");
@@ -1146,6 +1297,118 @@ mod tests {
         let no_error = lines[..10].join("\n");
         assert!(events::schema::validate_stream(&schema, &no_error, Some(1)).is_err());
         assert!(events::schema::validate_stream(&schema, &stream, Some(0)).is_err());
+    }
+
+    #[test]
+    fn progress_lines_land_on_the_running_steps_host_as_documented() {
+        let schema = events::json_schema();
+        let reporter = Reporter::capturing(&["cp1".to_string(), "w1".to_string()]).with_nodes([
+            ("cp1".to_string(), "node-cp1".to_string()),
+            ("w1".to_string(), "node-w1".to_string()),
+        ]);
+        reporter.start("upgrade", "v1.9.2", std::path::Path::new("hosts.ini"));
+        let line = |text: &str, node: Option<&str>| json!({"kup_progress": 1, "text": text, "left_s": 290, "node": node});
+        // No step runs: a late line is dropped.
+        reporter.progress("cp1", "node_drain", &line("late", Some("node-w1")));
+        reporter.running("w1", "drain");
+        // An API module runs on the first control plane; its line names the node it drains.
+        reporter.progress(
+            "cp1",
+            "node_drain",
+            &line(
+                "drain node-w1: default/web-0 refused by PodDisruptionBudget default/web",
+                Some("node-w1"),
+            ),
+        );
+        // Without a node, the host it runs on, when a step of that host runs.
+        reporter.progress("w1", "node_drain", &line("still waiting", None));
+        reporter.progress("cp1", "node_ready", &line("nobody's", None));
+        reporter.step(StepEvent::ran(
+            "w1",
+            "drain",
+            "node_drain",
+            &json!({"failed": false, "changed": true, "msg": "drained"}),
+            30.0,
+        ));
+        reporter.progress("cp1", "node_drain", &line("after its step", Some("node-w1")));
+        reporter.finish("upgraded", Some("v1.9.2".into()));
+        let stream = reporter.captured().join("\n");
+        let events = events::schema::validate_stream(&schema, &stream, Some(0)).unwrap();
+        let progress: Vec<&Value> = events.iter().filter(|e| e["event"] == "progress").collect();
+        assert_eq!(progress.len(), 2, "{stream}");
+        let first = progress[0];
+        assert_eq!(
+            (
+                first["host"].as_str(),
+                first["step"].as_str(),
+                first["module"].as_str()
+            ),
+            (Some("w1"), Some("drain"), Some("node_drain"))
+        );
+        assert_eq!(
+            first["text"],
+            "drain node-w1: default/web-0 refused by PodDisruptionBudget default/web"
+        );
+        assert_eq!(
+            (first["left_s"].as_u64(), first["node"].as_str()),
+            (Some(290), Some("node-w1"))
+        );
+        assert_eq!(
+            (progress[1]["host"].as_str(), progress[1]["node"].as_str()),
+            (Some("w1"), None)
+        );
+
+        // The schema says no to a broken one.
+        for (what, f) in [
+            (
+                "no text",
+                &(|e: &mut Value| drop(e.as_object_mut().unwrap().remove("text"))) as &dyn Fn(&mut Value),
+            ),
+            ("left_s as a string", &|e: &mut Value| e["left_s"] = json!("290")),
+            ("a negative left_s", &|e: &mut Value| e["left_s"] = json!(-1)),
+            ("no host", &|e: &mut Value| {
+                drop(e.as_object_mut().unwrap().remove("host"))
+            }),
+            ("an undocumented field", &|e: &mut Value| e["pods"] = json!([])),
+        ] {
+            let mut e = first.clone();
+            f(&mut e);
+            assert!(
+                events::schema::validate(&schema, &e).is_err(),
+                "accepted {what}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn plain_output_prints_a_hosts_progress_at_most_every_few_seconds() {
+        let captured = Arc::new(Mutex::new(Vec::new()));
+        let mut route = Route::new(false, false, Instant::now(), None);
+        route.captured = Some(Arc::clone(&captured));
+        route
+            .running
+            .lock()
+            .unwrap()
+            .insert("w1".into(), "node-ready".into());
+        route.running.lock().unwrap().insert("w2".into(), "drain".into());
+        let line = |text: &str| json!({"kup_progress": 1, "text": text, "left_s": 100, "node": null});
+        route.progress("w1", "node_ready", &line("w1: Ready=False (KubeletNotReady)"));
+        route.progress("w1", "node_ready", &line("w1: kubelet v1.9.2, Ready=False"));
+        route.progress("w2", "node_drain", &line("w2: 2 pod(s) still on the node"));
+        let lines = captured.lock().unwrap().clone();
+        assert_eq!(lines.len(), 2, "one line per host so soon: {lines:?}");
+        assert!(
+            lines[0].ends_with("w1           node-ready: w1: Ready=False (KubeletNotReady) (100 s left)"),
+            "{lines:?}"
+        );
+        // Once the interval has passed, the host's latest text.
+        route
+            .printed
+            .lock()
+            .unwrap()
+            .insert("w1".into(), Instant::now() - PLAIN_PROGRESS_EVERY);
+        route.progress("w1", "node_ready", &line("w1: kubelet v1.9.2, Ready=True"));
+        assert_eq!(captured.lock().unwrap().len(), 3);
     }
 
     #[test]

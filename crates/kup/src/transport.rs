@@ -10,6 +10,10 @@
 //! `/var/lib/kup/bin`, anyone else `~/.kup/bin`, mode 0700), and verifies the directory and the copy
 //! (type, owner, mode, SHA-256) before the first use in a run; anything else found there is refused,
 //! never run.
+//!
+//! With a progress sink, modules run as `kup module --progress NAME`: their progress lines (one JSON
+//! object a line on stderr, `module_kit::progress`) reach the sink while they run; the rest of
+//! their stderr is kept for the error messages, as without one.
 
 use crate::inventory::{split_words, Host};
 use module_kit::command::last_line;
@@ -117,6 +121,18 @@ s=$(sha256sum < "$f.part")
 [ "${s%% *}" = "$h" ] || { rm -f "$f.part"; echo "kup-refused: the copy of kup arrived damaged" >&2; exit 3; }
 mv -f "$f.part" "$f""#;
 
+/// Receives each progress line of a running module: the host it runs on (`""`: this machine), the
+/// module, the line's object (`text`, `left_s`, `node`).
+pub type ProgressSink = Arc<dyn Fn(&str, &str, &Value) + Send + Sync>;
+
+/// Where a child's progress lines go: the sink, with the host and module to name.
+#[derive(Clone)]
+struct Forward {
+    sink: ProgressSink,
+    host: String,
+    module: String,
+}
+
 pub struct SshTransport {
     exe: PathBuf,
     hash: String,
@@ -126,6 +142,8 @@ pub struct SshTransport {
     /// Process groups of the children running now (their leaders' pids).
     running: Mutex<HashSet<i32>>,
     aborted: Arc<AtomicBool>,
+    /// Modules' progress lines go here (none: modules are not asked for any).
+    progress: Option<ProgressSink>,
 }
 
 impl SshTransport {
@@ -149,7 +167,14 @@ impl SshTransport {
             verified: Mutex::new(HashMap::new()),
             running: Mutex::new(HashSet::new()),
             aborted,
+            progress: None,
         })
+    }
+
+    /// Modules run with `--progress`, and their progress lines go to `sink` as they come.
+    pub fn with_progress(mut self, sink: ProgressSink) -> SshTransport {
+        self.progress = Some(sink);
+        self
     }
 
     /// `ssh` with the host's connection settings, kup's bounds, and connection sharing.
@@ -242,6 +267,18 @@ impl SshTransport {
         limit: Duration,
         place: &str,
     ) -> Result<Finished, RunError> {
+        self.wait_forwarding(cmd, input, limit, place, None)
+    }
+
+    /// [`SshTransport::wait`], with the child's progress lines sent to `forward` as they come.
+    fn wait_forwarding(
+        &self,
+        cmd: &mut Command,
+        input: &[u8],
+        limit: Duration,
+        place: &str,
+        forward: Option<Forward>,
+    ) -> Result<Finished, RunError> {
         if self.aborted.load(Ordering::SeqCst) {
             return Err(RunError::Aborted);
         }
@@ -256,7 +293,7 @@ impl SshTransport {
         if let Ok(mut running) = self.running.lock() {
             running.insert(group);
         }
-        let result = self.supervise(&mut child, input, limit, place);
+        let result = self.supervise(&mut child, input, limit, place, forward);
         if let Ok(mut running) = self.running.lock() {
             running.remove(&group);
         }
@@ -269,6 +306,7 @@ impl SshTransport {
         input: &[u8],
         limit: Duration,
         place: &str,
+        forward: Option<Forward>,
     ) -> Result<Finished, RunError> {
         let feeder = child.stdin.take().map(|mut stdin| {
             let input = input.to_vec();
@@ -284,7 +322,7 @@ impl SshTransport {
         let stderr = child
             .stderr
             .take()
-            .map(|s| std::thread::spawn(move || read_all(s)));
+            .map(|s| std::thread::spawn(move || read_stderr(s, forward.as_ref())));
         let started = Instant::now();
         let status = loop {
             match child.try_wait() {
@@ -327,21 +365,34 @@ impl Transport for SshTransport {
         limit: Duration,
     ) -> Result<Value, RunError> {
         let input = args.to_string();
+        let forward = |host: &str| {
+            self.progress.as_ref().map(|sink| Forward {
+                sink: Arc::clone(sink),
+                host: host.to_string(),
+                module: module.to_string(),
+            })
+        };
+        // `kup module --progress NAME`: the module writes its progress lines (stderr) for us.
+        let words: &[&str] = if self.progress.is_some() {
+            &["module", "--progress", module]
+        } else {
+            &["module", module]
+        };
         let (out, place) = match host.filter(|h| !h.is_local()) {
             None => {
                 let mut cmd = Command::new(&self.exe);
-                cmd.args(["module", module]);
+                cmd.args(words);
                 let place = "this machine".to_string();
-                (self.wait(&mut cmd, input.as_bytes(), limit, &place)?, place)
+                let out = self.wait_forwarding(&mut cmd, input.as_bytes(), limit, &place, forward(""))?;
+                (out, place)
             }
             Some(host) => {
                 let kup = self.remote_kup(host, limit)?;
                 let mut cmd = self.ssh(host).map_err(RunError::Other)?;
-                cmd.args([kup.as_str(), "module", module]);
-                (
-                    self.wait(&mut cmd, input.as_bytes(), limit, &host.name)?,
-                    host.name.clone(),
-                )
+                cmd.arg(kup.as_str()).args(words);
+                let out =
+                    self.wait_forwarding(&mut cmd, input.as_bytes(), limit, &host.name, forward(&host.name))?;
+                (out, host.name.clone())
             }
         };
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -389,6 +440,32 @@ fn read_all(mut r: impl Read) -> Vec<u8> {
     let mut buf = Vec::new();
     let _ = r.read_to_end(&mut buf);
     buf
+}
+
+/// A child's stderr, read line by line as it comes: with `forward`, progress lines go to its sink
+/// (and are not kept); everything else is returned, for the error messages.
+fn read_stderr(r: impl Read, forward: Option<&Forward>) -> Vec<u8> {
+    let Some(forward) = forward else {
+        return read_all(r);
+    };
+    let mut reader = std::io::BufReader::new(r);
+    let mut kept = Vec::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match std::io::BufRead::read_until(&mut reader, b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let progress = std::str::from_utf8(&line)
+            .ok()
+            .and_then(module_kit::progress::parse);
+        match progress {
+            Some(value) => (forward.sink)(&forward.host, &forward.module, &value),
+            None => kept.extend_from_slice(&line),
+        }
+    }
+    kept
 }
 
 /// SIGTERM to the child's group, then SIGKILL if it is still there after a grace period.
@@ -504,6 +581,102 @@ mod tests {
         );
         std::thread::sleep(Duration::from_secs(4));
         assert!(!marker.exists(), "the grandchild outlived the deadline");
+    }
+
+    /// A stand-in for kup on this machine: `module --progress NAME` (anything else refused) writes
+    /// progress lines and other stderr over a second, then its result.
+    fn fake_kup(dir: &std::path::Path) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("kup");
+        let script = r#"#!/bin/sh
+[ "$1 $2 $3" = "module --progress node_drain" ] || { echo "unexpected: $*" >&2; exit 2; }
+cat > /dev/null
+echo '{"kup_progress":1,"text":"drain w1: default/web-0 still on the node","left_s":9,"node":"w1"}' >&2
+echo 'W0101 a warning of the module' >&2
+sleep 1
+echo '{"kup_progress":2,"text":"a later version, not ours"}' >&2
+echo '{"kup_progress":1,"text":"drain w1: PodDisruptionBudget default/web refused","left_s":8,"node":"w1"}' >&2
+echo '{"changed":true,"failed":false,"msg":"drained"}'
+"#;
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
+        path
+    }
+
+    #[test]
+    fn progress_lines_reach_the_sink_while_the_module_runs_and_other_stderr_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let seen: Arc<Mutex<Vec<(String, String, Value, Instant)>>> = Arc::default();
+        let sink_seen = Arc::clone(&seen);
+        let t = SshTransport::with_identity(fake_kup(dir.path()), "ab".repeat(32), Arc::default())
+            .unwrap()
+            .with_progress(Arc::new(move |host: &str, module: &str, v: &Value| {
+                if let Ok(mut seen) = sink_seen.lock() {
+                    seen.push((host.into(), module.into(), v.clone(), Instant::now()));
+                }
+            }));
+        let result = t
+            .run(
+                None,
+                "node_drain",
+                &serde_json::json!({"name": "w1"}),
+                Duration::from_secs(30),
+            )
+            .unwrap();
+        let ended = Instant::now();
+        assert_eq!(result["msg"], "drained");
+        let seen = seen.lock().unwrap();
+        let texts: Vec<&str> = seen
+            .iter()
+            .map(|(_, _, v, _)| v["text"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                "drain w1: default/web-0 still on the node",
+                "drain w1: PodDisruptionBudget default/web refused"
+            ]
+        );
+        let (host, module, first, at) = &seen[0];
+        assert_eq!((host.as_str(), module.as_str()), ("", "node_drain"));
+        assert_eq!(
+            (first["left_s"].as_u64(), first["node"].as_str()),
+            (Some(9), Some("w1"))
+        );
+        // Forwarded as it came, not when the module ended (it slept a second after the line).
+        assert!(
+            ended.duration_since(*at) >= Duration::from_millis(700),
+            "forwarded late"
+        );
+
+        // The stderr that is not progress is kept for the error messages, progress lines are not.
+        let mut cmd = Command::new(dir.path().join("kup"));
+        cmd.args(["module", "--progress", "node_drain"]);
+        let forward = Forward {
+            sink: Arc::new(|_: &str, _: &str, _: &Value| {}),
+            host: "w1".into(),
+            module: "node_drain".into(),
+        };
+        let out = t
+            .wait_forwarding(&mut cmd, b"{}", Duration::from_secs(30), "test", Some(forward))
+            .unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(
+            stderr,
+            "W0101 a warning of the module\n{\"kup_progress\":2,\"text\":\"a later version, not ours\"}\n"
+        );
+        // Without a sink the module is not asked for progress (the fake refuses that command line).
+        let plain =
+            SshTransport::with_identity(dir.path().join("kup"), "ab".repeat(32), Arc::default()).unwrap();
+        let err = plain
+            .run(
+                None,
+                "node_drain",
+                &serde_json::json!({}),
+                Duration::from_secs(30),
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("unexpected: module node_drain"), "{err}");
     }
 
     #[test]
