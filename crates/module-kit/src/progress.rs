@@ -75,9 +75,7 @@ impl Progress {
             text.push('…');
         }
         // Seconds left, rounded up: "0 s left" only once it is really over.
-        let left = self
-            .left
-            .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0));
+        let left = self.left.map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0));
         json!({KEY: 1, "text": text, "left_s": left, "node": self.node}).to_string()
     }
 }
@@ -91,7 +89,13 @@ pub fn report(progress: &Progress) {
         return;
     };
     // A closed stderr is no reason to fail the module.
-    let _ = write_to(&mut std::io::stderr().lock(), true, &mut throttle, progress, Instant::now());
+    let _ = write_to(
+        &mut std::io::stderr().lock(),
+        true,
+        &mut throttle,
+        progress,
+        Instant::now(),
+    );
 }
 
 /// [`report`]'s decision and write, on any writer: one `write_all` per line, so lines of
