@@ -206,6 +206,21 @@ pub struct PdbSeed {
     pub max_unavailable: Option<IntOrPercent>,
 }
 
+/// An external etcd as kubeadm was given it (`kubeadm init --config`): its members' client URLs and
+/// the client certificate the API server presents. kubeadm-config's `etcd:` names them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExternalEtcdSeed {
+    /// `https://HOST:2379`, one per member.
+    pub endpoints: Vec<String>,
+    /// The CA certificate etcd's serving certificates are verified against.
+    pub ca_file: String,
+    /// The client certificate.
+    pub cert_file: String,
+    /// Its key.
+    pub key_file: String,
+}
+
 /// A whole cluster.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -216,6 +231,9 @@ pub struct Cluster {
     /// `controlPlaneEndpoint` written into kubeadm-config (default `lab-api:6443`).
     #[serde(default)]
     pub control_plane_endpoint: Option<String>,
+    /// The cluster's external etcd, written into kubeadm-config (default: kubeadm's local etcd).
+    #[serde(default)]
+    pub external_etcd: Option<ExternalEtcdSeed>,
     /// Nodes; the first control-plane node is the primary master.
     pub nodes: Vec<NodeSeed>,
     /// ReplicaSets.
@@ -283,6 +301,7 @@ impl Cluster {
         Cluster {
             kubernetes_version: None,
             control_plane_endpoint: None,
+            external_etcd: None,
             nodes: vec![
                 node("master-1", Role::ControlPlane),
                 node("master-2", Role::ControlPlane),

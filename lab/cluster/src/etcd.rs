@@ -1,12 +1,20 @@
-//! Real etcd on the control planes of stacked-etcd labs (pkgs.k8s.io era, from 1.24): Debian's
-//! `etcd-server` (3.4) run with the flags kubeadm gives its static pod, on the PKI kubeadm writes,
-//! one member per control plane forming one cluster.
+//! Real etcd on the lab's control planes: Debian's `etcd-server` (3.4), one member per control plane
+//! forming one cluster, TLS with client-certificate auth, in one of two topologies
+//! ([`Topology`]):
 //!
-//! The lab's container runtime is a stand-in that owns no real containers, so etcd runs as a plain
-//! unit, `lab-etcd.service`, with the static pod's command line; `/etc/kubernetes/manifests/etcd.yaml`
-//! carries the same command. kubeadm grows the cluster member by member (`kubeadm join
-//! --control-plane` adds each with `--initial-cluster-state=existing`); the lab bootstraps every
-//! member at once with the whole `--initial-cluster`, which ends in the same cluster.
+//! - **stacked** (pkgs.k8s.io era, from 1.24): the flags kubeadm gives its static pod, on the PKI
+//!   kubeadm writes. The lab's container runtime is a stand-in that owns no real containers, so etcd
+//!   runs as a plain unit, `lab-etcd.service`, with the static pod's command line;
+//!   `/etc/kubernetes/manifests/etcd.yaml` carries the same command. kubeadm grows the cluster member
+//!   by member (`kubeadm join --control-plane` adds each with `--initial-cluster-state=existing`); the
+//!   lab bootstraps every member at once with the whole `--initial-cluster`, which ends in the same
+//!   cluster.
+//! - **external** (1.8 .. 1.23, the 1.8 -> 1.9 runbook's "running externally"): etcd hosted on the
+//!   masters as the 1.9 HA guide's option 2 sets it up (kubernetes/website
+//!   docs/setup/independent/high-availability.md, "Creating HA clusters with kubeadm"): cfssl's
+//!   files under `/etc/kubernetes/pki/etcd` (`ca.pem`, `client.pem`, `server.pem`, `peer.pem` and
+//!   their `-key.pem`), `/etc/etcd.env`, and the guide's `etcd.service`; kubeadm-config names the
+//!   members and the client certificate under `etcd:`; no static pod.
 
 use crate::node::RunningNode;
 use crate::spec::{LabSpec, NodePlan};
@@ -17,24 +25,102 @@ use rcgen::{
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
-/// kubeadm's etcd certificate directory (`<CertificatesDir>/etcd`, cmd/kubeadm/app/constants).
+/// kubeadm's etcd certificate directory (`<CertificatesDir>/etcd`, cmd/kubeadm/app/constants); the
+/// 1.9 HA guide puts the external etcd's cfssl files there too.
 pub const PKI_DIR: &str = "/etc/kubernetes/pki/etcd";
-/// The unit that plays etcd's static pod.
-pub const UNIT: &str = "lab-etcd.service";
-/// etcd's data directory (kubeadm's `Etcd.Local.DataDir` default).
+/// etcd's data directory (kubeadm's `Etcd.Local.DataDir` default; the 1.9 HA guide's `--data-dir`).
 pub const DATA_DIR: &str = "/var/lib/etcd";
-/// Debian's etcd-server installs etcd here.
+/// Debian's etcd-server installs etcd here (the 1.9 HA guide unpacks a release to /usr/local/bin:
+/// the lab runs Debian's, as the guide allows: "most distributions of Linux already have a version
+/// of etcd installed").
 const ETCD: &str = "/usr/bin/etcd";
+/// The 1.9 HA guide's environment file for its etcd.service.
+pub const ENV_FILE: &str = "/etc/etcd.env";
 
-/// Whether the lab's control planes run stacked etcd: the pkgs.k8s.io-era labs; the older ones use
-/// an external etcd, as the 1.8 -> 1.9 HA runbook does, and run none.
-pub fn stacked(spec: &LabSpec) -> bool {
-    crate::spec::minor_of(&spec.from) >= 24
+/// How the lab's control planes run etcd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    /// kubeadm's stacked etcd: a static pod per control plane (here `lab-etcd.service`).
+    Stacked,
+    /// An external etcd cluster hosted on the masters, a systemd unit each (the 1.9 HA guide).
+    External,
 }
 
-/// The lab's etcd CA (`etcd/ca`), kept in memory while the lab comes up; each control plane gets a
-/// copy, as kubeadm's `--upload-certs` or a manual copy gives joining control planes.
+impl Topology {
+    /// The pkgs.k8s.io-era labs (from 1.24) run stacked etcd, kubeadm's default HA topology in
+    /// today's docs; the older ones an external etcd, as the 1.8 -> 1.9 HA runbook does.
+    pub fn of(spec: &LabSpec) -> Topology {
+        if crate::spec::minor_of(&spec.from) >= 24 {
+            Topology::Stacked
+        } else {
+            Topology::External
+        }
+    }
+
+    /// The unit that runs the member.
+    pub fn unit_name(self) -> &'static str {
+        match self {
+            Topology::Stacked => "lab-etcd.service",
+            // The 1.9 HA guide: `cat >/etc/systemd/system/etcd.service` (over Debian's, disabled in
+            // the base tree).
+            Topology::External => "etcd.service",
+        }
+    }
+
+    /// What a client presents, under [`PKI_DIR`]: (CA, certificate, key). Stacked: kubeadm's
+    /// healthcheck client; external: the guide's `client` profile certificate, the one kubeadm-config
+    /// gives the API server.
+    pub fn client_files(self) -> [&'static str; 3] {
+        match self {
+            Topology::Stacked => ["ca.crt", "healthcheck-client.crt", "healthcheck-client.key"],
+            Topology::External => ["ca.pem", "client.pem", "client-key.pem"],
+        }
+    }
+
+    /// `client_files` as absolute paths.
+    pub fn client_paths(self) -> [String; 3] {
+        self.client_files().map(|f| format!("{PKI_DIR}/{f}"))
+    }
+
+    /// Where the member on `plan` serves clients on that node: kubeadm's static pod listens on
+    /// 127.0.0.1 too; the guide's members on the node's private address only.
+    pub fn local_url(self, plan: &NodePlan) -> String {
+        match self {
+            Topology::Stacked => "https://127.0.0.1:2379".to_string(),
+            Topology::External => client_url(plan),
+        }
+    }
+
+    /// Whether the member's unit is enabled before the node boots. The guide's unit is
+    /// `Type=notify` without a start timeout: a member is ready only once a quorum runs, so enabled
+    /// at boot it would hold the first node's boot until the next one boots, and the lab boots them
+    /// one by one. It is started on every control plane at once once they are up instead, as the
+    /// guide starts it on all machines (`systemctl start etcd`), and enabled then.
+    pub fn starts_at_boot(self) -> bool {
+        self == Topology::Stacked
+    }
+}
+
+/// The member's client URL on `plan`'s address.
+pub fn client_url(plan: &NodePlan) -> String {
+    format!("https://{}:2379", plan.address)
+}
+
+/// What a control plane gets to run its member.
+pub struct Member {
+    /// Absolute path, contents, mode.
+    pub files: Vec<(String, String, u32)>,
+    /// The unit's file name under /etc/systemd/system, and its text.
+    pub unit: (&'static str, String),
+    /// The static pod's command (stacked: kubeadm's etcd.yaml carries it).
+    pub static_pod: Option<Vec<String>>,
+}
+
+/// The lab's etcd CA, kept in memory while the lab comes up; each control plane gets a copy, as
+/// kubeadm's `--upload-certs` or a manual copy gives joining control planes (the 1.9 HA guide: `scp`
+/// `ca.pem` and `ca-key.pem` from etcd0).
 pub struct Ca {
+    topology: Topology,
     cert: Certificate,
     key: KeyPair,
 }
@@ -44,11 +130,17 @@ fn err(e: rcgen::Error) -> String {
 }
 
 impl Ca {
-    /// cmd/kubeadm/app/phases/certs/certlist.go `KubeadmCertEtcdCA`: CN `etcd-ca`.
-    pub fn generate() -> Result<Ca, String> {
+    /// Stacked: cmd/kubeadm/app/phases/certs/certlist.go `KubeadmCertEtcdCA`, CN `etcd-ca`.
+    /// External: the 1.9 HA guide's `ca-csr.json`, CN `etcd` (its key is RSA 2048; rcgen's backend
+    /// here generates ECDSA P-256 only, the guide's choice for its client and server keys).
+    pub fn generate(topology: Topology) -> Result<Ca, String> {
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, "etcd-ca");
+        let cn = match topology {
+            Topology::Stacked => "etcd-ca",
+            Topology::External => "etcd",
+        };
+        params.distinguished_name.push(DnType::CommonName, cn);
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
             KeyUsagePurpose::DigitalSignature,
@@ -56,12 +148,56 @@ impl Ca {
         ];
         let key = KeyPair::generate().map_err(err)?;
         let cert = params.self_signed(&key).map_err(err)?;
-        Ok(Ca { cert, key })
+        Ok(Ca {
+            topology,
+            cert,
+            key,
+        })
+    }
+
+    pub fn topology(&self) -> Topology {
+        self.topology
+    }
+
+    /// Everything the control plane `plan` among `members` needs to run its member.
+    pub fn member(&self, plan: &NodePlan, members: &[NodePlan]) -> Result<Member, String> {
+        let pki = self
+            .node_files(plan)?
+            .into_iter()
+            .map(|(file, text, mode)| (format!("{PKI_DIR}/{file}"), text, mode));
+        Ok(match self.topology {
+            Topology::Stacked => {
+                let command = command(plan, members);
+                Member {
+                    files: pki.collect(),
+                    unit: (Topology::Stacked.unit_name(), unit(&command)),
+                    static_pod: Some(command),
+                }
+            }
+            Topology::External => Member {
+                files: pki
+                    .chain(std::iter::once((ENV_FILE.to_string(), env_file(plan), 0o644)))
+                    .collect(),
+                unit: (
+                    Topology::External.unit_name(),
+                    external_unit(&external_command(members)),
+                ),
+                static_pod: None,
+            },
+        })
+    }
+
+    /// The certificate files under [`PKI_DIR`] on `plan`: (file name, contents, mode). Keys 0600.
+    pub fn node_files(&self, plan: &NodePlan) -> Result<Vec<(&'static str, String, u32)>, String> {
+        match self.topology {
+            Topology::Stacked => self.stacked_files(plan),
+            Topology::External => self.external_files(plan),
+        }
     }
 
     /// The files kubeadm writes under `/etc/kubernetes/pki/etcd` on a control plane with stacked
-    /// etcd: (file name, contents, mode). Keys 0600.
-    pub fn node_files(&self, plan: &NodePlan) -> Result<Vec<(&'static str, String, u32)>, String> {
+    /// etcd.
+    fn stacked_files(&self, plan: &NodePlan) -> Result<Vec<(&'static str, String, u32)>, String> {
         // certlist.go: `KubeadmCertEtcdServer` and `KubeadmCertEtcdPeer` have the node's name as CN,
         // server and client usages, and (pkiutil GetEtcdAltNames / GetEtcdPeerAltNames) the node's
         // name, localhost, its advertise address, 127.0.0.1 and ::1 as SANs.
@@ -72,19 +208,15 @@ impl Ca {
             SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             SanType::IpAddress(IpAddr::V6(Ipv6Addr::LOCALHOST)),
         ];
-        let both = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let (server, server_key) = self.leaf(&plan.name, None, sans.clone(), both.clone())?;
-        let (peer, peer_key) = self.leaf(&plan.name, None, sans, both)?;
+        let (server, server_key) = self.leaf(&plan.name, None, sans.clone(), SERVER)?;
+        let (peer, peer_key) = self.leaf(&plan.name, None, sans, SERVER)?;
         // `KubeadmCertEtcdHealthcheck`: CN kube-etcd-healthcheck-client, O system:masters, client
         // usage only.
         let (health, health_key) = self.leaf(
             "kube-etcd-healthcheck-client",
             Some("system:masters"),
             Vec::new(),
-            vec![ExtendedKeyUsagePurpose::ClientAuth],
+            CLIENT,
         )?;
         Ok(vec![
             ("ca.crt", self.cert.pem(), 0o644),
@@ -98,12 +230,39 @@ impl Ca {
         ])
     }
 
+    /// What the 1.9 HA guide's cfssl steps leave in `/etc/kubernetes/pki/etcd` on each master
+    /// hosting etcd (cfssljson writes keys 0600, certificates 0644; its csr and json files are left
+    /// out).
+    fn external_files(&self, plan: &NodePlan) -> Result<Vec<(&'static str, String, u32)>, String> {
+        // `client.json`: CN client, profile client (signing, key encipherment, client auth).
+        let (client, client_key) = self.leaf("client", None, Vec::new(), CLIENT)?;
+        // `cfssl print-defaults csr` with the seds: CN and the first host the peer name
+        // ($(hostname)), the second its private address; profiles server and peer (signing, key
+        // encipherment, server auth, client auth). Neither localhost nor 127.0.0.1.
+        let sans = vec![
+            SanType::DnsName(plan.name.clone().try_into().map_err(err)?),
+            SanType::IpAddress(IpAddr::V4(plan.address)),
+        ];
+        let (server, server_key) = self.leaf(&plan.name, None, sans.clone(), SERVER)?;
+        let (peer, peer_key) = self.leaf(&plan.name, None, sans, SERVER)?;
+        Ok(vec![
+            ("ca.pem", self.cert.pem(), 0o644),
+            ("ca-key.pem", self.key.serialize_pem(), 0o600),
+            ("client.pem", client, 0o644),
+            ("client-key.pem", client_key, 0o600),
+            ("server.pem", server, 0o644),
+            ("server-key.pem", server_key, 0o600),
+            ("peer.pem", peer, 0o644),
+            ("peer-key.pem", peer_key, 0o600),
+        ])
+    }
+
     fn leaf(
         &self,
         cn: &str,
         org: Option<&str>,
         sans: Vec<SanType>,
-        usages: Vec<ExtendedKeyUsagePurpose>,
+        usages: &[ExtendedKeyUsagePurpose],
     ) -> Result<(String, String), String> {
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
         params.distinguished_name.push(DnType::CommonName, cn);
@@ -111,7 +270,7 @@ impl Ca {
             params.distinguished_name.push(DnType::OrganizationName, org);
         }
         params.subject_alt_names = sans;
-        params.extended_key_usages = usages;
+        params.extended_key_usages = usages.to_vec();
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
@@ -122,17 +281,30 @@ impl Ca {
     }
 }
 
-/// etcd's command line as kubeadm writes it into the static pod (cmd/kubeadm/app/phases/etcd/
-/// local.go `getEtcdCommand`, its arguments sorted by name as `ArgumentsToCommand` does), for
+/// Server and peer certificates: server and client auth.
+const SERVER: &[ExtendedKeyUsagePurpose] = &[
+    ExtendedKeyUsagePurpose::ServerAuth,
+    ExtendedKeyUsagePurpose::ClientAuth,
+];
+/// Client certificates: client auth only.
+const CLIENT: &[ExtendedKeyUsagePurpose] = &[ExtendedKeyUsagePurpose::ClientAuth];
+
+/// `--initial-cluster`: every member's name and peer URL.
+fn initial_cluster(members: &[NodePlan]) -> String {
+    let all: Vec<String> = members
+        .iter()
+        .map(|m| format!("{}=https://{}:2380", m.name, m.address))
+        .collect();
+    all.join(",")
+}
+
+/// Stacked: etcd's command line as kubeadm writes it into the static pod (cmd/kubeadm/app/phases/
+/// etcd/local.go `getEtcdCommand`, its arguments sorted by name as `ArgumentsToCommand` does), for
 /// `plan` among the control planes `members`. etcd 3.4 knows `--watch-progress-notify-interval`
 /// only by its experimental name.
 pub fn command(plan: &NodePlan, members: &[NodePlan]) -> Vec<String> {
     let ip = plan.address;
     let pki = |file: &str| format!("{PKI_DIR}/{file}");
-    let initial: Vec<String> = members
-        .iter()
-        .map(|m| format!("{}=https://{}:2380", m.name, m.address))
-        .collect();
     let mut args = vec![
         ("advertise-client-urls", format!("https://{ip}:2379")),
         ("cert-file", pki("server.crt")),
@@ -141,7 +313,7 @@ pub fn command(plan: &NodePlan, members: &[NodePlan]) -> Vec<String> {
         ("experimental-initial-corrupt-check", "true".into()),
         ("experimental-watch-progress-notify-interval", "5s".into()),
         ("initial-advertise-peer-urls", format!("https://{ip}:2380")),
-        ("initial-cluster", initial.join(",")),
+        ("initial-cluster", initial_cluster(members)),
         ("key-file", pki("server.key")),
         (
             "listen-client-urls",
@@ -186,16 +358,104 @@ pub fn unit(command: &[String]) -> String {
     )
 }
 
-/// etcdctl with the healthcheck client's certificates, at `endpoints`, then `args`.
-pub fn etcdctl<'a>(endpoints: &'a str, args: &[&'a str]) -> Vec<String> {
+/// External: the 1.9 HA guide's `ExecStart` (its systemd tab), word by word, for the masters
+/// `members` (`${PEER_NAME}` and `${PRIVATE_IP}` come from [`ENV_FILE`]). Only on the private
+/// address, not 127.0.0.1.
+pub fn external_command(members: &[NodePlan]) -> Vec<String> {
+    let pki = |file: &str| format!("{PKI_DIR}/{file}");
+    let mut words: Vec<String> = vec!["etcd".into(), "--name".into(), "${PEER_NAME}".into()];
+    for (flag, value) in [
+        ("--data-dir", DATA_DIR.to_string()),
+        ("--listen-client-urls", "https://${PRIVATE_IP}:2379".into()),
+        ("--advertise-client-urls", "https://${PRIVATE_IP}:2379".into()),
+        ("--listen-peer-urls", "https://${PRIVATE_IP}:2380".into()),
+        ("--initial-advertise-peer-urls", "https://${PRIVATE_IP}:2380".into()),
+    ] {
+        words.extend([flag.to_string(), value]);
+    }
+    words.extend([
+        format!("--cert-file={}", pki("server.pem")),
+        format!("--key-file={}", pki("server-key.pem")),
+        "--client-cert-auth".into(),
+        format!("--trusted-ca-file={}", pki("ca.pem")),
+        format!("--peer-cert-file={}", pki("peer.pem")),
+        format!("--peer-key-file={}", pki("peer-key.pem")),
+        "--peer-client-cert-auth".into(),
+        format!("--peer-trusted-ca-file={}", pki("ca.pem")),
+        "--initial-cluster".into(),
+        initial_cluster(members),
+        "--initial-cluster-token".into(),
+        "my-etcd-token".into(),
+        "--initial-cluster-state".into(),
+        "new".into(),
+    ]);
+    words
+}
+
+/// The 1.9 HA guide's `/etc/etcd.env`: `PEER_NAME=$(hostname)`, `PRIVATE_IP` (the node's address on
+/// the private network).
+pub fn env_file(plan: &NodePlan) -> String {
+    format!("PEER_NAME={}\nPRIVATE_IP={}\n", plan.name, plan.address)
+}
+
+/// The 1.9 HA guide's `/etc/systemd/system/etcd.service`, as written there but for etcd's path
+/// (Debian's).
+pub fn external_unit(command: &[String]) -> String {
+    let mut exec = command.to_vec();
+    exec[0] = ETCD.to_string();
+    format!(
+        "[Unit]\nDescription=etcd\nDocumentation=https://github.com/coreos/etcd\nConflicts=etcd.service\n\
+         Conflicts=etcd2.service\n\n[Service]\nEnvironmentFile={ENV_FILE}\nType=notify\nRestart=always\n\
+         RestartSec=5s\nLimitNOFILE=40000\nTimeoutStartSec=0\n\nExecStart={}\n\n[Install]\n\
+         WantedBy=multi-user.target\n",
+        exec.join(" ")
+    )
+}
+
+/// The external etcd as kubeadm-config's `etcd:` names it (the 1.9 HA guide's `config.yaml`:
+/// `endpoints`, `caFile`, `certFile`, `keyFile`), for the lab API server's seed; None for stacked
+/// etcd (kubeadm-config keeps `etcd.local`).
+pub fn kubeadm_config(topology: Topology, members: &[NodePlan]) -> Option<serde_json::Value> {
+    if topology != Topology::External {
+        return None;
+    }
+    let [ca, cert, key] = topology.client_paths();
+    let endpoints: Vec<String> = members.iter().map(client_url).collect();
+    Some(serde_json::json!({
+        "endpoints": endpoints,
+        "caFile": ca,
+        "certFile": cert,
+        "keyFile": key,
+    }))
+}
+
+/// The inventory's host variables that name the control plane's etcd for `kup` and `upgrade.yml`
+/// (`etcd_endpoint`, `etcd_cacert`, `etcd_cert`, `etcd_key`): an external member's own client URL
+/// and the client certificate; none for stacked etcd (kubeadm's healthcheck client, the default).
+pub fn inventory_vars(topology: Topology, plan: &NodePlan) -> Vec<(&'static str, String)> {
+    if topology != Topology::External || !plan.control_plane {
+        return Vec::new();
+    }
+    let [ca, cert, key] = topology.client_paths();
+    vec![
+        ("etcd_endpoint", client_url(plan)),
+        ("etcd_cacert", ca),
+        ("etcd_cert", cert),
+        ("etcd_key", key),
+    ]
+}
+
+/// etcdctl with the topology's client certificates, at `endpoints`, then `args`.
+pub fn etcdctl<'a>(topology: Topology, endpoints: &'a str, args: &[&'a str]) -> Vec<String> {
+    let [ca, cert, key] = topology.client_paths();
     let mut out: Vec<String> = vec![
         "env".into(),
         "ETCDCTL_API=3".into(),
         "etcdctl".into(),
         format!("--endpoints={endpoints}"),
-        format!("--cacert={PKI_DIR}/ca.crt"),
-        format!("--cert={PKI_DIR}/healthcheck-client.crt"),
-        format!("--key={PKI_DIR}/healthcheck-client.key"),
+        format!("--cacert={ca}"),
+        format!("--cert={cert}"),
+        format!("--key={key}"),
         "--dial-timeout=2s".into(),
         "--command-timeout=3s".into(),
     ];
@@ -203,12 +463,27 @@ pub fn etcdctl<'a>(endpoints: &'a str, args: &[&'a str]) -> Vec<String> {
     out
 }
 
-/// Waits until every control plane's member answers `endpoint health` (a quorum read), then seeds
-/// a few keys so that a snapshot has content.
-pub fn wait_and_seed(control_planes: &[&RunningNode], limit: Duration) -> Result<(), String> {
+/// Starts the members whose unit does not start at boot (external: `systemctl enable --now` on
+/// every control plane, not waiting for each), then waits until every control plane's member
+/// answers `endpoint health` (a quorum read), then seeds a few keys so that a snapshot has content.
+pub fn wait_and_seed(
+    topology: Topology,
+    control_planes: &[&RunningNode],
+    limit: Duration,
+) -> Result<(), String> {
+    let unit = topology.unit_name();
+    if !topology.starts_at_boot() {
+        for node in control_planes {
+            node.exec(
+                &["systemctl", "enable", "--now", "--no-block", unit],
+                Duration::from_secs(30),
+            )?;
+        }
+    }
     let deadline = Instant::now() + limit;
     for node in control_planes {
-        let local = etcdctl("https://127.0.0.1:2379", &["endpoint", "health"]);
+        let url = topology.local_url(&node.plan);
+        let local = etcdctl(topology, &url, &["endpoint", "health"]);
         let local: Vec<&str> = local.iter().map(String::as_str).collect();
         loop {
             match node.exec(&local, Duration::from_secs(10)) {
@@ -216,7 +491,7 @@ pub fn wait_and_seed(control_planes: &[&RunningNode], limit: Duration) -> Result
                 Err(e) if Instant::now() > deadline => {
                     let journal = node
                         .exec(
-                            &["journalctl", "-u", UNIT, "-n", "5", "--no-pager", "-o", "cat"],
+                            &["journalctl", "-u", unit, "-n", "5", "--no-pager", "-o", "cat"],
                             Duration::from_secs(10),
                         )
                         .unwrap_or_default();
@@ -233,8 +508,9 @@ pub fn wait_and_seed(control_planes: &[&RunningNode], limit: Duration) -> Result
     let Some(first) = control_planes.first() else {
         return Ok(());
     };
+    let url = topology.local_url(&first.plan);
     for (key, value) in SEED {
-        let put = etcdctl("https://127.0.0.1:2379", &["put", key, value]);
+        let put = etcdctl(topology, &url, &["put", key, value]);
         let put: Vec<&str> = put.iter().map(String::as_str).collect();
         first.exec(&put, Duration::from_secs(10))?;
     }
@@ -260,6 +536,7 @@ const SEED: &[(&str, &str)] = &[
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     fn plan(n: u8) -> NodePlan {
@@ -297,7 +574,7 @@ mod tests {
 
     #[test]
     fn the_pki_has_kubeadms_names_and_private_keys() {
-        let ca = Ca::generate().unwrap();
+        let ca = Ca::generate(Topology::Stacked).unwrap();
         let files = ca.node_files(&plan(1)).unwrap();
         let names: Vec<&str> = files.iter().map(|f| f.0).collect();
         assert_eq!(
@@ -321,5 +598,130 @@ mod tests {
                 assert!(text.starts_with("-----BEGIN CERTIFICATE-----"), "{name}");
             }
         }
+    }
+
+    #[test]
+    fn topologies_follow_the_era() {
+        let spec = crate::spec::test_spec;
+        for (from, want) in [
+            ("1.8.3", Topology::External),
+            ("1.10.13", Topology::External),
+            ("1.23.17", Topology::External),
+            ("1.24.17", Topology::Stacked),
+            ("1.35.1", Topology::Stacked),
+        ] {
+            assert_eq!(Topology::of(&spec(from)), want, "{from}");
+        }
+        assert_eq!(Topology::Stacked.unit_name(), "lab-etcd.service");
+        assert_eq!(Topology::External.unit_name(), "etcd.service");
+        assert!(Topology::Stacked.starts_at_boot() && !Topology::External.starts_at_boot());
+        assert_eq!(Topology::Stacked.local_url(&plan(2)), "https://127.0.0.1:2379");
+        assert_eq!(Topology::External.local_url(&plan(2)), "https://10.213.0.12:2379");
+    }
+
+    #[test]
+    fn the_external_member_is_the_1_9_ha_guides() {
+        let members = [plan(1), plan(2), plan(3)];
+        let cmd = external_command(&members);
+        let text = cmd.join(" ");
+        assert_eq!(
+            text,
+            "etcd --name ${PEER_NAME} --data-dir /var/lib/etcd \
+             --listen-client-urls https://${PRIVATE_IP}:2379 \
+             --advertise-client-urls https://${PRIVATE_IP}:2379 \
+             --listen-peer-urls https://${PRIVATE_IP}:2380 \
+             --initial-advertise-peer-urls https://${PRIVATE_IP}:2380 \
+             --cert-file=/etc/kubernetes/pki/etcd/server.pem \
+             --key-file=/etc/kubernetes/pki/etcd/server-key.pem --client-cert-auth \
+             --trusted-ca-file=/etc/kubernetes/pki/etcd/ca.pem \
+             --peer-cert-file=/etc/kubernetes/pki/etcd/peer.pem \
+             --peer-key-file=/etc/kubernetes/pki/etcd/peer-key.pem --peer-client-cert-auth \
+             --peer-trusted-ca-file=/etc/kubernetes/pki/etcd/ca.pem \
+             --initial-cluster lab-cp1=https://10.213.0.11:2380,lab-cp2=https://10.213.0.12:2380,\
+             lab-cp3=https://10.213.0.13:2380 --initial-cluster-token my-etcd-token \
+             --initial-cluster-state new"
+        );
+        assert!(!text.contains("127.0.0.1"), "the guide's members listen on the private address only");
+        let unit = external_unit(&cmd);
+        for want in [
+            "EnvironmentFile=/etc/etcd.env\n",
+            "Type=notify\n",
+            "TimeoutStartSec=0\n",
+            "Restart=always\n",
+            "\nExecStart=/usr/bin/etcd --name ${PEER_NAME} --data-dir /var/lib/etcd ",
+            "WantedBy=multi-user.target\n",
+        ] {
+            assert!(unit.contains(want), "{want:?} missing:\n{unit}");
+        }
+        assert_eq!(env_file(&plan(2)), "PEER_NAME=lab-cp2\nPRIVATE_IP=10.213.0.12\n");
+
+        let ca = Ca::generate(Topology::External).unwrap();
+        let member = ca.member(&members[1], &members).unwrap();
+        assert_eq!(member.unit.0, "etcd.service");
+        assert!(member.static_pod.is_none(), "an external etcd has no static pod");
+        let paths: Vec<&str> = member.files.iter().map(|f| f.0.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/etc/kubernetes/pki/etcd/ca.pem",
+                "/etc/kubernetes/pki/etcd/ca-key.pem",
+                "/etc/kubernetes/pki/etcd/client.pem",
+                "/etc/kubernetes/pki/etcd/client-key.pem",
+                "/etc/kubernetes/pki/etcd/server.pem",
+                "/etc/kubernetes/pki/etcd/server-key.pem",
+                "/etc/kubernetes/pki/etcd/peer.pem",
+                "/etc/kubernetes/pki/etcd/peer-key.pem",
+                "/etc/etcd.env",
+            ]
+        );
+        for (path, text, mode) in &member.files {
+            if path.ends_with("-key.pem") {
+                assert_eq!(*mode, 0o600, "{path}");
+                assert!(text.contains("PRIVATE KEY"), "{path}");
+            } else if path.ends_with(".pem") {
+                assert_eq!(*mode, 0o644, "{path}");
+                assert!(text.starts_with("-----BEGIN CERTIFICATE-----"), "{path}");
+            }
+        }
+        let stacked = Ca::generate(Topology::Stacked)
+            .unwrap()
+            .member(&members[0], &members)
+            .unwrap();
+        assert_eq!(stacked.unit.0, "lab-etcd.service");
+        assert!(stacked.static_pod.is_some());
+        assert!(stacked.files.iter().all(|f| f.0.starts_with(PKI_DIR)));
+    }
+
+    #[test]
+    fn kubeadm_config_and_the_inventory_name_the_external_members_and_the_client_certificate() {
+        let members = [plan(1), plan(2)];
+        assert_eq!(kubeadm_config(Topology::Stacked, &members), None);
+        assert_eq!(
+            kubeadm_config(Topology::External, &members).unwrap(),
+            serde_json::json!({
+                "endpoints": ["https://10.213.0.11:2379", "https://10.213.0.12:2379"],
+                "caFile": "/etc/kubernetes/pki/etcd/ca.pem",
+                "certFile": "/etc/kubernetes/pki/etcd/client.pem",
+                "keyFile": "/etc/kubernetes/pki/etcd/client-key.pem",
+            })
+        );
+        assert!(inventory_vars(Topology::Stacked, &plan(1)).is_empty());
+        let worker = NodePlan {
+            control_plane: false,
+            ..plan(3)
+        };
+        assert!(inventory_vars(Topology::External, &worker).is_empty());
+        assert_eq!(
+            inventory_vars(Topology::External, &plan(2)),
+            [
+                ("etcd_endpoint", "https://10.213.0.12:2379".to_string()),
+                ("etcd_cacert", "/etc/kubernetes/pki/etcd/ca.pem".to_string()),
+                ("etcd_cert", "/etc/kubernetes/pki/etcd/client.pem".to_string()),
+                ("etcd_key", "/etc/kubernetes/pki/etcd/client-key.pem".to_string()),
+            ]
+        );
+        let ctl = etcdctl(Topology::External, "https://10.213.0.11:2379", &["endpoint", "health"]);
+        assert!(ctl.contains(&"--cert=/etc/kubernetes/pki/etcd/client.pem".to_string()), "{ctl:?}");
+        assert!(ctl.ends_with(&["endpoint".to_string(), "health".to_string()]));
     }
 }

@@ -270,11 +270,7 @@ fn build(state: &mut LabState) -> Result<LabFiles, String> {
         std::fs::read_to_string(&files.kubeconfig).map_err(|e| format!("kubeconfig: {e}"))?;
     let direct_text =
         std::fs::read_to_string(&files.direct_kubeconfig).map_err(|e| format!("direct kubeconfig: {e}"))?;
-    let etcd_ca = if crate::etcd::stacked(&spec) {
-        Some(crate::etcd::Ca::generate()?)
-    } else {
-        None
-    };
+    let etcd_ca = crate::etcd::Ca::generate(crate::etcd::Topology::of(&spec))?;
     let provision = Provision {
         spec: &spec,
         base: &base,
@@ -283,7 +279,7 @@ fn build(state: &mut LabState) -> Result<LabFiles, String> {
         kubeconfig: &kubeconfig_text,
         direct_kubeconfig: &direct_text,
         hosts: &hosts,
-        etcd_ca: etcd_ca.as_ref(),
+        etcd_ca: Some(&etcd_ca),
     };
     for plan in spec.nodes() {
         sh::progress(&format!("booting {} ({})", plan.name, plan.address));
@@ -310,12 +306,14 @@ fn build(state: &mut LabState) -> Result<LabFiles, String> {
             .iter()
             .map(|n| scope.spawn(move || node::install_packages(n, spec_ref)))
             .collect();
-        // Meanwhile, the control planes' etcd members form their cluster: healthy (a quorum read on
-        // each) and seeded before the lab says it is up.
-        if etcd_ca.is_some() {
-            let members: Vec<&RunningNode> = state.nodes.iter().filter(|n| n.plan.control_plane).collect();
-            jobs.push(scope.spawn(move || crate::etcd::wait_and_seed(&members, Duration::from_secs(60))));
-        }
+        // Meanwhile, the control planes' etcd members form their cluster (external members are
+        // started now, on every control plane at once): healthy (a quorum read on each) and seeded
+        // before the lab says it is up.
+        let topology = etcd_ca.topology();
+        let members: Vec<&RunningNode> = state.nodes.iter().filter(|n| n.plan.control_plane).collect();
+        jobs.push(scope.spawn(move || {
+            crate::etcd::wait_and_seed(topology, &members, Duration::from_secs(60))
+        }));
         jobs.into_iter()
             .map(|j| {
                 j.join()
@@ -483,8 +481,13 @@ fn cluster_seed(spec: &LabSpec) -> Value {
         })
         .into_iter()
         .collect();
+    // An external etcd (the older eras) as kubeadm-config names it: its members and the client
+    // certificate kubeadm init was given (lab/cluster src/etcd.rs).
+    let members: Vec<crate::NodePlan> = spec.nodes().into_iter().filter(|n| n.control_plane).collect();
+    let external_etcd = crate::etcd::kubeadm_config(crate::etcd::Topology::of(spec), &members);
     json!({
         "kubernetesVersion": version,
+        "externalEtcd": external_etcd,
         // The control-plane endpoint kubeadm init was given: the virtual address (kubeadm HA guide,
         // kubernetes.io/docs/setup/production-environment/tools/kubeadm/high-availability/).
         "controlPlaneEndpoint": format!("{}:{}", spec.vip(), spec.api_port()),
@@ -518,9 +521,18 @@ fn write_inventories(state: &LabState, files: &LabFiles) -> Result<(), String> {
         Flavour::Rpm => "dnf",
     };
     let (cps, workers): (Vec<_>, Vec<_>) = spec.nodes().into_iter().partition(|n| n.control_plane);
+    // An external etcd's member and client certificate per control plane, for the etcd snapshot
+    // before the first apply (none for stacked etcd: kubeadm's certificates are the default).
+    let topology = crate::etcd::Topology::of(spec);
     let ini_hosts = |list: &[crate::NodePlan]| -> String {
         list.iter()
-            .map(|n| format!("{} ansible_host={}\n", n.name, n.address))
+            .map(|n| {
+                let vars: String = crate::etcd::inventory_vars(topology, n)
+                    .iter()
+                    .map(|(k, v)| format!(" {k}={v}"))
+                    .collect();
+                format!("{} ansible_host={}{vars}\n", n.name, n.address)
+            })
             .collect()
     };
     let common = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR";
@@ -542,7 +554,13 @@ fn write_inventories(state: &LabState, files: &LabFiles) -> Result<(), String> {
         }
         let hosts: String = list
             .iter()
-            .map(|n| format!("        {}:\n          ansible_host: {}\n", n.name, n.address))
+            .map(|n| {
+                let vars: String = crate::etcd::inventory_vars(topology, n)
+                    .iter()
+                    .map(|(k, v)| format!("          {k}: {v}\n"))
+                    .collect();
+                format!("        {}:\n          ansible_host: {}\n{vars}", n.name, n.address)
+            })
             .collect();
         format!("      hosts:\n{hosts}")
     };
@@ -880,6 +898,22 @@ fn services_lines(services: &Value) -> String {
 #[cfg(test)]
 mod services_tests {
     use super::*;
+
+    #[test]
+    fn the_seed_names_an_external_etcd_on_old_eras_only_and_the_api_server_reads_it() {
+        let old: lab_apiserver::Cluster =
+            serde_json::from_value(cluster_seed(&crate::spec::test_spec("1.8.3"))).unwrap();
+        let etcd = old.external_etcd.expect("an external etcd");
+        assert_eq!(
+            etcd.endpoints,
+            ["https://10.213.0.11:2379", "https://10.213.0.12:2379"],
+            "the control planes' members, not the worker"
+        );
+        assert_eq!(etcd.cert_file, "/etc/kubernetes/pki/etcd/client.pem");
+        let new: lab_apiserver::Cluster =
+            serde_json::from_value(cluster_seed(&crate::spec::test_spec("1.34.2"))).unwrap();
+        assert_eq!(new.external_etcd, None);
+    }
 
     #[test]
     fn status_shows_each_control_planes_interruptions_and_the_address() {

@@ -59,7 +59,7 @@ pub struct Provision<'a> {
     /// The lab's side channel to the API server's own address (the stand-in services' reports).
     pub direct_kubeconfig: &'a str,
     pub hosts: &'a str,
-    /// The etcd CA of a stacked-etcd lab (its control planes run real etcd).
+    /// The lab's etcd CA, of its topology (its control planes run real etcd).
     pub etcd_ca: Option<&'a crate::etcd::Ca>,
 }
 
@@ -142,18 +142,25 @@ pub fn prepare(plan: &NodePlan, p: &Provision<'_>) -> Result<PathBuf, String> {
     if plan.control_plane {
         units.push(("keepalived", keepalived_unit()));
     }
-    // Stacked etcd (kubeadm's default HA topology in today's docs) on pkgs.k8s.io-era labs: a real
-    // member on every control plane, one cluster (lab/cluster src/etcd.rs); the older labs use an
-    // external etcd, as the 1.8 -> 1.9 HA runbook does, and run none.
+    // Real etcd, a member on every control plane, one cluster (lab/cluster src/etcd.rs): stacked
+    // (kubeadm's default HA topology in today's docs) on pkgs.k8s.io-era labs, external on the older
+    // ones, as the 1.8 -> 1.9 HA runbook has it. An external member's unit is started once every
+    // control plane is up (`etcd::Topology::starts_at_boot`).
     let etcd = match p.etcd_ca {
-        Some(ca) if plan.control_plane && crate::etcd::stacked(spec) => {
+        Some(ca) if plan.control_plane => {
             let members: Vec<NodePlan> = spec.nodes().into_iter().filter(|n| n.control_plane).collect();
-            for (file, text, mode) in ca.node_files(plan)? {
-                sh::write_mode(&at(&format!("{}/{file}", crate::etcd::PKI_DIR)), text, mode)?;
+            let member = ca.member(plan, &members)?;
+            for (path, text, mode) in &member.files {
+                sh::write_mode(&at(path), text, *mode)?;
             }
-            let command = crate::etcd::command(plan, &members);
-            units.push(("lab-etcd", crate::etcd::unit(&command)));
-            Some(command)
+            let (file, text) = member.unit;
+            let name = file.trim_end_matches(".service");
+            if ca.topology().starts_at_boot() {
+                units.push((name, text));
+            } else {
+                sh::write(&at(&format!("/etc/systemd/system/{file}")), text)?;
+            }
+            member.static_pod
         }
         _ => None,
     };
@@ -175,7 +182,7 @@ pub fn prepare(plan: &NodePlan, p: &Provision<'_>) -> Result<PathBuf, String> {
         let emulation = lab_apiserver::Emulation::parse(&crate::lab::emulated_release(&spec.from))?;
         let version = format!("v{}", spec.from);
         // The static pod kubeadm wrote for the member lab-etcd.service runs (real etcd owns
-        // /var/lib/etcd).
+        // /var/lib/etcd); an external etcd has none.
         if let Some(command) = &etcd {
             sh::write(
                 &at("/etc/kubernetes/manifests/etcd.yaml"),

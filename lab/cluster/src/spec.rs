@@ -260,6 +260,29 @@ pub fn minor_of(version: &str) -> u32 {
         .unwrap_or(0)
 }
 
+/// A lab from `from` with 2 control planes and a worker, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_spec(from: &str) -> LabSpec {
+    LabSpec {
+        dir: "/nonexistent/lab".into(),
+        cache: "/nonexistent/cache".into(),
+        control_planes: 2,
+        workers: 1,
+        flavour: Flavour::Apt,
+        from: from.into(),
+        bridge: "kuptest".into(),
+        subnet: [10, 213, 0],
+        mirror: None,
+        standin: "/nonexistent/standin".into(),
+        kup_lab: "/nonexistent/kup-lab".into(),
+        time_factor: 1.0,
+        node_grace: 1.0,
+        withhold: Vec::new(),
+        timing: Timing::Default,
+        bandwidth: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use super::object::labels_of;
 use super::{Kind, Store};
+use crate::cluster::ExternalEtcdSeed;
 use crate::emulation::KubeadmConfigApi;
 
 impl Store {
@@ -28,20 +29,14 @@ impl Store {
             "api:\n  advertiseAddress: {addr}\n  bindPort: 6443\n  controlPlaneEndpoint: {endpoint}\n"
         );
         if api == KubeadmConfigApi::V1Alpha1 {
+            let etcd = v1alpha1_etcd(self.external_etcd.as_ref());
             format!(
                 "{api_endpoint}authorizationModes:
 - Node
 - RBAC
 certificatesDir: /etc/kubernetes/pki
 cloudProvider: \"\"
-etcd:
-  caFile: \"\"
-  certFile: \"\"
-  dataDir: /var/lib/etcd
-  endpoints: null
-  image: \"\"
-  keyFile: \"\"
-imageRepository: gcr.io/google_containers
+{etcd}imageRepository: gcr.io/google_containers
 kubeProxy:
   config:
     bindAddress: 0.0.0.0
@@ -63,15 +58,16 @@ unifiedControlPlaneImage: \"\"
 "
             )
         } else {
+            let etcd = self
+                .external_etcd
+                .as_ref()
+                .map(external_etcd)
+                .unwrap_or_else(|| "etcd:\n  local:\n    dataDir: /var/lib/etcd\n    image: \"\"\n".into());
             format!(
                 "{api_endpoint}apiVersion: kubeadm.k8s.io/v1alpha2
 certificatesDir: /etc/kubernetes/pki
 clusterName: kubernetes
-etcd:
-  local:
-    dataDir: /var/lib/etcd
-    image: \"\"
-imageRepository: k8s.gcr.io
+{etcd}imageRepository: k8s.gcr.io
 kind: MasterConfiguration
 kubernetesVersion: {version}
 networking:
@@ -103,6 +99,11 @@ unifiedControlPlaneImage: \"\"
             "apiServer:\n  extraArgs:\n    authorization-mode: Node,RBAC\n  timeoutForControlPlane: 4m0s\n"
                 .to_string()
         };
+        let etcd = self
+            .external_etcd
+            .as_ref()
+            .map(external_etcd)
+            .unwrap_or_else(|| "etcd:\n  local:\n    dataDir: /var/lib/etcd\n".into());
         let dns = if api.dns_type() {
             "dns:\n  type: CoreDNS\n"
         } else {
@@ -114,10 +115,7 @@ certificatesDir: /etc/kubernetes/pki
 clusterName: kubernetes
 controlPlaneEndpoint: {endpoint}
 controllerManager: {{}}
-{dns}etcd:
-  local:
-    dataDir: /var/lib/etcd
-imageRepository: {repo}
+{dns}{etcd}imageRepository: {repo}
 kind: ClusterConfiguration
 kubernetesVersion: {version}
 networking:
@@ -149,5 +147,93 @@ scheduler: {{}}
             return json!({"ClusterConfiguration": cfg, "ClusterStatus": status});
         }
         json!({"ClusterConfiguration": cfg})
+    }
+}
+
+/// `etcd:` of a v1alpha1 `MasterConfiguration` (kubeadm 1.9, 1.10: v1alpha1/types.go `Etcd`, its fields
+/// sorted as kubeadm's YAML has them): empty client fields and `endpoints: null` for the local etcd;
+/// the external one's endpoints and files as the 1.9 HA guide's `config.yaml` gives them
+/// (kubernetes/website docs/setup/independent/high-availability.md).
+fn v1alpha1_etcd(external: Option<&ExternalEtcdSeed>) -> String {
+    let quoted = |text: &str| {
+        if text.is_empty() {
+            "\"\"".to_string()
+        } else {
+            text.to_string()
+        }
+    };
+    let (ca, cert, key) = external
+        .map(|e| (e.ca_file.as_str(), e.cert_file.as_str(), e.key_file.as_str()))
+        .unwrap_or_default();
+    let endpoints = match external {
+        Some(e) if !e.endpoints.is_empty() => format!("\n{}", endpoint_list(&e.endpoints, "  ")),
+        _ => " null\n".to_string(),
+    };
+    format!(
+        "etcd:\n  caFile: {}\n  certFile: {}\n  dataDir: /var/lib/etcd\n  endpoints:{endpoints}  \
+         image: \"\"\n  keyFile: {}\n",
+        quoted(ca),
+        quoted(cert),
+        quoted(key)
+    )
+}
+
+/// `etcd.external` from v1alpha2 (kubeadm 1.11) on: `caFile`, `certFile`, `endpoints`, `keyFile`
+/// (cmd/kubeadm/app/apis/kubeadm/v1alpha2 `ExternalEtcd`, unchanged in name through v1beta4).
+fn external_etcd(external: &ExternalEtcdSeed) -> String {
+    format!(
+        "etcd:\n  external:\n    caFile: {}\n    certFile: {}\n    endpoints:\n{}    keyFile: {}\n",
+        external.ca_file,
+        external.cert_file,
+        endpoint_list(&external.endpoints, "    "),
+        external.key_file
+    )
+}
+
+/// A YAML list of `endpoints`, each line indented by `indent`.
+fn endpoint_list(endpoints: &[String], indent: &str) -> String {
+    endpoints.iter().map(|e| format!("{indent}- {e}\n")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn external() -> ExternalEtcdSeed {
+        ExternalEtcdSeed {
+            endpoints: vec!["https://10.0.0.11:2379".into(), "https://10.0.0.12:2379".into()],
+            ca_file: "/etc/kubernetes/pki/etcd/ca.pem".into(),
+            cert_file: "/etc/kubernetes/pki/etcd/client.pem".into(),
+            key_file: "/etc/kubernetes/pki/etcd/client-key.pem".into(),
+        }
+    }
+
+    #[test]
+    fn v1alpha1_names_the_external_etcd_flat_and_the_local_one_empty() {
+        assert_eq!(
+            v1alpha1_etcd(None),
+            "etcd:\n  caFile: \"\"\n  certFile: \"\"\n  dataDir: /var/lib/etcd\n  endpoints: null\n  \
+             image: \"\"\n  keyFile: \"\"\n"
+        );
+        assert_eq!(
+            v1alpha1_etcd(Some(&external())),
+            "etcd:\n  caFile: /etc/kubernetes/pki/etcd/ca.pem\n  certFile: /etc/kubernetes/pki/etcd/client.pem\n  \
+             dataDir: /var/lib/etcd\n  endpoints:\n  - https://10.0.0.11:2379\n  - https://10.0.0.12:2379\n  \
+             image: \"\"\n  keyFile: /etc/kubernetes/pki/etcd/client-key.pem\n"
+        );
+    }
+
+    #[test]
+    fn later_apis_name_it_under_external() {
+        let text = external_etcd(&external());
+        assert_eq!(
+            text,
+            "etcd:\n  external:\n    caFile: /etc/kubernetes/pki/etcd/ca.pem\n    \
+             certFile: /etc/kubernetes/pki/etcd/client.pem\n    endpoints:\n    - https://10.0.0.11:2379\n    \
+             - https://10.0.0.12:2379\n    keyFile: /etc/kubernetes/pki/etcd/client-key.pem\n"
+        );
+        let doc: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+        assert_eq!(doc["etcd"]["external"]["endpoints"][1], "https://10.0.0.12:2379");
+        assert_eq!(doc["etcd"]["external"]["keyFile"], "/etc/kubernetes/pki/etcd/client-key.pem");
     }
 }

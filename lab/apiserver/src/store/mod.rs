@@ -112,6 +112,8 @@ pub struct Store {
     served_version: String,
     primary_master: Option<String>,
     cluster_endpoint: String,
+    /// The external etcd kubeadm-config names (None: local etcd).
+    external_etcd: Option<crate::cluster::ExternalEtcdSeed>,
     services: Services,
 }
 
@@ -140,6 +142,7 @@ impl Store {
                 .control_plane_endpoint
                 .clone()
                 .unwrap_or_else(|| "lab-api:6443".to_string()),
+            external_etcd: cluster.external_etcd.clone(),
             services: Services::new(
                 cluster
                     .nodes
