@@ -1,6 +1,7 @@
 //! `node_ready`: the runbook's closing "kubectl get nodes until every STATUS is Ready". Waits until
 //! each node (or the named ones) is Ready, and at the expected kubelet version when one is given;
 //! otherwise fails listing every node that is not, and why. Read-only: never reports a change.
+//! While it waits, it says which node it waits for and why (`module_kit::progress`, for kup).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -344,6 +345,7 @@ async fn wait(p: Params) -> Result<Outcome, Failure> {
                     .with("waited", round(start.elapsed()))
                     .with("looks", looks));
                 }
+                report_progress(&seen, expected, None, deadline);
                 last_seen = Some(seen);
             }
             Err(e) => {
@@ -358,6 +360,8 @@ async fn wait(p: Params) -> Result<Outcome, Failure> {
                     ));
                 }
                 last_error = Some(kube_kit::describe(&e));
+                let seen = last_seen.as_deref().unwrap_or_default();
+                report_progress(seen, expected, last_error.as_deref(), deadline);
             }
         }
         // Look again until the deadline: the last look is at the deadline, not an interval before it.
@@ -391,6 +395,50 @@ async fn wait(p: Params) -> Result<Outcome, Failure> {
     .with("looks", looks))
 }
 
+/// Nodes named in a progress text; the others are counted.
+const PROGRESS_NODES: usize = 2;
+
+/// What a wait is at after a look, for kup's progress: the nodes not as wanted yet (each with why:
+/// Ready=False and the condition's reason and message, the kubelet version against the wanted
+/// one, control-plane pods not Ready), or why the look failed. The first node it waits for is the
+/// line's node.
+fn progress_text(
+    seen: &[Seen],
+    expected: Option<&str>,
+    failed_look: Option<&str>,
+) -> (String, Option<String>) {
+    if let Some(e) = failed_look {
+        return (format!("the API server did not answer the last look: {e}"), None);
+    }
+    let bad: Vec<&Seen> = seen.iter().filter(|s| !s.ok()).collect();
+    let Some(first) = bad.first() else {
+        return ("no node to wait for yet".into(), None);
+    };
+    let at = expected.map(|v| format!(" at {v}")).unwrap_or_default();
+    let mut named: Vec<String> = bad
+        .iter()
+        .take(PROGRESS_NODES)
+        .map(|s| format!("{} {}", s.name, s.problem))
+        .collect();
+    if bad.len() > PROGRESS_NODES {
+        named.push(format!("+{} more", bad.len() - PROGRESS_NODES));
+    }
+    let text = format!(
+        "waiting for {} of {} node(s) to be Ready{at}: {}",
+        bad.len(),
+        seen.len(),
+        named.join("; ")
+    );
+    (text, Some(first.name.clone()))
+}
+
+fn report_progress(seen: &[Seen], expected: Option<&str>, failed_look: Option<&str>, deadline: Instant) {
+    let (text, node) = progress_text(seen, expected, failed_look);
+    let mut progress = module_kit::progress::Progress::new(text).until(deadline);
+    progress.node = node;
+    module_kit::progress::report(&progress);
+}
+
 fn round(d: Duration) -> f64 {
     (d.as_secs_f64() * 10.0).round() / 10.0
 }
@@ -398,8 +446,9 @@ fn round(d: Duration) -> f64 {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-    use super::{control_plane_problem, version_matches};
-    use kube_kit::k8s_openapi::api::core::v1::Pod;
+    use super::{control_plane_problem, evaluate, progress_text, version_matches};
+    use kube_kit::k8s_openapi::api::core::v1::{Node, Pod};
+    use kube_kit::NodeName;
     use serde_json::json;
 
     fn pod(component: &str, node: &str, ready: &str) -> Pod {
@@ -433,6 +482,53 @@ mod tests {
         assert!(control_plane_problem("w1", &pods)
             .unwrap()
             .contains("no kube-apiserver pod"));
+    }
+
+    fn node(name: &str, ready: &str, version: &str) -> Node {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "status": {"nodeInfo": {"kubeletVersion": version},
+                       "conditions": [{"type": "Ready", "status": ready,
+                                       "reason": if ready == "True" { "KubeletReady" } else { "KubeletNotReady" },
+                                       "message": if ready == "True" { "kubelet is posting ready status" } else { "PLEG is not healthy" }}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn progress_says_which_node_it_waits_for_and_why() {
+        let nodes = [
+            node("cp1", "True", "v1.9.2"),
+            node("w1", "False", "v1.9.2"),
+            node("w2", "True", "v1.8.3"),
+            node("w3", "True", "v1.8.3"),
+        ];
+        let seen = evaluate(&nodes, None, Some("v1.9.2"), None);
+        let (text, first) = progress_text(&seen, Some("v1.9.2"), None);
+        assert_eq!(
+            text,
+            "waiting for 3 of 4 node(s) to be Ready at v1.9.2: w1 NotReady: KubeletNotReady: PLEG is not \
+             healthy; w2 kubelet is v1.8.3, expected v1.9.2; +1 more"
+        );
+        assert_eq!(first.as_deref(), Some("w1"));
+        // One node, a control plane whose API server pod is not Ready yet.
+        let names = [NodeName::new("cp1").unwrap()];
+        let pods = [pod("kube-apiserver", "cp1", "False"), pod("etcd", "cp1", "True")];
+        let seen = evaluate(&nodes, Some(&names), Some("v1.9.2"), Some(&pods));
+        let (text, first) = progress_text(&seen, Some("v1.9.2"), None);
+        assert_eq!(
+            text,
+            "waiting for 1 of 1 node(s) to be Ready at v1.9.2: cp1 control plane: kube-apiserver not Ready \
+             (ContainersNotReady)"
+        );
+        assert_eq!(first.as_deref(), Some("cp1"));
+        // The API server restarting under the wait.
+        let (text, first) = progress_text(&seen, None, Some("connection refused"));
+        assert_eq!(
+            text,
+            "the API server did not answer the last look: connection refused"
+        );
+        assert_eq!(first, None);
     }
 
     #[test]
