@@ -148,9 +148,17 @@ enum Command {
     Upgrade {
         #[command(flatten)]
         common: Common,
-        /// Workers upgraded at the same time.
-        #[arg(long, default_value_t = 1)]
-        workers_batch: usize,
+        /// Workers upgraded at the same time: a number, or a percentage of the workers as
+        /// Ansible's `serial: 20%` (rounded down, at least 1).
+        #[arg(long, default_value = "1", value_name = "N|PCT%")]
+        workers_batch: procedure::WorkersBatch,
+        /// Do not stage packages. By default every node's packages are downloaded into its
+        /// package manager's cache while the control planes' kubeadm runs (a private view of its
+        /// repository at the target's minor; nothing installed, its repository file and holds
+        /// untouched), so a node out of service only installs from local cache. The inventory's
+        /// `stage_packages=false` turns it off for one host.
+        #[arg(long)]
+        no_stage: bool,
         /// Seconds before a failed `kubeadm upgrade` is retried once.
         #[arg(long, default_value_t = 90)]
         retry_delay: u64,
@@ -264,6 +272,7 @@ fn main() -> ExitCode {
         Command::Upgrade {
             common,
             workers_batch,
+            no_stage,
             retry_delay,
             drain_timeout,
             ready_timeout,
@@ -281,6 +290,7 @@ fn main() -> ExitCode {
             let mut opts = options(&common, workers_batch, retry_delay, drain_timeout, ready_timeout);
             opts.on_node_failure = on_node_failure;
             opts.rollback_uncordon = rollback_uncordon;
+            opts.stage = !no_stage;
             upgrade(&common, opts, state, restart, yes, take_over_lock)
         }
     }
@@ -323,7 +333,7 @@ fn via_versions(via: &[String]) -> Result<Vec<kube_version::Version>, String> {
 
 fn options(
     c: &Common,
-    workers_batch: usize,
+    workers_batch: procedure::WorkersBatch,
     retry_delay: u64,
     drain_timeout: u64,
     ready_timeout: u64,
@@ -338,6 +348,7 @@ fn options(
         drain_timeout,
         ready_timeout,
         on_node_failure: procedure::OnNodeFailure::Rollback,
+        stage: false,
         rollback_uncordon: false,
         limit: (!c.limit.is_empty()).then(|| c.limit.iter().map(|l| l.trim().to_string()).collect()),
     }
@@ -724,8 +735,12 @@ fn rollout(
                 }
                 reporter.note(&run.primary().name, &format!("{what} (--allow-partial)"));
             }
-            reporter.phase("control planes: kubeadm");
-            run.control_plane_kubeadm(target)?;
+            reporter.phase(if run.opts.stage {
+                "control planes: kubeadm (every node's packages staged meanwhile)"
+            } else {
+                "control planes: kubeadm"
+            });
+            run.control_plane_kubeadm_staging(target)?;
             reporter.phase("nodes: packages (control planes one by one, then workers)");
             run.nodes(target)?;
             reporter.phase("verify");
@@ -830,7 +845,7 @@ fn plan(common: &Common) -> ExitCode {
 
 fn plan_logged(common: &Common, log: Option<&Arc<RunLog>>) -> Ended {
     let signals = Signals::watch();
-    let opts = options(common, 1, 0, 0, 0);
+    let opts = options(common, procedure::WorkersBatch::Count(1), 0, 0, 0);
     let (inventory, opts, transport) = match load(common, opts, &signals.aborted) {
         Ok(x) => x,
         Err(e) => return refused(2, e),
@@ -1046,7 +1061,11 @@ fn status(args: &StatusArgs) -> ExitCode {
         log: None,
     };
     let aborted = Arc::new(AtomicBool::new(false));
-    let (inventory, opts, transport) = match load(&common, options(&common, 1, 0, 0, 0), &aborted) {
+    let (inventory, opts, transport) = match load(
+        &common,
+        options(&common, procedure::WorkersBatch::Count(1), 0, 0, 0),
+        &aborted,
+    ) {
         Ok(x) => x,
         Err(e) => return refused(2, e).close(None, args.json),
     };

@@ -26,7 +26,7 @@ pub const PACKAGED_KUBEADM: &str = "/usr/bin/kubeadm";
 #[derive(Debug, Clone)]
 pub struct Options {
     pub target: String,
-    pub workers_batch: usize,
+    pub workers_batch: WorkersBatch,
     pub retry_delay: u64,
     pub base_url: String,
     pub cni_version: Option<String>,
@@ -38,9 +38,57 @@ pub struct Options {
     pub on_node_failure: OnNodeFailure,
     /// A worker rolled back is uncordoned (else it stays cordoned for the operator to look at).
     pub rollback_uncordon: bool,
+    /// Every node's packages downloaded while the control planes' kubeadm runs, before any node
+    /// is taken out (`--no-stage`: off).
+    pub stage: bool,
     /// `--limit`: only these hosts or groups (`control_plane`/`masters`, `workers`/`nodes`, `all`)
     /// are upgraded; `None`: every host.
     pub limit: Option<Vec<String>>,
+}
+
+/// How many workers are upgraded at once (`--workers-batch`): a number, or a percentage of the
+/// workers as Ansible's `serial: 20%` (kubespray's default for nodes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkersBatch {
+    Count(usize),
+    Percent(u8),
+}
+
+impl WorkersBatch {
+    /// The batch size for `workers` workers. A percentage is rounded down and is at least 1, as
+    /// Ansible computes `serial` (lib/ansible/utils/helpers.py `pct_to_int`, min_value 1).
+    pub fn size(self, workers: usize) -> usize {
+        match self {
+            WorkersBatch::Count(n) => n.max(1),
+            WorkersBatch::Percent(p) => (workers * usize::from(p) / 100).max(1),
+        }
+    }
+}
+
+impl std::str::FromStr for WorkersBatch {
+    type Err = String;
+    fn from_str(text: &str) -> Result<WorkersBatch, String> {
+        let bad = || format!("expected a number of workers (5) or a percentage of them (20%), got {text:?}");
+        match text.strip_suffix('%') {
+            Some(pct) => match pct.parse::<u8>() {
+                Ok(p @ 1..=100) => Ok(WorkersBatch::Percent(p)),
+                _ => Err(bad()),
+            },
+            None => match text.parse::<usize>() {
+                Ok(n @ 1..) => Ok(WorkersBatch::Count(n)),
+                _ => Err(bad()),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for WorkersBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WorkersBatch::Count(n) => write!(f, "{n}"),
+            WorkersBatch::Percent(p) => write!(f, "{p}%"),
+        }
+    }
 }
 
 /// What becomes of a worker whose new kubelet does not come back (`--on-node-failure`).
@@ -161,7 +209,7 @@ impl<'a> Run<'a> {
     }
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
     /// Whether `host` is one `--limit` names (by name, node name or group).
     pub fn in_limit(&self, host: &Host) -> bool {
         let Some(limit) = &self.opts.limit else {
@@ -546,6 +594,48 @@ impl Run<'_> {
     /// kubeadm (downloaded, or its package after the repository switch), kubeadm-config's nodeName
     /// where the old kubeadm needs it, `apply` on the first and the era's command on the others.
     pub fn control_plane_kubeadm(&self, target: Version) -> Result<(), Stop> {
+        self.control_plane_kubeadm_then(target, &|_| {})
+    }
+
+    /// [`Run::control_plane_kubeadm`] while every node's packages are staged ([`Run::stage`]):
+    /// the workers' at once, each control plane's as soon as its kubeadm step is over (its package
+    /// manager is then free: from 1.12 that step installs the kubeadm package there). The node
+    /// phase starts once every stage has ended.
+    pub fn control_plane_kubeadm_staging(&self, target: Version) -> Result<(), Stop> {
+        if !self.opts.stage {
+            return self.control_plane_kubeadm(target);
+        }
+        let (done, staged_next) = std::sync::mpsc::channel::<&'a Host>();
+        std::thread::scope(|scope| {
+            let stager = scope.spawn(move || {
+                std::thread::scope(|each| {
+                    for host in &self.inventory.workers {
+                        each.spawn(move || self.stage(host, target));
+                    }
+                    for host in staged_next {
+                        each.spawn(move || self.stage(host, target));
+                    }
+                });
+            });
+            let result = self.control_plane_kubeadm_then(target, &|host| {
+                // The stager outlives this loop; a send fails only once it is gone.
+                let _ = done.send(host);
+            });
+            drop(done);
+            if stager.join().is_err() {
+                return Err(Stop::Setup("the staging thread crashed".into()));
+            }
+            result
+        })
+    }
+
+    /// Control planes' kubeadm; `kubeadm_done` hears of each control plane whose kubeadm step is
+    /// over (or that is left out of this run).
+    fn control_plane_kubeadm_then(
+        &self,
+        target: Version,
+        kubeadm_done: &(dyn Fn(&'a Host) + Sync),
+    ) -> Result<(), Stop> {
         let era = kube_eras::for_target(target);
         let retry_delay = Seconds::<0>::new(self.opts.retry_delay)
             .map_err(|e| Stop::Setup(format!("--retry-delay {e}")))?;
@@ -603,12 +693,58 @@ impl Run<'_> {
                 args,
                 true,
             )?;
+            kubeadm_done(host);
             // kubeadm restarted this control plane's static pods: the next one is touched only
             // once its API server and etcd are Ready again.
             let ready = self.control_plane_ready_args(&host.node_name, None, self.opts.ready_timeout);
             self.step(host, "control-plane-ready", ready, false)?;
         }
         Ok(())
+    }
+
+    /// Whether `host`'s packages are staged before it is taken out: `--no-stage` and the
+    /// inventory's `stage_packages=false` say no; a host outside `--limit`, or whose packages an
+    /// earlier run already changed, has nothing to stage.
+    fn stage_wanted(&self, host: &Host) -> bool {
+        let done = self
+            .journal
+            .lock()
+            .map(|j| j.is_done(&format!("{}/packages", host.name)))
+            .unwrap_or(false);
+        self.opts.stage
+            && self.in_limit(host)
+            && !done
+            && !matches!(
+                host.var("stage_packages").as_deref(),
+                Some("false" | "False" | "no" | "0")
+            )
+    }
+
+    /// package_pin `stage` at `target`: the node's transaction downloaded into its package
+    /// manager's cache from a private view of its repository at the target's minor, nothing
+    /// installed, the node's repository file and holds untouched.
+    pub fn stage_args(&self, host: &Host, target: Version) -> Args {
+        let mut args = self.pin_args(Some(host), target);
+        args.json["stage"] = Value::Bool(true);
+        if let Some(file) = host.var("package_repo_file") {
+            args.json["repo_path"] = Value::String(file);
+        }
+        args
+    }
+
+    /// Stages `host`'s packages so that its out-of-service window holds only the install from
+    /// local cache. A failure is said and is no stop: the install then downloads, as unstaged.
+    pub fn stage(&self, host: &Host, target: Version) {
+        if !self.stage_wanted(host) {
+            return;
+        }
+        if let Err(Stop::Failed { msg, .. }) = self.step(host, "stage", self.stage_args(host, target), false)
+        {
+            self.reporter.note(
+                &host.name,
+                &format!("its packages could not be staged (its install will download them): {msg}"),
+            );
+        }
     }
 
     /// The inventory's `etcd_snapshot=false` turns the snapshot before the first apply off.
@@ -1198,7 +1334,7 @@ impl Run<'_> {
             .iter()
             .filter(|h| self.in_limit(h))
             .collect();
-        for batch in workers.chunks(self.opts.workers_batch.max(1)) {
+        for batch in workers.chunks(self.opts.workers_batch.size(workers.len())) {
             self.on_each(batch, |host| self.upgrade_node(host, target, true))?;
         }
         Ok(())

@@ -72,7 +72,7 @@ fn inventory_of(dir: &tempfile::TempDir, text: &str) -> Inventory {
 fn options() -> Options {
     Options {
         target: "v1.9.2".into(),
-        workers_batch: 1,
+        workers_batch: WorkersBatch::Count(1),
         retry_delay: 1,
         base_url: "http://r".into(),
         cni_version: None,
@@ -81,6 +81,7 @@ fn options() -> Options {
         ready_timeout: 30,
         on_node_failure: OnNodeFailure::Rollback,
         rollback_uncordon: false,
+        stage: false,
         limit: None,
     }
 }
@@ -940,4 +941,85 @@ fn limit_upgrades_only_the_named_hosts_and_refuses_to_leave_outdated_control_pla
         };
         assert!(why.contains("names no host"), "{why}");
     });
+}
+
+#[test]
+fn a_workers_batch_is_a_number_or_a_percentage_rounded_down_as_ansible_does() {
+    let batch = |text: &str| text.parse::<WorkersBatch>();
+    assert_eq!(batch("5"), Ok(WorkersBatch::Count(5)));
+    assert_eq!(batch("20%").map(|b| b.size(20)), Ok(4));
+    assert_eq!(batch("30%").map(|b| b.size(20)), Ok(6));
+    assert_eq!(batch("25%").map(|b| b.size(10)), Ok(2));
+    // Never 0: a small percentage of few workers is one at a time.
+    assert_eq!(batch("10%").map(|b| b.size(3)), Ok(1));
+    assert_eq!(batch("100%").map(|b| b.size(7)), Ok(7));
+    for bad in ["0", "0%", "101%", "-1", "x", "5 %", ""] {
+        assert!(
+            batch(bad).unwrap_err().contains("expected a number of workers"),
+            "{bad}"
+        );
+    }
+    assert_eq!(WorkersBatch::Percent(20).to_string(), "20%");
+}
+
+#[test]
+fn every_nodes_packages_are_staged_while_the_control_planes_kubeadm_runs() {
+    // Each call's place in one sequence, stages marked: "cp2 stage" vs "cp2 kubeadm_upgrade".
+    let order = Arc::new(StdMutex::new(Vec::<String>::new()));
+    let seen = Arc::clone(&order);
+    let fake = Fake::new(move |place, module, args| {
+        let what = if args["stage"] == true { "stage" } else { module };
+        seen.lock().unwrap().push(format!("{place} {what}"));
+        if args["stage"] == true {
+            assert_eq!(args["version"], "1.9.2", "{args}");
+            assert!(args["_ansible_check_mode"].is_null(), "{args}");
+            if place == "cp2" {
+                return Ok(json!({"failed": true, "changed": false, "msg": "mirror unreachable"}));
+            }
+            return Ok(json!({"failed": false, "changed": true, "msg": "staged 3 packages"}));
+        }
+        not_upgraded(place, module, args)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::unlocked(dir.path().join("j.json"), "v1.9.2", false);
+    let inventory =
+        "[control_plane]\ncp1\ncp2\n[workers]\nw1\nw2 stage_packages=false\n[all:vars]\nkubeconfig=/k\n";
+    let opts = Options {
+        stage: true,
+        ..options()
+    };
+    // A stage that fails (cp2's) is said and is no stop: its install downloads, as unstaged.
+    with_run_opts(inventory, opts, &fake, journal, |run| {
+        run.control_plane_kubeadm_staging(target()).unwrap()
+    });
+    let order = order.lock().unwrap().clone();
+    let at = |label: &str| {
+        order
+            .iter()
+            .position(|c| c == label)
+            .unwrap_or_else(|| panic!("no {label}: {order:?}"))
+    };
+    // Every control plane after its own kubeadm step (its package manager free again)...
+    assert!(at("cp1 stage") > at("cp1 kubeadm_upgrade"), "{order:?}");
+    assert!(at("cp2 stage") > at("cp2 kubeadm_upgrade"), "{order:?}");
+    // ...the worker at once, and the one whose inventory says no, never.
+    at("w1 stage");
+    assert!(!order.iter().any(|c| c == "w2 stage"), "{order:?}");
+    assert_eq!(
+        order.iter().filter(|c| c.ends_with(" stage")).count(),
+        3,
+        "{order:?}"
+    );
+
+    // --no-stage: none.
+    let fake = Fake::new(not_upgraded);
+    let journal = Journal::unlocked(dir.path().join("j2.json"), "v1.9.2", false);
+    with_run(&fake, journal, |run| {
+        run.control_plane_kubeadm_staging(target()).unwrap()
+    });
+    assert!(
+        !fake.calls().iter().any(|c| c.starts_with("w1 package_pin")),
+        "{:?}",
+        fake.calls()
+    );
 }

@@ -220,7 +220,7 @@ mod tests {
         let reporter = Reporter::silent();
         let opts = Options {
             target: "v1.35.1".into(),
-            workers_batch: 1,
+            workers_batch: crate::procedure::WorkersBatch::Count(1),
             retry_delay: 0,
             base_url: String::new(),
             cni_version: None,
@@ -229,6 +229,7 @@ mod tests {
             ready_timeout: 0,
             on_node_failure: crate::procedure::OnNodeFailure::Stop,
             rollback_uncordon: false,
+            stage: false,
             limit: None,
         };
         let journal = Journal::unlocked(journal_path, "v1.35.1", false);
