@@ -3,6 +3,9 @@
 //! stacked-etcd lab's control planes run Debian's etcd 3.4 with kubeadm's flags and PKI as one
 //! cluster; `etcd_snapshot` snapshots it on a control plane, the snapshot restores with `etcdctl
 //! snapshot restore` into a member that serves the seeded keys, and a corrupted copy is refused.
+//! An old-era lab's control planes run an external etcd as the 1.9 HA guide sets it up, which
+//! kubeadm-config and the inventory name, and which `etcd_snapshot` snapshots with the inventory's
+//! certificates.
 
 use e2e::lab::{leftovers, LabOptions, TestLab};
 use serde_json::{json, Value};
@@ -21,8 +24,213 @@ fn etcdctl(args: &str) -> String {
     etcdctl_at("https://127.0.0.1:2379", args)
 }
 
+/// The host variables the lab's inventory gives `host` (`key=value` after its name).
+fn inventory_vars(lab: &TestLab, host: &str) -> std::collections::BTreeMap<String, String> {
+    let text = std::fs::read_to_string(&lab.inventory).expect("inventory");
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(host))
+        .unwrap_or_else(|| panic!("{host} not in the inventory:\n{text}"));
+    line.split_whitespace()
+        .skip(1)
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 fn json_of(text: &str) -> Value {
     serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+#[test]
+fn an_old_era_lab_runs_an_external_etcd_its_inventory_and_kubeadm_config_name() {
+    let Some(lab) = TestLab::up(LabOptions {
+        flavour: "apt",
+        from: "1.8.3",
+        control_planes: 2,
+        workers: 1,
+        id: 28,
+    }) else {
+        return;
+    };
+    let (dir, bridge) = (lab.dir.clone(), lab.bridge.clone());
+    let urls = [1, 2].map(|n| format!("https://{}:2379", lab.address(n)));
+    let both = urls.join(",");
+
+    // (a) The inventory names each control plane's own member and the guide's client certificate;
+    // the worker gets none.
+    let vars = inventory_vars(&lab, "lab-cp1");
+    assert_eq!(vars.get("etcd_endpoint"), Some(&urls[0]), "{vars:?}");
+    assert_eq!(
+        vars.get("etcd_cacert").map(String::as_str),
+        Some("/etc/kubernetes/pki/etcd/ca.pem"),
+        "{vars:?}"
+    );
+    assert_eq!(
+        vars.get("etcd_cert").map(String::as_str),
+        Some("/etc/kubernetes/pki/etcd/client.pem"),
+        "{vars:?}"
+    );
+    assert_eq!(
+        vars.get("etcd_key").map(String::as_str),
+        Some("/etc/kubernetes/pki/etcd/client-key.pem"),
+        "{vars:?}"
+    );
+    assert_eq!(
+        inventory_vars(&lab, "lab-cp2").get("etcd_endpoint"),
+        Some(&urls[1])
+    );
+    assert!(!inventory_vars(&lab, "lab-w1").contains_key("etcd_endpoint"));
+    let yaml = std::fs::read_to_string(lab.dir.join("inventory.yml")).unwrap();
+    assert!(
+        yaml.contains(&format!("          etcd_endpoint: {}\n", urls[1])),
+        "{yaml}"
+    );
+    let etcdctl = |endpoints: &str, args: &str| {
+        format!(
+            "ETCDCTL_API=3 etcdctl --endpoints={endpoints} --cacert={} --cert={} --key={} \
+             --dial-timeout=2s --command-timeout=3s {args}",
+            vars["etcd_cacert"], vars["etcd_cert"], vars["etcd_key"]
+        )
+    };
+
+    // (b) Each control plane runs the guide's etcd.service (Type=notify, its environment file), a
+    // member of one cluster, healthy with the lab's client certificate; no static pod, no stacked
+    // unit; the guide's files with private keys 0600.
+    for n in [1, 2] {
+        assert_eq!(lab.ssh_ok(n, "systemctl is-active etcd.service").trim(), "active");
+        assert_eq!(lab.ssh_ok(n, "systemctl is-enabled etcd.service").trim(), "enabled");
+        assert_eq!(
+            lab.ssh_ok(n, "systemctl show -p Type --value etcd.service").trim(),
+            "notify"
+        );
+        assert_eq!(
+            lab.ssh_ok(n, "cat /etc/etcd.env"),
+            format!("PEER_NAME=lab-cp{n}\nPRIVATE_IP={}\n", lab.address(n))
+        );
+        assert!(!lab.ssh(n, "test -e /etc/kubernetes/manifests/etcd.yaml").status.success());
+        assert!(!lab.ssh(n, "test -e /etc/systemd/system/lab-etcd.service").status.success());
+        let modes = lab.ssh_ok(n, "stat -c '%n %a' /etc/kubernetes/pki/etcd/*-key.pem");
+        let modes: Vec<&str> = modes.lines().collect();
+        assert_eq!(modes.len(), 4, "{modes:?}");
+        assert!(modes.iter().all(|l| l.ends_with(" 600")), "{modes:?}");
+        let own = format!("https://{}:2379", lab.address(n));
+        let health = json_of(&lab.ssh_ok(n, &etcdctl(&own, "endpoint health -w json")));
+        assert_eq!(health[0]["health"], true, "node {n}: {health}");
+    }
+    let health = json_of(&lab.ssh_ok(1, &etcdctl(&both, "endpoint health -w json")));
+    let healthy = health
+        .as_array()
+        .expect("health list")
+        .iter()
+        .filter(|h| h["health"] == true)
+        .count();
+    assert_eq!(healthy, 2, "{health}");
+    let members = json_of(&lab.ssh_ok(2, &etcdctl(&both, "member list -w json")));
+    let mut names: Vec<&str> = members["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| m["name"].as_str().unwrap_or(""))
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["lab-cp1", "lab-cp2"], "{members}");
+    let mut client_urls: Vec<&str> = members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|m| m["clientURLs"].as_array().into_iter().flatten())
+        .filter_map(Value::as_str)
+        .collect();
+    client_urls.sort_unstable();
+    assert_eq!(client_urls, urls, "{members}");
+    let seeded = lab.ssh_ok(2, &etcdctl(&urls[1], "get /registry/lab/seed --print-value-only"));
+    assert_eq!(seeded.trim(), "kup-lab");
+    // The guide's members listen on the private address only, and want a client certificate.
+    assert!(
+        !lab.ssh(1, &etcdctl("https://127.0.0.1:2379", "endpoint health"))
+            .status
+            .success(),
+        "an external member answered on 127.0.0.1"
+    );
+    let anonymous = lab.ssh(
+        1,
+        &format!(
+            "ETCDCTL_API=3 etcdctl --endpoints={} --cacert={} --dial-timeout=2s \
+             --command-timeout=3s get /registry/lab/seed",
+            urls[0], vars["etcd_cacert"]
+        ),
+    );
+    assert!(
+        !anonymous.status.success(),
+        "etcd answered without a client certificate"
+    );
+
+    // (c) kubeadm-config (1.8's v1alpha1 MasterConfiguration) names the same members and files,
+    // which exist on every control plane.
+    let config = lab.kubectl_direct(&[
+        "get",
+        "cm",
+        "-n",
+        "kube-system",
+        "kubeadm-config",
+        "-o",
+        "jsonpath={.data.MasterConfiguration}",
+    ]);
+    let expected = format!(
+        "etcd:\n  caFile: {}\n  certFile: {}\n  dataDir: /var/lib/etcd\n  endpoints:\n  - {}\n  - {}\n  \
+         image: \"\"\n  keyFile: {}\n",
+        vars["etcd_cacert"], vars["etcd_cert"], urls[0], urls[1], vars["etcd_key"]
+    );
+    assert!(config.contains(&expected), "{config}");
+    for n in [1, 2] {
+        lab.ssh_ok(
+            n,
+            &format!(
+                "test -s {} && test -s {} && test -s {}",
+                vars["etcd_cacert"], vars["etcd_cert"], vars["etcd_key"]
+            ),
+        );
+    }
+
+    // (d) etcd_snapshot with the inventory's variables (as kup passes them) takes a snapshot etcd
+    // agrees with; the same target again changes nothing.
+    lab.install_modules(1, &["etcd_snapshot"]);
+    let args = json!({
+        "target_version": "v1.9.3",
+        "endpoint": vars["etcd_endpoint"],
+        "cacert": vars["etcd_cacert"],
+        "cert": vars["etcd_cert"],
+        "key": vars["etcd_key"],
+    });
+    let first = lab.module(1, "etcd_snapshot", &args);
+    assert_eq!(first["failed"], false, "{first}");
+    assert_eq!(first["changed"], true, "{first}");
+    assert_eq!(first["taken"], true, "{first}");
+    assert_eq!(first["endpoint"].as_str(), Some(urls[0].as_str()), "{first}");
+    let path = first["path"].as_str().expect("a path").to_string();
+    assert!(
+        path.starts_with("/var/lib/kubeadm-ha-upgrade/etcd-snapshots/etcd-snapshot-v1.9.3-"),
+        "{path}"
+    );
+    let revision = first["revision"].as_i64().expect("revision");
+    let total_key = first["total_key"].as_u64().expect("total_key");
+    assert!(revision >= 5 && total_key >= 4, "{first}");
+    assert_eq!(lab.ssh_ok(1, &format!("stat -c %a {path}")).trim(), "600");
+    let etcd_status = json_of(&lab.ssh_ok(
+        1,
+        &format!("ETCDCTL_API=3 etcdctl snapshot status {path} -w json"),
+    ));
+    assert_eq!(etcd_status["revision"].as_i64(), Some(revision), "{etcd_status}");
+    assert_eq!(etcd_status["totalKey"].as_u64(), Some(total_key), "{etcd_status}");
+    assert_eq!(etcd_status["hash"], first["hash"], "{etcd_status} {first}");
+    let second = lab.module(1, "etcd_snapshot", &args);
+    assert_eq!(second["failed"], false, "{second}");
+    assert_eq!(second["changed"], false, "{second}");
+    assert_eq!(second["path"].as_str(), Some(path.as_str()), "{second}");
+
+    drop(lab);
+    assert_eq!(leftovers(&dir, &bridge), Vec::<String>::new());
 }
 
 #[test]
