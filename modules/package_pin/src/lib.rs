@@ -8,6 +8,7 @@
 
 mod companions;
 mod manager;
+mod stage;
 mod version;
 
 use companions::{Choice, Need, COMPANIONS};
@@ -50,6 +51,13 @@ pub struct Params {
     pub assume_switched: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repo_path: Option<FilePath>,
+    /// Download the transaction's packages (from the repository switched to the target's minor, in
+    /// a private view) without installing anything: see [`stage`].
+    #[serde(default, deserialize_with = "de::boolean")]
+    pub stage: bool,
+    /// Where staged rpms and the manifest of staged `.deb`s are kept, one directory per version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage_dir: Option<FilePath>,
 }
 
 impl Params {
@@ -69,6 +77,8 @@ impl Params {
             timeout: default_timeout(),
             assume_switched: false,
             repo_path: None,
+            stage: false,
+            stage_dir: None,
         }
     }
 }
@@ -140,6 +150,26 @@ pub struct Observed {
     /// `assume_switched`: the scratch configuration the index was read from (kept until the
     /// rehearsal is done); `None`: the node's own configuration.
     view: Option<package_repo::SwitchedView>,
+    /// What an earlier `stage: true` run left for this version (read when installing).
+    staged: Staged,
+}
+
+/// What staging left for the version, as the install finds it.
+pub enum Staged {
+    None,
+    /// `.deb`s placed in apt's cache (`archives`), named by the manifest in `dir`.
+    Apt {
+        dir: std::path::PathBuf,
+        archives: std::path::PathBuf,
+        names: Vec<String>,
+    },
+    /// rpms in `dir`.
+    Rpm {
+        dir: std::path::PathBuf,
+        files: Vec<stage::StagedRpm>,
+    },
+    /// A staging directory that is not safe to use (why).
+    Unusable(String),
 }
 
 impl Module for PackagePin {
@@ -152,6 +182,16 @@ impl Module for PackagePin {
     }
 
     fn run(p: Params, ctx: &Context) -> Result<Outcome, Failure> {
+        if p.stage {
+            if p.assume_switched {
+                return Err(Failure::param(
+                    "assume_switched",
+                    "stage reads the repository switched to the target's minor in a private view already; \
+                     give stage or assume_switched, not both",
+                ));
+            }
+            return stage_run(&p, ctx);
+        }
         if p.assume_switched && !ctx.check_mode {
             return Err(Failure::param(
                 "assume_switched",
@@ -169,7 +209,7 @@ impl PlannedModule for PackagePin {
 
     fn observe(p: &Params, ctx: &Context) -> Result<Observed, Failure> {
         let manager = Manager::detect(&p.manager)?;
-        let view = if p.assume_switched {
+        let view = if p.assume_switched || p.stage {
             let path = p.repo_path.as_ref().map(|f| f.as_path());
             Some(
                 package_repo::switched_view(manager.into(), path, &p.version, p.timeout.duration())
@@ -192,7 +232,8 @@ impl PlannedModule for PackagePin {
             .iter()
             .any(|(name, want)| !exact_match(installed.get(name).cloned().flatten().as_deref(), want));
         let mut available = if resolving {
-            let refresh_first = p.update_cache && !ctx.check_mode;
+            // Staging never refreshes the node's index: its view is fresh.
+            let refresh_first = p.update_cache && !ctx.check_mode && !p.stage;
             Some(index(manager, &names, &opts, refresh_first)?)
         } else {
             None
@@ -214,6 +255,11 @@ impl PlannedModule for PackagePin {
                 offered.extend(manager.available(&extra, &opts)?);
             }
         }
+        let staged = if p.stage || !resolving {
+            Staged::None
+        } else {
+            find_staged(p, manager)
+        };
         Ok(Observed {
             manager,
             installed,
@@ -221,14 +267,198 @@ impl PlannedModule for PackagePin {
             available,
             needs,
             view,
+            staged,
         })
     }
 
     fn plan(p: &Params, seen: &Observed) -> Result<Plan<Step>, Failure> {
         let manager = seen.manager;
-        let wanted = wanted(p);
-        let names: Vec<String> = wanted.iter().map(|(n, _)| n.clone()).collect();
-        let mut pins = Vec::new();
+        let names: Vec<String> = wanted(p).into_iter().map(|(n, _)| n).collect();
+        let (pins, downgrade) = resolve_pins(p, seen)?;
+        let to_install: Vec<(String, String)> = pins
+            .iter()
+            .filter(|pin| pin.before.as_deref() != Some(pin.after.as_str()))
+            .map(|pin| (pin.name.clone(), pin.after.clone()))
+            .collect();
+        let holds_change = pins.iter().any(|pin| pin.held_before != pin.held_after);
+
+        // Staged files: the rpms passed to dnf when every package is there at exactly the version
+        // chosen; apt finds its own in its cache.
+        let mut files: Option<Vec<std::path::PathBuf>> = None;
+        let staged_note = match &seen.staged {
+            _ if to_install.is_empty() => None,
+            Staged::None => None,
+            Staged::Rpm { dir, files: found } => match stage::matching(&to_install, found, true) {
+                Ok(paths) => {
+                    files = Some(paths);
+                    Some(format!("installs the files staged in {}", dir.display()))
+                }
+                Err(why) => Some(format!(
+                    "installs from the repository: the files staged in {} do not do ({why})",
+                    dir.display()
+                )),
+            },
+            Staged::Apt { archives, names, .. } => Some(format!(
+                "{} staged package(s) in {}: apt uses each one whose size and hash match the signed index",
+                names.len(),
+                archives.display()
+            )),
+            Staged::Unusable(why) => Some(format!("staged files not used: {why}")),
+        };
+
+        let mut plan = Plan::new("");
+        if !to_install.is_empty() {
+            let summary: Vec<String> = to_install
+                .iter()
+                .map(|(n, v)| match manager {
+                    Manager::Apt => format!("{n}={v}"),
+                    Manager::Rpm(_) => format!("{n}-{v}"),
+                })
+                .collect();
+            let from = if files.is_some() { " from the staged files" } else { "" };
+            let what = format!("{} with {}{from}", summary.join(" "), manager.name());
+            plan = plan.change(Change::new("install", "installed", what));
+        } else if holds_change {
+            let (verb, done) = if p.hold {
+                ("hold", "held")
+            } else {
+                ("release", "released")
+            };
+            plan = plan.change(Change::new(verb, done, "the packages"));
+        } else {
+            plan.lead = format!("{} already at the wanted versions and holds", names.join(", "));
+        }
+        if plan.changed() {
+            let view = seen.view.as_ref().map_or(&[][..], |v| v.options.as_slice());
+            plan.actions = steps(
+                manager,
+                &pins,
+                &to_install,
+                downgrade,
+                &options(p),
+                view,
+                files.as_deref(),
+            );
+        }
+        if let Some(note) = staged_note {
+            plan = plan.with("staged", note);
+        }
+
+        let report: Vec<Value> = pins
+            .iter()
+            .map(|pin| {
+                let mut row = json!({"name": pin.name, "wanted": pin.wanted, "before": pin.before,
+                                     "after": pin.after, "held_before": pin.held_before, "held": pin.held_after});
+                if let Some(why) = &pin.because {
+                    row["because"] = json!(why);
+                }
+                row
+            })
+            .collect();
+        let state = |f: &dyn Fn(&Pin) -> Value| -> Value {
+            Value::Object(
+                pins.iter()
+                    .map(|pin| (pin.name.clone(), f(pin)))
+                    .collect::<Map<String, Value>>(),
+            )
+        };
+        let before = state(&|pin| json!({"version": pin.before, "held": pin.held_before}));
+        let after = state(&|pin| json!({"version": pin.after, "held": pin.held_after}));
+        Ok(plan
+            .with("manager", manager.name())
+            .with("packages", report)
+            .with_diff(before, after))
+    }
+
+    /// The transaction asked of the resolver (`apt-get -s`, `dnf --assumeno`), in the switched
+    /// view when there is one: what it refuses, and why, is what the run would meet.
+    fn rehearse(_p: &Params, seen: &Observed, plan: &Plan<Step>) -> Result<(), Failure> {
+        let Some(rehearsal) = plan.actions.iter().find_map(|s| match s {
+            Step::Install { rehearsal, .. } => Some(rehearsal),
+            _ => None,
+        }) else {
+            return Ok(());
+        };
+        let out = rehearsal.run().map_err(Failure::from)?;
+        // The run releases the holds of the packages it pins (companions included), no others.
+        let allowed: Vec<&str> = seen.installed.keys().map(String::as_str).collect();
+        match seen.manager.rehearsal_refused(&out, &allowed) {
+            None => Ok(()),
+            Some(why) => {
+                let whose = match &seen.view {
+                    Some(v) if v.minor_before != v.minor_after => format!(
+                        " once {} is switched from {} to {}",
+                        v.path.display(),
+                        v.minor_before,
+                        v.minor_after
+                    ),
+                    Some(v) => format!(" with {}'s index refreshed", v.path.display()),
+                    None => String::new(),
+                };
+                let mut failure = Failure::new(format!(
+                    "{} would refuse the transaction{whose}: {why}",
+                    seen.manager.name()
+                ));
+                failure.command = Some(Box::new(out));
+                Err(failure)
+            }
+        }
+    }
+
+    /// Release holds, one transaction, hold again. A failed transaction restores the holds as they
+    /// were.
+    fn apply(_p: &Params, seen: Observed, plan: &Plan<Step>) -> Result<Applied, Failure> {
+        let manager = seen.manager;
+        let mut installed = false;
+        for step in &plan.actions {
+            match step {
+                Step::Release(cmd) => run_hold(manager, cmd)
+                    .map_err(|f| f.context("releasing the holds failed, nothing was changed"))?,
+                Step::Install { command, restore, .. } => {
+                    if let Err(failure) = manager::run(command) {
+                        // The transaction did not happen: put the holds back as they were.
+                        let note = match restore.as_ref().map(|r| run_hold(manager, r)) {
+                            None | Some(Ok(())) => "the previous versions and holds are still in place",
+                            Some(Err(_)) => {
+                                "the previous versions are in place but restoring the holds failed too"
+                            }
+                        };
+                        return Err(
+                            failure.context(format!("installing with {} failed ({note})", manager.name()))
+                        );
+                    }
+                    installed = true;
+                }
+                Step::Hold(cmd) => run_hold(manager, cmd)?,
+            }
+        }
+        let mut applied = Applied::default();
+        // Installed: what staging left for the version has served (the cleanup).
+        let cleaned = match &seen.staged {
+            Staged::Rpm { dir, .. } if installed => Some((dir, stage::clean(dir, None))),
+            Staged::Apt { dir, archives, .. } if installed => Some((dir, stage::clean(dir, Some(archives)))),
+            _ => None,
+        };
+        if let Some((dir, left)) = cleaned {
+            if left.is_empty() {
+                applied = applied.with("staged_removed", dir.display().to_string());
+            } else {
+                applied = applied.warn(format!(
+                    "installed, but what staging left could not all be removed: {}",
+                    left.join("; ")
+                ));
+            }
+        }
+        Ok(applied)
+    }
+}
+
+/// Every package's version before and after (the companions moved with them), and whether any
+/// moves down. A downgrade not allowed, a version not offered, a companion that cannot move: refused.
+fn resolve_pins(p: &Params, seen: &Observed) -> Result<(Vec<Pin>, bool), Failure> {
+    let manager = seen.manager;
+    let wanted = wanted(p);
+    let mut pins = Vec::new();
         for (name, want) in &wanted {
             let before = seen.installed.get(name).cloned().flatten();
             let after = if exact_match(before.as_deref(), want) {
@@ -298,134 +528,8 @@ impl PlannedModule for PackagePin {
                 list.join(", ")
             )));
         }
-        let to_install: Vec<(String, String)> = pins
-            .iter()
-            .filter(|pin| pin.before.as_deref() != Some(pin.after.as_str()))
-            .map(|pin| (pin.name.clone(), pin.after.clone()))
-            .collect();
-        let holds_change = pins.iter().any(|pin| pin.held_before != pin.held_after);
-
-        let mut plan = Plan::new("");
-        if !to_install.is_empty() {
-            let summary: Vec<String> = to_install
-                .iter()
-                .map(|(n, v)| match manager {
-                    Manager::Apt => format!("{n}={v}"),
-                    Manager::Rpm(_) => format!("{n}-{v}"),
-                })
-                .collect();
-            let what = format!("{} with {}", summary.join(" "), manager.name());
-            plan = plan.change(Change::new("install", "installed", what));
-        } else if holds_change {
-            let (verb, done) = if p.hold {
-                ("hold", "held")
-            } else {
-                ("release", "released")
-            };
-            plan = plan.change(Change::new(verb, done, "the packages"));
-        } else {
-            plan.lead = format!("{} already at the wanted versions and holds", names.join(", "));
-        }
-        if plan.changed() {
-            let view = seen.view.as_ref().map_or(&[][..], |v| v.options.as_slice());
-            plan.actions = steps(
-                manager,
-                &pins,
-                &to_install,
-                !downgrades.is_empty(),
-                &options(p),
-                view,
-            );
-        }
-
-        let report: Vec<Value> = pins
-            .iter()
-            .map(|pin| {
-                let mut row = json!({"name": pin.name, "wanted": pin.wanted, "before": pin.before,
-                                     "after": pin.after, "held_before": pin.held_before, "held": pin.held_after});
-                if let Some(why) = &pin.because {
-                    row["because"] = json!(why);
-                }
-                row
-            })
-            .collect();
-        let state = |f: &dyn Fn(&Pin) -> Value| -> Value {
-            Value::Object(
-                pins.iter()
-                    .map(|pin| (pin.name.clone(), f(pin)))
-                    .collect::<Map<String, Value>>(),
-            )
-        };
-        let before = state(&|pin| json!({"version": pin.before, "held": pin.held_before}));
-        let after = state(&|pin| json!({"version": pin.after, "held": pin.held_after}));
-        Ok(plan
-            .with("manager", manager.name())
-            .with("packages", report)
-            .with_diff(before, after))
-    }
-
-    /// The transaction asked of the resolver (`apt-get -s`, `dnf --assumeno`), in the switched
-    /// view when there is one: what it refuses, and why, is what the run would meet.
-    fn rehearse(_p: &Params, seen: &Observed, plan: &Plan<Step>) -> Result<(), Failure> {
-        let Some(rehearsal) = plan.actions.iter().find_map(|s| match s {
-            Step::Install { rehearsal, .. } => Some(rehearsal),
-            _ => None,
-        }) else {
-            return Ok(());
-        };
-        let out = rehearsal.run().map_err(Failure::from)?;
-        // The run releases the holds of the packages it pins (companions included), no others.
-        let allowed: Vec<&str> = seen.installed.keys().map(String::as_str).collect();
-        match seen.manager.rehearsal_refused(&out, &allowed) {
-            None => Ok(()),
-            Some(why) => {
-                let whose = match &seen.view {
-                    Some(v) if v.minor_before != v.minor_after => format!(
-                        " once {} is switched from {} to {}",
-                        v.path.display(),
-                        v.minor_before,
-                        v.minor_after
-                    ),
-                    Some(v) => format!(" with {}'s index refreshed", v.path.display()),
-                    None => String::new(),
-                };
-                let mut failure = Failure::new(format!(
-                    "{} would refuse the transaction{whose}: {why}",
-                    seen.manager.name()
-                ));
-                failure.command = Some(Box::new(out));
-                Err(failure)
-            }
-        }
-    }
-
-    /// Release holds, one transaction, hold again. A failed transaction restores the holds as they
-    /// were.
-    fn apply(_p: &Params, seen: Observed, plan: &Plan<Step>) -> Result<Applied, Failure> {
-        let manager = seen.manager;
-        for step in &plan.actions {
-            match step {
-                Step::Release(cmd) => run_hold(manager, cmd)
-                    .map_err(|f| f.context("releasing the holds failed, nothing was changed"))?,
-                Step::Install { command, restore, .. } => {
-                    if let Err(failure) = manager::run(command) {
-                        // The transaction did not happen: put the holds back as they were.
-                        let note = match restore.as_ref().map(|r| run_hold(manager, r)) {
-                            None | Some(Ok(())) => "the previous versions and holds are still in place",
-                            Some(Err(_)) => {
-                                "the previous versions are in place but restoring the holds failed too"
-                            }
-                        };
-                        return Err(
-                            failure.context(format!("installing with {} failed ({note})", manager.name()))
-                        );
-                    }
-                }
-                Step::Hold(cmd) => run_hold(manager, cmd)?,
-            }
-        }
-        Ok(Applied::default())
-    }
+        let downgrade = !downgrades.is_empty();
+        Ok((pins, downgrade))
 }
 
 /// Every package asked for, with its version.
@@ -468,6 +572,7 @@ fn steps(
     downgrade: bool,
     opts: &Options<'_>,
     view: &[String],
+    files: Option<&[std::path::PathBuf]>,
 ) -> Vec<Step> {
     let was_held: Vec<(String, String)> = pins
         .iter()
@@ -478,7 +583,9 @@ fn steps(
     if !to_install.is_empty() {
         steps.extend(manager.set_hold(&was_held, false).map(Step::Release));
         steps.push(Step::Install {
-            command: manager.install(to_install, downgrade, opts),
+            command: files
+                .and_then(|f| stage::rpm_install_files(manager, f, downgrade, opts))
+                .unwrap_or_else(|| manager.install(to_install, downgrade, opts)),
             restore: manager.set_hold(&was_held, true),
             rehearsal: Box::new(manager.rehearse(to_install, downgrade, &Options { view, ..*opts })),
         });
@@ -640,6 +747,291 @@ fn resolve(
             several.join(", ")
         ))),
     }
+}
+
+/// The root of the staging directories (`stage_dir`, else [`stage::DEFAULT_ROOT`]).
+fn stage_root(p: &Params) -> std::path::PathBuf {
+    p.stage_dir
+        .as_ref()
+        .map_or_else(|| stage::DEFAULT_ROOT.into(), |d| d.as_path().to_path_buf())
+}
+
+/// What an earlier staging run left for `p.version`, for the install.
+fn find_staged(p: &Params, manager: Manager) -> Staged {
+    let dir = match stage::existing_dir(&stage_root(p), &p.version) {
+        Ok(Some(dir)) => dir,
+        Ok(None) => return Staged::None,
+        Err(f) => return Staged::Unusable(f.msg),
+    };
+    match manager {
+        Manager::Apt => match stage::apt_archives(&[]) {
+            Ok(archives) => Staged::Apt {
+                names: stage::read_manifest(&dir),
+                dir,
+                archives,
+            },
+            Err(f) => Staged::Unusable(f.msg),
+        },
+        Manager::Rpm(_) => match stage::staged_rpms(&dir) {
+            Ok(files) => Staged::Rpm { dir, files },
+            Err(f) => Staged::Unusable(f.msg),
+        },
+    }
+}
+
+/// `stage: true`: the packages of the transaction `version` asks for, downloaded from the
+/// repository switched to the target's minor (a private view), nothing installed, the node's
+/// repository file, index and holds untouched.
+fn stage_run(p: &Params, ctx: &Context) -> Result<Outcome, Failure> {
+    let seen = PackagePin::observe(p, ctx)?;
+    let (pins, downgrade) = resolve_pins(p, &seen)?;
+    let manager = seen.manager;
+    let to_install: Vec<(String, String)> = pins
+        .iter()
+        .filter(|pin| pin.before.as_deref() != Some(pin.after.as_str()))
+        .map(|pin| (pin.name.clone(), pin.after.clone()))
+        .collect();
+    if to_install.is_empty() {
+        let names: Vec<&str> = pins.iter().map(|pin| pin.name.as_str()).collect();
+        return Ok(Outcome::unchanged(format!(
+            "{} already installed at the wanted versions: nothing to stage",
+            names.join(", ")
+        ))
+        .with("manager", manager.name())
+        .with("staged", Vec::<String>::new())
+        .with("bytes", 0)
+        .with_diff(json!({"staged": []}), json!({"staged": []})));
+    }
+    let view = seen.view.as_ref().map_or(&[][..], |v| v.options.as_slice());
+    let opts = Options {
+        view,
+        ..options(p)
+    };
+    let summary: Vec<String> = to_install
+        .iter()
+        .map(|(n, v)| match manager {
+            Manager::Apt => format!("{n}={v}"),
+            Manager::Rpm(_) => format!("{n}-{v}"),
+        })
+        .collect();
+    let staged = match manager {
+        Manager::Apt => stage_apt(p, ctx, &to_install, &opts)?,
+        Manager::Rpm(program) => stage_rpm(p, ctx, program, &to_install, downgrade, &opts)?,
+    };
+    let where_ = staged.dir.display().to_string();
+    let outcome = if staged.fetched.is_empty() {
+        Outcome::unchanged(format!(
+            "{} staged in {where_} already",
+            summary.join(" ")
+        ))
+    } else {
+        let verb = if ctx.check_mode { "would stage" } else { "staged" };
+        Outcome::changed(format!(
+            "{verb} {} for {} in {where_} ({} bytes)",
+            staged.fetched.join(" "),
+            summary.join(" "),
+            staged.bytes
+        ))
+    };
+    let mut outcome = outcome
+        .with("manager", manager.name())
+        .with("staged", &staged.names)
+        .with("bytes", staged.bytes)
+        .with("downloaded", if ctx.check_mode { Vec::new() } else { staged.fetched.clone() })
+        .with("stage_dir", &where_)
+        .with_diff(json!({"staged": staged.before}), json!({"staged": staged.names}));
+    for warning in staged.warnings {
+        outcome = outcome.warn(warning);
+    }
+    Ok(outcome)
+}
+
+/// What a staging run found and did.
+struct StageReport {
+    /// Where the files are (apt's cache; the version's staging directory).
+    dir: std::path::PathBuf,
+    /// Every file of the transaction, staged after the run (or, in check mode, once staged).
+    names: Vec<String>,
+    /// Their total size, as far as known.
+    bytes: u64,
+    /// The files of the transaction staged before the run.
+    before: Vec<String>,
+    /// Downloaded by this run (or, in check mode, that would be).
+    fetched: Vec<String>,
+    warnings: Vec<String>,
+}
+
+fn stage_apt(
+    p: &Params,
+    ctx: &Context,
+    to_install: &[(String, String)],
+    opts: &Options<'_>,
+) -> Result<StageReport, Failure> {
+    let uris = manager::checked_run(&stage::apt_download(
+        opts.view,
+        to_install,
+        p.allow_downgrade,
+        true,
+        opts.timeout,
+    ))
+    .map_err(|f| f.context("asking apt-get which packages the transaction fetches"))?;
+    let fetches = stage::parse_uris(&uris.stdout)?;
+    let archives = stage::apt_archives(&[])?;
+    stage::check_dir(&archives, true)?;
+    let (present, missing): (Vec<&stage::Fetch>, Vec<&stage::Fetch>) =
+        fetches.iter().partition(|f| stage::holds(&archives, f));
+    let names: Vec<String> = fetches.iter().map(|f| f.name.clone()).collect();
+    let before: Vec<String> = present.iter().map(|f| f.name.clone()).collect();
+    let fetched: Vec<String> = missing.iter().map(|f| f.name.clone()).collect();
+    let bytes = fetches.iter().filter_map(|f| f.size).sum();
+    let report = StageReport {
+        dir: archives.clone(),
+        names,
+        bytes,
+        before,
+        fetched,
+        warnings: Vec::new(),
+    };
+    if missing.is_empty() || ctx.check_mode {
+        return Ok(report);
+    }
+    let dir = stage::ensure_dir(&stage_root(p), &p.version)?;
+    // The manifest names what is about to be placed before it is: a run cut short leaves nothing of
+    // ours unnamed.
+    let mut manifest = stage::read_manifest(&dir);
+    for f in &missing {
+        if !manifest.contains(&f.name) {
+            manifest.push(f.name.clone());
+        }
+    }
+    stage::write_manifest(&dir, &manifest)?;
+    manager::checked_run(&stage::apt_download(
+        opts.view,
+        to_install,
+        p.allow_downgrade,
+        false,
+        opts.timeout,
+    ))
+    .map_err(|f| f.context("downloading the packages with apt-get"))?;
+    let cache = stage::apt_archives(opts.view)?;
+    for f in &missing {
+        if !stage::holds(&cache, f) {
+            return Err(Failure::new(format!(
+                "apt-get downloaded no {} of the size and hash its index names (in {})",
+                f.name,
+                cache.display()
+            )));
+        }
+        stage::place(&cache.join(&f.name), &archives, &f.name)?;
+    }
+    Ok(report)
+}
+
+fn stage_rpm(
+    p: &Params,
+    ctx: &Context,
+    program: &'static str,
+    to_install: &[(String, String)],
+    downgrade: bool,
+    opts: &Options<'_>,
+) -> Result<StageReport, Failure> {
+    let root = stage_root(p);
+    let existing = stage::existing_dir(&root, &p.version)?;
+    let staged = match &existing {
+        Some(dir) => stage::staged_rpms(dir)?,
+        None => Vec::new(),
+    };
+    let of_transaction = |found: &[stage::StagedRpm]| -> Vec<String> {
+        found
+            .iter()
+            .filter(|s| to_install.iter().any(|(n, v)| s.name == *n && s.version == *v))
+            .map(stage::StagedRpm::file_name)
+            .collect()
+    };
+    let before = of_transaction(&staged);
+    let size_of = |paths: &[std::path::PathBuf]| -> u64 {
+        paths
+            .iter()
+            .filter_map(|f| std::fs::symlink_metadata(f).ok())
+            .map(|m| m.len())
+            .sum()
+    };
+    let dir_shown = stage::version_dir(&root, &p.version);
+    let unverified = |found: &[stage::StagedRpm]| -> Vec<String> {
+        found
+            .iter()
+            .filter(|s| to_install.iter().any(|(n, v)| s.name == *n && s.version == *v))
+            .filter_map(|s| {
+                s.refused.as_ref().map(|why| {
+                    format!(
+                        "{} does not pass rpm's signature check yet ({why}): the install will take the packages from the repository unless the key is imported by then",
+                        s.file_name()
+                    )
+                })
+            })
+            .collect()
+    };
+    if let Ok(paths) = stage::matching(to_install, &staged, false) {
+        return Ok(StageReport {
+            dir: dir_shown,
+            names: before.clone(),
+            bytes: size_of(&paths),
+            before,
+            fetched: Vec::new(),
+            warnings: unverified(&staged),
+        });
+    }
+    if ctx.check_mode {
+        let out = manager::checked_run(&stage::rpm_sizes(program, to_install, opts))?;
+        let sizes = stage::parse_rpm_sizes(&out.stdout, to_install);
+        let names: Vec<String> = sizes.iter().map(|(n, _)| n.clone()).collect();
+        let fetched = names.iter().filter(|n| !before.contains(n)).cloned().collect();
+        return Ok(StageReport {
+            dir: dir_shown,
+            bytes: sizes.iter().filter_map(|(_, s)| *s).sum(),
+            names,
+            before,
+            fetched,
+            warnings: Vec::new(),
+        });
+    }
+    let dir = stage::ensure_dir(&root, &p.version)?;
+    // Downloaded into a fresh directory of its own, moved in once complete.
+    let scratch = tempfile::Builder::new()
+        .prefix(".download-")
+        .tempdir_in(&dir)
+        .map_err(|e| Failure::new(format!("cannot make a directory in {}: {e}", dir.display())))?;
+    manager::checked_run(&stage::rpm_download(program, to_install, downgrade, opts, scratch.path()))
+        .map_err(|f| f.context(format!("downloading the packages with {program}")))?;
+    let mut fetched = Vec::new();
+    let entries = std::fs::read_dir(scratch.path())
+        .map_err(|e| Failure::new(format!("cannot read {}: {e}", scratch.path().display())))?;
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !stage::plain_name(&name, ".rpm") || !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        std::fs::rename(entry.path(), dir.join(&name))
+            .map_err(|e| Failure::new(format!("cannot move {name} into {}: {e}", dir.display())))?;
+        fetched.push(name);
+    }
+    fetched.sort();
+    let staged = stage::staged_rpms(&dir)?;
+    let paths = stage::matching(to_install, &staged, false).map_err(|why| {
+        Failure::new(format!(
+            "{program} downloaded {} into {}, but {why}",
+            if fetched.is_empty() { "nothing".to_string() } else { fetched.join(" ") },
+            dir.display()
+        ))
+    })?;
+    Ok(StageReport {
+        dir,
+        names: of_transaction(&staged),
+        bytes: size_of(&paths),
+        before,
+        fetched,
+        warnings: unverified(&staged),
+    })
 }
 
 #[cfg(test)]

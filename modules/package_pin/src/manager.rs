@@ -305,8 +305,13 @@ impl Manager {
 /// gave one (apt prints the unmet `Depends:` on stdout and only "E: Unable to correct problems"
 /// on stderr).
 pub fn run(cmd: &Command) -> Result<(), Failure> {
+    checked_run(cmd).map(|_| ())
+}
+
+/// [`run`], keeping the output.
+pub fn checked_run(cmd: &Command) -> Result<Output, Failure> {
     match cmd.run_checked() {
-        Ok(_) => Ok(()),
+        Ok(out) => Ok(out),
         Err(e) => {
             let reason = e.output().and_then(resolver_reason);
             let mut failure = Failure::from(e);
@@ -377,7 +382,7 @@ pub fn run_hold(manager: Manager, cmd: &Command) -> Result<(), Failure> {
     })
 }
 
-fn with_repo_options(mut cmd: Command, opts: &Options<'_>) -> Command {
+pub(crate) fn with_repo_options(mut cmd: Command, opts: &Options<'_>) -> Command {
     if let Some(excludes) = opts.disable_excludes {
         cmd = cmd.arg(format!("--disableexcludes={excludes}"));
     }

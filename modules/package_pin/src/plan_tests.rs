@@ -34,6 +34,7 @@ fn observed(manager: Manager, version: &str, cni: &str, held: &[&str], offered: 
         available,
         needs: Vec::new(),
         view: None,
+        staged: Staged::None,
     }
 }
 

@@ -1,0 +1,509 @@
+//! Staging (issue #15): the packages of the transaction downloaded before the node is taken out of
+//! service, so that its out-of-service window holds only the install from local files.
+//!
+//! - apt: `apt-get install --download-only` in package_repo's switched view (a private copy of the
+//!   repository at the target's minor, its own index and cache), each `.deb` then placed in apt's
+//!   own cache (`Dir::Cache::archives`). The real install, after the real switch and `apt-get
+//!   update`, finds them there; apt uses a cached `.deb` only when its size and hash are the ones
+//!   the signed index names. The names placed are kept in a manifest under the staging directory,
+//!   so that the cleanup after the install removes only ours.
+//! - dnf/yum: `dnf install --downloadonly --destdir` in the view, into a root-only staging directory
+//!   per version. The install then passes those files to dnf (signatures checked with
+//!   `localpkg_gpgcheck`) when every package of its transaction is there at exactly the version it
+//!   chose and `rpm -K` accepts it, and removes the directory once installed.
+//!
+//! Nothing here touches the node's repository file, its index or its holds.
+
+use crate::manager::{Manager, Options};
+use module_kit::command::{Command, Output};
+use module_kit::Failure;
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where staged files (rpm) and the manifest of placed `.deb`s (apt) are kept, one directory per
+/// version.
+pub const DEFAULT_ROOT: &str = "/var/lib/kubeadm-ha-upgrade/staged";
+
+/// The manifest (in a version's staging directory) naming the `.deb`s staging placed in apt's cache.
+pub const MANIFEST: &str = "apt-archives";
+
+const QUERY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// One file of the transaction as apt would fetch it (`apt-get --print-uris`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetch {
+    /// The file name in apt's cache (`kubelet_1.30.2-1.1_amd64.deb`).
+    pub name: String,
+    pub size: Option<u64>,
+    /// Lower-case hex.
+    pub sha256: Option<String>,
+}
+
+/// A staged rpm, as its header says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedRpm {
+    pub path: PathBuf,
+    pub name: String,
+    /// `version-release`, the form the index queries give.
+    pub version: String,
+    pub arch: String,
+    /// `None`: `rpm -K` accepts it (digests and signature, with the imported keys); else why not.
+    pub refused: Option<String>,
+}
+
+impl StagedRpm {
+    pub fn file_name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// The version's staging directory under `root` (the version as given, without a leading `v`).
+pub fn version_dir(root: &Path, version: &str) -> PathBuf {
+    root.join(version.trim().trim_start_matches('v'))
+}
+
+/// A file name apt or dnf gave, safe to join to a directory: no separator, not hidden.
+pub fn plain_name(name: &str, suffix: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && !name.contains('/')
+        && !name.contains('\0')
+        && name.ends_with(suffix)
+        && name.len() > suffix.len()
+}
+
+/// Refuses a directory that is a symbolic link, not a directory, not owned by root, or writable by
+/// others (by its group too unless `group_ok`).
+pub fn check_dir(path: &Path, group_ok: bool) -> Result<(), Failure> {
+    let shown = path.display();
+    let meta = std::fs::symlink_metadata(path).map_err(|e| Failure::new(format!("cannot read {shown}: {e}")))?;
+    if meta.file_type().is_symlink() {
+        return Err(Failure::new(format!(
+            "{shown} is a symbolic link: refusing to stage through it"
+        )));
+    }
+    if !meta.is_dir() {
+        return Err(Failure::new(format!("{shown} is not a directory")));
+    }
+    judge_owner(&shown.to_string(), meta.uid(), meta.mode(), group_ok)
+}
+
+/// [`check_dir`]'s rule on owner and mode.
+pub fn judge_owner(shown: &str, uid: u32, mode: u32, group_ok: bool) -> Result<(), Failure> {
+    if uid != 0 {
+        return Err(Failure::new(format!(
+            "{shown} is owned by uid {uid}, not root: refusing to stage there"
+        )));
+    }
+    let writable = if group_ok { 0o002 } else { 0o022 };
+    if mode & writable != 0 {
+        return Err(Failure::new(format!(
+            "{shown} is writable by {} (mode {:o}): refusing to stage there",
+            if mode & 0o002 != 0 { "everyone" } else { "its group" },
+            mode & 0o7777
+        )));
+    }
+    Ok(())
+}
+
+/// The version's staging directory, made (0700, parents too) when missing, and checked.
+pub fn ensure_dir(root: &Path, version: &str) -> Result<PathBuf, Failure> {
+    let made = |what: &Path, e: std::io::Error| Failure::new(format!("cannot make {}: {e}", what.display()));
+    if std::fs::symlink_metadata(root).is_err() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
+            .map_err(|e| made(root, e))?;
+    }
+    check_dir(root, false)?;
+    let dir = version_dir(root, version);
+    if std::fs::symlink_metadata(&dir).is_err() {
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| made(&dir, e))?;
+    }
+    check_dir(&dir, false)?;
+    Ok(dir)
+}
+
+/// The version's staging directory when it exists (checked), `None` when it does not.
+pub fn existing_dir(root: &Path, version: &str) -> Result<Option<PathBuf>, Failure> {
+    let dir = version_dir(root, version);
+    if std::fs::symlink_metadata(&dir).is_err() {
+        return Ok(None);
+    }
+    check_dir(root, false)?;
+    check_dir(&dir, false)?;
+    Ok(Some(dir))
+}
+
+// ---- apt ----
+
+/// `apt-get install` in the view, downloading only (`print_uris`: only saying what it would fetch).
+pub fn apt_download(view: &[String], pins: &[(String, String)], allow_downgrade: bool, print_uris: bool, timeout: Duration) -> Command {
+    let mut cmd = Command::new("apt-get")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(view)
+        .args([
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+            "--allow-change-held-packages",
+        ])
+        .arg(if print_uris { "--print-uris" } else { "--download-only" });
+    if allow_downgrade {
+        cmd = cmd.arg("--allow-downgrades");
+    }
+    cmd.args(pins.iter().map(|(name, version)| format!("{name}={version}")))
+        .timeout(timeout)
+}
+
+/// The files of `apt-get --print-uris`: `'URI' name size SHA256:hex`.
+pub fn parse_uris(stdout: &str) -> Result<Vec<Fetch>, Failure> {
+    let mut fetches = Vec::new();
+    for line in stdout.lines() {
+        let line = line.trim();
+        if !line.starts_with('\'') {
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let [_uri, name, rest @ ..] = words.as_slice() else {
+            continue;
+        };
+        if !plain_name(name, ".deb") {
+            return Err(Failure::new(format!(
+                "apt-get would fetch {}, not a plain .deb file name",
+                module_kit::shown(name)
+            )));
+        }
+        let size = rest.first().and_then(|s| s.parse::<u64>().ok());
+        let sha256 = rest
+            .iter()
+            .find_map(|w| w.strip_prefix("SHA256:"))
+            .filter(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()))
+            .map(|h| h.to_ascii_lowercase());
+        fetches.push(Fetch {
+            name: name.to_string(),
+            size,
+            sha256,
+        });
+    }
+    Ok(fetches)
+}
+
+/// apt's cache of downloaded packages (`Dir::Cache::archives`), as apt-config says with `options`.
+pub fn apt_archives(options: &[String]) -> Result<PathBuf, Failure> {
+    let out = Command::new("apt-config")
+        .args(options)
+        .args(["shell", "ARCHIVES", "Dir::Cache::archives/d"])
+        .timeout(QUERY_TIMEOUT)
+        .run_checked()
+        .map_err(Failure::from)?;
+    parse_apt_config(&out.stdout).ok_or_else(|| {
+        Failure::new(format!(
+            "apt-config gave no usable Dir::Cache::archives: {}",
+            module_kit::shown(out.stdout.trim())
+        ))
+    })
+}
+
+/// `ARCHIVES='/var/cache/apt/archives/'` to the path (quotes inside refused).
+pub fn parse_apt_config(stdout: &str) -> Option<PathBuf> {
+    let line = stdout.lines().find_map(|l| l.trim().strip_prefix("ARCHIVES="))?;
+    let inner = line.strip_prefix('\'')?.strip_suffix('\'')?;
+    (inner.starts_with('/') && !inner.contains('\'')).then(|| PathBuf::from(inner))
+}
+
+/// Whether `dir` holds `fetch` already: a regular file (not a link) of its size and hash.
+pub fn holds(dir: &Path, fetch: &Fetch) -> bool {
+    let path = dir.join(&fetch.name);
+    let Ok(meta) = std::fs::symlink_metadata(&path) else {
+        return false;
+    };
+    if !meta.file_type().is_file() {
+        return false;
+    }
+    if fetch.size.is_some_and(|s| s != meta.len()) {
+        return false;
+    }
+    match &fetch.sha256 {
+        Some(want) => sha256(&path).is_ok_and(|got| got == *want),
+        // No hash to compare with: never assume it is the same file.
+        None => false,
+    }
+}
+
+pub fn sha256(path: &Path) -> std::io::Result<String> {
+    let mut file = open_nofollow(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+fn open_nofollow(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NOFOLLOW: a link in place of the file is an error, never followed.
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(0o400000)
+        .open(path)
+}
+
+/// Copies `src` into `dir` as `name`: a new file of a random name in `dir` (created exclusively,
+/// never through a link), synced, then renamed over `name`. Returns its size.
+pub fn place(src: &Path, dir: &Path, name: &str) -> Result<u64, Failure> {
+    let fail = |what: &str, e: std::io::Error| Failure::new(format!("cannot {what} {} in {}: {e}", name, dir.display()));
+    let mut from = open_nofollow(src).map_err(|e| fail("read the downloaded", e))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".kup-staging-")
+        .suffix(".partial")
+        .tempfile_in(dir)
+        .map_err(|e| fail("make a file for", e))?;
+    let size = std::io::copy(&mut from, tmp.as_file_mut()).map_err(|e| fail("copy", e))?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| fail("set the mode of", e))?;
+    tmp.as_file().sync_all().map_err(|e| fail("sync", e))?;
+    tmp.persist(dir.join(name))
+        .map_err(|e| fail("rename into place", e.error))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(size)
+}
+
+/// The names in a version's manifest (none when there is no manifest).
+pub fn read_manifest(dir: &Path) -> Vec<String> {
+    let Ok(file) = open_nofollow(&dir.join(MANIFEST)) else {
+        return Vec::new();
+    };
+    let mut text = String::new();
+    if file.take(1 << 20).read_to_string(&mut text).is_err() {
+        return Vec::new();
+    }
+    text.lines()
+        .map(str::trim)
+        .filter(|n| plain_name(n, ".deb"))
+        .map(String::from)
+        .collect()
+}
+
+/// Writes the manifest whole (a new file renamed over the old one).
+pub fn write_manifest(dir: &Path, names: &[String]) -> Result<(), Failure> {
+    let fail = |e: std::io::Error| Failure::new(format!("cannot write {}: {e}", dir.join(MANIFEST).display()));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".manifest-")
+        .tempfile_in(dir)
+        .map_err(fail)?;
+    let text: String = names.iter().map(|n| format!("{n}\n")).collect();
+    std::io::Write::write_all(tmp.as_file_mut(), text.as_bytes()).map_err(fail)?;
+    tmp.as_file().sync_all().map_err(fail)?;
+    tmp.persist(dir.join(MANIFEST)).map_err(|e| fail(e.error))?;
+    Ok(())
+}
+
+/// Removes what staging left for a version once it is installed: the `.deb`s its manifest names
+/// from apt's cache (`archives`), then the version's directory. Returns what could not be removed.
+pub fn clean(dir: &Path, archives: Option<&Path>) -> Vec<String> {
+    let mut left = Vec::new();
+    if let Some(archives) = archives {
+        for name in read_manifest(dir) {
+            let path = archives.join(&name);
+            match std::fs::symlink_metadata(&path) {
+                Ok(meta) if meta.file_type().is_file() => {
+                    if let Err(e) = std::fs::remove_file(&path) {
+                        left.push(format!("{}: {e}", path.display()));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    if let Err(e) = std::fs::remove_dir_all(dir) {
+        left.push(format!("{}: {e}", dir.display()));
+    }
+    left
+}
+
+// ---- dnf/yum ----
+
+/// Downloads the transaction's packages into `dest` with the view's configuration (the holds'
+/// versionlock left out, as the install releases them first).
+pub fn rpm_download(program: &str, pins: &[(String, String)], downgrade: bool, opts: &Options<'_>, dest: &Path) -> Command {
+    let verb = if downgrade { "downgrade" } else { "install" };
+    let mut cmd = Command::new(program).args([verb, "-y", "-q", "--downloadonly", "--disableplugin=versionlock"]);
+    cmd = cmd.arg(format!("--destdir={}", dest.display()));
+    crate::manager::with_repo_options(cmd, opts)
+        .args(opts.view)
+        .args(pins.iter().map(|(name, version)| format!("{name}-{version}")))
+        .timeout(opts.timeout)
+}
+
+/// What the index says of the packages: `name version-release arch downloadsize`.
+pub fn rpm_sizes(program: &str, pins: &[(String, String)], opts: &Options<'_>) -> Command {
+    crate::manager::with_repo_options(
+        Command::new(program).args([
+            "-q",
+            "repoquery",
+            "--qf",
+            "%{name} %{version}-%{release} %{arch} %{downloadsize}\n",
+        ]),
+        opts,
+    )
+    .args(opts.view)
+    .args(pins.iter().map(|(name, version)| format!("{name}-{version}")))
+    .timeout(QUERY_TIMEOUT)
+}
+
+/// `(file name, size)` per package of `rpm_sizes`' output, for the pinned versions.
+pub fn parse_rpm_sizes(stdout: &str, pins: &[(String, String)]) -> Vec<(String, Option<u64>)> {
+    let mut found: Vec<(String, Option<u64>)> = Vec::new();
+    for line in stdout.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let [name, version, arch, size] = words.as_slice() {
+            let version = version.strip_prefix("0:").unwrap_or(version);
+            if pins.iter().any(|(n, v)| n == name && v == version) {
+                let file = format!("{name}-{version}.{arch}.rpm");
+                if !found.iter().any(|(f, _)| *f == file) {
+                    found.push((file, size.parse().ok()));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The rpms in `dir`, each with what its header says and whether `rpm -K` accepts it.
+pub fn staged_rpms(dir: &Path) -> Result<Vec<StagedRpm>, Failure> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Failure::new(format!("cannot read {}: {e}", dir.display())))?;
+    let mut found = Vec::new();
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| plain_name(&n.to_string_lossy(), ".rpm"))
+        })
+        .collect();
+    paths.sort();
+    for path in paths {
+        let out = Command::new("rpm")
+            .args([
+                "-qp",
+                "--nosignature",
+                "--nodigest",
+                "--qf",
+                "%{NAME} %{VERSION}-%{RELEASE} %{ARCH}\n",
+            ])
+            .arg(&path)
+            .timeout(QUERY_TIMEOUT)
+            .run()
+            .map_err(Failure::from)?;
+        let Some((name, version, arch)) = header(&out) else {
+            continue;
+        };
+        let check = Command::new("rpm")
+            .arg("-K")
+            .arg(&path)
+            .timeout(QUERY_TIMEOUT)
+            .run()
+            .map_err(Failure::from)?;
+        let refused = signature_refused(&check);
+        found.push(StagedRpm {
+            path,
+            name,
+            version,
+            arch,
+            refused,
+        });
+    }
+    Ok(found)
+}
+
+fn header(out: &Output) -> Option<(String, String, String)> {
+    if !out.success() {
+        return None;
+    }
+    let line = out.stdout.lines().next()?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words.as_slice() {
+        [name, version, arch] => Some((name.to_string(), version.to_string(), arch.to_string())),
+        _ => None,
+    }
+}
+
+/// Why `rpm -K` does not accept a package (`None`: digests and signature OK).
+pub fn signature_refused(out: &Output) -> Option<String> {
+    let said = out.stdout.trim();
+    if out.success() && said.ends_with("OK") && !said.contains("NOT OK") {
+        return None;
+    }
+    let why = if said.is_empty() { out.stderr.trim() } else { said };
+    Some(module_kit::echo::bounded(why.to_string()))
+}
+
+/// The staged file of each package to install, when every one is staged at exactly the version
+/// chosen (and, when `verified`, accepted by `rpm -K`); else what is missing.
+pub fn matching(to_install: &[(String, String)], staged: &[StagedRpm], verified: bool) -> Result<Vec<PathBuf>, String> {
+    let mut paths = Vec::new();
+    let mut missing = Vec::new();
+    for (name, version) in to_install {
+        let same: Vec<&StagedRpm> = staged
+            .iter()
+            .filter(|s| s.name == *name && s.version == *version)
+            .collect();
+        match same.iter().find(|s| !verified || s.refused.is_none()) {
+            Some(s) => paths.push(s.path.clone()),
+            None => match same.first() {
+                Some(s) => missing.push(format!(
+                    "{} fails rpm's signature check ({})",
+                    s.file_name(),
+                    s.refused.as_deref().unwrap_or("")
+                )),
+                None => missing.push(format!("{name}-{version} is not staged")),
+            },
+        }
+    }
+    if missing.is_empty() {
+        Ok(paths)
+    } else {
+        Err(missing.join(", "))
+    }
+}
+
+/// The install of staged files: the paths in place of the names, signatures checked.
+pub fn rpm_install_files(manager: Manager, files: &[PathBuf], downgrade: bool, opts: &Options<'_>) -> Option<Command> {
+    let Manager::Rpm(program) = manager else {
+        return None;
+    };
+    let verb = if downgrade { "downgrade" } else { "install" };
+    Some(
+        crate::manager::with_repo_options(
+            Command::new(program).args([verb, "-y", "-q", "--setopt=localpkg_gpgcheck=True"]),
+            opts,
+        )
+        .args(files)
+        .timeout(opts.timeout),
+    )
+}
