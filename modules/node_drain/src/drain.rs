@@ -238,10 +238,13 @@ async fn remove_one(s: &Session<'_>, how: &Removal, pod: &Pod) -> Result<Removed
         };
         match res {
             Ok(()) => {
+                if let Ok(mut w) = s.waiting.lock() {
+                    w.refused.remove(&key);
+                }
                 return Ok(match how {
                     Removal::Evict(_) => Removed::Evicted(uid),
                     Removal::Delete => Removed::Deleted { uid, instead: None },
-                })
+                });
             }
             Err(e) if kube_kit::status(&e) == Some(404) => {
                 return match how {
@@ -256,7 +259,17 @@ async fn remove_one(s: &Session<'_>, how: &Removal, pod: &Pod) -> Result<Removed
             Err(e) if kube_kit::transient(&e) => {
                 if kube_kit::status(&e) == Some(429) {
                     refusals += 1;
+                    if let Removal::Evict(gv) = how {
+                        if refusals == 1 && module_kit::progress::enabled() {
+                            // Which budget refuses it: asked once per pod, for kup's progress text.
+                            let budgets = pods::budgets_for(&s.api.client, gv, pod).await.ok();
+                            if let Ok(mut w) = s.waiting.lock() {
+                                w.refused.insert(key.clone(), budgets);
+                            }
+                        }
+                    }
                 }
+                s.say();
                 // Keep trying until the deadline: the last try is at the deadline, not a backoff
                 // step before it.
                 let now = Instant::now();
@@ -385,6 +398,10 @@ async fn evict_and_wait(s: &Session<'_>, first: Sorted, cordoned_now: bool) -> R
             .await
             .map_err(|e| kube_kit::api_failure("cannot discover the eviction API (GET /api/v1)", &e))?
     };
+    if let Ok(mut w) = s.waiting.lock() {
+        w.pending = sorted.remove.iter().map(pods::key).collect();
+    }
+    s.say();
     let concurrency = usize::try_from(s.p.concurrency).unwrap_or(1).max(1);
     let results: Vec<(String, Result<Removed, String>)> = stream::iter(sorted.remove.iter())
         .map(|pod| {
@@ -529,6 +546,11 @@ async fn wait_gone(s: &Session<'_>, waiting: &mut BTreeMap<String, String>) -> R
                     }
                     _ => false,
                 });
+                if let Ok(mut w) = s.waiting.lock() {
+                    w.pending = waiting.keys().cloned().collect();
+                    w.refused.clear();
+                }
+                s.say();
             }
             Err(e) if kube_kit::transient(&e) => last_error = Some(kube_kit::describe(&e)),
             Err(e) => {

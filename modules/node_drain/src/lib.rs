@@ -17,9 +17,13 @@
 //!
 //! A cordon made by this module carries the annotation [`CORDON_ANNOTATION`]; a node found cordoned
 //! without it was cordoned by someone else, and `uncordon` leaves that cordon in place.
+//!
+//! Run by kup (`kup module --progress`), a drain says while it waits which pods are still on the
+//! node and which PodDisruptionBudget refuses their eviction ([`progress`]).
 
 mod drain;
 mod filter;
+mod progress;
 
 use std::time::{Duration, Instant};
 
@@ -170,6 +174,7 @@ impl Module for NodeDrain {
                 check,
                 start,
                 deadline,
+                waiting: Default::default(),
             };
             let out = match p.state {
                 State::Cordon => session.carry_out(plan_cordon(&p.name, cordon), ctx).await,
@@ -328,9 +333,16 @@ pub struct Session<'a> {
     pub check: bool,
     pub start: Instant,
     pub deadline: Instant,
+    /// What a drain waits for, said while it waits.
+    pub waiting: std::sync::Mutex<progress::Waiting>,
 }
 
 impl Session<'_> {
+    /// Says what the drain waits for now (throttled; only for kup).
+    pub fn say(&self) {
+        progress::report(&self.waiting, &self.p.name, self.deadline);
+    }
+
     /// Sends a patch of the node.
     pub async fn patch_node(&self, patch: &NodePatch) -> Result<(), Failure> {
         let params = PatchParams::default();
