@@ -845,7 +845,11 @@ fn plan(common: &Common) -> ExitCode {
 
 fn plan_logged(common: &Common, log: Option<&Arc<RunLog>>) -> Ended {
     let signals = Signals::watch();
-    let opts = options(common, procedure::WorkersBatch::Count(1), 0, 0, 0);
+    // The plan shows what `kup upgrade`'s default staging would download.
+    let opts = Options {
+        stage: true,
+        ..options(common, procedure::WorkersBatch::Count(1), 0, 0, 0)
+    };
     let (inventory, opts, transport) = match load(common, opts, &signals.aborted) {
         Ok(x) => x,
         Err(e) => return refused(2, e),
@@ -939,7 +943,13 @@ fn plan_logged(common: &Common, log: Option<&Arc<RunLog>>) -> Ended {
             }
             for args in modules::plan_steps(&run, host, target, worker)? {
                 let module = args.module;
+                // Staging that fails is no stop (the install downloads instead): a note.
+                let staging = args.json["stage"] == true;
                 match run.check(host, args) {
+                    Err(Stop::Failed { msg, .. }) if staging => reporter.note(
+                        &host.name,
+                        &format!("its packages could not be staged (its install will download them): {msg}"),
+                    ),
                     Err(Stop::Failed { msg, .. }) => blockers.push(format!("{}: {module}: {msg}", host.name)),
                     Ok(repo) if module == "package_repo" => {
                         if let Some(note) = modules::repo_switch_note(&repo) {

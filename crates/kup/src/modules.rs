@@ -163,6 +163,10 @@ pub fn plan_steps(run: &Run<'_>, host: &Host, target: Version, worker: bool) -> 
     }
     steps.push(run.repo_args(Some(host), target)?);
     steps.push(run.pin_check_args(host, target));
+    // What staging will download (the run stages while the control planes' kubeadm runs).
+    if run.stage_wanted(host) {
+        steps.push(run.stage_args(host, target).check_mode());
+    }
     Ok(steps)
 }
 

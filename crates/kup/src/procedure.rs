@@ -705,7 +705,7 @@ impl<'a> Run<'a> {
     /// Whether `host`'s packages are staged before it is taken out: `--no-stage` and the
     /// inventory's `stage_packages=false` say no; a host outside `--limit`, or whose packages an
     /// earlier run already changed, has nothing to stage.
-    fn stage_wanted(&self, host: &Host) -> bool {
+    pub fn stage_wanted(&self, host: &Host) -> bool {
         let done = self
             .journal
             .lock()
