@@ -84,6 +84,15 @@ fn kup_upgrades_an_apt_lab_from_1_8_to_1_9() {
         log.contains("after 1 failed attempts"),
         "the secondary's retry is not reported:\n{log}"
     );
+    // A verified snapshot of the lab's external etcd (the inventory's etcd_* variables) before the
+    // first apply, named in the report.
+    assert!(
+        log.contains("etcd snapshot /var/lib/kubeadm-ha-upgrade/etcd-snapshots/etcd-snapshot-v1.9.3-"),
+        "{log}"
+    );
+    assert!(lab
+        .ssh_ok(1, "ls /var/lib/kubeadm-ha-upgrade/etcd-snapshots")
+        .contains("etcd-snapshot-v1.9.3-"));
     lab.assert_all_at("v1.9.3");
     assert_eq!(lab.pdb_violations(), 0, "a PodDisruptionBudget was violated");
     assert!(lab.unschedulable("lab-cp3"), "the admin's cordon was lost");
