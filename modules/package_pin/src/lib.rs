@@ -875,7 +875,12 @@ fn stage_apt(
         opts.timeout,
     ))
     .map_err(|f| f.context("asking apt-get which packages the transaction fetches"))?;
-    let fetches = stage::parse_uris(&uris.stdout)?;
+    let mut fetches = stage::parse_uris(&uris.stdout)?;
+    if !fetches.is_empty() {
+        let records = manager::checked_run(&stage::apt_records(opts.view, &fetches))
+            .map_err(|f| f.context("reading the packages' index records"))?;
+        stage::with_hashes(&mut fetches, &records.stdout)?;
+    }
     let archives = stage::apt_archives(&[])?;
     stage::check_dir(&archives, true)?;
     let (present, missing): (Vec<&stage::Fetch>, Vec<&stage::Fetch>) =
@@ -915,14 +920,14 @@ fn stage_apt(
     .map_err(|f| f.context("downloading the packages with apt-get"))?;
     let cache = stage::apt_archives(opts.view)?;
     for f in &missing {
-        if !stage::holds(&cache, f) {
+        let Some(src) = stage::downloaded(&cache, f) else {
             return Err(Failure::new(format!(
                 "apt-get downloaded no {} of the size and hash its index names (in {})",
                 f.name,
                 cache.display()
             )));
-        }
-        stage::place(&cache.join(&f.name), &archives, &f.name)?;
+        };
+        stage::place(&src, &archives, &f.name)?;
     }
     Ok(report)
 }

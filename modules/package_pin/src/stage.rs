@@ -35,6 +35,8 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(120);
 /// One file of the transaction as apt would fetch it (`apt-get --print-uris`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fetch {
+    /// Where apt fetches it from.
+    pub uri: String,
     /// The file name in apt's cache (`kubelet_1.30.2-1.1_amd64.deb`).
     pub name: String,
     pub size: Option<u64>,
@@ -176,7 +178,7 @@ pub fn parse_uris(stdout: &str) -> Result<Vec<Fetch>, Failure> {
             continue;
         }
         let words: Vec<&str> = line.split_whitespace().collect();
-        let [_uri, name, rest @ ..] = words.as_slice() else {
+        let [uri, name, rest @ ..] = words.as_slice() else {
             continue;
         };
         if !plain_name(name, ".deb") {
@@ -192,12 +194,73 @@ pub fn parse_uris(stdout: &str) -> Result<Vec<Fetch>, Failure> {
             .filter(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()))
             .map(|h| h.to_ascii_lowercase());
         fetches.push(Fetch {
+            uri: uri.trim_matches('\'').to_string(),
             name: name.to_string(),
             size,
             sha256,
         });
     }
     Ok(fetches)
+}
+
+/// `kubelet_1%3a1.30.2-1.1_amd64.deb` to `(kubelet, 1:1.30.2-1.1, amd64)`.
+pub fn deb_name_parts(name: &str) -> Option<(String, String, String)> {
+    let stem = name.strip_suffix(".deb")?;
+    let mut parts = stem.split('_');
+    let (package, version, arch) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || package.is_empty() || version.is_empty() || arch.is_empty() {
+        return None;
+    }
+    Some((package.into(), version.replace("%3a", ":").replace("%3A", ":"), arch.into()))
+}
+
+/// The index records of the files to fetch, with the view's configuration: apt-get's
+/// `--print-uris` names an MD5 sum only, the records have the SHA256.
+pub fn apt_records(view: &[String], fetches: &[Fetch]) -> Command {
+    Command::new("apt-cache")
+        .args(view)
+        .args(["show", "--no-all-versions"])
+        .args(
+            fetches
+                .iter()
+                .filter_map(|f| deb_name_parts(&f.name))
+                .map(|(package, version, _)| format!("{package}={version}")),
+        )
+        .timeout(QUERY_TIMEOUT)
+}
+
+/// Sets each fetch's size and SHA256 from the index records (`apt-cache show`); a file the records
+/// give no SHA256 for is refused, as staging could not tell it from another of its size.
+pub fn with_hashes(fetches: &mut [Fetch], records: &str) -> Result<(), Failure> {
+    for fetch in fetches.iter_mut() {
+        let Some((package, version, arch)) = deb_name_parts(&fetch.name) else {
+            return Err(Failure::new(format!("{} is not a package file name apt gives", module_kit::shown(&fetch.name))));
+        };
+        let found = records.split("\n\n").find_map(|record| {
+            let field = |key: &str| {
+                record
+                    .lines()
+                    .find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix(':')))
+                    .map(str::trim)
+            };
+            (field("Package") == Some(&package)
+                && field("Version") == Some(&version)
+                && field("Architecture") == Some(&arch))
+            .then(|| (field("SHA256").map(str::to_ascii_lowercase), field("Size").and_then(|s| s.parse::<u64>().ok())))
+        });
+        match found {
+            Some((Some(sha), size)) if sha.len() == 64 && sha.chars().all(|c| c.is_ascii_hexdigit()) => {
+                fetch.sha256 = Some(sha);
+                fetch.size = size.or(fetch.size);
+            }
+            _ => {
+                return Err(Failure::new(format!(
+                    "the index names no SHA256 for {package} {version} ({arch}): refusing to stage it"
+                )))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// apt's cache of downloaded packages (`Dir::Cache::archives`), as apt-config says with `options`.
@@ -225,7 +288,12 @@ pub fn parse_apt_config(stdout: &str) -> Option<PathBuf> {
 
 /// Whether `dir` holds `fetch` already: a regular file (not a link) of its size and hash.
 pub fn holds(dir: &Path, fetch: &Fetch) -> bool {
-    let path = dir.join(&fetch.name);
+    is_fetched(&dir.join(&fetch.name), fetch)
+}
+
+/// Whether `path` is a regular file (not a link) of `fetch`'s size and hash.
+pub fn is_fetched(path: &Path, fetch: &Fetch) -> bool {
+    let path = path.to_path_buf();
     let Ok(meta) = std::fs::symlink_metadata(&path) else {
         return false;
     };
@@ -240,6 +308,41 @@ pub fn holds(dir: &Path, fetch: &Fetch) -> bool {
         // No hash to compare with: never assume it is the same file.
         None => false,
     }
+}
+
+/// Where apt left a downloaded file: its cache, or (a `file:` repository, which apt reads in place)
+/// the repository's own file.
+pub fn downloaded(cache: &Path, fetch: &Fetch) -> Option<PathBuf> {
+    let cached = cache.join(&fetch.name);
+    if is_fetched(&cached, fetch) {
+        return Some(cached);
+    }
+    let local = PathBuf::from(percent_decoded(fetch.uri.strip_prefix("file:")?));
+    is_fetched(&local, fetch).then_some(local)
+}
+
+/// `%3a` and the like decoded (apt quotes URIs so).
+pub fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 pub fn sha256(path: &Path) -> std::io::Result<String> {

@@ -37,3 +37,10 @@ fn a_huge_argument_is_not_echoed_whole() {
     let args = json!({"version": "1.9.2", "manager": "a".repeat(1 << 20)});
     MODULE.refused_small(args, "manager", "(1048576 bytes)");
 }
+
+#[test]
+fn stage_with_assume_switched_is_refused() {
+    let args = json!({"version": "1.9.2", "manager": "apt", "stage": true, "assume_switched": true,
+                      "_ansible_check_mode": true});
+    MODULE.refused(args, "assume_switched");
+}
