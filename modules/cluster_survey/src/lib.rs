@@ -154,6 +154,11 @@ struct NodeRow {
     would_evict: u32,
     blocking: Vec<Verdict>,
     pdb_waits: Vec<PdbWait>,
+    /// Budget (`namespace/name`) -> the pods on this node it covers that a drain would evict:
+    /// how many disruptions draining this node costs each budget (a batch of drains must not
+    /// cost a budget more than it allows).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    budgeted: BTreeMap<String, u32>,
 }
 
 /// A static control-plane pod.
@@ -169,6 +174,9 @@ struct ControlPlanePod {
 #[derive(Debug)]
 struct Budget {
     name: String,
+    /// Its status's `disruptionsAllowed` (0 without a status: the disruption controller has not
+    /// looked yet, and evictions are refused).
+    allowed: i64,
     selector: Option<LabelSelector>,
     /// Why it can never allow a disruption, if it never can.
     never: Option<String>,
@@ -317,11 +325,14 @@ impl Survey<'_> {
                             .flatten()
                             .filter(|b| b.covers(&pod.metadata.labels, empty_selects_all));
                         for budget in covering {
-                            row.pdb_waits.push(PdbWait {
-                                pod: pod.key(),
-                                pdb: budget.name.clone(),
-                                never: budget.never.clone(),
-                            });
+                            *row.budgeted.entry(budget.name.clone()).or_default() += 1;
+                            if budget.allowed <= 0 {
+                                row.pdb_waits.push(PdbWait {
+                                    pod: pod.key(),
+                                    pdb: budget.name.clone(),
+                                    never: budget.never.clone(),
+                                });
+                            }
                         }
                     }
                 }
@@ -383,6 +394,7 @@ async fn survey(p: Params) -> Result<Outcome, Failure> {
                     would_evict: 0,
                     blocking: Vec::new(),
                     pdb_waits: Vec::new(),
+                    budgeted: BTreeMap::new(),
                 },
             );
         },
@@ -403,6 +415,7 @@ async fn survey(p: Params) -> Result<Outcome, Failure> {
     let mut budgets: HashMap<String, Vec<Budget>> = HashMap::new();
     let mut pdb_count = 0u32;
     let mut zero_budgets: Vec<String> = Vec::new();
+    let mut allowances: BTreeMap<String, i64> = BTreeMap::new();
     if let Some(gv) = &pdb_api {
         let path = format!("/apis/{gv}/poddisruptionbudgets");
         list_each(client, &path, p.page_size, deadline, |pdb: slim::Pdb| {
@@ -413,15 +426,16 @@ async fn survey(p: Params) -> Result<Outcome, Failure> {
                 .as_ref()
                 .and_then(|s| s.disruptions_allowed)
                 .unwrap_or(0);
-            if allowed > 0 {
-                return;
-            }
-            let never = pdb.never_allows();
+            let never = (allowed <= 0).then(|| pdb.never_allows()).flatten();
             let ns = pdb.metadata.namespace.unwrap_or_else(|| "default".into());
             let name = format!("{ns}/{}", pdb.metadata.name);
-            zero_budgets.push(name.clone());
+            if allowed <= 0 {
+                zero_budgets.push(name.clone());
+            }
+            allowances.insert(name.clone(), allowed);
             budgets.entry(ns).or_default().push(Budget {
                 name,
+                allowed,
                 selector: pdb.spec.selector,
                 never,
             });
@@ -461,6 +475,7 @@ async fn survey(p: Params) -> Result<Outcome, Failure> {
         pdb_api,
         pdb_count,
         zero_budgets,
+        allowances,
         pass,
         seconds: start.elapsed().as_secs_f64(),
     }))
@@ -481,6 +496,7 @@ fn rows_template(rows: &BTreeMap<String, NodeRow>) -> BTreeMap<String, NodeRow> 
                     would_evict: 0,
                     blocking: Vec::new(),
                     pdb_waits: Vec::new(),
+                    budgeted: BTreeMap::new(),
                 },
             )
         })
@@ -498,6 +514,8 @@ struct Report<'a> {
     pdb_api: Option<String>,
     pdb_count: u32,
     zero_budgets: Vec<String>,
+    /// Every budget's disruptions allowed now (`namespace/name` -> `disruptionsAllowed`).
+    allowances: BTreeMap<String, i64>,
     pass: PodPass,
     seconds: f64,
 }
@@ -564,6 +582,7 @@ fn report(r: Report<'_>) -> Outcome {
         .with("blocked_nodes", &blocked)
         .with("pdb_api", &r.pdb_api)
         .with("pdbs_disallowing", &r.zero_budgets)
+        .with("pdb_allowances", &r.allowances)
         .with("missing", &r.missing)
         .with("unlisted", &unlisted)
         .with("filters", filters)

@@ -185,6 +185,26 @@ fn versions_blockers_and_pdb_waits_on_every_node() {
             .flat_map(|n| n["pdb_waits"].as_array().unwrap())
             .collect();
         assert_eq!(waits.len(), 3, "{label}: {}", s["nodes"]);
+        // What draining each node costs each budget, and what each allows: both web budgets
+        // cover every web pod, one a node; batches of drains are built from these.
+        assert_eq!(
+            s["pdb_allowances"],
+            json!({"default/web": 1, "default/web-strict": 0}),
+            "{label}"
+        );
+        let web_pods: u32 = s["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                assert_eq!(
+                    n["budgeted"]["default/web"], n["budgeted"]["default/web-strict"],
+                    "{label}: {n}"
+                );
+                n["budgeted"]["default/web"].as_u64().unwrap_or(0) as u32
+            })
+            .sum();
+        assert_eq!(web_pods, 3, "{label}: {}", s["nodes"]);
         assert!(waits
             .iter()
             .all(|w| w["pdb"] == "default/web-strict"
