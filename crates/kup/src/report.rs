@@ -275,8 +275,6 @@ pub struct Reporter {
     log: Option<Arc<RunLog>>,
     /// `-v`: each step's message in full; `-vv`: also the module's result (redacted), on stderr.
     verbose: u8,
-    /// The tests' stdout: the JSON events, when set.
-    captured: Option<Arc<Mutex<Vec<String>>>>,
     /// Where modules' progress lines go (shared with [`progress`] while this reporter lives).
     route: Arc<Route>,
 }
@@ -452,7 +450,6 @@ impl Reporter {
             live,
             log: None,
             verbose: 0,
-            captured: None,
             route,
         }
     }
@@ -514,7 +511,6 @@ impl Reporter {
             live: None,
             log: None,
             verbose: 0,
-            captured: None,
             route: Arc::new(Route::new(true, true, started, None)),
         }
     }
@@ -522,15 +518,13 @@ impl Reporter {
     /// A `--json` reporter whose events are kept (see [`Reporter::captured`]) instead of printed.
     #[cfg(test)]
     pub fn capturing(hosts: &[String]) -> Reporter {
-        let captured = Arc::new(Mutex::new(Vec::new()));
         let silent = Reporter::silent();
         let mut route = Route::new(true, false, silent.started, None);
-        route.captured = Some(Arc::clone(&captured));
+        route.captured = Some(Arc::new(Mutex::new(Vec::new())));
         Reporter {
             json: true,
             quiet: false,
             order: hosts.to_vec(),
-            captured: Some(captured),
             route: Arc::new(route),
             ..silent
         }
@@ -545,7 +539,8 @@ impl Reporter {
     /// The events a [`Reporter::capturing`] reporter was given, as their lines.
     #[cfg(test)]
     pub fn captured(&self) -> Vec<String> {
-        self.captured
+        self.route
+            .captured
             .as_ref()
             .and_then(|c| c.lock().ok().map(|c| c.clone()))
             .unwrap_or_default()

@@ -221,3 +221,137 @@ fn kup_module_lists_and_describes_the_modules() {
         .lines()
         .all(|l| l.split_whitespace().count() == 3));
 }
+
+/// A kubeconfig whose API server refuses every connection (a closed local port).
+fn unreachable_kubeconfig(dir: &Path) -> PathBuf {
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: \"http://127.0.0.1:9\"}\n\
+         contexts:\n- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\nusers:\n- name: u\n  user: {}\n",
+    )
+    .unwrap();
+    path
+}
+
+fn module_with_stdin(dir: &Path, args: &[&str], input: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kup"))
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", dir)
+        .env_remove("KUBECONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn kup_module_progress_writes_progress_lines_on_stderr_and_one_result_on_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = unreachable_kubeconfig(dir.path());
+    let args = serde_json::json!({"kubeconfig": kubeconfig, "timeout": 3, "interval": 1}).to_string();
+    let with = module_with_stdin(dir.path(), &["module", "--progress", "node_ready"], &args);
+    assert_eq!(with.status.code(), Some(1), "{}", text(&with));
+    // stdout: exactly the one result object of the module protocol.
+    let stdout = String::from_utf8_lossy(&with.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{}", text(&with));
+    let result: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(result["failed"], true);
+    let progress: Vec<Value> = String::from_utf8_lossy(&with.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["kup_progress"] == 1)
+        .collect();
+    assert!(!progress.is_empty(), "no progress line: {}", text(&with));
+    assert!(
+        progress[0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("the API server did not answer the last look"),
+        "{}",
+        progress[0]
+    );
+    assert!(
+        progress[0]["left_s"].as_u64().is_some_and(|s| s <= 3),
+        "{}",
+        progress[0]
+    );
+    // Without --progress (as Ansible runs a module), nothing of it.
+    let without = module_with_stdin(dir.path(), &["module", "node_ready"], &args);
+    assert_eq!(without.status.code(), Some(1), "{}", text(&without));
+    assert!(
+        !String::from_utf8_lossy(&without.stderr).contains("kup_progress"),
+        "{}",
+        text(&without)
+    );
+}
+
+#[test]
+fn a_progress_event_follows_the_schema_and_a_broken_one_does_not() {
+    let schema = schema();
+    let event = serde_json::json!({"schema": "kup.events/v1", "event": "progress", "time": "2026-12-02T06:40:00Z",
+        "at": 42.5, "host": "w1", "step": "drain", "module": "node_drain",
+        "text": "drain w1: 1 pod(s) still on the node: default/web-0; eviction of default/web-0 refused (429 TooManyRequests) by PodDisruptionBudget default/web",
+        "left_s": 300, "node": "w1"});
+    schema::validate(&schema, &event).unwrap();
+    let mut unsaid = event.clone();
+    unsaid["left_s"] = Value::Null;
+    unsaid["node"] = Value::Null;
+    schema::validate(&schema, &unsaid).unwrap();
+    for (field, value) in [
+        ("left_s", Value::from("300")),
+        ("left_s", Value::from(-5)),
+        ("text", Value::Null),
+        ("node", Value::from(7)),
+        ("pods", Value::from(1)),
+    ] {
+        let mut broken = event.clone();
+        broken[field] = value;
+        assert!(schema::validate(&schema, &broken).is_err(), "{broken}");
+    }
+    let mut no_step = event.clone();
+    no_step.as_object_mut().unwrap().remove("step");
+    assert!(schema::validate(&schema, &no_step).is_err());
+    // In a stream, between start and report.
+    let start = serde_json::json!({"schema": "kup.events/v1", "event": "start", "time": "2026-12-02T06:39:00Z",
+        "at": 0.0, "command": "upgrade", "target": "v1.9.2", "inventory": "hosts.ini", "hosts": ["w1"],
+        "kup_version": "0"});
+    let stream = format!("{start}\n{event}\n");
+    let err = schema::validate_stream(&schema, &stream, Some(0)).unwrap_err();
+    assert!(err.contains("ends with progress"), "{err}");
+}
+
+#[test]
+fn eras_and_describe_print_json_for_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = kup(dir.path(), &["eras", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let eras: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = eras["eras"].as_array().unwrap();
+    assert!(rows.len() >= 7, "{eras}");
+    assert_eq!(rows[0]["minor"], 8);
+    assert!(rows
+        .iter()
+        .all(|r| r["source"].as_str().is_some_and(|s| s.len() > 20)));
+    let out = kup(dir.path(), &["module", "describe", "node_drain", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["name"], "node_drain");
+    let timeout = doc["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == "timeout")
+        .unwrap();
+    assert_eq!(
+        (timeout["type"].as_str(), timeout["default"].as_u64()),
+        (Some("int"), Some(600))
+    );
+    let out = kup(dir.path(), &["module", "describe", "--json", "nosuch"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(out.stdout.is_empty());
+}
