@@ -315,7 +315,11 @@ impl PlannedModule for PackagePin {
                     Manager::Rpm(_) => format!("{n}-{v}"),
                 })
                 .collect();
-            let from = if files.is_some() { " from the staged files" } else { "" };
+            let from = if files.is_some() {
+                " from the staged files"
+            } else {
+                ""
+            };
             let what = format!("{} with {}{from}", summary.join(" "), manager.name());
             plan = plan.change(Change::new("install", "installed", what));
         } else if holds_change {
@@ -459,77 +463,75 @@ fn resolve_pins(p: &Params, seen: &Observed) -> Result<(Vec<Pin>, bool), Failure
     let manager = seen.manager;
     let wanted = wanted(p);
     let mut pins = Vec::new();
-        for (name, want) in &wanted {
-            let before = seen.installed.get(name).cloned().flatten();
-            let after = if exact_match(before.as_deref(), want) {
-                before.clone().unwrap_or_default()
-            } else {
-                let offered = seen.available.as_ref().and_then(|a| a.get(name));
-                resolve(name, want, offered, manager)?
-            };
-            pins.push(Pin {
-                name: name.clone(),
-                wanted: want.clone(),
-                held_before: seen.held.contains(name),
+    for (name, want) in &wanted {
+        let before = seen.installed.get(name).cloned().flatten();
+        let after = if exact_match(before.as_deref(), want) {
+            before.clone().unwrap_or_default()
+        } else {
+            let offered = seen.available.as_ref().and_then(|a| a.get(name));
+            resolve(name, want, offered, manager)?
+        };
+        pins.push(Pin {
+            name: name.clone(),
+            wanted: want.clone(),
+            held_before: seen.held.contains(name),
+            before,
+            after,
+            held_after: p.hold,
+            because: None,
+        });
+    }
+    // The companions the target packages need, moved with them when what is installed does not do.
+    for companion in COMPANIONS {
+        let needs: Vec<&Need> = seen.needs.iter().filter(|n| n.name == *companion).collect();
+        if needs.is_empty() {
+            continue;
+        }
+        let before = seen.installed.get(*companion).cloned().flatten();
+        let offered = seen
+            .available
+            .as_ref()
+            .and_then(|a| a.get(*companion))
+            .cloned()
+            .unwrap_or_default();
+        let why = needs.iter().map(|n| n.shown()).collect::<Vec<_>>().join(", ");
+        match companions::choose(&needs, before.as_deref(), &offered) {
+            Choice::Keep => {}
+            Choice::Move(after) => pins.push(Pin {
+                name: companion.to_string(),
+                wanted: after.clone(),
+                held_before: seen.held.contains(*companion),
+                held_after: seen.held.contains(*companion),
                 before,
                 after,
-                held_after: p.hold,
-                because: None,
-            });
+                because: Some(why),
+            }),
+            Choice::Impossible(what) => return Err(Failure::new(format!(
+                "{companion} cannot move with the packages: {what}; give cni_version or check the repository"
+            ))),
         }
-        // The companions the target packages need, moved with them when what is installed does not do.
-        for companion in COMPANIONS {
-            let needs: Vec<&Need> = seen.needs.iter().filter(|n| n.name == *companion).collect();
-            if needs.is_empty() {
-                continue;
-            }
-            let before = seen.installed.get(*companion).cloned().flatten();
-            let offered = seen
-                .available
-                .as_ref()
-                .and_then(|a| a.get(*companion))
-                .cloned()
-                .unwrap_or_default();
-            let why = needs.iter().map(|n| n.shown()).collect::<Vec<_>>().join(", ");
-            match companions::choose(&needs, before.as_deref(), &offered) {
-                Choice::Keep => {}
-                Choice::Move(after) => pins.push(Pin {
-                    name: companion.to_string(),
-                    wanted: after.clone(),
-                    held_before: seen.held.contains(*companion),
-                    held_after: seen.held.contains(*companion),
-                    before,
-                    after,
-                    because: Some(why),
-                }),
-                Choice::Impossible(what) => {
-                    return Err(Failure::new(format!(
-                        "{companion} cannot move with the packages: {what}; give cni_version or check the repository"
-                    )))
-                }
-            }
-        }
+    }
 
-        let downgrades: Vec<&Pin> = pins
+    let downgrades: Vec<&Pin> = pins
+        .iter()
+        .filter(|pin| {
+            pin.before
+                .as_deref()
+                .is_some_and(|b| version::compare(b, &pin.after) == Ordering::Greater)
+        })
+        .collect();
+    if !downgrades.is_empty() && !p.allow_downgrade {
+        let list: Vec<String> = downgrades
             .iter()
-            .filter(|pin| {
-                pin.before
-                    .as_deref()
-                    .is_some_and(|b| version::compare(b, &pin.after) == Ordering::Greater)
-            })
+            .map(|d| format!("{} {} -> {}", d.name, d.before.as_deref().unwrap_or("?"), d.after))
             .collect();
-        if !downgrades.is_empty() && !p.allow_downgrade {
-            let list: Vec<String> = downgrades
-                .iter()
-                .map(|d| format!("{} {} -> {}", d.name, d.before.as_deref().unwrap_or("?"), d.after))
-                .collect();
-            return Err(Failure::new(format!(
-                "refusing to downgrade {}; set allow_downgrade: true if that is what you want",
-                list.join(", ")
-            )));
-        }
-        let downgrade = !downgrades.is_empty();
-        Ok((pins, downgrade))
+        return Err(Failure::new(format!(
+            "refusing to downgrade {}; set allow_downgrade: true if that is what you want",
+            list.join(", ")
+        )));
+    }
+    let downgrade = !downgrades.is_empty();
+    Ok((pins, downgrade))
 }
 
 /// Every package asked for, with its version.
@@ -803,10 +805,7 @@ fn stage_run(p: &Params, ctx: &Context) -> Result<Outcome, Failure> {
         .with_diff(json!({"staged": []}), json!({"staged": []})));
     }
     let view = seen.view.as_ref().map_or(&[][..], |v| v.options.as_slice());
-    let opts = Options {
-        view,
-        ..options(p)
-    };
+    let opts = Options { view, ..options(p) };
     let summary: Vec<String> = to_install
         .iter()
         .map(|(n, v)| match manager {
@@ -820,10 +819,7 @@ fn stage_run(p: &Params, ctx: &Context) -> Result<Outcome, Failure> {
     };
     let where_ = staged.dir.display().to_string();
     let outcome = if staged.fetched.is_empty() {
-        Outcome::unchanged(format!(
-            "{} staged in {where_} already",
-            summary.join(" ")
-        ))
+        Outcome::unchanged(format!("{} staged in {where_} already", summary.join(" ")))
     } else {
         let verb = if ctx.check_mode { "would stage" } else { "staged" };
         Outcome::changed(format!(
@@ -837,7 +833,14 @@ fn stage_run(p: &Params, ctx: &Context) -> Result<Outcome, Failure> {
         .with("manager", manager.name())
         .with("staged", &staged.names)
         .with("bytes", staged.bytes)
-        .with("downloaded", if ctx.check_mode { Vec::new() } else { staged.fetched.clone() })
+        .with(
+            "downloaded",
+            if ctx.check_mode {
+                Vec::new()
+            } else {
+                staged.fetched.clone()
+            },
+        )
         .with("stage_dir", &where_)
         .with_diff(json!({"staged": staged.before}), json!({"staged": staged.names}));
     for warning in staged.warnings {
@@ -1006,8 +1009,14 @@ fn stage_rpm(
         .prefix(".download-")
         .tempdir_in(&dir)
         .map_err(|e| Failure::new(format!("cannot make a directory in {}: {e}", dir.display())))?;
-    manager::checked_run(&stage::rpm_download(program, to_install, downgrade, opts, scratch.path()))
-        .map_err(|f| f.context(format!("downloading the packages with {program}")))?;
+    manager::checked_run(&stage::rpm_download(
+        program,
+        to_install,
+        downgrade,
+        opts,
+        scratch.path(),
+    ))
+    .map_err(|f| f.context(format!("downloading the packages with {program}")))?;
     let mut fetched = Vec::new();
     let entries = std::fs::read_dir(scratch.path())
         .map_err(|e| Failure::new(format!("cannot read {}: {e}", scratch.path().display())))?;
@@ -1025,7 +1034,11 @@ fn stage_rpm(
     let paths = stage::matching(to_install, &staged, false).map_err(|why| {
         Failure::new(format!(
             "{program} downloaded {} into {}, but {why}",
-            if fetched.is_empty() { "nothing".to_string() } else { fetched.join(" ") },
+            if fetched.is_empty() {
+                "nothing".to_string()
+            } else {
+                fetched.join(" ")
+            },
             dir.display()
         ))
     })?;

@@ -84,7 +84,8 @@ pub fn plain_name(name: &str, suffix: &str) -> bool {
 /// others (by its group too unless `group_ok`).
 pub fn check_dir(path: &Path, group_ok: bool) -> Result<(), Failure> {
     let shown = path.display();
-    let meta = std::fs::symlink_metadata(path).map_err(|e| Failure::new(format!("cannot read {shown}: {e}")))?;
+    let meta =
+        std::fs::symlink_metadata(path).map_err(|e| Failure::new(format!("cannot read {shown}: {e}")))?;
     if meta.file_type().is_symlink() {
         return Err(Failure::new(format!(
             "{shown} is a symbolic link: refusing to stage through it"
@@ -107,7 +108,11 @@ pub fn judge_owner(shown: &str, uid: u32, mode: u32, group_ok: bool) -> Result<(
     if mode & writable != 0 {
         return Err(Failure::new(format!(
             "{shown} is writable by {} (mode {:o}): refusing to stage there",
-            if mode & 0o002 != 0 { "everyone" } else { "its group" },
+            if mode & 0o002 != 0 {
+                "everyone"
+            } else {
+                "its group"
+            },
             mode & 0o7777
         )));
     }
@@ -150,7 +155,13 @@ pub fn existing_dir(root: &Path, version: &str) -> Result<Option<PathBuf>, Failu
 // ---- apt ----
 
 /// `apt-get install` in the view, downloading only (`print_uris`: only saying what it would fetch).
-pub fn apt_download(view: &[String], pins: &[(String, String)], allow_downgrade: bool, print_uris: bool, timeout: Duration) -> Command {
+pub fn apt_download(
+    view: &[String],
+    pins: &[(String, String)],
+    allow_downgrade: bool,
+    print_uris: bool,
+    timeout: Duration,
+) -> Command {
     let mut cmd = Command::new("apt-get")
         .env("DEBIAN_FRONTEND", "noninteractive")
         .args(view)
@@ -161,7 +172,11 @@ pub fn apt_download(view: &[String], pins: &[(String, String)], allow_downgrade:
             "--no-install-recommends",
             "--allow-change-held-packages",
         ])
-        .arg(if print_uris { "--print-uris" } else { "--download-only" });
+        .arg(if print_uris {
+            "--print-uris"
+        } else {
+            "--download-only"
+        });
     if allow_downgrade {
         cmd = cmd.arg("--allow-downgrades");
     }
@@ -211,7 +226,11 @@ pub fn deb_name_parts(name: &str) -> Option<(String, String, String)> {
     if parts.next().is_some() || package.is_empty() || version.is_empty() || arch.is_empty() {
         return None;
     }
-    Some((package.into(), version.replace("%3a", ":").replace("%3A", ":"), arch.into()))
+    Some((
+        package.into(),
+        version.replace("%3a", ":").replace("%3A", ":"),
+        arch.into(),
+    ))
 }
 
 /// The index records of the files to fetch, with the view's configuration: apt-get's
@@ -234,7 +253,10 @@ pub fn apt_records(view: &[String], fetches: &[Fetch]) -> Command {
 pub fn with_hashes(fetches: &mut [Fetch], records: &str) -> Result<(), Failure> {
     for fetch in fetches.iter_mut() {
         let Some((package, version, arch)) = deb_name_parts(&fetch.name) else {
-            return Err(Failure::new(format!("{} is not a package file name apt gives", module_kit::shown(&fetch.name))));
+            return Err(Failure::new(format!(
+                "{} is not a package file name apt gives",
+                module_kit::shown(&fetch.name)
+            )));
         };
         let found = records.split("\n\n").find_map(|record| {
             let field = |key: &str| {
@@ -246,7 +268,12 @@ pub fn with_hashes(fetches: &mut [Fetch], records: &str) -> Result<(), Failure> 
             (field("Package") == Some(&package)
                 && field("Version") == Some(&version)
                 && field("Architecture") == Some(&arch))
-            .then(|| (field("SHA256").map(str::to_ascii_lowercase), field("Size").and_then(|s| s.parse::<u64>().ok())))
+            .then(|| {
+                (
+                    field("SHA256").map(str::to_ascii_lowercase),
+                    field("Size").and_then(|s| s.parse::<u64>().ok()),
+                )
+            })
         });
         match found {
             Some((Some(sha), size)) if sha.len() == 64 && sha.chars().all(|c| c.is_ascii_hexdigit()) => {
@@ -356,11 +383,7 @@ pub fn sha256(path: &Path) -> std::io::Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn open_nofollow(path: &Path) -> std::io::Result<std::fs::File> {
@@ -375,7 +398,9 @@ fn open_nofollow(path: &Path) -> std::io::Result<std::fs::File> {
 /// Copies `src` into `dir` as `name`: a new file of a random name in `dir` (created exclusively,
 /// never through a link), synced, then renamed over `name`. Returns its size.
 pub fn place(src: &Path, dir: &Path, name: &str) -> Result<u64, Failure> {
-    let fail = |what: &str, e: std::io::Error| Failure::new(format!("cannot {what} {} in {}: {e}", name, dir.display()));
+    let fail = |what: &str, e: std::io::Error| {
+        Failure::new(format!("cannot {what} {} in {}: {e}", name, dir.display()))
+    };
     let mut from = open_nofollow(src).map_err(|e| fail("read the downloaded", e))?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".kup-staging-")
@@ -413,7 +438,8 @@ pub fn read_manifest(dir: &Path) -> Vec<String> {
 
 /// Writes the manifest whole (a new file renamed over the old one).
 pub fn write_manifest(dir: &Path, names: &[String]) -> Result<(), Failure> {
-    let fail = |e: std::io::Error| Failure::new(format!("cannot write {}: {e}", dir.join(MANIFEST).display()));
+    let fail =
+        |e: std::io::Error| Failure::new(format!("cannot write {}: {e}", dir.join(MANIFEST).display()));
     let mut tmp = tempfile::Builder::new()
         .prefix(".manifest-")
         .tempfile_in(dir)
@@ -452,9 +478,16 @@ pub fn clean(dir: &Path, archives: Option<&Path>) -> Vec<String> {
 
 /// Downloads the transaction's packages into `dest` with the view's configuration (the holds'
 /// versionlock left out, as the install releases them first).
-pub fn rpm_download(program: &str, pins: &[(String, String)], downgrade: bool, opts: &Options<'_>, dest: &Path) -> Command {
+pub fn rpm_download(
+    program: &str,
+    pins: &[(String, String)],
+    downgrade: bool,
+    opts: &Options<'_>,
+    dest: &Path,
+) -> Command {
     let verb = if downgrade { "downgrade" } else { "install" };
-    let mut cmd = Command::new(program).args([verb, "-y", "-q", "--downloadonly", "--disableplugin=versionlock"]);
+    let mut cmd =
+        Command::new(program).args([verb, "-y", "-q", "--downloadonly", "--disableplugin=versionlock"]);
     cmd = cmd.arg(format!("--destdir={}", dest.display()));
     crate::manager::with_repo_options(cmd, opts)
         .args(opts.view)
@@ -498,7 +531,8 @@ pub fn parse_rpm_sizes(stdout: &str, pins: &[(String, String)]) -> Vec<(String, 
 
 /// The rpms in `dir`, each with what its header says and whether `rpm -K` accepts it.
 pub fn staged_rpms(dir: &Path) -> Result<Vec<StagedRpm>, Failure> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Failure::new(format!("cannot read {}: {e}", dir.display())))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| Failure::new(format!("cannot read {}: {e}", dir.display())))?;
     let mut found = Vec::new();
     let mut paths: Vec<PathBuf> = entries
         .filter_map(Result::ok)
@@ -568,7 +602,11 @@ pub fn signature_refused(out: &Output) -> Option<String> {
 
 /// The staged file of each package to install, when every one is staged at exactly the version
 /// chosen (and, when `verified`, accepted by `rpm -K`); else what is missing.
-pub fn matching(to_install: &[(String, String)], staged: &[StagedRpm], verified: bool) -> Result<Vec<PathBuf>, String> {
+pub fn matching(
+    to_install: &[(String, String)],
+    staged: &[StagedRpm],
+    verified: bool,
+) -> Result<Vec<PathBuf>, String> {
     let mut paths = Vec::new();
     let mut missing = Vec::new();
     for (name, version) in to_install {
@@ -596,7 +634,12 @@ pub fn matching(to_install: &[(String, String)], staged: &[StagedRpm], verified:
 }
 
 /// The install of staged files: the paths in place of the names, signatures checked.
-pub fn rpm_install_files(manager: Manager, files: &[PathBuf], downgrade: bool, opts: &Options<'_>) -> Option<Command> {
+pub fn rpm_install_files(
+    manager: Manager,
+    files: &[PathBuf],
+    downgrade: bool,
+    opts: &Options<'_>,
+) -> Option<Command> {
     let Manager::Rpm(program) = manager else {
         return None;
     };
@@ -609,4 +652,186 @@ pub fn rpm_install_files(manager: Manager, files: &[PathBuf], downgrade: bool, o
         .args(files)
         .timeout(opts.timeout),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn words(cmd: &Command) -> String {
+        cmd.argv().join(" ")
+    }
+
+    fn pins() -> Vec<(String, String)> {
+        vec![
+            ("kubelet".into(), "1.30.2-1.1".into()),
+            ("kubeadm".into(), "1.30.2-1.1".into()),
+        ]
+    }
+
+    #[test]
+    fn apt_downloads_only_in_the_view() {
+        let view = vec!["-o".to_string(), "Dir::Cache=/v/cache".to_string()];
+        let cmd = apt_download(&view, &pins(), true, false, Duration::from_secs(5));
+        assert_eq!(
+            words(&cmd),
+            "apt-get -o Dir::Cache=/v/cache install -y -q --no-install-recommends --allow-change-held-packages \
+             --download-only --allow-downgrades kubelet=1.30.2-1.1 kubeadm=1.30.2-1.1"
+        );
+        let cmd = apt_download(&view, &pins(), false, true, Duration::from_secs(5));
+        assert!(words(&cmd).contains(" --print-uris kubelet="), "{}", words(&cmd));
+    }
+
+    #[test]
+    fn print_uris_and_records_give_names_sizes_and_sha256() {
+        let out = "Need to get 10 kB\n'http://x/pool/kubelet_1%3a1.30.2-1.1_amd64.deb' kubelet_1%3a1.30.2-1.1_amd64.deb 1234 MD5Sum:00\n";
+        let mut f = parse_uris(out).unwrap();
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].name, "kubelet_1%3a1.30.2-1.1_amd64.deb");
+        assert_eq!(f[0].size, Some(1234));
+        assert_eq!(f[0].sha256, None);
+        assert_eq!(
+            deb_name_parts(&f[0].name).unwrap(),
+            ("kubelet".into(), "1:1.30.2-1.1".into(), "amd64".into())
+        );
+        let sha = "a".repeat(64);
+        let records = format!(
+            "Package: kubelet\nVersion: 1:1.30.2-1.1\nArchitecture: amd64\nSize: 1234\nSHA256: {sha}\n\n\
+             Package: kubelet\nVersion: 1:1.30.2-1.1\nArchitecture: arm64\nSHA256: {}\n",
+            "b".repeat(64)
+        );
+        with_hashes(&mut f, &records).unwrap();
+        assert_eq!(f[0].sha256.as_deref(), Some(sha.as_str()));
+        // No SHA256 in the index: refused.
+        let err = with_hashes(
+            &mut f,
+            "Package: kubelet\nVersion: 1:1.30.2-1.1\nArchitecture: amd64\n",
+        )
+        .unwrap_err();
+        assert!(err.msg.contains("no SHA256"), "{}", err.msg);
+        // A name that is not a plain file name: refused.
+        assert!(parse_uris("'http://x/a' ../evil.deb 1 SHA256:00\n").is_err());
+        assert!(parse_uris("'http://x/a' .hidden.deb 1 SHA256:00\n").is_err());
+    }
+
+    #[test]
+    fn apt_config_and_uris_are_decoded() {
+        assert_eq!(
+            parse_apt_config("ARCHIVES='/var/cache/apt/archives/'\n"),
+            Some(PathBuf::from("/var/cache/apt/archives/"))
+        );
+        assert_eq!(parse_apt_config("ARCHIVES='relative/'\n"), None);
+        assert_eq!(percent_decoded("/r/core%3a/stable:/x%2"), "/r/core:/stable:/x%2");
+    }
+
+    #[test]
+    fn owners_and_modes_are_judged() {
+        assert!(judge_owner("/d", 0, 0o40700, false).is_ok());
+        assert!(judge_owner("/d", 0, 0o40755, true).is_ok());
+        assert!(judge_owner("/d", 0, 0o40775, true).is_ok());
+        let e = judge_owner("/d", 0, 0o40770, false).unwrap_err();
+        assert!(e.msg.contains("/d is writable by its group"), "{}", e.msg);
+        let e = judge_owner("/d", 0, 0o41777, true).unwrap_err();
+        assert!(e.msg.contains("everyone"), "{}", e.msg);
+        let e = judge_owner("/d", 1000, 0o40700, false).unwrap_err();
+        assert!(e.msg.contains("uid 1000, not root"), "{}", e.msg);
+    }
+
+    fn rpm(name: &str, version: &str, refused: Option<&str>) -> StagedRpm {
+        StagedRpm {
+            path: PathBuf::from(format!("/s/{name}-{version}.x86_64.rpm")),
+            name: name.into(),
+            version: version.into(),
+            arch: "x86_64".into(),
+            refused: refused.map(String::from),
+        }
+    }
+
+    #[test]
+    fn staged_rpms_are_used_only_when_every_package_matches_exactly() {
+        let all = [
+            rpm("kubelet", "1.30.2-1.1", None),
+            rpm("kubeadm", "1.30.2-1.1", None),
+        ];
+        assert_eq!(
+            matching(&pins(), &all, true).unwrap(),
+            [
+                PathBuf::from("/s/kubelet-1.30.2-1.1.x86_64.rpm"),
+                PathBuf::from("/s/kubeadm-1.30.2-1.1.x86_64.rpm")
+            ]
+        );
+        let other = [
+            rpm("kubelet", "1.30.2-1.1", None),
+            rpm("kubeadm", "1.30.1-1.1", None),
+        ];
+        let why = matching(&pins(), &other, true).unwrap_err();
+        assert!(why.contains("kubeadm-1.30.2-1.1 is not staged"), "{why}");
+        let bad = [
+            rpm("kubelet", "1.30.2-1.1", None),
+            rpm("kubeadm", "1.30.2-1.1", Some("digests SIGNATURES NOT OK")),
+        ];
+        let why = matching(&pins(), &bad, true).unwrap_err();
+        assert!(why.contains("fails rpm's signature check"), "{why}");
+        // Staging itself judges by version only (the key may be imported by the install).
+        assert!(matching(&pins(), &bad, false).is_ok());
+    }
+
+    #[test]
+    fn rpm_commands() {
+        let opts = Options {
+            allow_downgrade: false,
+            disable_excludes: Some("kubernetes"),
+            repo: None,
+            timeout: Duration::from_secs(5),
+            view: &["--setopt=reposdir=/v/repos".to_string()],
+        };
+        assert_eq!(
+            words(&rpm_download("dnf", &pins(), false, &opts, Path::new("/s/.d"))),
+            "dnf install -y -q --downloadonly --disableplugin=versionlock --destdir=/s/.d \
+             --disableexcludes=kubernetes --setopt=reposdir=/v/repos kubelet-1.30.2-1.1 kubeadm-1.30.2-1.1"
+        );
+        let files = [PathBuf::from("/s/kubelet-1.30.2-1.1.x86_64.rpm")];
+        assert_eq!(
+            words(&rpm_install_files(Manager::Rpm("dnf"), &files, true, &opts).unwrap()),
+            "dnf downgrade -y -q --setopt=localpkg_gpgcheck=True --disableexcludes=kubernetes \
+             /s/kubelet-1.30.2-1.1.x86_64.rpm"
+        );
+        assert!(rpm_install_files(Manager::Apt, &files, false, &opts).is_none());
+        let sizes = parse_rpm_sizes(
+            "kubelet 0:1.30.2-1.1 x86_64 9000\nkubeadm 1.30.2-1.1 x86_64 800\nkubectl 1.30.2-1.1 x86_64 7\n",
+            &pins(),
+        );
+        assert_eq!(
+            sizes,
+            [
+                ("kubelet-1.30.2-1.1.x86_64.rpm".to_string(), Some(9000)),
+                ("kubeadm-1.30.2-1.1.x86_64.rpm".to_string(), Some(800))
+            ]
+        );
+    }
+
+    #[test]
+    fn placing_replaces_a_link_without_following_it_and_the_manifest_names_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src.deb");
+        std::fs::write(&src, b"deb").unwrap();
+        let archives = dir.path().join("archives");
+        std::fs::create_dir(&archives).unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        std::os::unix::fs::symlink(&victim, archives.join("k_1_all.deb")).unwrap();
+        assert_eq!(place(&src, &archives, "k_1_all.deb").unwrap(), 3);
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+        assert_eq!(std::fs::read(archives.join("k_1_all.deb")).unwrap(), b"deb");
+        std::fs::write(archives.join("other_1_all.deb"), b"not ours").unwrap();
+        let stage = dir.path().join("stage");
+        std::fs::create_dir(&stage).unwrap();
+        write_manifest(&stage, &["k_1_all.deb".to_string()]).unwrap();
+        assert_eq!(read_manifest(&stage), ["k_1_all.deb"]);
+        assert!(clean(&stage, Some(&archives)).is_empty());
+        assert!(!archives.join("k_1_all.deb").exists());
+        assert!(archives.join("other_1_all.deb").exists());
+        assert!(!stage.exists());
+    }
 }

@@ -104,7 +104,11 @@ impl Node {
             .args(args)
             .output()
             .unwrap();
-        assert!(out.status.success(), "gpg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "gpg {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out.stdout
     }
 
@@ -195,7 +199,11 @@ impl Node {
         let mut cmd = Command::new("apt-get");
         self.env(&mut cmd);
         let out = cmd.args(args).output().unwrap();
-        assert!(out.status.success(), "apt-get {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "apt-get {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn installed(&self) -> String {
@@ -261,12 +269,17 @@ fn apt_stages_the_transaction_then_installs_it_from_the_cache() {
     let stage = json!({"version": "1.30.2", "stage": true, "hold": false});
 
     // Check mode: says what it would download, downloads nothing.
-    let r = node.run(json!({"version": "1.30.2", "stage": true, "_ansible_check_mode": true, "_ansible_diff": true}));
+    let r = node
+        .run(json!({"version": "1.30.2", "stage": true, "_ansible_check_mode": true, "_ansible_diff": true}));
     ok(&r);
     assert_eq!(r["changed"], json!(true), "{r:#}");
     assert_eq!(names(&r["staged"]), DEBS, "{r:#}");
     assert!(r["bytes"].as_u64().unwrap() > 0, "{r:#}");
-    assert!(node.cached().is_empty(), "check mode downloaded {:?}", node.cached());
+    assert!(
+        node.cached().is_empty(),
+        "check mode downloaded {:?}",
+        node.cached()
+    );
     assert!(!node.staged_root().join("1.30.2").exists());
 
     // Staging: exactly the transaction's files, in apt's cache, byte for byte the repository's.
@@ -277,7 +290,10 @@ fn apt_stages_the_transaction_then_installs_it_from_the_cache() {
     assert_eq!(names(&r["downloaded"]), DEBS);
     assert_eq!(node.cached(), DEBS);
     for deb in DEBS {
-        assert_eq!(sha256(&node.archives().join(deb)), sha256(&node.repo("1.30").join(deb)));
+        assert_eq!(
+            sha256(&node.archives().join(deb)),
+            sha256(&node.repo("1.30").join(deb))
+        );
     }
     let manifest = std::fs::read_to_string(node.staged_root().join("1.30.2/apt-archives")).unwrap();
     assert_eq!(manifest.lines().count(), 3, "{manifest}");
