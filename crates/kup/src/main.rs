@@ -11,6 +11,7 @@
 //! Exit codes: 0 done (plan: can go ahead), 1 failed or refused (plan: blocked), 2 usage,
 //! 130 interrupted. With `--json`, stdout is the `kup.events/v1` stream ([`events`]).
 
+mod batches;
 mod events;
 mod hops;
 mod inventory;

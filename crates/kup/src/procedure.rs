@@ -1334,10 +1334,45 @@ impl<'a> Run<'a> {
             .iter()
             .filter(|h| self.in_limit(h))
             .collect();
-        for batch in workers.chunks(self.opts.workers_batch.size(workers.len())) {
+        let size = self.opts.workers_batch.size(workers.len());
+        let mut rest: &[&Host] = &workers;
+        while !rest.is_empty() {
+            let (batch, more) = rest.split_at(self.next_batch(rest, size).min(rest.len()));
             self.on_each(batch, |host| self.upgrade_node(host, target, true))?;
+            rest = more;
         }
         Ok(())
+    }
+
+    /// How many of `candidates` the next batch drains: up to `size`, fewer when draining one
+    /// more would cost a PodDisruptionBudget more disruptions than it allows now (one survey of
+    /// the cluster per batch: the allowances recover as the last batch's pods come back).
+    fn next_batch(&self, candidates: &[&Host], size: usize) -> usize {
+        if size <= 1 || candidates.len() <= 1 {
+            return 1;
+        }
+        let survey = modules::survey_args(self.inventory, self.connection(), self.opts.force_drain);
+        let survey = match self.check(self.primary(), survey) {
+            Ok(survey) => survey,
+            Err(stop) => {
+                // The eviction API still refuses what a budget does not allow: the drains wait.
+                self.reporter.note(
+                    &self.primary().name,
+                    &format!(
+                        "the budgets could not be read to size the next batch ({stop}); it takes {size}"
+                    ),
+                );
+                return size;
+            }
+        };
+        let names: Vec<&str> = candidates.iter().map(|h| h.node_name.as_str()).collect();
+        let (costs, allowed) = crate::batches::from_survey(&survey, &names);
+        let ordered: Vec<(&str, crate::batches::Cost)> = names.iter().copied().zip(costs).collect();
+        let (taken, why) = crate::batches::next(&ordered, size, &allowed);
+        if let Some(why) = why {
+            self.reporter.note(&candidates[0].name, &why);
+        }
+        taken
     }
 
     pub fn verify(&self, target: Version) -> Result<(), Stop> {

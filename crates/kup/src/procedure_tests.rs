@@ -1023,3 +1023,66 @@ fn every_nodes_packages_are_staged_while_the_control_planes_kubeadm_runs() {
         fake.calls()
     );
 }
+
+#[test]
+fn a_batch_of_workers_never_costs_a_budget_more_than_it_allows() {
+    // web allows one disruption; w1 and w3 each hold a web pod: never drained together.
+    let order = Arc::new(StdMutex::new(Vec::<String>::new()));
+    let seen = Arc::clone(&order);
+    let fake = Fake::new(move |place, module, args| match module {
+        "cluster_survey" => {
+            seen.lock().unwrap().push("survey".into());
+            Ok(json!({"failed": false, "changed": false, "msg": "",
+                "nodes": [{"name": "w1", "budgeted": {"default/web": 1}}, {"name": "w2"},
+                          {"name": "w3", "budgeted": {"default/web": 1}}],
+                "pdb_allowances": {"default/web": 1}}))
+        }
+        "node_drain" => {
+            let label = format!(
+                "{} {}",
+                args["state"].as_str().unwrap(),
+                args["name"].as_str().unwrap()
+            );
+            seen.lock().unwrap().push(label.clone());
+            // w1's and w2's drains wait for each other: they only both end if they run together.
+            if label == "drain w1" || label == "drain w2" {
+                let started = std::time::Instant::now();
+                while !(seen.lock().unwrap().iter().any(|c| c == "drain w1")
+                    && seen.lock().unwrap().iter().any(|c| c == "drain w2"))
+                {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(10),
+                        "w1 and w2 were not drained together"
+                    );
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            ok(true)
+        }
+        _ => not_upgraded(place, module, args),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::unlocked(dir.path().join("j.json"), "v1.9.2", false);
+    let inventory = "[control_plane]\ncp1\n[workers]\nw1\nw2\nw3\n[all:vars]\nkubeconfig=/k\n";
+    let opts = Options {
+        workers_batch: WorkersBatch::Count(3),
+        ..options()
+    };
+    with_run_opts(inventory, opts, &fake, journal, |run| {
+        run.nodes(target()).unwrap()
+    });
+    let order = order.lock().unwrap().clone();
+    let at = |label: &str| {
+        order
+            .iter()
+            .position(|c| c == label)
+            .unwrap_or_else(|| panic!("no {label}: {order:?}"))
+    };
+    // The first batch is w1 and w2; w3 is drained only once both are back in.
+    assert!(
+        at("drain w3") > at("uncordon w1") && at("drain w3") > at("uncordon w2"),
+        "{order:?}"
+    );
+    // One survey per batch of more than one candidate; the last batch (w3 alone) needs none.
+    assert_eq!(order.iter().filter(|c| *c == "survey").count(), 1, "{order:?}");
+}
