@@ -337,7 +337,10 @@ fn data_dir_of(manifest: &str) -> Option<String> {
 /// file counted whole as CopyDir writes it.
 fn tree_bytes(dir: &std::path::Path, depth: usize) -> std::io::Result<u64> {
     if depth > 32 {
-        return Err(std::io::Error::other(format!("{} is nested too deep", dir.display())));
+        return Err(std::io::Error::other(format!(
+            "{} is nested too deep",
+            dir.display()
+        )));
     }
     let meta = match std::fs::symlink_metadata(dir) {
         Ok(meta) => meta,
@@ -516,7 +519,10 @@ mod tests {
     fn the_data_dir_is_read_from_etcds_manifest_as_kubeadm_writes_it() {
         let manifest = "spec:\n  containers:\n  - command:\n    - etcd\n    - --advertise-client-urls=https://10.0.0.1:2379\n    - --data-dir=/var/lib/etcd-alt\n";
         assert_eq!(data_dir_of(manifest).as_deref(), Some("/var/lib/etcd-alt"));
-        assert_eq!(data_dir_of("    - \"--data-dir=/data\"\n").as_deref(), Some("/data"));
+        assert_eq!(
+            data_dir_of("    - \"--data-dir=/data\"\n").as_deref(),
+            Some("/data")
+        );
         assert_eq!(data_dir_of("    - etcd\n"), None);
         // A relative directory is not guessed at.
         assert_eq!(data_dir_of("    - --data-dir=default.etcd\n"), None);

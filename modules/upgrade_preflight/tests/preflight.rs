@@ -127,10 +127,21 @@ fn kubeadms_copy_of_a_local_etcds_data_must_fit_under_its_backup_dir() {
     let manifest = dir.path().join("etcd.yaml");
     std::fs::write(
         &manifest,
-        format!("spec:\n  containers:\n  - command:\n    - etcd\n    - --data-dir={}\n", data.display()),
+        format!(
+            "spec:\n  containers:\n  - command:\n    - etcd\n    - --data-dir={}\n",
+            data.display()
+        ),
     )
     .unwrap();
-    let only = ["swap", "kubeadm", "version_skew", "api", "nodes_ready", "control_plane", "disk"];
+    let only = [
+        "swap",
+        "kubeadm",
+        "version_skew",
+        "api",
+        "nodes_ready",
+        "control_plane",
+        "disk",
+    ];
     let run = |backup_dir: &Path| {
         let args = json!({"version": "v1.31.0", "skip": only, "etcd_manifest": manifest,
                           "etcd_backup_dir": backup_dir});
@@ -140,7 +151,10 @@ fn kubeadms_copy_of_a_local_etcds_data_must_fit_under_its_backup_dir() {
     let ran = run(&dir.path().join("tmp/not-yet"));
     assert!(!ran.failed(), "{}", ran.stdout);
     let detail = check(&ran, "etcd_backup")["detail"].as_str().unwrap().to_string();
-    assert!(detail.contains("3 MiB in ") && detail.contains("etcd-data"), "{detail}");
+    assert!(
+        detail.contains("3 MiB in ") && detail.contains("etcd-data"),
+        "{detail}"
+    );
     // A database far larger than any disk here (a sparse file, copied whole by kubeadm): refused.
     std::fs::File::create(data.join("member/snap/huge"))
         .unwrap()
@@ -149,7 +163,11 @@ fn kubeadms_copy_of_a_local_etcds_data_must_fit_under_its_backup_dir() {
     let ran = run(dir.path());
     assert!(ran.failed(), "{}", ran.stdout);
     assert_eq!(check(&ran, "etcd_backup")["ok"], false);
-    assert!(ran.msg().contains("etcd_backup: kubeadm copies etcd's data"), "{}", ran.msg());
+    assert!(
+        ran.msg().contains("etcd_backup: kubeadm copies etcd's data"),
+        "{}",
+        ran.msg()
+    );
     assert!(ran.msg().contains("kubeadm-backup-"), "{}", ran.msg());
     // No local etcd (a worker, an external etcd): nothing to copy.
     std::fs::remove_file(&manifest).unwrap();
