@@ -506,9 +506,11 @@ fn resolve_pins(p: &Params, seen: &Observed) -> Result<(Vec<Pin>, bool), Failure
                 after,
                 because: Some(why),
             }),
-            Choice::Impossible(what) => return Err(Failure::new(format!(
+            Choice::Impossible(what) => {
+                return Err(Failure::new(format!(
                 "{companion} cannot move with the packages: {what}; give cni_version or check the repository"
-            ))),
+            )))
+            }
         }
     }
 
