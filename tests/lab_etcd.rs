@@ -99,17 +99,27 @@ fn an_old_era_lab_runs_an_external_etcd_its_inventory_and_kubeadm_config_name() 
     // unit; the guide's files with private keys 0600.
     for n in [1, 2] {
         assert_eq!(lab.ssh_ok(n, "systemctl is-active etcd.service").trim(), "active");
-        assert_eq!(lab.ssh_ok(n, "systemctl is-enabled etcd.service").trim(), "enabled");
         assert_eq!(
-            lab.ssh_ok(n, "systemctl show -p Type --value etcd.service").trim(),
+            lab.ssh_ok(n, "systemctl is-enabled etcd.service").trim(),
+            "enabled"
+        );
+        assert_eq!(
+            lab.ssh_ok(n, "systemctl show -p Type --value etcd.service")
+                .trim(),
             "notify"
         );
         assert_eq!(
             lab.ssh_ok(n, "cat /etc/etcd.env"),
             format!("PEER_NAME=lab-cp{n}\nPRIVATE_IP={}\n", lab.address(n))
         );
-        assert!(!lab.ssh(n, "test -e /etc/kubernetes/manifests/etcd.yaml").status.success());
-        assert!(!lab.ssh(n, "test -e /etc/systemd/system/lab-etcd.service").status.success());
+        assert!(!lab
+            .ssh(n, "test -e /etc/kubernetes/manifests/etcd.yaml")
+            .status
+            .success());
+        assert!(!lab
+            .ssh(n, "test -e /etc/systemd/system/lab-etcd.service")
+            .status
+            .success());
         let modes = lab.ssh_ok(n, "stat -c '%n %a' /etc/kubernetes/pki/etcd/*-key.pem");
         let modes: Vec<&str> = modes.lines().collect();
         assert_eq!(modes.len(), 4, "{modes:?}");

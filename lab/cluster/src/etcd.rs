@@ -148,11 +148,7 @@ impl Ca {
         ];
         let key = KeyPair::generate().map_err(err)?;
         let cert = params.self_signed(&key).map_err(err)?;
-        Ok(Ca {
-            topology,
-            cert,
-            key,
-        })
+        Ok(Ca { topology, cert, key })
     }
 
     pub fn topology(&self) -> Topology {
@@ -369,7 +365,10 @@ pub fn external_command(members: &[NodePlan]) -> Vec<String> {
         ("--listen-client-urls", "https://${PRIVATE_IP}:2379".into()),
         ("--advertise-client-urls", "https://${PRIVATE_IP}:2379".into()),
         ("--listen-peer-urls", "https://${PRIVATE_IP}:2380".into()),
-        ("--initial-advertise-peer-urls", "https://${PRIVATE_IP}:2380".into()),
+        (
+            "--initial-advertise-peer-urls",
+            "https://${PRIVATE_IP}:2380".into(),
+        ),
     ] {
         words.extend([flag.to_string(), value]);
     }
@@ -641,7 +640,10 @@ mod tests {
              lab-cp3=https://10.213.0.13:2380 --initial-cluster-token my-etcd-token \
              --initial-cluster-state new"
         );
-        assert!(!text.contains("127.0.0.1"), "the guide's members listen on the private address only");
+        assert!(
+            !text.contains("127.0.0.1"),
+            "the guide's members listen on the private address only"
+        );
         let unit = external_unit(&cmd);
         for want in [
             "EnvironmentFile=/etc/etcd.env\n",
@@ -720,8 +722,15 @@ mod tests {
                 ("etcd_key", "/etc/kubernetes/pki/etcd/client-key.pem".to_string()),
             ]
         );
-        let ctl = etcdctl(Topology::External, "https://10.213.0.11:2379", &["endpoint", "health"]);
-        assert!(ctl.contains(&"--cert=/etc/kubernetes/pki/etcd/client.pem".to_string()), "{ctl:?}");
+        let ctl = etcdctl(
+            Topology::External,
+            "https://10.213.0.11:2379",
+            &["endpoint", "health"],
+        );
+        assert!(
+            ctl.contains(&"--cert=/etc/kubernetes/pki/etcd/client.pem".to_string()),
+            "{ctl:?}"
+        );
         assert!(ctl.ends_with(&["endpoint".to_string(), "health".to_string()]));
     }
 }

@@ -311,9 +311,9 @@ fn build(state: &mut LabState) -> Result<LabFiles, String> {
         // before the lab says it is up.
         let topology = etcd_ca.topology();
         let members: Vec<&RunningNode> = state.nodes.iter().filter(|n| n.plan.control_plane).collect();
-        jobs.push(scope.spawn(move || {
-            crate::etcd::wait_and_seed(topology, &members, Duration::from_secs(60))
-        }));
+        jobs.push(
+            scope.spawn(move || crate::etcd::wait_and_seed(topology, &members, Duration::from_secs(60))),
+        );
         jobs.into_iter()
             .map(|j| {
                 j.join()
@@ -559,7 +559,10 @@ fn write_inventories(state: &LabState, files: &LabFiles) -> Result<(), String> {
                     .iter()
                     .map(|(k, v)| format!("          {k}: {v}\n"))
                     .collect();
-                format!("        {}:\n          ansible_host: {}\n{vars}", n.name, n.address)
+                format!(
+                    "        {}:\n          ansible_host: {}\n{vars}",
+                    n.name, n.address
+                )
             })
             .collect();
         format!("      hosts:\n{hosts}")

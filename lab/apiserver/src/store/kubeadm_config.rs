@@ -58,11 +58,10 @@ unifiedControlPlaneImage: \"\"
 "
             )
         } else {
-            let etcd = self
-                .external_etcd
-                .as_ref()
-                .map(external_etcd)
-                .unwrap_or_else(|| "etcd:\n  local:\n    dataDir: /var/lib/etcd\n    image: \"\"\n".into());
+            let etcd =
+                self.external_etcd.as_ref().map(external_etcd).unwrap_or_else(|| {
+                    "etcd:\n  local:\n    dataDir: /var/lib/etcd\n    image: \"\"\n".into()
+                });
             format!(
                 "{api_endpoint}apiVersion: kubeadm.k8s.io/v1alpha2
 certificatesDir: /etc/kubernetes/pki
@@ -234,6 +233,9 @@ mod tests {
         );
         let doc: serde_norway::Value = serde_norway::from_str(&text).unwrap();
         assert_eq!(doc["etcd"]["external"]["endpoints"][1], "https://10.0.0.12:2379");
-        assert_eq!(doc["etcd"]["external"]["keyFile"], "/etc/kubernetes/pki/etcd/client-key.pem");
+        assert_eq!(
+            doc["etcd"]["external"]["keyFile"],
+            "/etc/kubernetes/pki/etcd/client-key.pem"
+        );
     }
 }
