@@ -240,6 +240,7 @@ async fn remove_one(s: &Session<'_>, how: &Removal, pod: &Pod) -> Result<Removed
             Ok(()) => {
                 if let Ok(mut w) = s.waiting.lock() {
                     w.refused.remove(&key);
+                    w.retried.remove(&key);
                 }
                 return Ok(match how {
                     Removal::Evict(_) => Removed::Evicted(uid),
@@ -268,6 +269,9 @@ async fn remove_one(s: &Session<'_>, how: &Removal, pod: &Pod) -> Result<Removed
                             }
                         }
                     }
+                } else if let Ok(mut w) = s.waiting.lock() {
+                    // Not a budget: the server's own error, said as it is while it is retried.
+                    w.retried.insert(key.clone(), kube_kit::describe(&e));
                 }
                 s.say();
                 // Keep trying until the deadline: the last try is at the deadline, not a backoff
@@ -521,6 +525,7 @@ async fn wait_gone(s: &Session<'_>, waiting: &mut BTreeMap<String, String>) -> R
                     .map(|p| (pods::key(p), p))
                     .collect();
                 last.clear();
+                let before: Vec<String> = waiting.keys().cloned().collect();
                 waiting.retain(|key, uid| match present.get(key) {
                     Some(p) if p.metadata.uid.as_deref() == Some(uid.as_str()) => {
                         let skip = s.p.skip_wait_for_delete_timeout;
@@ -546,9 +551,11 @@ async fn wait_gone(s: &Session<'_>, waiting: &mut BTreeMap<String, String>) -> R
                     }
                     _ => false,
                 });
+                // The pods gone since the last look; pods whose eviction failed stay said.
                 if let Ok(mut w) = s.waiting.lock() {
-                    w.pending = waiting.keys().cloned().collect();
-                    w.refused.clear();
+                    for key in before.iter().filter(|k| !waiting.contains_key(*k)) {
+                        w.pending.remove(key);
+                    }
                 }
                 s.say();
             }

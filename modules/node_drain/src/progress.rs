@@ -20,6 +20,8 @@ pub struct Waiting {
     /// Pods whose eviction was refused with 429, not accepted since: the budgets covering each
     /// (`None`: not known, the budgets could not be read).
     pub refused: BTreeMap<String, Option<Vec<Budget>>>,
+    /// Pods whose eviction failed otherwise and is retried: the last error.
+    pub retried: BTreeMap<String, String>,
 }
 
 impl Waiting {
@@ -54,6 +56,13 @@ impl Waiting {
                 "; eviction of {} refused (429 TooManyRequests){by}",
                 named(&pods)
             ));
+        }
+        let mut by_error: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (pod, error) in &self.retried {
+            by_error.entry(error).or_default().push(pod);
+        }
+        for (error, pods) in by_error {
+            text.push_str(&format!("; eviction of {} retried: {error}", named(&pods)));
         }
         text
     }
@@ -133,6 +142,20 @@ mod tests {
              PodDisruptionBudget default/web (allows 0 disruption(s): 4 healthy pod(s), 4 needed); eviction \
              of kube-system/dns-1 refused (429 TooManyRequests) though no PodDisruptionBudget covers it \
              (the server is throttling)"
+        );
+        // A server error retried says what it is.
+        let mut w = Waiting {
+            pending: ["default/web-0".to_string()].into(),
+            ..Waiting::default()
+        };
+        w.retried.insert(
+            "default/web-0".into(),
+            "HTTP 500 InternalError: This pod has more than one PodDisruptionBudget".into(),
+        );
+        assert_eq!(
+            w.text("w1"),
+            "drain w1: 1 pod(s) still on the node: default/web-0; eviction of default/web-0 retried: HTTP 500 \
+             InternalError: This pod has more than one PodDisruptionBudget"
         );
         let w = Waiting::default();
         assert_eq!(w.text("w1"), "drain w1: no pod left to wait for");
