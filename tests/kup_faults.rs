@@ -4,10 +4,13 @@
 //! node out is refused; a second `kup upgrade` (same journal, or another machine's) is refused while
 //! the first runs; Ctrl-C under a terminal ends the run with 130 and the rerun resumes; a worker
 //! whose link is cut ends the rollout within the bound, naming it, with later hosts untouched; and
-//! once the link is back the rerun completes.
+//! once the link is back the rerun completes, its drain of lab-w2 held by a PodDisruptionBudget
+//! that allows no disruption until the `--json` stream's progress event names it and the pods it
+//! holds (issue #13: live waits say why).
 
 use e2e::lab::{LabOptions, TestLab};
-use e2e::{dist, kup, kup_upgrade_args, output_text};
+use e2e::schema::validate_stream;
+use e2e::{dist, kup, kup_upgrade_args, output_text, root};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -292,10 +295,82 @@ fn kup_survives_an_operators_bad_day() {
     lab.wait_node("lab-w2", "v1.8.3", Duration::from_secs(120));
     assert!(!lab.unschedulable("lab-w2"), "lab-w2 was touched");
 
-    // 6. With the link back, the rerun completes.
-    let last = kup(&inventory, &upgrade);
-    let log = output_text(&last);
-    assert!(last.status.success(), "{log}");
+    // 6. With the link back, the rerun completes. The web pods' PodDisruptionBudget, set to allow
+    // no disruption, holds lab-w2's drain until the stream's progress event names it and a pod it
+    // holds; then it allows one again and the drain goes on.
+    let web_on_w2 = lab.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "--field-selector",
+        "spec.nodeName=lab-w2",
+        "-o",
+        "name",
+    ]);
+    assert!(
+        !web_on_w2.trim().is_empty(),
+        "no web pod on lab-w2 to hold its drain"
+    );
+    // A pod under two budgets cannot be evicted at all (the eviction subresource refuses it): the
+    // lab's own budget is changed, not joined by another.
+    let pdb_path = "/apis/policy/v1beta1/namespaces/default/poddisruptionbudgets/web";
+    let set_budget = |max_unavailable: i64| {
+        let mut pdb: Value = serde_json::from_str(&lab.kubectl(&["get", "--raw", pdb_path])).unwrap();
+        pdb["spec"]["maxUnavailable"] = max_unavailable.into();
+        let file = lab.dir.join("web-pdb.json");
+        std::fs::write(&file, pdb.to_string()).unwrap();
+        lab.kubectl(&["replace", "--raw", pdb_path, "-f", &file.to_string_lossy()]);
+    };
+    set_budget(0);
+    let mut last = Command::new(dist().join("kup"))
+        .args(&upgrade)
+        .args(["--json", "--drain-timeout", "180", "-i"])
+        .arg(&inventory)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = last.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+    let mut stdout = String::new();
+    let mut held = None;
+    for line in BufReader::new(last.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+    {
+        stdout.push_str(&line);
+        stdout.push('\n');
+        let Ok(event) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        let text = event["text"].as_str().unwrap_or_default();
+        if held.is_none()
+            && event["event"] == "progress"
+            && event["host"] == "lab-w2"
+            && text.contains("by PodDisruptionBudget default/web (allows 0 disruption(s)")
+            && text.contains("eviction of default/web-")
+        {
+            held = Some(event.clone());
+            set_budget(1);
+        }
+    }
+    let status = last.wait().unwrap();
+    let log = format!("{stdout}\n{}", stderr.join().unwrap());
+    assert!(status.success(), "{log}");
+    let held = held.unwrap_or_else(|| panic!("no progress event named the budget and its pod:\n{log}"));
+    assert_eq!(
+        (held["step"].as_str(), held["module"].as_str()),
+        (Some("drain"), Some("node_drain")),
+        "{held}"
+    );
+    assert!(held["left_s"].as_u64().is_some_and(|s| s <= 180), "{held}");
+    eprintln!("FIGURE progress: {held}");
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("docs/kup-events.schema.json")).unwrap())
+            .unwrap();
+    validate_stream(&schema, &stdout, status.code()).unwrap_or_else(|e| panic!("{e}\n{log}"));
     for (name, ready, version) in lab.nodes() {
         assert!(ready && version == "v1.9.2", "{name}: ready={ready} {version}");
         assert!(!lab.unschedulable(&name), "{name} left cordoned");

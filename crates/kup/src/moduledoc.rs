@@ -404,7 +404,7 @@ mod tests {
         }
         let yaml_keys = yaml
             .lines()
-            .filter(|l| l.starts_with("    ") && !l.starts_with("      ") || l.starts_with("  - "))
+            .filter(|l| (l.starts_with("    ") && !l.starts_with("      ")) || l.starts_with("  - "))
             .filter_map(|l| l.trim_start_matches("  - ").trim().split_once(':'))
             .map(|(k, _)| k.to_string())
             .collect::<std::collections::BTreeSet<_>>();
