@@ -606,7 +606,9 @@ echo '{"changed":true,"failed":false,"msg":"drained"}'
     #[test]
     fn progress_lines_reach_the_sink_while_the_module_runs_and_other_stderr_is_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let seen: Arc<Mutex<Vec<(String, String, Value, Instant)>>> = Arc::default();
+        /// What the sink was given: host, module, line, when.
+        type Seen = Vec<(String, String, Value, Instant)>;
+        let seen: Arc<Mutex<Seen>> = Arc::default();
         let sink_seen = Arc::clone(&seen);
         let t = SshTransport::with_identity(fake_kup(dir.path()), "ab".repeat(32), Arc::default())
             .unwrap()
