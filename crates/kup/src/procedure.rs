@@ -1314,6 +1314,17 @@ impl<'a> Run<'a> {
                     verdict["msg"].as_str().unwrap_or("")
                 ),
             );
+        } else {
+            // The operator (and the event stream) learns what the resume relied on.
+            self.reporter.note(
+                &host.name,
+                &format!(
+                    "resuming: the node confirms step {} that an earlier run did ({}: {})",
+                    last.name,
+                    last.recheck.module,
+                    verdict["msg"].as_str().unwrap_or("")
+                ),
+            );
         }
         Ok(())
     }

@@ -1086,3 +1086,38 @@ fn a_batch_of_workers_never_costs_a_budget_more_than_it_allows() {
     // One survey per batch of more than one candidate; the last batch (w3 alone) needs none.
     assert_eq!(order.iter().filter(|c| *c == "survey").count(), 1, "{order:?}");
 }
+
+#[test]
+fn a_resumes_recheck_is_said_whether_the_node_confirms_the_journal_or_not() {
+    for (confirms, said) in [
+        (true, "resuming: the node confirms step stop-services"),
+        (false, "but the node says otherwise"),
+    ] {
+        let (_dir, journal) = resumed_journal(&["drain", "stop-services"]);
+        // In check mode service_state has nothing to change when the services are still stopped.
+        let fake = Fake::new(move |_, _, args| ok(args["_ansible_check_mode"] != true || !confirms));
+        let dir = tempfile::tempdir().unwrap();
+        let inv = inventory_of(&dir, INVENTORY);
+        let reporter = Reporter::capturing(&inv.host_names());
+        let run = Run::new(
+            &inv,
+            &fake,
+            options(),
+            journal,
+            &reporter,
+            Arc::new(AtomicBool::new(false)),
+        );
+        run.upgrade_node(&run.inventory.workers[0], target(), true)
+            .unwrap();
+        let notes: Vec<String> = reporter
+            .captured()
+            .into_iter()
+            .filter(|e| e.contains("\"event\":\"note\"") && e.contains("resuming"))
+            .collect();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].contains(said) && notes[0].contains("\"host\":\"w1\""),
+            "{notes:?}"
+        );
+    }
+}
