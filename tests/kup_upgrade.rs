@@ -274,6 +274,34 @@ fn kup_upgrades_an_rpm_lab() {
     );
     lab.assert_all_at("v1.9.2");
     assert!(lab.ssh_ok(2, "rpm -q kubelet").contains("1.9.2-0"));
+    // Every node's packages were staged while the control plane's kubeadm ran, and each install
+    // took them (signatures checked) instead of downloading; the stage is cleaned up after.
+    for host in ["lab-cp1", "lab-w1", "lab-w2"] {
+        let staged = events
+            .iter()
+            .find(|e| e["event"] == "step" && e["step"] == "stage" && e["host"] == host);
+        assert!(
+            staged.is_some_and(|e| e["status"] == "changed"),
+            "{host} not staged: {}",
+            output_text(&up)
+        );
+        let installed = events
+            .iter()
+            .find(|e| e["event"] == "step" && e["step"] == "packages" && e["host"] == host)
+            .unwrap_or_else(|| panic!("no packages step on {host}"));
+        assert!(
+            installed["msg"]
+                .as_str()
+                .unwrap_or("")
+                .contains("from the staged files"),
+            "{host}: {installed}"
+        );
+    }
+    assert_eq!(
+        lab.ssh_ok(2, "ls /var/lib/kubeadm-ha-upgrade/staged/ | wc -l")
+            .trim(),
+        "0"
+    );
 }
 
 /// 1.34 -> 1.35 on the strict lab, as upstream documents it: each node's pkgs.k8s.io repository
@@ -311,6 +339,22 @@ fn kup_upgrades_a_modern_lab_one_minor() {
     );
     let log = output_text(&up);
     assert!(up.status.success(), "{log}");
+    // Staged while the control planes' kubeadm ran: every node's install downloaded nothing (apt's
+    // own "Need to get 0 B", in the run log's full results).
+    let run_log = std::fs::read_to_string(
+        lab.inventory
+            .with_file_name(".inventory.ini.kup-journal.json.log"),
+    )
+    .expect("the run log");
+    let fetched: Vec<&str> = run_log
+        .lines()
+        .filter(|l| l.contains("\"step\":\"packages\"") && l.contains("\"fetched\""))
+        .collect();
+    assert_eq!(fetched.len(), 4, "one install per node:\n{run_log}");
+    assert!(
+        fetched.iter().all(|l| l.contains("\"fetched\":\"0 B\"")),
+        "{fetched:#?}"
+    );
     assert!(
         log.contains("kubeadm-node"),
         "the second control plane and the workers should use `kubeadm upgrade node`:\n{log}"

@@ -123,6 +123,8 @@ pub enum Step {
         restore: Option<Command>,
         /// The simulation of `command` that check mode asks the resolver.
         rehearsal: Box<Command>,
+        /// The packages it installs (their staged files are then removed).
+        packages: Vec<String>,
     },
     /// Holds (or releases) the packages at their new versions.
     Hold(Command),
@@ -414,12 +416,24 @@ impl PlannedModule for PackagePin {
     fn apply(_p: &Params, seen: Observed, plan: &Plan<Step>) -> Result<Applied, Failure> {
         let manager = seen.manager;
         let mut installed = false;
+        let mut fetched = None;
+        let mut installed_packages = Vec::new();
         for step in &plan.actions {
             match step {
                 Step::Release(cmd) => run_hold(manager, cmd)
                     .map_err(|f| f.context("releasing the holds failed, nothing was changed"))?,
-                Step::Install { command, restore, .. } => {
-                    if let Err(failure) = manager::run(command) {
+                Step::Install {
+                    command,
+                    restore,
+                    packages,
+                    ..
+                } => {
+                    installed_packages.clone_from(packages);
+                    let ran = manager::checked_run(command);
+                    if let Ok(out) = &ran {
+                        fetched = manager::apt_fetched(&out.stdout);
+                    }
+                    if let Err(failure) = ran {
                         // The transaction did not happen: put the holds back as they were.
                         let note = match restore.as_ref().map(|r| run_hold(manager, r)) {
                             None | Some(Ok(())) => "the previous versions and holds are still in place",
@@ -437,10 +451,20 @@ impl PlannedModule for PackagePin {
             }
         }
         let mut applied = Applied::default();
+        // apt's own word on what the transaction downloaded: "0 B" when staging served it all.
+        if let Some(fetched) = fetched {
+            applied = applied.with("fetched", fetched);
+        }
         // Installed: what staging left for the version has served (the cleanup).
         let cleaned = match &seen.staged {
-            Staged::Rpm { dir, .. } if installed => Some((dir, stage::clean(dir, None))),
-            Staged::Apt { dir, archives, .. } if installed => Some((dir, stage::clean(dir, Some(archives)))),
+            Staged::Rpm { dir, files } if installed => Some((
+                dir,
+                stage::clean(dir, stage::Placed::Rpm(files), &installed_packages),
+            )),
+            Staged::Apt { dir, archives, .. } if installed => Some((
+                dir,
+                stage::clean(dir, stage::Placed::Apt(archives), &installed_packages),
+            )),
             _ => None,
         };
         if let Some((dir, left)) = cleaned {
@@ -592,6 +616,7 @@ fn steps(
                 .unwrap_or_else(|| manager.install(to_install, downgrade, opts)),
             restore: manager.set_hold(&was_held, true),
             rehearsal: Box::new(manager.rehearse(to_install, downgrade, &Options { view, ..*opts })),
+            packages: to_install.iter().map(|(name, _)| name.clone()).collect(),
         });
     }
     let to_hold: Vec<(String, String)> = pins

@@ -308,6 +308,17 @@ pub fn run(cmd: &Command) -> Result<(), Failure> {
     checked_run(cmd).map(|_| ())
 }
 
+/// What apt-get says the transaction downloads (`Need to get 0 B/26.0 kB of archives.`: the part
+/// before the slash, what is not in its cache yet; `Need to get 26.0 kB of archives.` when nothing
+/// was cached), or None when it printed no such line.
+pub fn apt_fetched(stdout: &str) -> Option<String> {
+    let line = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Need to get "))?;
+    let amount = line.split(" of archives").next()?;
+    Some(amount.split('/').next().unwrap_or(amount).trim().to_string())
+}
+
 /// [`run`], keeping the output.
 pub fn checked_run(cmd: &Command) -> Result<Output, Failure> {
     match cmd.run_checked() {
@@ -408,4 +419,25 @@ fn query(cmd: Command) -> Result<Output, Failure> {
 
 fn checked(cmd: Command) -> Result<Output, Failure> {
     cmd.run_checked().map_err(Failure::from)
+}
+
+#[cfg(test)]
+mod fetched_tests {
+    use super::apt_fetched;
+
+    #[test]
+    fn what_apt_downloads_is_read_from_its_need_to_get_line() {
+        let all_cached =
+            "Reading package lists...\nNeed to get 0 B/26.0 kB of archives.\nAfter this operation";
+        assert_eq!(apt_fetched(all_cached).as_deref(), Some("0 B"));
+        assert_eq!(
+            apt_fetched("Need to get 1,024 kB of archives.\n").as_deref(),
+            Some("1,024 kB")
+        );
+        assert_eq!(
+            apt_fetched("Need to get 12.5 MB/40.1 MB of archives.").as_deref(),
+            Some("12.5 MB")
+        );
+        assert_eq!(apt_fetched("0 upgraded, 0 newly installed"), None);
+    }
 }

@@ -84,10 +84,13 @@ fn apt_releases_installs_in_one_transaction_and_holds_again() {
         command,
         restore,
         rehearsal,
+        packages,
     } = &plan.actions[1]
     else {
         panic!("{:?}", plan.actions[1]);
     };
+    // Its staged files are removed after: exactly the packages it installs.
+    assert_eq!(packages, &["kubelet", "kubeadm", "kubectl", "kubernetes-cni"]);
     // Check mode asks apt the same transaction, releasing the same holds the run releases.
     assert_eq!(
         rehearsal.argv(),

@@ -451,25 +451,57 @@ pub fn write_manifest(dir: &Path, names: &[String]) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Removes what staging left for a version once it is installed: the `.deb`s its manifest names
-/// from apt's cache (`archives`), then the version's directory. Returns what could not be removed.
-pub fn clean(dir: &Path, archives: Option<&Path>) -> Vec<String> {
+/// Where staged files are, for [`clean`].
+pub enum Placed<'a> {
+    /// apt's cache; the manifest in the version's directory names ours.
+    Apt(&'a Path),
+    /// The rpms in the version's directory (as [`staged_rpms`] read them).
+    Rpm(&'a [StagedRpm]),
+}
+
+/// Removes what staging left for a version once these `packages` are installed: their `.deb`s the
+/// manifest names from apt's cache, or their rpms in `dir`; the version's directory
+/// goes with the last of them. A transaction of some of the packages (a worker's kubeadm before
+/// its kubelet) leaves the others staged for the next. Returns what could not be removed.
+pub fn clean(dir: &Path, placed: Placed<'_>, packages: &[String]) -> Vec<String> {
     let mut left = Vec::new();
-    if let Some(archives) = archives {
-        for name in read_manifest(dir) {
-            let path = archives.join(&name);
-            match std::fs::symlink_metadata(&path) {
-                Ok(meta) if meta.file_type().is_file() => {
-                    if let Err(e) = std::fs::remove_file(&path) {
-                        left.push(format!("{}: {e}", path.display()));
-                    }
-                }
-                _ => {}
+    let ours = |name: &str| packages.iter().any(|p| p == name);
+    let mut remove = |path: &Path| match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_file() => {
+            if let Err(e) = std::fs::remove_file(path) {
+                left.push(format!("{}: {e}", path.display()));
             }
         }
-    }
-    if let Err(e) = std::fs::remove_dir_all(dir) {
-        left.push(format!("{}: {e}", dir.display()));
+        _ => {}
+    };
+    let remaining = match placed {
+        Placed::Apt(archives) => {
+            // `name_version_arch.deb` (apt's cache names; `_` never appears in a package name).
+            let (done, kept): (Vec<String>, Vec<String>) = read_manifest(dir)
+                .into_iter()
+                .partition(|file| ours(file.split('_').next().unwrap_or("")));
+            for file in &done {
+                remove(&archives.join(file));
+            }
+            if !kept.is_empty() {
+                if let Err(e) = write_manifest(dir, &kept) {
+                    left.push(e.msg);
+                }
+            }
+            kept.len()
+        }
+        Placed::Rpm(staged) => {
+            let (done, kept): (Vec<&StagedRpm>, Vec<&StagedRpm>) = staged.iter().partition(|f| ours(&f.name));
+            for file in done {
+                remove(&file.path);
+            }
+            kept.len()
+        }
+    };
+    if remaining == 0 {
+        if let Err(e) = std::fs::remove_dir_all(dir) {
+            left.push(format!("{}: {e}", dir.display()));
+        }
     }
     left
 }
@@ -829,7 +861,10 @@ mod tests {
         std::fs::create_dir(&stage).unwrap();
         write_manifest(&stage, &["k_1_all.deb".to_string()]).unwrap();
         assert_eq!(read_manifest(&stage), ["k_1_all.deb"]);
-        assert!(clean(&stage, Some(&archives)).is_empty());
+        // Another package's install leaves ours staged.
+        assert!(clean(&stage, Placed::Apt(&archives), &["kubeadm".to_string()]).is_empty());
+        assert!(archives.join("k_1_all.deb").exists() && stage.exists());
+        assert!(clean(&stage, Placed::Apt(&archives), &["k".to_string()]).is_empty());
         assert!(!archives.join("k_1_all.deb").exists());
         assert!(archives.join("other_1_all.deb").exists());
         assert!(!stage.exists());
