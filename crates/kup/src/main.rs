@@ -741,9 +741,10 @@ fn rollout(
             } else {
                 "control planes: kubeadm"
             });
-            run.control_plane_kubeadm_staging(target)?;
-            reporter.phase("nodes: packages (control planes one by one, then workers)");
-            run.nodes(target)?;
+            run.control_plane_kubeadm_staging(target, || {
+                reporter.phase("nodes: packages (control planes one by one, then workers)");
+                run.nodes(target)
+            })?;
             reporter.phase("verify");
             run.verify(target)
         }

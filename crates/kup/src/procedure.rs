@@ -150,6 +150,9 @@ pub struct Run<'a> {
     pub interrupted: Arc<AtomicBool>,
     /// Steps under way (`host/step`), for the message of an abort.
     pub running: Mutex<Vec<String>>,
+    /// Hosts whose packages are being (or are about to be) staged: a node's upgrade waits for its
+    /// own stage only (its package manager must be free), never for the others'.
+    staging: (Mutex<std::collections::HashSet<String>>, std::sync::Condvar),
 }
 
 /// One step of a node's upgrade, as data: the rollout runs these, a resume checks them.
@@ -205,6 +208,7 @@ impl<'a> Run<'a> {
             reporter,
             interrupted,
             running: Mutex::new(Vec::new()),
+            staging: Default::default(),
         }
     }
 }
@@ -597,13 +601,26 @@ impl<'a> Run<'a> {
         self.control_plane_kubeadm_then(target, &|_| {})
     }
 
-    /// [`Run::control_plane_kubeadm`] while every node's packages are staged ([`Run::stage`]):
-    /// the workers' at once, each control plane's as soon as its kubeadm step is over (its package
-    /// manager is then free: from 1.12 that step installs the kubeadm package there). The node
-    /// phase starts once every stage has ended.
-    pub fn control_plane_kubeadm_staging(&self, target: Version) -> Result<(), Stop> {
+    /// [`Run::control_plane_kubeadm`], then `nodes` (the node phase), while every node's packages
+    /// are staged ([`Run::stage`]): the workers' at once, each control plane's as soon as its
+    /// kubeadm step is over (its package manager is then free: from 1.12 that step installs the
+    /// kubeadm package there). Each node's upgrade waits for its own stage only.
+    pub fn control_plane_kubeadm_staging(
+        &self,
+        target: Version,
+        nodes: impl FnOnce() -> Result<(), Stop>,
+    ) -> Result<(), Stop> {
         if !self.opts.stage {
-            return self.control_plane_kubeadm(target);
+            self.control_plane_kubeadm(target)?;
+            return nodes();
+        }
+        let wanted: Vec<&'a Host> = self
+            .inventory
+            .all_hosts()
+            .filter(|h| self.stage_wanted(h))
+            .collect();
+        if let Ok(mut pending) = self.staging.0.lock() {
+            pending.extend(wanted.iter().map(|h| h.name.clone()));
         }
         let (done, staged_next) = std::sync::mpsc::channel::<&'a Host>();
         std::thread::scope(|scope| {
@@ -617,16 +634,31 @@ impl<'a> Run<'a> {
                     }
                 });
             });
-            let result = self.control_plane_kubeadm_then(target, &|host| {
+            let kubeadm = self.control_plane_kubeadm_then(target, &|host| {
                 // The stager outlives this loop; a send fails only once it is gone.
                 let _ = done.send(host);
             });
             drop(done);
+            let result = kubeadm.and_then(|()| nodes());
             if stager.join().is_err() {
                 return Err(Stop::Setup("the staging thread crashed".into()));
             }
             result
         })
+    }
+
+    /// Waits until `host`'s own stage has ended (at once when it has none under way).
+    fn wait_for_stage(&self, host: &Host) {
+        let (pending, ended) = &self.staging;
+        let Ok(mut pending) = pending.lock() else {
+            return;
+        };
+        while pending.contains(&host.name) && !self.interrupted.load(Ordering::SeqCst) {
+            match ended.wait_timeout(pending, Duration::from_millis(500)) {
+                Ok((guard, _)) => pending = guard,
+                Err(_) => return,
+            }
+        }
     }
 
     /// Control planes' kubeadm; `kubeadm_done` hears of each control plane whose kubeadm step is
@@ -735,16 +767,20 @@ impl<'a> Run<'a> {
     /// Stages `host`'s packages so that its out-of-service window holds only the install from
     /// local cache. A failure is said and is no stop: the install then downloads, as unstaged.
     pub fn stage(&self, host: &Host, target: Version) {
-        if !self.stage_wanted(host) {
-            return;
+        if self.stage_wanted(host) {
+            if let Err(Stop::Failed { msg, .. }) =
+                self.step(host, "stage", self.stage_args(host, target), false)
+            {
+                self.reporter.note(
+                    &host.name,
+                    &format!("its packages could not be staged (its install will download them): {msg}"),
+                );
+            }
         }
-        if let Err(Stop::Failed { msg, .. }) = self.step(host, "stage", self.stage_args(host, target), false)
-        {
-            self.reporter.note(
-                &host.name,
-                &format!("its packages could not be staged (its install will download them): {msg}"),
-            );
+        if let Ok(mut pending) = self.staging.0.lock() {
+            pending.remove(&host.name);
         }
+        self.staging.1.notify_all();
     }
 
     /// The inventory's `etcd_snapshot=false` turns the snapshot before the first apply off.
@@ -1068,6 +1104,8 @@ impl<'a> Run<'a> {
     /// One node's package upgrade, with cordon (control plane) or drain (worker) around it.
     /// Skipped when the node already runs the target with the packages pinned.
     pub fn upgrade_node(&self, host: &Host, target: Version, worker: bool) -> Result<(), Stop> {
+        // Its package manager is free once its own stage has ended.
+        self.wait_for_stage(host);
         // pkgs.k8s.io holds one minor per repository: the target's packages are not there until the
         // node's repository definition points at its minor. Idempotent, so it runs every time.
         self.step(host, "package-repo", self.repo_args(Some(host), target)?, false)?;

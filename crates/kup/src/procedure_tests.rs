@@ -976,6 +976,11 @@ fn every_nodes_packages_are_staged_while_the_control_planes_kubeadm_runs() {
             if place == "cp2" {
                 return Ok(json!({"failed": true, "changed": false, "msg": "mirror unreachable"}));
             }
+            // w1's download is slow: the control planes' node upgrades do not wait for it.
+            if place == "w1" {
+                std::thread::sleep(Duration::from_millis(800));
+                seen.lock().unwrap().push("w1 stage-end".into());
+            }
             return Ok(json!({"failed": false, "changed": true, "msg": "staged 3 packages"}));
         }
         not_upgraded(place, module, args)
@@ -990,7 +995,8 @@ fn every_nodes_packages_are_staged_while_the_control_planes_kubeadm_runs() {
     };
     // A stage that fails (cp2's) is said and is no stop: its install downloads, as unstaged.
     with_run_opts(inventory, opts, &fake, journal, |run| {
-        run.control_plane_kubeadm_staging(target()).unwrap()
+        run.control_plane_kubeadm_staging(target(), || run.nodes(target()))
+            .unwrap()
     });
     let order = order.lock().unwrap().clone();
     let at = |label: &str| {
@@ -1010,12 +1016,16 @@ fn every_nodes_packages_are_staged_while_the_control_planes_kubeadm_runs() {
         3,
         "{order:?}"
     );
+    // Each node's upgrade waits for its own stage only: the control planes' begin while w1's
+    // is still downloading, w1's once it has ended (its package manager free again).
+    assert!(at("cp1 package_repo") < at("w1 stage-end"), "{order:?}");
+    assert!(at("w1 package_repo") > at("w1 stage-end"), "{order:?}");
 
     // --no-stage: none.
     let fake = Fake::new(not_upgraded);
     let journal = Journal::unlocked(dir.path().join("j2.json"), "v1.9.2", false);
     with_run(&fake, journal, |run| {
-        run.control_plane_kubeadm_staging(target()).unwrap()
+        run.control_plane_kubeadm_staging(target(), || Ok(())).unwrap()
     });
     assert!(
         !fake.calls().iter().any(|c| c.starts_with("w1 package_pin")),
