@@ -144,6 +144,9 @@ pub struct SshTransport {
     aborted: Arc<AtomicBool>,
     /// Modules' progress lines go here (none: modules are not asked for any).
     progress: Option<ProgressSink>,
+    /// kup's own bytes, read once and shared by every copy to a host: one copy per host at once
+    /// was a copy of the binary (and another for the writer) each, tens of MiB on a large inventory.
+    exe_bytes: std::sync::OnceLock<Arc<[u8]>>,
 }
 
 impl SshTransport {
@@ -168,6 +171,7 @@ impl SshTransport {
             running: Mutex::new(HashSet::new()),
             aborted,
             progress: None,
+            exe_bytes: std::sync::OnceLock::new(),
         })
     }
 
@@ -233,15 +237,22 @@ impl SshTransport {
         let place = host.name.clone();
         let other = |e: String| RunError::Other(format!("{place}: {e}"));
         let mut prepare = self.script(host, PREPARE, &[&self.hash]).map_err(other)?;
-        let out = self.wait(&mut prepare, b"", limit, &place)?;
+        let out = self.wait(&mut prepare, Arc::from(&b""[..]), limit, &place)?;
         let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
         let path = match (out.code, answer.split_once(' ')) {
             (Some(0), Some(("present", path))) => path.to_string(),
             (Some(0), Some(("absent", path))) => {
-                let bytes = std::fs::read(&self.exe)
-                    .map_err(|e| RunError::Other(format!("cannot read {}: {e}", self.exe.display())))?;
+                let bytes = match self.exe_bytes.get() {
+                    Some(bytes) => Arc::clone(bytes),
+                    None => {
+                        let read: Arc<[u8]> = std::fs::read(&self.exe)
+                            .map_err(|e| RunError::Other(format!("cannot read {}: {e}", self.exe.display())))?
+                            .into();
+                        Arc::clone(self.exe_bytes.get_or_init(|| read))
+                    }
+                };
                 let mut install = self.script(host, INSTALL, &[path, &self.hash]).map_err(other)?;
-                let copied = self.wait(&mut install, &bytes, limit, &place)?;
+                let copied = self.wait(&mut install, bytes, limit, &place)?;
                 if copied.code != Some(0) {
                     return Err(remote_failure(
                         &place,
@@ -263,7 +274,7 @@ impl SshTransport {
     fn wait(
         &self,
         cmd: &mut Command,
-        input: &[u8],
+        input: Arc<[u8]>,
         limit: Duration,
         place: &str,
     ) -> Result<Finished, RunError> {
@@ -274,7 +285,7 @@ impl SshTransport {
     fn wait_forwarding(
         &self,
         cmd: &mut Command,
-        input: &[u8],
+        input: Arc<[u8]>,
         limit: Duration,
         place: &str,
         forward: Option<Forward>,
@@ -303,13 +314,12 @@ impl SshTransport {
     fn supervise(
         &self,
         child: &mut Child,
-        input: &[u8],
+        input: Arc<[u8]>,
         limit: Duration,
         place: &str,
         forward: Option<Forward>,
     ) -> Result<Finished, RunError> {
         let feeder = child.stdin.take().map(|mut stdin| {
-            let input = input.to_vec();
             // A module that exits early closes the pipe; its answer tells what happened.
             std::thread::spawn(move || {
                 let _ = stdin.write_all(&input);
@@ -383,15 +393,21 @@ impl Transport for SshTransport {
                 let mut cmd = Command::new(&self.exe);
                 cmd.args(words);
                 let place = "this machine".to_string();
-                let out = self.wait_forwarding(&mut cmd, input.as_bytes(), limit, &place, forward(""))?;
+                let out =
+                    self.wait_forwarding(&mut cmd, Arc::from(input.as_bytes()), limit, &place, forward(""))?;
                 (out, place)
             }
             Some(host) => {
                 let kup = self.remote_kup(host, limit)?;
                 let mut cmd = self.ssh(host).map_err(RunError::Other)?;
                 cmd.arg(kup.as_str()).args(words);
-                let out =
-                    self.wait_forwarding(&mut cmd, input.as_bytes(), limit, &host.name, forward(&host.name))?;
+                let out = self.wait_forwarding(
+                    &mut cmd,
+                    Arc::from(input.as_bytes()),
+                    limit,
+                    &host.name,
+                    forward(&host.name),
+                )?;
                 (out, host.name.clone())
             }
         };
@@ -569,7 +585,7 @@ mod tests {
         let mut cmd = Command::new("sh");
         cmd.args(["-c", &script]);
         let err = t
-            .wait(&mut cmd, b"", Duration::from_millis(300), "test")
+            .wait(&mut cmd, Arc::from(&b""[..]), Duration::from_millis(300), "test")
             .err()
             .unwrap();
         assert_eq!(
@@ -660,7 +676,13 @@ echo '{"changed":true,"failed":false,"msg":"drained"}'
             module: "node_drain".into(),
         };
         let out = t
-            .wait_forwarding(&mut cmd, b"{}", Duration::from_secs(30), "test", Some(forward))
+            .wait_forwarding(
+                &mut cmd,
+                Arc::from(&b"{}"[..]),
+                Duration::from_secs(30),
+                "test",
+                Some(forward),
+            )
             .unwrap();
         let stderr = String::from_utf8(out.stderr).unwrap();
         assert_eq!(
@@ -693,7 +715,7 @@ echo '{"changed":true,"failed":false,"msg":"drained"}'
         let mut cmd = Command::new("sleep");
         cmd.arg("30");
         let err = t
-            .wait(&mut cmd, b"", Duration::from_secs(60), "test")
+            .wait(&mut cmd, Arc::from(&b""[..]), Duration::from_secs(60), "test")
             .err()
             .unwrap();
         assert_eq!(err, RunError::Aborted);
