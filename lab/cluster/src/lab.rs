@@ -109,6 +109,34 @@ fn check_tools() -> Result<(), String> {
 }
 
 /// Brings a lab up; on failure tears down whatever it had started (the logs stay in DIR/logs).
+/// The kernel's inotify instances per user (`fs.inotify.max_user_instances`, 128 by default) that a
+/// lab of `nodes` needs: every node's systemd and journald take some (path units, the journal), and
+/// past the limit a node's boot fails (at 17 nodes with 128). 16 a node, and the host's own 128.
+fn inotify_needed(nodes: usize) -> u64 {
+    128 + 16 * nodes as u64
+}
+
+/// Raises `fs.inotify.max_user_instances` when this lab needs more than the kernel allows, saying
+/// so; never lowers it (other labs may be up).
+fn raise_inotify(nodes: usize) -> Result<(), String> {
+    const KNOB: &str = "/proc/sys/fs/inotify/max_user_instances";
+    let needed = inotify_needed(nodes);
+    let now: u64 = std::fs::read_to_string(KNOB)
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(u64::MAX);
+    if now >= needed {
+        return Ok(());
+    }
+    std::fs::write(KNOB, needed.to_string()).map_err(|e| {
+        format!("{nodes} nodes need fs.inotify.max_user_instances >= {needed} (it is {now}) and raising it failed: {e}")
+    })?;
+    sh::progress(&format!(
+        "raised fs.inotify.max_user_instances from {now} to {needed} for {nodes} nodes' systemd"
+    ));
+    Ok(())
+}
+
 pub fn up(spec: &LabSpec) -> Result<LabFiles, String> {
     spec.validate()?;
     check_tools()?;
@@ -124,6 +152,7 @@ pub fn up(spec: &LabSpec) -> Result<LabFiles, String> {
         sh::progress("cleaning up after a lab that did not shut down");
         down(&spec.dir, Some(&spec.bridge))?;
     }
+    raise_inotify(spec.control_planes + spec.workers)?;
     let started = Instant::now();
     let mut state = LabState {
         spec: spec.clone(),
@@ -901,6 +930,14 @@ fn services_lines(services: &Value) -> String {
 #[cfg(test)]
 mod services_tests {
     use super::*;
+
+    #[test]
+    fn a_large_lab_needs_more_inotify_instances_than_the_kernels_default() {
+        // The default 128 held 16 nodes and failed the 17th's boot: 3 + 2 fit, 3 + 20 need more.
+        assert!(inotify_needed(5) <= 256);
+        assert!(inotify_needed(23) > 128 + 16 * 17);
+        assert_eq!(inotify_needed(0), 128);
+    }
 
     #[test]
     fn the_seed_names_an_external_etcd_on_old_eras_only_and_the_api_server_reads_it() {
