@@ -80,8 +80,13 @@ fn apt_lab_nodes_and_host_modules() {
     }
     assert!(lab.ssh_ok(1, "systemctl is-active keepalived").contains("active"));
     let inventory = std::fs::read_to_string(&lab.inventory).unwrap();
+    // The control planes in order, each naming its own member of the external etcd (1.9 HA guide).
     assert!(
-        inventory.contains("[control_plane]\nlab-cp1 ansible_host=10.213.101.11\nlab-cp2"),
+        inventory.contains(
+            "[control_plane]\nlab-cp1 ansible_host=10.213.101.11 etcd_endpoint=https://10.213.101.11:2379 "
+        ) && inventory
+            .contains("\nlab-cp2 ansible_host=10.213.101.12 etcd_endpoint=https://10.213.101.12:2379 ")
+            && inventory.contains("\n[workers]\nlab-w1 ansible_host=10.213.101.13\n"),
         "{inventory}"
     );
 
@@ -119,7 +124,17 @@ fn apt_lab_nodes_and_host_modules() {
     // Before proceeding: on the real node, with its /etc/kubernetes/admin.conf.
     let ready = lab.module(1, "upgrade_preflight", &json!({"version": "v1.9.2"}));
     assert_eq!(ready["failed"], false, "{ready}");
-    assert_eq!(ready["checks"].as_array().unwrap().len(), 7, "{ready}");
+    assert_eq!(ready["checks"].as_array().unwrap().len(), 8, "{ready}");
+    // An external etcd (the runbook's): no local data for kubeadm to copy.
+    assert!(
+        ready["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "etcd_backup"
+                && c["detail"].as_str().unwrap().starts_with("no local etcd here")),
+        "{ready}"
+    );
     let skipping = lab.module(1, "upgrade_preflight", &json!({"version": "v1.10.13"}));
     assert!(
         skipping["msg"]
