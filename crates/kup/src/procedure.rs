@@ -155,6 +155,17 @@ pub struct Run<'a> {
     staging: (Mutex<std::collections::HashSet<String>>, std::sync::Condvar),
 }
 
+/// What [`Run::prepare_node`] learnt of a node before it is taken out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    /// The exact kubelet package version it runs (`1.34.2-1.1`), for a rollback; None when unknown.
+    pub previous: Option<String>,
+    /// It already runs the target, its packages pinned: nothing to do.
+    pub at_target: bool,
+    /// An earlier run began its upgrade: it is finished, never skipped.
+    pub begun: bool,
+}
+
 /// One step of a node's upgrade, as data: the rollout runs these, a resume checks them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeStep {
@@ -491,75 +502,66 @@ impl<'a> Run<'a> {
                 ..upgrade_preflight::Params::new(target.to_string())
             })
         };
-        // kubeadm is not downloaded yet; kubeadm_upgrade checks it before it runs.
-        self.step(primary, "preflight", preflight(&["kubeadm"]), false)?;
-        // The other hosts' local checks are read-only and independent: all at once (this is also
-        // each host's first contact: the ssh master and the copy of kup).
+        // kubeadm is not downloaded yet; kubeadm_upgrade checks it before it runs. The other hosts
+        // check only themselves. Every host's checks are read-only and independent: all at once,
+        // each host going on to its packages as soon as its own checks pass (this is also each
+        // host's first contact: the ssh master and the copy of kup).
+        let full = preflight(&["kubeadm"]);
         let local_only = preflight(&["kubeadm", "version_skew", "api", "nodes_ready", "control_plane"]);
-        let others: Vec<&Host> = self
-            .inventory
-            .all_hosts()
-            .skip(1)
-            .filter(|h| self.in_limit(h))
-            .collect();
-        self.on_each(&others, |host| {
-            self.step(host, "preflight", local_only.clone(), false)
-                .map(|_| ())
+        let mut hosts = vec![primary];
+        hosts.extend(self.inventory.all_hosts().skip(1).filter(|h| self.in_limit(h)));
+        // (index of the package target, host, the resolver's refusal)
+        let refusals = std::sync::Mutex::new(Vec::new());
+        self.on_each(&hosts, |host| {
+            let is_primary = std::ptr::eq(host, primary);
+            let checks = if is_primary { &full } else { &local_only };
+            self.step(host, "preflight", checks.clone(), false)?;
+            // The first control plane's etcd snapshot in check mode: its certificates, etcd
+            // answering and room for the snapshot, before the first change rather than at the
+            // first apply.
+            if is_primary && self.etcd_snapshot_wanted(host) && self.in_limit(host) {
+                let check = self.etcd_snapshot_args(host, target).check_mode();
+                self.step(host, "etcd-snapshot-check", check, false)?;
+            }
+            if !self.in_limit(host) {
+                return Ok(());
+            }
+            for (i, package_target) in package_targets.iter().enumerate() {
+                let check = self.pin_check_args(host, *package_target);
+                match self.step(host, "packages-resolve", check, false) {
+                    Err(Stop::Failed { msg, .. }) => {
+                        if let Ok(mut r) = refusals.lock() {
+                            r.push((i, host.name.clone(), msg));
+                        }
+                    }
+                    other => other.map(|_| ())?,
+                }
+            }
+            Ok(())
         })?;
-        // The first control plane's etcd snapshot in check mode: its certificates, etcd answering
-        // and room for the snapshot, before the first change rather than at the first apply.
-        if self.etcd_snapshot_wanted(primary) && self.in_limit(primary) {
-            self.step(
-                primary,
-                "etcd-snapshot-check",
-                self.etcd_snapshot_args(primary, target).check_mode(),
-                false,
-            )?;
-        }
-        for package_target in package_targets {
-            self.packages_resolve(*package_target)?;
+        let refusals = refusals.into_inner().unwrap_or_default();
+        let order: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+        for (i, package_target) in package_targets.iter().enumerate() {
+            let mut refused: Vec<&(usize, String, String)> = refusals.iter().filter(|r| r.0 == i).collect();
+            refused.sort_by_key(|(_, h, _)| order.iter().position(|o| o == h));
+            if let Some((_, first, _)) = refused.first() {
+                return Err(Stop::Failed {
+                    host: first.clone(),
+                    step: "packages-resolve".into(),
+                    msg: format!("the packages of {package_target}: ")
+                        + &refused
+                            .iter()
+                            .map(|(_, h, m)| format!("{h}: {m}"))
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    fix: "make the target's packages available on those nodes (their repository, a mirror \
+                          that has the target's minor, the packages the resolver names), then rerun; nothing \
+                          was changed"
+                        .into(),
+                });
+            }
         }
         Ok(())
-    }
-
-    /// Every node's target packages resolve (after its repository switch, with a fresh index)
-    /// before the first control plane changes, so that no node is found refusing them half-way.
-    /// Every node is asked; the failure names each that would refuse, and why.
-    fn packages_resolve(&self, target: Version) -> Result<(), Stop> {
-        let hosts: Vec<&Host> = self.inventory.all_hosts().filter(|h| self.in_limit(h)).collect();
-        let refusals = std::sync::Mutex::new(Vec::new());
-        let asked = self.on_each(&hosts, |host| {
-            match self.step(host, "packages-resolve", self.pin_check_args(host, target), false) {
-                Err(Stop::Failed { msg, .. }) => {
-                    if let Ok(mut r) = refusals.lock() {
-                        r.push((host.name.clone(), msg));
-                    }
-                    Ok(())
-                }
-                other => other.map(|_| ()),
-            }
-        });
-        asked?;
-        let mut refusals = refusals.into_inner().unwrap_or_default();
-        let order: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
-        refusals.sort_by_key(|(h, _)| order.iter().position(|o| o == h));
-        match refusals.first() {
-            None => Ok(()),
-            Some((first, _)) => Err(Stop::Failed {
-                host: first.clone(),
-                step: "packages-resolve".into(),
-                msg: format!("the packages of {target}: ")
-                    + &refusals
-                        .iter()
-                        .map(|(h, m)| format!("{h}: {m}"))
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                fix: "make the target's packages available on those nodes (their repository, a mirror \
-                      that has the target's minor, the packages the resolver names), then rerun; nothing \
-                      was changed"
-                    .into(),
-            }),
-        }
     }
 
     /// The cluster's nodes that the inventory does not name (one survey). An inventory that leaves
@@ -602,9 +604,12 @@ impl<'a> Run<'a> {
     }
 
     /// [`Run::control_plane_kubeadm`], then `nodes` (the node phase), while every node's packages
-    /// are staged ([`Run::stage`]): the workers' at once, each control plane's as soon as its
-    /// kubeadm step is over (its package manager is then free: from 1.12 that step installs the
-    /// kubeadm package there). Each node's upgrade waits for its own stage only.
+    /// are staged ([`Run::stage`]). Stages begin once the first control plane has the target's
+    /// kubeadm, so that no stage shares the repository's bandwidth with that download, which every
+    /// later step waits for: then the workers' all at once, and each control plane's as soon as
+    /// its own kubeadm is in place (its package manager is then free: from 1.12 that step installs
+    /// the kubeadm package there), while its kubeadm runs. Each node's upgrade waits for its own
+    /// stage only.
     pub fn control_plane_kubeadm_staging(
         &self,
         target: Version,
@@ -623,14 +628,32 @@ impl<'a> Run<'a> {
             pending.extend(wanted.iter().map(|h| h.name.clone()));
         }
         let (done, staged_next) = std::sync::mpsc::channel::<&'a Host>();
+        let kubeadm_failed = AtomicBool::new(false);
         std::thread::scope(|scope| {
+            let kubeadm_failed = &kubeadm_failed;
             let stager = scope.spawn(move || {
                 std::thread::scope(|each| {
-                    for host in &self.inventory.workers {
+                    let workers = || {
+                        for host in &self.inventory.workers {
+                            each.spawn(move || self.stage(host, target));
+                        }
+                    };
+                    let mut workers_begun = false;
+                    for host in staged_next {
+                        if !workers_begun {
+                            workers();
+                            workers_begun = true;
+                        }
                         each.spawn(move || self.stage(host, target));
                     }
-                    for host in staged_next {
-                        each.spawn(move || self.stage(host, target));
+                    // No control plane in this run (`--limit`), or every one left alone: the
+                    // workers' stages begin now, unless the kubeadm phase failed.
+                    if !workers_begun {
+                        if kubeadm_failed.load(Ordering::SeqCst) {
+                            self.unstage(self.inventory.workers.iter());
+                        } else {
+                            workers();
+                        }
                     }
                 });
             });
@@ -638,6 +661,7 @@ impl<'a> Run<'a> {
                 // The stager outlives this loop; a send fails only once it is gone.
                 let _ = done.send(host);
             });
+            kubeadm_failed.store(kubeadm.is_err(), Ordering::SeqCst);
             drop(done);
             let result = kubeadm.and_then(|()| nodes());
             if stager.join().is_err() {
@@ -661,8 +685,8 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Control planes' kubeadm; `kubeadm_done` hears of each control plane whose kubeadm step is
-    /// over (or that is left out of this run).
+    /// Control planes' kubeadm; `kubeadm_done` hears of each control plane as soon as the
+    /// target's kubeadm is in place there (before kubeadm runs).
     fn control_plane_kubeadm_then(
         &self,
         target: Version,
@@ -676,6 +700,8 @@ impl<'a> Run<'a> {
                 continue;
             }
             let kubeadm_path = self.target_kubeadm(host, target, era, true)?;
+            // Its package manager is free again: its stage may begin while its kubeadm runs.
+            kubeadm_done(host);
             let action = match (i, era.other_control_planes) {
                 (0, _) | (_, kube_eras::OtherControlPlanes::Apply) => kubeadm_upgrade::Action::Apply,
                 (_, kube_eras::OtherControlPlanes::ExperimentalControlPlane) => {
@@ -725,7 +751,6 @@ impl<'a> Run<'a> {
                 args,
                 true,
             )?;
-            kubeadm_done(host);
             // kubeadm restarted this control plane's static pods: the next one is touched only
             // once its API server and etcd are Ready again.
             let ready = self.control_plane_ready_args(&host.node_name, None, self.opts.ready_timeout);
@@ -777,8 +802,15 @@ impl<'a> Run<'a> {
                 );
             }
         }
+        self.unstage([host]);
+    }
+
+    /// `hosts` have no stage under way any more: their upgrades need not wait.
+    fn unstage<'h>(&self, hosts: impl IntoIterator<Item = &'h Host>) {
         if let Ok(mut pending) = self.staging.0.lock() {
-            pending.remove(&host.name);
+            for host in hosts {
+                pending.remove(&host.name);
+            }
         }
         self.staging.1.notify_all();
     }
@@ -1103,12 +1135,20 @@ impl<'a> Run<'a> {
 
     /// One node's package upgrade, with cordon (control plane) or drain (worker) around it.
     /// Skipped when the node already runs the target with the packages pinned.
+    #[cfg(test)]
     pub fn upgrade_node(&self, host: &Host, target: Version, worker: bool) -> Result<(), Stop> {
+        let prepared = self.prepare_node(host, target, worker)?;
+        self.upgrade_prepared(host, target, worker, prepared)
+    }
+
+    /// What a node's upgrade asks before it is taken out, none of it changing the node: its own
+    /// stage ended, its packages in check mode as they will be after its repository switch (a
+    /// private view of the repository at the target's minor, as the preflight asks), or, for a
+    /// node an earlier run began, the journal. [`Run::nodes`] asks this of the next node while
+    /// the current one is out of service; a rollout that stops has changed nothing on it.
+    pub fn prepare_node(&self, host: &Host, target: Version, worker: bool) -> Result<Prepared, Stop> {
         // Its package manager is free once its own stage has ended.
         self.wait_for_stage(host);
-        // pkgs.k8s.io holds one minor per repository: the target's packages are not there until the
-        // node's repository definition points at its minor. Idempotent, so it runs every time.
-        self.step(host, "package-repo", self.repo_args(Some(host), target)?, false)?;
         let steps = self.node_steps(host, target, worker);
         // A node this rollout already began on is finished, never skipped: it may still be cordoned.
         let begun = self
@@ -1120,22 +1160,46 @@ impl<'a> Run<'a> {
                     .any(|s| j.is_done(&format!("{}/{}", host.name, s.name)))
             })
             .unwrap_or(false);
-        // The exact kubelet version the node had, for a rollback (a resumed node: unknown).
-        let mut previous = None;
         if begun {
-            self.recheck_resumed(host, &steps)?;
-        } else {
-            let check = self.pin_args(Some(host), target).check_mode();
-            let pinned = self.step(host, "packages-check", check, false)?;
-            previous = kubelet_before(&pinned);
-            let ready = self.ready_args(vec![host.node_name.clone()], target, 0);
-            let at_target = self.call(host, ready).is_ok_and(|r| r["failed"] == false);
-            if pinned["changed"] == false && at_target {
-                self.reporter
-                    .note(&host.name, &format!("already at {target}: nothing to do"));
-                return Ok(());
-            }
+            return Ok(Prepared {
+                previous: None,
+                at_target: false,
+                begun: true,
+            });
         }
+        let pinned = self.step(host, "packages-check", self.pin_check_args(host, target), false)?;
+        let ready = self.ready_args(vec![host.node_name.clone()], target, 0);
+        let ready_at_target = self.call(host, ready).is_ok_and(|r| r["failed"] == false);
+        let at_target = pinned["changed"] == false && ready_at_target;
+        Ok(Prepared {
+            // The exact kubelet version the node had, for a rollback.
+            previous: kubelet_before(&pinned),
+            at_target,
+            begun: false,
+        })
+    }
+
+    /// The rest of [`Run::upgrade_node`] once [`Run::prepare_node`] has answered.
+    pub fn upgrade_prepared(
+        &self,
+        host: &Host,
+        target: Version,
+        worker: bool,
+        prepared: Prepared,
+    ) -> Result<(), Stop> {
+        // pkgs.k8s.io holds one minor per repository: the target's packages are not there until the
+        // node's repository definition points at its minor. Idempotent, so it runs every time.
+        self.step(host, "package-repo", self.repo_args(Some(host), target)?, false)?;
+        let steps = self.node_steps(host, target, worker);
+        if prepared.begun {
+            // Checked now, not ahead: the node may have changed while the one before it was out.
+            self.recheck_resumed(host, &steps)?;
+        } else if prepared.at_target {
+            self.reporter
+                .note(&host.name, &format!("already at {target}: nothing to do"));
+            return Ok(());
+        }
+        let previous = prepared.previous;
         let restart = steps.iter().find(|s| s.name == "start-services").cloned();
         let mut packages_done = false;
         for s in steps {
@@ -1373,24 +1437,65 @@ impl<'a> Run<'a> {
         self.step(host, module, args.check_mode(), false)
     }
 
+    /// The node phase: each control plane, then the workers in batches. The next node's (or the
+    /// next batch's) checks ([`Run::prepare_node`]) run while the current one is out of service,
+    /// so that no node waits for them between two windows.
     pub fn nodes(&self, target: Version) -> Result<(), Stop> {
-        for host in self.inventory.control_plane.iter().filter(|h| self.in_limit(h)) {
-            self.upgrade_node(host, target, false)?;
-        }
-        let workers: Vec<&Host> = self
-            .inventory
-            .workers
-            .iter()
-            .filter(|h| self.in_limit(h))
-            .collect();
+        let in_limit =
+            |hosts: &'a [Host]| -> Vec<&'a Host> { hosts.iter().filter(|h| self.in_limit(h)).collect() };
+        let control_planes = in_limit(&self.inventory.control_plane);
+        let workers = in_limit(&self.inventory.workers);
         let size = self.opts.workers_batch.size(workers.len());
-        let mut rest: &[&Host] = &workers;
-        while !rest.is_empty() {
-            let (batch, more) = rest.split_at(self.next_batch(rest, size).min(rest.len()));
-            self.on_each(batch, |host| self.upgrade_node(host, target, true))?;
-            rest = more;
-        }
-        Ok(())
+        let next_workers = |rest: &[&'a Host]| rest[..size.min(rest.len())].to_vec();
+        std::thread::scope(|scope| {
+            let ahead = std::cell::RefCell::new(std::collections::HashMap::new());
+            // Asks `hosts` ahead, each once, in threads of their own.
+            let prepare = |hosts: &[&'a Host]| {
+                let mut ahead = ahead.borrow_mut();
+                for &host in hosts {
+                    let worker = !control_planes.iter().any(|c| std::ptr::eq(*c, host));
+                    ahead
+                        .entry(host.name.clone())
+                        .or_insert_with(|| scope.spawn(move || self.prepare_node(host, target, worker)));
+                }
+            };
+            // What was asked ahead of `host`, waited for.
+            let answer = |host: &Host| -> Result<Prepared, Stop> {
+                let asked = ahead.borrow_mut().remove(&host.name);
+                match asked {
+                    Some(asked) => asked
+                        .join()
+                        .unwrap_or_else(|_| Err(Stop::Setup("a host's thread crashed".into()))),
+                    None => Err(Stop::Setup(format!("{} was not prepared", host.name))),
+                }
+            };
+            for (i, &host) in control_planes.iter().enumerate() {
+                prepare(&[host]);
+                match control_planes.get(i + 1) {
+                    Some(&next) => prepare(&[next]),
+                    None => prepare(&next_workers(&workers)),
+                }
+                self.upgrade_prepared(host, target, false, answer(host)?)?;
+            }
+            let mut rest: &[&'a Host] = &workers;
+            while !rest.is_empty() {
+                prepare(&next_workers(rest));
+                let (batch, more) = rest.split_at(self.next_batch(rest, size).min(rest.len()));
+                prepare(&next_workers(more));
+                let answers: std::sync::Mutex<std::collections::HashMap<String, Result<Prepared, Stop>>> =
+                    std::sync::Mutex::new(batch.iter().map(|h| (h.name.clone(), answer(h))).collect());
+                self.on_each(batch, |host| {
+                    let prepared = answers
+                        .lock()
+                        .ok()
+                        .and_then(|mut a| a.remove(&host.name))
+                        .unwrap_or_else(|| Err(Stop::Setup(format!("{} was not prepared", host.name))));
+                    self.upgrade_prepared(host, target, true, prepared?)
+                })?;
+                rest = more;
+            }
+            Ok(())
+        })
     }
 
     /// How many of `candidates` the next batch drains: up to `size`, fewer when draining one

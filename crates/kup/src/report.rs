@@ -137,7 +137,10 @@ impl HostSummary {
 }
 
 /// The steps whose time is a wait kup cannot avoid: drains, kubeadm, package transactions, services
-/// coming back, Ready. Their time, overlaps counted once, is the run's critical path.
+/// coming back, Ready. Their time, overlaps counted once, is the run's critical path. A repository
+/// switch that changed something counts too: its index refresh is the `apt-get update` / `dnf
+/// makecache` of upstream's package step (kubernetes.io "Upgrading kubeadm clusters"); one that
+/// found the repository switched already is kup's own round trip.
 pub const CRITICAL_STEPS: &[&str] = &[
     "drain",
     "kubeadm-apply",
@@ -199,7 +202,7 @@ impl Timeline {
             return;
         }
         let from = begun.unwrap_or(at - seconds).max(0.0).min(at);
-        if CRITICAL_STEPS.contains(&step) {
+        if CRITICAL_STEPS.contains(&step) || (step == "package-repo" && status == "changed") {
             self.waits.push((from, at));
         }
         if TAKE_OUT.contains(&step) {
@@ -1505,6 +1508,17 @@ mod tests {
         let expected = 12.0 + 7.3 + 9.5;
         assert!(
             (t.critical_path() - expected).abs() < 1e-9,
+            "{}",
+            t.critical_path()
+        );
+        // A repository switch is a wait when it refreshed the index, not when it found it done.
+        let mut t = rollout();
+        t.started("w1", "package-repo", 40.0);
+        t.ended("w1", "package-repo", "changed", 0.5, 40.5);
+        t.started("w2", "package-repo", 41.0);
+        t.ended("w2", "package-repo", "ok", 0.2, 41.2);
+        assert!(
+            (t.critical_path() - expected - 0.5).abs() < 1e-9,
             "{}",
             t.critical_path()
         );
