@@ -23,6 +23,15 @@ pub enum KubeadmSource {
 pub enum ConfigEdit {
     /// `nodeName` of the v1alpha1 MasterConfiguration names the control plane being upgraded.
     NodeName,
+    /// The 1.11 -> 1.12 HA page, before each control plane's apply: a stacked etcd's `extraArgs`
+    /// at that control plane's own address, `initial-cluster` naming every control plane with
+    /// `initial-cluster-state: existing`, the others in `ClusterStatus.apiEndpoints` and annotated
+    /// with their CRI socket; an external etcd's `apply --config` with its own `advertiseAddress`.
+    EtcdPerNode,
+    /// The 1.12 -> 1.13 HA page, before the first apply: a stacked etcd's `etcd` section removed
+    /// (kubeadm 1.13 writes each member's flags itself) and every control plane in
+    /// `ClusterStatus.apiEndpoints`.
+    EtcdSectionRemoved,
     None,
 }
 
@@ -134,18 +143,31 @@ const V1_11: Era = Era {
 
 const V1_12: Era = Era {
     minor: 12,
-    source: "kubernetes.io kubeadm-upgrade-1-12: upgrade the kubeadm package first, then apply",
+    source: "kubernetes.io kubeadm-upgrade-1-12: upgrade the kubeadm package first, then apply; \
+             kubeadm-upgrade-ha-1-12: kubeadm-config edited before each control plane's apply \
+             (stacked etcd: extraArgs, initial-cluster, apiEndpoints, cri-socket; external etcd: \
+             `apply --config` with the node's advertiseAddress)",
     kubeadm: Kubeadm::Package,
-    config_edit: Edit::None,
+    config_edit: Edit::EtcdPerNode,
     ..V1_11
 };
 
 const V1_13: Era = Era {
     minor: 13,
-    source: "kubernetes.io kubeadm-upgrade-ha-1-13 and kubeadm-upgrade-1-14: `kubeadm upgrade node \
-             experimental-control-plane` on the other control planes",
+    source: "kubernetes.io kubeadm-upgrade-ha-1-13: `kubeadm upgrade node experimental-control-plane` \
+             on the other control planes; stacked etcd: the etcd section removed and every control \
+             plane in ClusterStatus.apiEndpoints before the first apply",
     other_control_planes: Others::ExperimentalControlPlane,
+    config_edit: Edit::EtcdSectionRemoved,
     ..V1_12
+};
+
+const V1_14: Era = Era {
+    minor: 14,
+    source: "kubernetes.io kubeadm-upgrade-1-14: `kubeadm upgrade node experimental-control-plane` \
+             on the other control planes, kubeadm-config as 1.13 left it",
+    config_edit: Edit::None,
+    ..V1_13
 };
 
 const V1_15: Era = Era {
@@ -154,7 +176,7 @@ const V1_15: Era = Era {
              on workers (kubernetes/kubernetes PR #78408)",
     other_control_planes: Others::Node,
     workers_kubelet: Workers::Node,
-    ..V1_13
+    ..V1_14
 };
 
 const V1_24: Era = Era {
@@ -174,7 +196,7 @@ const V1_28: Era = Era {
 };
 
 /// Every era, oldest first.
-pub const ERAS: &[Era] = &[RUNBOOK, V1_11, V1_12, V1_13, V1_15, V1_24, V1_28];
+pub const ERAS: &[Era] = &[RUNBOOK, V1_11, V1_12, V1_13, V1_14, V1_15, V1_24, V1_28];
 
 /// The era of an upgrade to `target`.
 pub fn for_target(target: Version) -> &'static Era {
@@ -253,7 +275,13 @@ mod tests {
         assert_eq!(era("v1.11.10").kubeadm, KubeadmSource::Download);
         // 1.11's first apply still reads 1.10's nodeName; 1.12 stores no nodeName at all.
         assert_eq!(era("v1.11.10").config_edit, ConfigEdit::NodeName);
-        assert_eq!(era("v1.12.10").config_edit, ConfigEdit::None);
+        assert_eq!(era("v1.12.10").config_edit, ConfigEdit::EtcdPerNode);
+        assert_eq!(era("v1.13.12").config_edit, ConfigEdit::EtcdSectionRemoved);
+        assert_eq!(era("v1.14.10").config_edit, ConfigEdit::None);
+        assert_eq!(
+            era("v1.14.10").other_control_planes,
+            OtherControlPlanes::ExperimentalControlPlane
+        );
         assert_eq!(era("v1.12.10").kubeadm, KubeadmSource::Package);
         assert_eq!(
             era("v1.13.12").other_control_planes,

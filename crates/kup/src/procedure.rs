@@ -153,6 +153,12 @@ pub struct Run<'a> {
     /// Hosts whose packages are being (or are about to be) staged: a node's upgrade waits for its
     /// own stage only (its package manager must be free), never for the others'.
     staging: (Mutex<std::collections::HashSet<String>>, std::sync::Condvar),
+    /// What [`Run::prepare_node`] answered ahead for the node phase's first node, asked while the
+    /// last control plane's kubeadm settled.
+    prepared_ahead: Mutex<std::collections::HashMap<String, Result<Prepared, Stop>>>,
+    /// Hosts whose repository this run already pointed at the target's minor: the node phase
+    /// need not ask again.
+    repo_switched: Mutex<std::collections::HashSet<(String, Version)>>,
 }
 
 /// What [`Run::prepare_node`] learnt of a node before it is taken out.
@@ -220,6 +226,8 @@ impl<'a> Run<'a> {
             interrupted,
             running: Mutex::new(Vec::new()),
             staging: Default::default(),
+            prepared_ahead: Default::default(),
+            repo_switched: Default::default(),
         }
     }
 }
@@ -754,9 +762,35 @@ impl<'a> Run<'a> {
             // kubeadm restarted this control plane's static pods: the next one is touched only
             // once its API server and etcd are Ready again.
             let ready = self.control_plane_ready_args(&host.node_name, None, self.opts.ready_timeout);
-            self.step(host, "control-plane-ready", ready, false)?;
+            let last = self.inventory.control_plane[i + 1..]
+                .iter()
+                .all(|h| !self.in_limit(h));
+            match self.first_node().filter(|_| last) {
+                // The node phase's first checks (read-only) while the last control plane settles.
+                Some((first, worker)) => std::thread::scope(|scope| {
+                    let ahead = scope.spawn(move || self.prepare_node(first, target, worker));
+                    let settled = self.step(host, "control-plane-ready", ready, false);
+                    let answer = ahead
+                        .join()
+                        .unwrap_or_else(|_| Err(Stop::Setup("a host's thread crashed".into())));
+                    if let Ok(mut prepared) = self.prepared_ahead.lock() {
+                        prepared.insert(first.name.clone(), answer);
+                    }
+                    settled.map(|_| ())
+                })?,
+                None => self.step(host, "control-plane-ready", ready, false).map(|_| ())?,
+            }
         }
         Ok(())
+    }
+
+    /// The node phase's first node, and whether it is a worker.
+    fn first_node(&self) -> Option<(&'a Host, bool)> {
+        let inventory: &'a Inventory = self.inventory;
+        let in_limit = |hosts: &'a [Host]| hosts.iter().find(|h| self.in_limit(h));
+        in_limit(&inventory.control_plane)
+            .map(|h| (h, false))
+            .or_else(|| in_limit(&inventory.workers).map(|h| (h, true)))
     }
 
     /// Whether `host`'s packages are staged before it is taken out: `--no-stage` and the
@@ -869,6 +903,9 @@ impl<'a> Run<'a> {
             kube_eras::KubeadmSource::Package => {
                 if run {
                     self.step(host, "package-repo", self.repo_args(Some(host), target)?, false)?;
+                    if let Ok(mut switched) = self.repo_switched.lock() {
+                        switched.insert((host.name.clone(), target));
+                    }
                     self.step(
                         host,
                         "kubeadm-package",
@@ -1188,8 +1225,15 @@ impl<'a> Run<'a> {
         prepared: Prepared,
     ) -> Result<(), Stop> {
         // pkgs.k8s.io holds one minor per repository: the target's packages are not there until the
-        // node's repository definition points at its minor. Idempotent, so it runs every time.
-        self.step(host, "package-repo", self.repo_args(Some(host), target)?, false)?;
+        // node's repository definition points at its minor. Idempotent, so it runs every time, but
+        // once a run (a control plane's kubeadm step switched it already).
+        let switched = self
+            .repo_switched
+            .lock()
+            .is_ok_and(|s| s.contains(&(host.name.clone(), target)));
+        if !switched {
+            self.step(host, "package-repo", self.repo_args(Some(host), target)?, false)?;
+        }
         let steps = self.node_steps(host, target, worker);
         if prepared.begun {
             // Checked now, not ahead: the node may have changed while the one before it was out.
@@ -1452,7 +1496,12 @@ impl<'a> Run<'a> {
             // Asks `hosts` ahead, each once, in threads of their own.
             let prepare = |hosts: &[&'a Host]| {
                 let mut ahead = ahead.borrow_mut();
-                for &host in hosts {
+                let asked = self
+                    .prepared_ahead
+                    .lock()
+                    .map(|a| a.keys().cloned().collect())
+                    .unwrap_or_else(|_| std::collections::HashSet::new());
+                for &host in hosts.iter().filter(|h| !asked.contains(&h.name)) {
                     let worker = !control_planes.iter().any(|c| std::ptr::eq(*c, host));
                     ahead
                         .entry(host.name.clone())
@@ -1461,6 +1510,14 @@ impl<'a> Run<'a> {
             };
             // What was asked ahead of `host`, waited for.
             let answer = |host: &Host| -> Result<Prepared, Stop> {
+                let early = self
+                    .prepared_ahead
+                    .lock()
+                    .ok()
+                    .and_then(|mut a| a.remove(&host.name));
+                if let Some(answer) = early {
+                    return answer;
+                }
                 let asked = ahead.borrow_mut().remove(&host.name);
                 match asked {
                     Some(asked) => asked

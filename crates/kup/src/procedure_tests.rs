@@ -1130,3 +1130,42 @@ fn a_resumes_recheck_is_said_whether_the_node_confirms_the_journal_or_not() {
         );
     }
 }
+
+#[test]
+fn the_node_phase_is_asked_ahead_and_a_switched_repository_is_not_switched_again() {
+    // cp2's control plane settles slowly: cp1's checks for the node phase run meanwhile.
+    let seen = Arc::new(StdMutex::new(Vec::<String>::new()));
+    let order = Arc::clone(&seen);
+    let fake = Fake::new(move |place, module, args| {
+        let settling = module == "node_ready" && args["names"] == json!(["cp2"]) && args["timeout"] != 0;
+        if settling && args["kubelet_version"].is_null() {
+            std::thread::sleep(Duration::from_millis(300));
+            order.lock().unwrap().push("cp2 settled".into());
+        }
+        if module == "package_pin" && args["_ansible_check_mode"] == true {
+            order.lock().unwrap().push(format!("{place} checked"));
+        }
+        not_upgraded(place, module, args)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::unlocked(dir.path().join("j.json"), "v1.35.1", false);
+    let target = Version::parse("v1.35.1").unwrap();
+    with_run(&fake, journal, |run| {
+        run.control_plane_kubeadm(target).unwrap();
+        run.nodes(target).unwrap();
+    });
+    let seen = seen.lock().unwrap().clone();
+    let at = |label: &str| seen.iter().position(|c| c == label).unwrap_or(usize::MAX);
+    assert!(at("cp1 checked") < at("cp2 settled"), "{seen:?}");
+    // Each control plane's repository was switched by its kubeadm step: once in the run.
+    let calls = fake.calls();
+    for host in ["cp1", "cp2"] {
+        let switches = calls
+            .iter()
+            .filter(|c| *c == &format!("{host} package_repo"))
+            .count();
+        assert_eq!(switches, 1, "{host}: {calls:?}");
+    }
+    // A worker's, switched by nobody before, is switched in its turn.
+    assert!(calls.contains(&"w1 package_repo".to_string()), "{calls:?}");
+}
