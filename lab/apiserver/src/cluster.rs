@@ -221,6 +221,16 @@ pub struct ExternalEtcdSeed {
     pub key_file: String,
 }
 
+/// A stacked (local) etcd as kubeadm 1.11's HA guide set it up ("Stacked control plane nodes"):
+/// kubeadm-config keeps its `etcd.local.extraArgs` (1.11 and 1.12; see store/kubeadm_config.rs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StackedEtcdSeed {
+    /// The control planes whose members form it, in the order they joined (the first is the one
+    /// `kubeadm init` made); their addresses are their nodes' InternalIPs.
+    pub members: Vec<String>,
+}
+
 /// A whole cluster.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -234,6 +244,13 @@ pub struct Cluster {
     /// The cluster's external etcd, written into kubeadm-config (default: kubeadm's local etcd).
     #[serde(default)]
     pub external_etcd: Option<ExternalEtcdSeed>,
+    /// The cluster's stacked etcd as the 1.11 HA guide set it up (default: kubeadm's local etcd
+    /// without extraArgs).
+    #[serde(default)]
+    pub stacked_etcd: Option<StackedEtcdSeed>,
+    /// Extra annotations per node name (e.g. kubeadm's cri-socket annotation).
+    #[serde(default)]
+    pub node_annotations: BTreeMap<String, BTreeMap<String, String>>,
     /// Nodes; the first control-plane node is the primary master.
     pub nodes: Vec<NodeSeed>,
     /// ReplicaSets.
@@ -302,6 +319,8 @@ impl Cluster {
             kubernetes_version: None,
             control_plane_endpoint: None,
             external_etcd: None,
+            stacked_etcd: None,
+            node_annotations: BTreeMap::new(),
             nodes: vec![
                 node("master-1", Role::ControlPlane),
                 node("master-2", Role::ControlPlane),

@@ -59,6 +59,12 @@ pub struct UpArgs {
     /// default timing: unlimited unless given.
     #[arg(long, value_parser = lab_cluster::spec::parse_bandwidth)]
     pub bandwidth: Option<u64>,
+    /// How the control planes run etcd: stacked (kubeadm's local etcd, a member per control plane;
+    /// from 1.11, whose HA guide stacks it; on 1.11 and 1.12 as that guide set it up, its
+    /// etcd.local.extraArgs in kubeadm-config) or external (the 1.9 HA guide's etcd on the
+    /// masters). Default: stacked from 1.24, external before.
+    #[arg(long, value_parser = lab_cluster::etcd::Topology::parse)]
+    pub etcd: Option<lab_cluster::etcd::Topology>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -163,17 +169,19 @@ pub fn up(args: UpArgs) -> Result<(), String> {
             lab_cluster::Timing::Realistic => Some(lab_cluster::spec::REALISTIC_BANDWIDTH),
             lab_cluster::Timing::Default => None,
         }),
+        etcd: args.etcd,
     };
     let files = lab_cluster::up(&spec)?;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "lab is up ({} control planes, {} workers, {:?}, Kubernetes {}, {} timing)\n  inventory   {}\n  inventory   {}\n  \
+        "lab is up ({} control planes, {} workers, {:?}, Kubernetes {}, {} etcd, {} timing)\n  inventory   {}\n  inventory   {}\n  \
          kubeconfig  {}\n  ssh key     {}\n  api server  {}\n  releases    {}\ntry: kubectl --kubeconfig {} get nodes",
         spec.control_planes,
         spec.workers,
         spec.flavour,
         spec.from,
+        lab_cluster::etcd::Topology::of(&spec).name(),
         spec.timing.name(),
         files.inventory_ini.display(),
         files.inventory_yaml.display(),

@@ -9,6 +9,11 @@
 //!   by member (`kubeadm join --control-plane` adds each with `--initial-cluster-state=existing`); the
 //!   lab bootstraps every member at once with the whole `--initial-cluster`, which ends in the same
 //!   cluster.
+//!   On 1.11 and 1.12 labs (`kup-lab up --etcd stacked`) the members are those of the 1.11 HA guide's
+//!   "Stacked control plane nodes" (kubernetes/website docs/setup/independent/high-availability.md,
+//!   v1.11): each member's URLs and `initial-cluster` as its `etcd.local.extraArgs` give them, the
+//!   first alone, each other added with `etcdctl member add` and started with
+//!   `initial-cluster-state: existing`, one at a time ([`Bootstrap::OneByOne`]).
 //! - **external** (1.8 .. 1.23, the 1.8 -> 1.9 runbook's "running externally"): etcd hosted on the
 //!   masters as the 1.9 HA guide's option 2 sets it up (kubernetes/website
 //!   docs/setup/independent/high-availability.md, "Creating HA clusters with kubeadm"): cfssl's
@@ -37,8 +42,9 @@ const ETCD: &str = "/usr/bin/etcd";
 /// The 1.9 HA guide's environment file for its etcd.service.
 pub const ENV_FILE: &str = "/etc/etcd.env";
 
-/// How the lab's control planes run etcd.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the lab's control planes run etcd (`kup-lab up --etcd stacked|external`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Topology {
     /// kubeadm's stacked etcd: a static pod per control plane (here `lab-etcd.service`).
     Stacked,
@@ -46,11 +52,40 @@ pub enum Topology {
     External,
 }
 
+/// The first minor whose HA guide stacks etcd on the control planes: kubeadm 1.11's "Creating Highly
+/// Available Clusters with kubeadm", "Stacked control plane nodes" (the 1.9/1.10 guide's etcd is
+/// external only).
+pub const FIRST_STACKED_MINOR: u32 = 11;
+
 impl Topology {
-    /// The pkgs.k8s.io-era labs (from 1.24) run stacked etcd, kubeadm's default HA topology in
-    /// today's docs; the older ones an external etcd, as the 1.8 -> 1.9 HA runbook does.
+    /// `--etcd stacked|external`.
+    pub fn parse(text: &str) -> Result<Topology, String> {
+        match text {
+            "stacked" | "local" => Ok(Topology::Stacked),
+            "external" => Ok(Topology::External),
+            other => Err(format!(
+                "unknown etcd topology {other:?}: use stacked or external"
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Topology::Stacked => "stacked",
+            Topology::External => "external",
+        }
+    }
+
+    /// The lab's choice (`--etcd`), else its era's: the pkgs.k8s.io-era labs (from 1.24) run
+    /// stacked etcd, kubeadm's default HA topology in today's docs; the older ones an external etcd,
+    /// as the 1.8 -> 1.9 HA runbook does.
     pub fn of(spec: &LabSpec) -> Topology {
-        if crate::spec::minor_of(&spec.from) >= 24 {
+        spec.etcd.unwrap_or_else(|| Topology::default_for(&spec.from))
+    }
+
+    /// The era's topology for a lab from `from`.
+    pub fn default_for(from: &str) -> Topology {
+        if crate::spec::minor_of(from) >= 24 {
             Topology::Stacked
         } else {
             Topology::External
@@ -101,6 +136,29 @@ impl Topology {
     }
 }
 
+/// How stacked members come together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// Every member at once with the whole `--initial-cluster` (the same cluster kubeadm's joins
+    /// build, member by member).
+    Together,
+    /// The 1.11 HA guide's way: `kubeadm init`'s member alone, then per control plane `etcdctl
+    /// member add` and its member started with `initial-cluster-state: existing` (stacked labs from
+    /// 1.11 and 1.12, whose kubeadm-config keeps the guide's `etcd.local.extraArgs`).
+    OneByOne,
+}
+
+impl Bootstrap {
+    pub fn of(spec: &LabSpec) -> Bootstrap {
+        let minor = crate::spec::minor_of(&spec.from);
+        if Topology::of(spec) == Topology::Stacked && (FIRST_STACKED_MINOR..=12).contains(&minor) {
+            Bootstrap::OneByOne
+        } else {
+            Bootstrap::Together
+        }
+    }
+}
+
 /// The member's client URL on `plan`'s address.
 pub fn client_url(plan: &NodePlan) -> String {
     format!("https://{}:2379", plan.address)
@@ -121,6 +179,7 @@ pub struct Member {
 /// `ca.pem` and `ca-key.pem` from etcd0).
 pub struct Ca {
     topology: Topology,
+    bootstrap: Bootstrap,
     cert: Certificate,
     key: KeyPair,
 }
@@ -148,11 +207,38 @@ impl Ca {
         ];
         let key = KeyPair::generate().map_err(err)?;
         let cert = params.self_signed(&key).map_err(err)?;
-        Ok(Ca { topology, cert, key })
+        Ok(Ca {
+            topology,
+            bootstrap: Bootstrap::Together,
+            cert,
+            key,
+        })
+    }
+
+    /// The CA of the lab `spec`: its topology, its members brought together as its era's guide does.
+    pub fn for_lab(spec: &LabSpec) -> Result<Ca, String> {
+        let mut ca = Ca::generate(Topology::of(spec))?;
+        ca.bootstrap = Bootstrap::of(spec);
+        Ok(ca)
     }
 
     pub fn topology(&self) -> Topology {
         self.topology
+    }
+
+    pub fn bootstrap(&self) -> Bootstrap {
+        self.bootstrap
+    }
+
+    /// Whether `plan`'s member unit is enabled before the node boots: stacked members brought
+    /// together do; one by one, only the first (the others once added, [`wait_and_seed`]); external
+    /// ones never ([`Topology::starts_at_boot`]).
+    pub fn starts_at_boot(&self, plan: &NodePlan, members: &[NodePlan]) -> bool {
+        match (self.topology, self.bootstrap) {
+            (Topology::External, _) => false,
+            (Topology::Stacked, Bootstrap::Together) => true,
+            (Topology::Stacked, Bootstrap::OneByOne) => members.first() == Some(plan),
+        }
     }
 
     /// Everything the control plane `plan` among `members` needs to run its member.
@@ -163,7 +249,10 @@ impl Ca {
             .map(|(file, text, mode)| (format!("{PKI_DIR}/{file}"), text, mode));
         Ok(match self.topology {
             Topology::Stacked => {
-                let command = command(plan, members);
+                let command = match self.bootstrap {
+                    Bootstrap::Together => command(plan, members),
+                    Bootstrap::OneByOne => guide_command(plan, members),
+                };
                 Member {
                     files: pki.collect(),
                     unit: (Topology::Stacked.unit_name(), unit(&command)),
@@ -331,6 +420,58 @@ pub fn command(plan: &NodePlan, members: &[NodePlan]) -> Vec<String> {
         .collect()
 }
 
+/// The 1.11 HA guide's `etcd.local.extraArgs` for `plan` among the control planes `members` (in
+/// join order): its own URLs, `initial-cluster` of the members up to it, and from the second on
+/// `initial-cluster-state: existing` (kubernetes/website docs/setup/independent/high-availability.md
+/// of v1.11, "Stacked control plane nodes"). Sorted by name.
+pub fn guide_extra_args(plan: &NodePlan, members: &[NodePlan]) -> Vec<(&'static str, String)> {
+    let ip = plan.address;
+    let upto = members
+        .iter()
+        .position(|m| m == plan)
+        .map_or(members.len(), |i| i + 1);
+    let mut args = vec![
+        ("advertise-client-urls", format!("https://{ip}:2379")),
+        ("initial-advertise-peer-urls", format!("https://{ip}:2380")),
+        ("initial-cluster", initial_cluster(&members[..upto])),
+        (
+            "listen-client-urls",
+            format!("https://127.0.0.1:2379,https://{ip}:2379"),
+        ),
+        ("listen-peer-urls", format!("https://{ip}:2380")),
+    ];
+    if upto > 1 {
+        args.push(("initial-cluster-state", "existing".into()));
+    }
+    args.sort();
+    args
+}
+
+/// Stacked, 1.11: the static pod's command as kubeadm 1.11 wrote it with the guide's extraArgs
+/// (cmd/kubeadm/app/phases/etcd/local.go `getEtcdCommand` of v1.11: its defaults, which
+/// `Etcd.Local.ExtraArgs` override, sorted by `ArgumentsToCommand`).
+pub fn guide_command(plan: &NodePlan, members: &[NodePlan]) -> Vec<String> {
+    let pki = |file: &str| format!("{PKI_DIR}/{file}");
+    let mut args: Vec<(&str, String)> = vec![
+        ("cert-file", pki("server.crt")),
+        ("client-cert-auth", "true".into()),
+        ("data-dir", DATA_DIR.into()),
+        ("key-file", pki("server.key")),
+        ("name", plan.name.clone()),
+        ("peer-cert-file", pki("peer.crt")),
+        ("peer-client-cert-auth", "true".into()),
+        ("peer-key-file", pki("peer.key")),
+        ("peer-trusted-ca-file", pki("ca.crt")),
+        ("snapshot-count", "10000".into()),
+        ("trusted-ca-file", pki("ca.crt")),
+    ];
+    args.extend(guide_extra_args(plan, members));
+    args.sort();
+    std::iter::once("etcd".to_string())
+        .chain(args.into_iter().map(|(k, v)| format!("--{k}={v}")))
+        .collect()
+}
+
 /// The static pod manifest kubeadm writes (abridged to what the lab reads: image and command).
 pub fn manifest(image: &str, command: &[String]) -> String {
     let lines: String = command.iter().map(|c| format!("    - {c}\n")).collect();
@@ -463,10 +604,13 @@ pub fn etcdctl<'a>(topology: Topology, endpoints: &'a str, args: &[&'a str]) -> 
 }
 
 /// Starts the members whose unit does not start at boot (external: `systemctl enable --now` on
-/// every control plane, not waiting for each), then waits until every control plane's member
-/// answers `endpoint health` (a quorum read), then seeds a few keys so that a snapshot has content.
+/// every control plane, not waiting for each; stacked one by one: each after the first is added
+/// with `etcdctl member add` through the first, then started and waited for, as the 1.11 HA guide
+/// does), then waits until every control plane's member answers `endpoint health` (a quorum read),
+/// then seeds a few keys so that a snapshot has content.
 pub fn wait_and_seed(
     topology: Topology,
+    bootstrap: Bootstrap,
     control_planes: &[&RunningNode],
     limit: Duration,
 ) -> Result<(), String> {
@@ -480,40 +624,61 @@ pub fn wait_and_seed(
         }
     }
     let deadline = Instant::now() + limit;
-    for node in control_planes {
-        let url = topology.local_url(&node.plan);
-        let local = etcdctl(topology, &url, &["endpoint", "health"]);
-        let local: Vec<&str> = local.iter().map(String::as_str).collect();
-        loop {
-            match node.exec(&local, Duration::from_secs(10)) {
-                Ok(_) => break,
-                Err(e) if Instant::now() > deadline => {
-                    let journal = node
-                        .exec(
-                            &["journalctl", "-u", unit, "-n", "5", "--no-pager", "-o", "cat"],
-                            Duration::from_secs(10),
-                        )
-                        .unwrap_or_default();
-                    return Err(format!(
-                        "etcd on {} not healthy within {} s: {e}\n{journal}",
-                        node.plan.name,
-                        limit.as_secs()
-                    ));
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(200)),
-            }
-        }
-    }
     let Some(first) = control_planes.first() else {
         return Ok(());
     };
-    let url = topology.local_url(&first.plan);
+    let first_url = topology.local_url(&first.plan);
+    for (i, node) in control_planes.iter().enumerate() {
+        if topology == Topology::Stacked && bootstrap == Bootstrap::OneByOne && i > 0 {
+            // The guide: `etcdctl ... member add CP_HOSTNAME https://CP_IP:2380` on the first, then
+            // `kubeadm alpha phase etcd local` (the static pod) on the new one.
+            let peer = format!("--peer-urls=https://{}:2380", node.plan.address);
+            let add = etcdctl(topology, &first_url, &["member", "add", &node.plan.name, &peer]);
+            let add: Vec<&str> = add.iter().map(String::as_str).collect();
+            retry(first, &add, unit, deadline, limit)?;
+            node.exec(&["systemctl", "enable", "--now", unit], Duration::from_secs(30))?;
+        }
+        let url = topology.local_url(&node.plan);
+        let local = etcdctl(topology, &url, &["endpoint", "health"]);
+        let local: Vec<&str> = local.iter().map(String::as_str).collect();
+        retry(node, &local, unit, deadline, limit)?;
+    }
     for (key, value) in SEED {
-        let put = etcdctl(topology, &url, &["put", key, value]);
+        let put = etcdctl(topology, &first_url, &["put", key, value]);
         let put: Vec<&str> = put.iter().map(String::as_str).collect();
         first.exec(&put, Duration::from_secs(10))?;
     }
     Ok(())
+}
+
+/// Runs `command` on `node` until it succeeds or `deadline` passes (then says so with the last lines
+/// of the member's journal).
+fn retry(
+    node: &RunningNode,
+    command: &[&str],
+    unit: &str,
+    deadline: Instant,
+    limit: Duration,
+) -> Result<(), String> {
+    loop {
+        match node.exec(command, Duration::from_secs(10)) {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() > deadline => {
+                let journal = node
+                    .exec(
+                        &["journalctl", "-u", unit, "-n", "5", "--no-pager", "-o", "cat"],
+                        Duration::from_secs(10),
+                    )
+                    .unwrap_or_default();
+                return Err(format!(
+                    "etcd on {} not healthy within {} s: {e}\n{journal}",
+                    node.plan.name,
+                    limit.as_secs()
+                ));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
 }
 
 /// What the lab puts into etcd: a few keys in the API server's layout.
@@ -572,6 +737,73 @@ mod tests {
     }
 
     #[test]
+    fn the_1_11_guides_members_join_one_by_one_with_its_extra_args() {
+        let members = [plan(1), plan(2), plan(3)];
+        assert_eq!(
+            guide_extra_args(&members[0], &members),
+            [
+                ("advertise-client-urls", "https://10.213.0.11:2379".to_string()),
+                (
+                    "initial-advertise-peer-urls",
+                    "https://10.213.0.11:2380".to_string()
+                ),
+                ("initial-cluster", "lab-cp1=https://10.213.0.11:2380".to_string()),
+                (
+                    "listen-client-urls",
+                    "https://127.0.0.1:2379,https://10.213.0.11:2379".to_string()
+                ),
+                ("listen-peer-urls", "https://10.213.0.11:2380".to_string()),
+            ]
+        );
+        let third = guide_command(&members[2], &members);
+        assert_eq!(third[0], "etcd");
+        // Sorted by name, as kubeadm's ArgumentsToCommand does.
+        let names: Vec<&str> = third[1..]
+            .iter()
+            .filter_map(|a| a.split_once('='))
+            .map(|a| a.0)
+            .collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, names);
+        for want in [
+            "--initial-cluster=lab-cp1=https://10.213.0.11:2380,lab-cp2=https://10.213.0.12:2380,\
+             lab-cp3=https://10.213.0.13:2380",
+            "--initial-cluster-state=existing",
+            "--listen-client-urls=https://127.0.0.1:2379,https://10.213.0.13:2379",
+            "--name=lab-cp3",
+            "--client-cert-auth=true",
+            "--trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt",
+        ] {
+            assert!(third.iter().any(|c| c == want), "{want} missing: {third:?}");
+        }
+        let second = guide_command(&members[1], &members);
+        assert!(second.contains(
+            &"--initial-cluster=lab-cp1=https://10.213.0.11:2380,lab-cp2=https://10.213.0.12:2380"
+                .to_string()
+        ));
+        assert!(!guide_command(&members[0], &members)
+            .iter()
+            .any(|c| c.starts_with("--initial-cluster-state")));
+        // Only the first member's unit is enabled at boot; the others once added.
+        let mut spec = crate::spec::test_spec("1.11.10");
+        spec.etcd = Some(Topology::Stacked);
+        let ca = Ca::for_lab(&spec).unwrap();
+        assert_eq!(ca.bootstrap(), Bootstrap::OneByOne);
+        assert!(ca.starts_at_boot(&members[0], &members));
+        assert!(!ca.starts_at_boot(&members[1], &members));
+        let member = ca.member(&members[1], &members).unwrap();
+        assert_eq!(member.static_pod.as_deref(), Some(second.as_slice()));
+        assert_eq!(member.unit.0, "lab-etcd.service");
+        assert!(member
+            .files
+            .iter()
+            .any(|f| f.0 == "/etc/kubernetes/pki/etcd/healthcheck-client.key"));
+        let together = Ca::generate(Topology::Stacked).unwrap();
+        assert!(together.starts_at_boot(&members[1], &members));
+    }
+
+    #[test]
     fn the_pki_has_kubeadms_names_and_private_keys() {
         let ca = Ca::generate(Topology::Stacked).unwrap();
         let files = ca.node_files(&plan(1)).unwrap();
@@ -614,6 +846,36 @@ mod tests {
         assert_eq!(Topology::Stacked.unit_name(), "lab-etcd.service");
         assert_eq!(Topology::External.unit_name(), "etcd.service");
         assert!(Topology::Stacked.starts_at_boot() && !Topology::External.starts_at_boot());
+        // `--etcd` overrides the era's choice; the 1.11 HA guide's one-by-one joins on 1.11, 1.12.
+        let with = |from: &str, etcd| crate::spec::LabSpec {
+            etcd: Some(etcd),
+            ..spec(from)
+        };
+        assert_eq!(
+            Topology::of(&with("1.11.10", Topology::Stacked)),
+            Topology::Stacked
+        );
+        assert_eq!(
+            Topology::of(&with("1.34.2", Topology::External)),
+            Topology::External
+        );
+        for (from, etcd, want) in [
+            ("1.11.10", Topology::Stacked, Bootstrap::OneByOne),
+            ("1.12.10", Topology::Stacked, Bootstrap::OneByOne),
+            ("1.13.12", Topology::Stacked, Bootstrap::Together),
+            ("1.11.10", Topology::External, Bootstrap::Together),
+            ("1.34.2", Topology::Stacked, Bootstrap::Together),
+        ] {
+            assert_eq!(Bootstrap::of(&with(from, etcd)), want, "{from} {etcd:?}");
+        }
+        assert_eq!(
+            Bootstrap::of(&spec("1.12.10")),
+            Bootstrap::Together,
+            "external by default"
+        );
+        assert_eq!(Topology::parse("stacked"), Ok(Topology::Stacked));
+        assert_eq!(Topology::parse("external"), Ok(Topology::External));
+        assert!(Topology::parse("etcd").is_err());
         assert_eq!(Topology::Stacked.local_url(&plan(2)), "https://127.0.0.1:2379");
         assert_eq!(Topology::External.local_url(&plan(2)), "https://10.213.0.12:2379");
     }

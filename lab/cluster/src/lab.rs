@@ -299,7 +299,7 @@ fn build(state: &mut LabState) -> Result<LabFiles, String> {
         std::fs::read_to_string(&files.kubeconfig).map_err(|e| format!("kubeconfig: {e}"))?;
     let direct_text =
         std::fs::read_to_string(&files.direct_kubeconfig).map_err(|e| format!("direct kubeconfig: {e}"))?;
-    let etcd_ca = crate::etcd::Ca::generate(crate::etcd::Topology::of(&spec))?;
+    let etcd_ca = crate::etcd::Ca::for_lab(&spec)?;
     let provision = Provision {
         spec: &spec,
         base: &base,
@@ -338,11 +338,11 @@ fn build(state: &mut LabState) -> Result<LabFiles, String> {
         // Meanwhile, the control planes' etcd members form their cluster (external members are
         // started now, on every control plane at once): healthy (a quorum read on each) and seeded
         // before the lab says it is up.
-        let topology = etcd_ca.topology();
+        let (topology, bootstrap) = (etcd_ca.topology(), etcd_ca.bootstrap());
         let members: Vec<&RunningNode> = state.nodes.iter().filter(|n| n.plan.control_plane).collect();
-        jobs.push(
-            scope.spawn(move || crate::etcd::wait_and_seed(topology, &members, Duration::from_secs(60))),
-        );
+        jobs.push(scope.spawn(move || {
+            crate::etcd::wait_and_seed(topology, bootstrap, &members, Duration::from_secs(60))
+        }));
         jobs.into_iter()
             .map(|j| {
                 j.join()
@@ -514,9 +514,33 @@ fn cluster_seed(spec: &LabSpec) -> Value {
     // certificate kubeadm init was given (lab/cluster src/etcd.rs).
     let members: Vec<crate::NodePlan> = spec.nodes().into_iter().filter(|n| n.control_plane).collect();
     let external_etcd = crate::etcd::kubeadm_config(crate::etcd::Topology::of(spec), &members);
+    // A stacked etcd of the 1.11 HA guide's (1.11 and 1.12 labs, `--etcd stacked`): kubeadm-config
+    // keeps the guide's `etcd.local.extraArgs` (lab/apiserver src/store/kubeadm_config.rs).
+    let guide = crate::etcd::Bootstrap::of(spec) == crate::etcd::Bootstrap::OneByOne;
+    let stacked_etcd = guide.then(|| json!({"members": members.iter().map(|m| &m.name).collect::<Vec<_>>()}));
+    // The cri-socket annotation kubeadm reads from 1.12 (`kubeadm.alpha.kubernetes.io/cri-socket`):
+    // 1.11's `kubeadm init` put it on its own node only, the guide's other control planes were made
+    // with `kubeadm alpha phase` commands (the 1.11 -> 1.12 HA page: "Add an annotation for the
+    // cri-socket to the current node" on each additional one); a 1.12 lab's were all annotated then.
+    let mut node_annotations = serde_json::Map::new();
+    if guide {
+        let annotated = if crate::spec::minor_of(&spec.from) == 11 {
+            1
+        } else {
+            members.len()
+        };
+        for m in members.iter().take(annotated) {
+            node_annotations.insert(
+                m.name.clone(),
+                json!({lab_standin::CRI_SOCKET_ANNOTATION: lab_standin::DOCKERSHIM_SOCKET}),
+            );
+        }
+    }
     json!({
         "kubernetesVersion": version,
         "externalEtcd": external_etcd,
+        "stackedEtcd": stacked_etcd,
+        "nodeAnnotations": node_annotations,
         // The control-plane endpoint kubeadm init was given: the virtual address (kubeadm HA guide,
         // kubernetes.io/docs/setup/production-environment/tools/kubeadm/high-availability/).
         "controlPlaneEndpoint": format!("{}:{}", spec.vip(), spec.api_port()),
@@ -953,6 +977,41 @@ mod services_tests {
         let new: lab_apiserver::Cluster =
             serde_json::from_value(cluster_seed(&crate::spec::test_spec("1.34.2"))).unwrap();
         assert_eq!(new.external_etcd, None);
+        assert_eq!(new.stacked_etcd, None);
+        assert!(new.node_annotations.is_empty());
+    }
+
+    #[test]
+    fn a_stacked_1_11_or_1_12_lab_seeds_the_guides_etcd_and_the_cri_socket_annotations() {
+        let annotation = |c: &lab_apiserver::Cluster, node: &str| {
+            c.node_annotations
+                .get(node)
+                .and_then(|a| a.get("kubeadm.alpha.kubernetes.io/cri-socket"))
+                .cloned()
+        };
+        for (from, annotated) in [("1.11.10", 1), ("1.12.10", 2)] {
+            let mut spec = crate::spec::test_spec(from);
+            spec.etcd = Some(crate::etcd::Topology::Stacked);
+            let seed: lab_apiserver::Cluster = serde_json::from_value(cluster_seed(&spec)).unwrap();
+            assert_eq!(seed.external_etcd, None, "{from}");
+            let stacked = seed.stacked_etcd.clone().expect("the guide's stacked etcd");
+            assert_eq!(
+                stacked.members,
+                ["lab-cp1", "lab-cp2"],
+                "{from}: the control planes only"
+            );
+            assert_eq!(
+                annotation(&seed, "lab-cp1").as_deref(),
+                Some("/var/run/dockershim.sock")
+            );
+            assert_eq!(annotation(&seed, "lab-cp2").is_some(), annotated == 2, "{from}");
+            assert_eq!(annotation(&seed, "lab-w1"), None);
+        }
+        // From 1.13 a stacked lab's kubeadm-config has no extraArgs (kubeadm computes the flags).
+        let mut spec = crate::spec::test_spec("1.13.12");
+        spec.etcd = Some(crate::etcd::Topology::Stacked);
+        let seed: lab_apiserver::Cluster = serde_json::from_value(cluster_seed(&spec)).unwrap();
+        assert_eq!((seed.external_etcd, seed.stacked_etcd), (None, None));
     }
 
     #[test]

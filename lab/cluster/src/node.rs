@@ -145,7 +145,8 @@ pub fn prepare(plan: &NodePlan, p: &Provision<'_>) -> Result<PathBuf, String> {
     // Real etcd, a member on every control plane, one cluster (lab/cluster src/etcd.rs): stacked
     // (kubeadm's default HA topology in today's docs) on pkgs.k8s.io-era labs, external on the older
     // ones, as the 1.8 -> 1.9 HA runbook has it. An external member's unit is started once every
-    // control plane is up (`etcd::Topology::starts_at_boot`).
+    // control plane is up, a stacked one of a 1.11/1.12 lab once added to the cluster
+    // (`etcd::Ca::starts_at_boot`).
     let etcd = match p.etcd_ca {
         Some(ca) if plan.control_plane => {
             let members: Vec<NodePlan> = spec.nodes().into_iter().filter(|n| n.control_plane).collect();
@@ -155,7 +156,7 @@ pub fn prepare(plan: &NodePlan, p: &Provision<'_>) -> Result<PathBuf, String> {
             }
             let (file, text) = member.unit;
             let name = file.trim_end_matches(".service");
-            if ca.topology().starts_at_boot() {
+            if ca.starts_at_boot(plan, &members) {
                 units.push((name, text));
             } else {
                 sh::write(&at(&format!("/etc/systemd/system/{file}")), text)?;

@@ -137,6 +137,10 @@ pub struct LabSpec {
     /// this divided by the time factor in real time.
     #[serde(default)]
     pub bandwidth: Option<u64>,
+    /// How the control planes run etcd (`--etcd`); None: the era's (stacked from 1.24, external
+    /// before, [`crate::etcd::Topology::of`]).
+    #[serde(default)]
+    pub etcd: Option<crate::etcd::Topology>,
 }
 
 impl LabSpec {
@@ -239,6 +243,15 @@ impl LabSpec {
                 crate::repo::versions()
             )
         })?;
+        let first = crate::etcd::FIRST_STACKED_MINOR;
+        if self.etcd == Some(crate::etcd::Topology::Stacked) && minor_of(&self.from) < first {
+            return Err(format!(
+                "--etcd stacked needs a lab from 1.{first} on, not {}: kubeadm's HA guide stacks etcd on \
+                 the control planes from 1.{first} (\"Stacked control plane nodes\"); before, its etcd is \
+                 external (use --etcd external, the default before 1.24)",
+                self.from
+            ));
+        }
         Ok(())
     }
 }
@@ -280,6 +293,7 @@ pub(crate) fn test_spec(from: &str) -> LabSpec {
         withhold: Vec::new(),
         timing: Timing::Default,
         bandwidth: None,
+        etcd: None,
     }
 }
 
@@ -300,6 +314,27 @@ mod tests {
         assert!(parse_bandwidth("0MB/s").is_err());
         assert!(parse_bandwidth("20 parsecs").is_err());
         assert_eq!(show_bandwidth(20e6), "20.0 MB/s");
+    }
+
+    #[test]
+    fn stacked_etcd_is_refused_before_1_11_with_a_reason() {
+        let mut spec = test_spec("1.10.13");
+        spec.etcd = Some(crate::etcd::Topology::Stacked);
+        let refused = spec.validate().unwrap_err();
+        assert!(
+            refused.contains("--etcd stacked needs a lab from 1.11 on, not 1.10.13"),
+            "{refused}"
+        );
+        spec.etcd = Some(crate::etcd::Topology::External);
+        assert_eq!(spec.validate(), Ok(()));
+        let mut spec = test_spec("1.11.10");
+        spec.etcd = Some(crate::etcd::Topology::Stacked);
+        assert_eq!(spec.validate(), Ok(()));
+        // A state file written before `--etcd` existed reads as the era's choice.
+        let mut old = serde_json::to_value(test_spec("1.8.3")).unwrap();
+        old.as_object_mut().unwrap().remove("etcd");
+        let read: LabSpec = serde_json::from_value(old).unwrap();
+        assert_eq!(read.etcd, None);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! converts the stored v1alpha1 document) the control plane it upgrades is the one named by
 //! `nodeName`, so a stale `nodeName` breaks a secondary's apply.
 
-use crate::{hostname, say, FAULT_DIR};
+use crate::{hostname, kubeadm_etcd, say, FAULT_DIR};
 use kube_version::Version;
 use lab_standin::api::Api;
 use serde_json::{json, Value};
@@ -70,6 +70,68 @@ impl Cluster {
         &self.api
     }
 
+    /// The ConfigMap's `data`.
+    pub(crate) fn data(&self) -> &Value {
+        &self.config["data"]
+    }
+
+    /// The control-plane nodes (kubeadm's `node-role.kubernetes.io/master` label, or the later
+    /// `control-plane` one) with their InternalIPs, as the API server reports them.
+    pub(crate) fn control_planes(&self) -> Result<Vec<kubeadm_etcd::Node>, String> {
+        let nodes = self.api.get("/api/v1/nodes")?;
+        Ok(nodes["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|n| {
+                let labels = &n["metadata"]["labels"];
+                !labels["node-role.kubernetes.io/master"].is_null()
+                    || !labels["node-role.kubernetes.io/control-plane"].is_null()
+            })
+            .filter_map(|n| {
+                Some(kubeadm_etcd::Node {
+                    name: n["metadata"]["name"].as_str()?.to_string(),
+                    ip: internal_ip(n).unwrap_or_default(),
+                })
+            })
+            .collect())
+    }
+
+    /// This node (`name`, the hostname) as the API server reports it: its InternalIP and its
+    /// cri-socket annotation.
+    pub(crate) fn me(&self, name: &str) -> Result<kubeadm_etcd::Me, String> {
+        let node = self
+            .api
+            .get(&format!("/api/v1/nodes/{name}"))
+            .map_err(|e| format!("[upgrade/config] FATAL: cannot read this node {name:?}: {e}"))?;
+        let ip = internal_ip(&node).ok_or(format!(
+            "[upgrade/config] FATAL: node {name} reports no InternalIP"
+        ))?;
+        Ok(kubeadm_etcd::Me {
+            node: kubeadm_etcd::Node {
+                name: name.to_string(),
+                ip,
+            },
+            cri_socket: node["metadata"]["annotations"][lab_standin::CRI_SOCKET_ANNOTATION]
+                .as_str()
+                .map(str::to_string),
+        })
+    }
+
+    /// Uploads the configuration as kubeadm `own` does after upgrading `me` (advertised at
+    /// `advertise`) to `target`: 1.12 and 1.13 in their own API version with `ClusterStatus`
+    /// ([`kubeadm_etcd::uploaded`]), the others as [`Cluster::record_version`].
+    fn record(&self, target: Version, own: Version, me: &str, advertise: &str) -> Result<(), String> {
+        match kubeadm_etcd::uploaded(self.data(), own.minor, &target.to_string(), me, advertise) {
+            Some(data) => {
+                let mut config = self.config.clone();
+                config["data"] = data;
+                self.api.put(CONFIG_PATH, &config).map(|_| ())
+            }
+            None => self.record_version(target, own),
+        }
+    }
+
     /// (key, YAML text) of the configuration kubeadm stored in the cluster.
     fn stored(&self) -> Option<(&'static str, &str)> {
         ["MasterConfiguration", "ClusterConfiguration"]
@@ -130,6 +192,16 @@ impl Cluster {
     }
 }
 
+/// A node's InternalIP (`status.addresses`).
+fn internal_ip(node: &Value) -> Option<String> {
+    node["status"]["addresses"]
+        .as_array()?
+        .iter()
+        .find(|a| a["type"] == "InternalIP")?["address"]
+        .as_str()
+        .map(str::to_string)
+}
+
 fn plan(own: Version) -> Result<(), String> {
     let cluster = Cluster::read()?;
     let current = cluster.version;
@@ -166,10 +238,21 @@ fn plan(own: Version) -> Result<(), String> {
 fn apply(own: Version, args: &[&str]) -> Result<(), String> {
     let mut target = None;
     let (mut yes, mut force) = (false, false);
-    for arg in args {
+    // `--config PATH` (`kubeadm upgrade apply --config`, every release; the 1.11 -> 1.12 HA page
+    // passes the cluster's MasterConfiguration with this node's address on an external etcd).
+    let mut config_path = None;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
         match *arg {
             "-y" | "--yes" => yes = true,
             "-f" | "--force" => force = true,
+            "--config" => {
+                let path = it.next().ok_or("Error: flag needs an argument: --config")?;
+                config_path = Some(path.to_string());
+            }
+            flag if flag.starts_with("--config=") => {
+                config_path = Some(flag.trim_start_matches("--config=").to_string());
+            }
             flag if flag.starts_with("--feature-gates=") || flag.starts_with("--etcd-upgrade=") => {}
             flag if flag.starts_with('-') => return Err(format!("Error: unknown flag: {flag}")),
             version => {
@@ -200,11 +283,12 @@ fn apply(own: Version, args: &[&str]) -> Result<(), String> {
     ));
     say(&format!("[upgrade/versions] kubeadm version: {own}"));
     enforce_policy(cluster.version, target, own, force)?;
+    let me = hostname();
+    let advertise = check_config(&cluster, own, &me, config_path.as_deref())?;
     if !yes && !confirmed() {
         return Err("won't proceed; the user didn't answer (Y|y) in order to continue".into());
     }
     misbehave_if_asked()?;
-    let me = hostname();
     // The old kubeadm upgraded the control plane of the node named in its stored configuration and
     // waited for that node's static pods: on another master that never happens.
     if let Some(named) = cluster.stored_field("nodeName") {
@@ -226,11 +310,68 @@ fn apply(own: Version, args: &[&str]) -> Result<(), String> {
         lab_standin::timing::KUBEADM_APPLY_SECONDS,
     );
     upgrade_this_control_plane(&cluster, &me, target)?;
-    cluster.record_version(target, own)?;
+    if own.minor == 12 && !kubeadm_etcd::external(cluster.data()) {
+        write_etcd_manifest(&kubeadm_etcd::extra_args(cluster.data()))?;
+    }
+    cluster.record(target, own, &me, &advertise)?;
     crate::addons::upgrade(&cluster, own, target, true)?;
     crate::kubeadm_node::write_kubelet_files(own, target)?;
     say(&format!(
         "[upgrade/successful] SUCCESS! Your cluster was upgraded to \"{target}\". Enjoy!"
+    ));
+    Ok(())
+}
+
+/// What kubeadm `own` wants of kubeadm-config on this control plane (`me`) before `upgrade apply`
+/// (lab/standin src/kubeadm_etcd.rs: the 1.11 -> 1.12 and 1.12 -> 1.13 HA upgrade pages' edits);
+/// `--config PATH` must be readable in every release. Returns the address this node is advertised
+/// at (its InternalIP) for the configuration kubeadm uploads.
+fn check_config(
+    cluster: &Cluster,
+    own: Version,
+    me: &str,
+    config_path: Option<&str>,
+) -> Result<String, String> {
+    let file = config_path.map(|path| (path, std::fs::read_to_string(path).map_err(|e| e.to_string())));
+    if let Some((path, Err(e))) = &file {
+        return Err(format!(
+            "[upgrade/config] FATAL: unable to read config from {path:?}: {e}"
+        ));
+    }
+    if !(12..=13).contains(&own.minor) {
+        return Ok(String::new());
+    }
+    let data = cluster.data();
+    let node = cluster.me(me)?;
+    let external = kubeadm_etcd::external(data);
+    match (own.minor, external) {
+        (12, false) => kubeadm_etcd::check_apply_1_12_stacked(data, &node, &cluster.control_planes()?)?,
+        (12, true) => kubeadm_etcd::check_apply_1_12_external(data, &node.node, file)?,
+        (13, false) => kubeadm_etcd::check_apply_1_13_stacked(data, &node.node, &cluster.control_planes()?)?,
+        // The 1.12 -> 1.13 page's external etcd steps: no edits, `upgrade apply` without --config
+        // (a --config given is read, not checked).
+        _ => {}
+    }
+    Ok(node.node.ip)
+}
+
+/// kubeadm 1.12 writes the etcd static pod of a stacked control plane with `etcd.local.extraArgs`
+/// over its defaults (cmd/kubeadm/app/phases/etcd/local.go getEtcdCommand): this node's manifest's
+/// flags, as the checks let through only this node's addresses. The running member (the lab's
+/// `lab-etcd.service`) is not restarted: its data directory exists, so the flags that differ
+/// (`initial-cluster*`) do not apply to it.
+fn write_etcd_manifest(args: &[(String, String)]) -> Result<(), String> {
+    let path = Path::new(MANIFESTS).join("etcd.yaml");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    let staged = path.with_extension("yaml.kubeadm-upgrade");
+    std::fs::write(&staged, kubeadm_etcd::manifest_with(&text, args))
+        .and_then(|()| std::fs::rename(&staged, &path))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    say(&format!(
+        "[upgrade/staticpods] Moved new manifest to \"{}\"",
+        path.display()
     ));
     Ok(())
 }
@@ -386,6 +527,23 @@ pub(crate) fn upgrade_this_control_plane(cluster: &Cluster, me: &str, target: Ve
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_takes_a_path_and_unknown_flags_stay_refused() {
+        let v = Version::parse("v1.12.10").unwrap();
+        assert_eq!(
+            apply(v, &["v1.12.10", "--config"]).unwrap_err(),
+            "Error: flag needs an argument: --config"
+        );
+        assert_eq!(
+            apply(v, &["v1.12.10", "--configure=x"]).unwrap_err(),
+            "Error: unknown flag: --configure=x"
+        );
+        assert_eq!(
+            apply(v, &["--made-up", "v1.12.10"]).unwrap_err(),
+            "Error: unknown flag: --made-up"
+        );
+    }
 
     #[test]
     fn the_policy_is_one_minor_at_a_time() {

@@ -65,6 +65,10 @@ pub fn main(own: Version, args: &[&str]) -> Result<(), String> {
             let cluster = Cluster::read()?;
             let target = stored_target(&cluster, own)?;
             require_control_plane()?;
+            // This node's API endpoint from ClusterStatus (the 1.12 -> 1.13 HA page adds every
+            // control plane there before the first apply; lab/standin src/kubeadm_etcd.rs).
+            let me = cluster.me(&hostname())?;
+            crate::kubeadm_etcd::check_control_plane_node(cluster.data(), &me.node)?;
             misbehave_if_asked()?;
             upgrade_this_control_plane(&cluster, &hostname(), target)?;
             say("[upgrade] The control plane instance for this node was successfully updated!");

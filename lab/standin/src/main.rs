@@ -7,6 +7,7 @@
 
 mod addons;
 mod kubeadm;
+mod kubeadm_etcd;
 mod kubeadm_node;
 mod kubelet;
 mod services;

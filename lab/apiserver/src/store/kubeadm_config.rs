@@ -1,6 +1,8 @@
 //! `kube-system/kubeadm-config` as the release's kubeadm wrote it: `MasterConfiguration` (with the
 //! `nodeName` the old runbook rewrites) up to 1.11, then `ClusterConfiguration` (+ `ClusterStatus`
-//! before v1beta3), in the config API version of the release.
+//! before v1beta3), in the config API version of the release. A stacked etcd set up by the 1.11 HA
+//! guide keeps its `etcd.local.extraArgs` there (1.11's v1alpha2 and 1.12's v1alpha3), which the
+//! 1.11 -> 1.12 and 1.12 -> 1.13 HA upgrade pages have edited before each `kubeadm upgrade apply`.
 
 use serde_json::{json, Value};
 
@@ -25,9 +27,14 @@ impl Store {
         let primary = self.primary_master.clone().unwrap_or_default();
         let addr = self.node_ip(&primary);
         let endpoint = &self.cluster_endpoint;
-        let api_endpoint = format!(
+        let mut api_endpoint = format!(
             "api:\n  advertiseAddress: {addr}\n  bindPort: 6443\n  controlPlaneEndpoint: {endpoint}\n"
         );
+        // The 1.11 HA guide's config: `apiServerCertSANs: ["LOAD_BALANCER_DNS"]`.
+        if self.stacked_etcd.is_some() && api == KubeadmConfigApi::V1Alpha2 {
+            let host = endpoint.rsplit_once(':').map_or(endpoint.as_str(), |(h, _)| h);
+            api_endpoint.push_str(&format!("apiServerCertSANs:\n- {host}\n"));
+        }
         if api == KubeadmConfigApi::V1Alpha1 {
             let etcd = v1alpha1_etcd(self.external_etcd.as_ref());
             format!(
@@ -58,10 +65,12 @@ unifiedControlPlaneImage: \"\"
 "
             )
         } else {
-            let etcd =
-                self.external_etcd.as_ref().map(external_etcd).unwrap_or_else(|| {
-                    "etcd:\n  local:\n    dataDir: /var/lib/etcd\n    image: \"\"\n".into()
-                });
+            let etcd = self
+                .external_etcd
+                .as_ref()
+                .map(external_etcd)
+                .or_else(|| self.stacked_etcd(false))
+                .unwrap_or_else(|| "etcd:\n  local:\n    dataDir: /var/lib/etcd\n    image: \"\"\n".into());
             format!(
                 "{api_endpoint}apiVersion: kubeadm.k8s.io/v1alpha2
 certificatesDir: /etc/kubernetes/pki
@@ -98,10 +107,12 @@ unifiedControlPlaneImage: \"\"
             "apiServer:\n  extraArgs:\n    authorization-mode: Node,RBAC\n  timeoutForControlPlane: 4m0s\n"
                 .to_string()
         };
+        let guide = self.stacked_etcd.is_some() && api == KubeadmConfigApi::V1Alpha3;
         let etcd = self
             .external_etcd
             .as_ref()
             .map(external_etcd)
+            .or_else(|| if guide { self.stacked_etcd(true) } else { None })
             .unwrap_or_else(|| "etcd:\n  local:\n    dataDir: /var/lib/etcd\n".into());
         let dns = if api.dns_type() {
             "dns:\n  type: CoreDNS\n"
@@ -126,7 +137,20 @@ scheduler: {{}}
         );
         if api.cluster_status() {
             let mut status = "apiEndpoints:\n".to_string();
-            if let Some(nodes) = self.map(Kind::Node) {
+            // A 1.12 cluster of the guide's: the first control plane's endpoint only, as the
+            // 1.12 -> 1.13 HA page has it ("Add an entry for each of the additional control plane
+            // hosts").
+            let first = self
+                .stacked_etcd
+                .as_ref()
+                .and_then(|e| e.members.first())
+                .filter(|_| guide);
+            if let Some(first) = first {
+                status.push_str(&format!(
+                    "  {first}:\n    advertiseAddress: {}\n    bindPort: 6443\n",
+                    self.node_ip(first)
+                ));
+            } else if let Some(nodes) = self.map(Kind::Node) {
                 for (k, n) in nodes {
                     if labels_of(n).is_some_and(|l| {
                         l.contains_key("node-role.kubernetes.io/master")
@@ -146,6 +170,42 @@ scheduler: {{}}
             return json!({"ClusterConfiguration": cfg, "ClusterStatus": status});
         }
         json!({"ClusterConfiguration": cfg})
+    }
+}
+
+impl Store {
+    /// `etcd.local` of the 1.11 HA guide's stacked etcd ("Stacked control plane nodes", kubernetes/
+    /// website docs/setup/independent/high-availability.md of v1.11), None without one. Not
+    /// `upgraded`: 1.11's v1alpha2 as cp1's `kubeadm init` uploaded the guide's config for it (its own
+    /// address, `initial-cluster` of itself). `upgraded`: 1.12's v1alpha3 as the 1.11 -> 1.12 HA page
+    /// leaves it after the first control plane's apply (its own address, `initial-cluster` of every
+    /// control plane, `initial-cluster-state: existing`).
+    fn stacked_etcd(&self, upgraded: bool) -> Option<String> {
+        let members = &self.stacked_etcd.as_ref()?.members;
+        let first = members.first()?;
+        let ip = self.node_ip(first);
+        let joined: &[String] = if upgraded {
+            members
+        } else {
+            std::slice::from_ref(first)
+        };
+        let cluster: Vec<String> = joined
+            .iter()
+            .map(|m| format!("{m}=https://{}:2380", self.node_ip(m)))
+            .collect();
+        let state = if upgraded {
+            "      initial-cluster-state: existing\n"
+        } else {
+            ""
+        };
+        Some(format!(
+            "etcd:\n  local:\n    dataDir: /var/lib/etcd\n    extraArgs:\n      \
+             advertise-client-urls: https://{ip}:2379\n      initial-advertise-peer-urls: https://{ip}:2380\n      \
+             initial-cluster: {}\n{state}      listen-client-urls: https://127.0.0.1:2379,https://{ip}:2379\n      \
+             listen-peer-urls: https://{ip}:2380\n    image: \"\"\n    peerCertSANs:\n    - {first}\n    - {ip}\n    \
+             serverCertSANs:\n    - {first}\n    - {ip}\n",
+            cluster.join(",")
+        ))
     }
 }
 
@@ -219,6 +279,130 @@ mod tests {
             "etcd:\n  caFile: /etc/kubernetes/pki/etcd/ca.pem\n  certFile: /etc/kubernetes/pki/etcd/client.pem\n  \
              dataDir: /var/lib/etcd\n  endpoints:\n  - https://10.0.0.11:2379\n  - https://10.0.0.12:2379\n  \
              image: \"\"\n  keyFile: /etc/kubernetes/pki/etcd/client-key.pem\n"
+        );
+    }
+
+    /// The lab's 2 control planes and a worker at 10.213.0.11.. (as `kup-lab up` seeds them), with
+    /// the 1.11 HA guide's stacked etcd and cri-socket annotations.
+    fn guide_store(minor: u32, annotated: &[&str]) -> Store {
+        let mut cluster = crate::Cluster::sample(None);
+        cluster.nodes.truncate(4);
+        cluster.nodes.remove(2);
+        for (i, n) in cluster.nodes.iter_mut().enumerate() {
+            n.address = Some(format!("10.213.0.{}", 11 + i));
+        }
+        cluster.nodes[0].name = "lab-cp1".into();
+        cluster.nodes[1].name = "lab-cp2".into();
+        cluster.nodes[2].name = "lab-w1".into();
+        cluster.replica_sets.clear();
+        cluster.pods.clear();
+        cluster.control_plane_endpoint = Some("10.213.0.10:6443".into());
+        cluster.stacked_etcd = Some(crate::cluster::StackedEtcdSeed {
+            members: vec!["lab-cp1".into(), "lab-cp2".into()],
+        });
+        for node in annotated {
+            cluster.node_annotations.insert(
+                node.to_string(),
+                [(
+                    "kubeadm.alpha.kubernetes.io/cri-socket".to_string(),
+                    "/var/run/dockershim.sock".to_string(),
+                )]
+                .into(),
+            );
+        }
+        let emu = crate::Emulation::parse(&format!("1.{minor}")).unwrap();
+        Store::new(emu, super::super::StoreConfig::default(), &cluster).unwrap()
+    }
+
+    fn yaml(text: &str) -> serde_norway::Value {
+        serde_norway::from_str(text).unwrap()
+    }
+
+    fn annotation(store: &Store, node: &str) -> Option<String> {
+        store.get(Kind::Node, "", node)?["metadata"]["annotations"]["kubeadm.alpha.kubernetes.io/cri-socket"]
+            .as_str()
+            .map(str::to_string)
+    }
+
+    #[test]
+    fn a_1_11_stacked_seed_is_the_ha_guides_master_configuration_for_cp1() {
+        let store = guide_store(11, &["lab-cp1"]);
+        let data = store.kubeadm_config();
+        let text = data["MasterConfiguration"].as_str().unwrap();
+        let doc = yaml(text);
+        assert_eq!(doc["apiVersion"], "kubeadm.k8s.io/v1alpha2", "{text}");
+        assert_eq!(doc["kind"], "MasterConfiguration");
+        assert_eq!(doc["api"]["advertiseAddress"], "10.213.0.11", "{text}");
+        assert_eq!(doc["apiServerCertSANs"][0], "10.213.0.10", "{text}");
+        let local = &doc["etcd"]["local"];
+        let args = &local["extraArgs"];
+        assert_eq!(
+            args["listen-client-urls"],
+            "https://127.0.0.1:2379,https://10.213.0.11:2379"
+        );
+        assert_eq!(args["advertise-client-urls"], "https://10.213.0.11:2379");
+        assert_eq!(args["listen-peer-urls"], "https://10.213.0.11:2380");
+        assert_eq!(args["initial-advertise-peer-urls"], "https://10.213.0.11:2380");
+        assert_eq!(args["initial-cluster"], "lab-cp1=https://10.213.0.11:2380");
+        assert!(args.get("initial-cluster-state").is_none(), "{text}");
+        assert_eq!(local["serverCertSANs"][0], "lab-cp1");
+        assert_eq!(local["peerCertSANs"][1], "10.213.0.11");
+        assert_eq!(local["dataDir"], "/var/lib/etcd");
+        assert_eq!(
+            annotation(&store, "lab-cp1").as_deref(),
+            Some("/var/run/dockershim.sock")
+        );
+        assert_eq!(annotation(&store, "lab-cp2"), None);
+        // The seeded ConfigMap is the stored object (PUT/PATCH change it).
+        let stored = store
+            .get(Kind::ConfigMap, "kube-system", "kubeadm-config")
+            .unwrap();
+        assert_eq!(stored["data"], data);
+    }
+
+    #[test]
+    fn a_1_12_stacked_seed_is_v1alpha3_after_the_first_control_planes_edits() {
+        let store = guide_store(12, &["lab-cp1", "lab-cp2"]);
+        let data = store.kubeadm_config();
+        let text = data["ClusterConfiguration"].as_str().unwrap();
+        let doc = yaml(text);
+        assert_eq!(doc["apiVersion"], "kubeadm.k8s.io/v1alpha3", "{text}");
+        let args = &doc["etcd"]["local"]["extraArgs"];
+        assert_eq!(
+            args["advertise-client-urls"], "https://10.213.0.11:2379",
+            "{text}"
+        );
+        assert_eq!(
+            args["initial-cluster"],
+            "lab-cp1=https://10.213.0.11:2380,lab-cp2=https://10.213.0.12:2380"
+        );
+        assert_eq!(args["initial-cluster-state"], "existing");
+        assert_eq!(
+            args["listen-client-urls"],
+            "https://127.0.0.1:2379,https://10.213.0.11:2379"
+        );
+        let status = yaml(data["ClusterStatus"].as_str().unwrap());
+        let endpoints = status["apiEndpoints"].as_mapping().unwrap();
+        assert_eq!(endpoints.len(), 1, "{status:?}");
+        assert_eq!(
+            status["apiEndpoints"]["lab-cp1"]["advertiseAddress"],
+            "10.213.0.11"
+        );
+        for node in ["lab-cp1", "lab-cp2"] {
+            assert_eq!(
+                annotation(&store, node).as_deref(),
+                Some("/var/run/dockershim.sock")
+            );
+        }
+        // From 1.13 the seed has no extraArgs and every control plane's endpoint.
+        let later = guide_store(13, &[]).kubeadm_config();
+        let text = later["ClusterConfiguration"].as_str().unwrap();
+        assert!(!text.contains("extraArgs:\n      advertise"), "{text}");
+        let status = yaml(later["ClusterStatus"].as_str().unwrap());
+        assert_eq!(
+            status["apiEndpoints"].as_mapping().unwrap().len(),
+            2,
+            "{status:?}"
         );
     }
 

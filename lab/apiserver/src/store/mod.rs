@@ -114,6 +114,8 @@ pub struct Store {
     cluster_endpoint: String,
     /// The external etcd kubeadm-config names (None: local etcd).
     external_etcd: Option<crate::cluster::ExternalEtcdSeed>,
+    /// The 1.11 HA guide's stacked etcd kubeadm-config names (None: no extraArgs).
+    stacked_etcd: Option<crate::cluster::StackedEtcdSeed>,
     services: Services,
 }
 
@@ -143,6 +145,7 @@ impl Store {
                 .clone()
                 .unwrap_or_else(|| "lab-api:6443".to_string()),
             external_etcd: cluster.external_etcd.clone(),
+            stacked_etcd: cluster.stacked_etcd.clone(),
             services: Services::new(
                 cluster
                     .nodes

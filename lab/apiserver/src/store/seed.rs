@@ -36,12 +36,29 @@ impl Store {
             self.create(Kind::Namespace, "", json!({"metadata": {"name": ns}}))
                 .map_err(|e| e.message)?;
         }
+        if let Some(unknown) = c
+            .node_annotations
+            .keys()
+            .find(|name| !c.nodes.iter().any(|n| &n.name == *name))
+        {
+            return Err(format!("nodeAnnotations names unknown node {unknown:?}"));
+        }
         let mut seen = BTreeSet::new();
         for (i, n) in c.nodes.iter().enumerate() {
             if !seen.insert(n.name.clone()) {
                 return Err(format!("node {:?} is listed twice", n.name));
             }
-            let node = self.node_object(i, n);
+            let mut node = self.node_object(i, n);
+            if let Some(extra) = c.node_annotations.get(&n.name) {
+                if let Some(a) = node
+                    .pointer_mut("/metadata/annotations")
+                    .and_then(Value::as_object_mut)
+                {
+                    for (k, v) in extra {
+                        a.insert(k.clone(), json!(v));
+                    }
+                }
+            }
             let node = self.commit(Kind::Node, node);
             self.register_node(&node, n.kubelet, i);
             if self.primary_master.is_none() && n.roles.contains(&Role::ControlPlane) {
