@@ -76,6 +76,7 @@ fn entry<M: Module>(args: std::vec::IntoIter<OsString>) -> ! {
 pub const MODULES: &[ModuleInfo] = &[
     module::<kubeadm_download::KubeadmDownload>(false, Links::Https, 300),
     module::<kubeadm_config_nodename::KubeadmConfigNodename>(true, Links::Kube, 300),
+    module::<kubeadm_config_edit::KubeadmConfigEdit>(false, Links::Kube, 300),
     module::<kubeadm_upgrade::KubeadmUpgrade>(false, Links::Std, 600),
     module::<package_pin::PackagePin>(false, Links::Std, 900),
     module::<package_repo::PackageRepo>(false, Links::Std, 300),

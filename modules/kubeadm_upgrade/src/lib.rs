@@ -77,6 +77,10 @@ pub struct Params {
     pub manifests_dir: FilePath,
     #[serde(default = "default_kubelet_dir")]
     pub kubelet_dir: FilePath,
+    /// `kubeadm upgrade apply --config PATH` (action=apply only): the 1.11 -> 1.12 HA page's
+    /// external-etcd procedure (kubeadm_config_edit writes the file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<FilePath>,
 }
 
 impl Params {
@@ -94,6 +98,7 @@ impl Params {
             extra_args: Vec::new(),
             manifests_dir: default_manifests(),
             kubelet_dir: default_kubelet_dir(),
+            config: None,
         }
     }
 }
@@ -146,6 +151,7 @@ impl Module for KubeadmUpgrade {
 
     fn run(p: Params, ctx: &Context) -> Result<Outcome, Failure> {
         trusted_kubeadm(&p)?;
+        trusted_config(&p, ctx)?;
         match p.action {
             Action::Plan => plan(&p),
             Action::Apply | Action::Node | Action::NodeConfig | Action::ExperimentalControlPlane => {
@@ -171,6 +177,12 @@ fn validate(p: &Params) -> Result<(), Failure> {
         return Err(Failure::param(
             "version",
             "is required with action=apply and action=node_config",
+        ));
+    }
+    if p.config.is_some() && p.action != Action::Apply {
+        return Err(Failure::param(
+            "config",
+            "is passed to `kubeadm upgrade apply` only (action=apply)",
         ));
     }
     if let Some(gates) = &p.feature_gates {
@@ -199,6 +211,31 @@ fn trusted_kubeadm(p: &Params) -> Result<(), Failure> {
                 ),
             )
         })
+}
+
+/// Refuses a `--config` file another local user could have written: kubeadm, as root, takes the
+/// images and flags of the control plane from it. A missing one is refused outside check mode
+/// (kubeadm_config_edit in check mode does not write it).
+fn trusted_config(p: &Params, ctx: &Context) -> Result<(), Failure> {
+    let Some(path) = &p.config else {
+        return Ok(());
+    };
+    match module_kit::trust::check_executable(path) {
+        Ok(true) => Ok(()),
+        Ok(false) if ctx.check_mode => Ok(()),
+        Ok(false) => Err(Failure::param(
+            "config",
+            format!("{} does not exist", path.display()),
+        )),
+        Err(problem) => Err(Failure::param(
+            "config",
+            format!(
+                "refusing to pass {} to kubeadm: {problem}, so another local user could change what kubeadm \
+                 does as root",
+                path.display()
+            ),
+        )),
+    }
 }
 
 fn kubeadm(p: &Params) -> Command {
@@ -352,6 +389,10 @@ fn upgrade(p: &Params, ctx: &Context) -> Result<Outcome, Failure> {
         args.push("-y".into());
         if p.force {
             args.push("--force".into());
+        }
+        if let Some(config) = &p.config {
+            args.push("--config".into());
+            args.push(config.display().to_string());
         }
     }
     if let Some(gates) = &p.feature_gates {

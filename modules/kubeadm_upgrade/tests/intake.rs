@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! kubeadm_upgrade's argument intake: fuzzed, and the defects fuzzing found (issue 17, item 8).
 
+use module_kit::testkit::merged;
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -246,4 +247,73 @@ fn node_config_and_experimental_control_plane_exist_only_in_their_releases() {
     let early = run("node", "v1.14.10");
     assert!(early.msg().contains("it exists from 1.15"), "{}", early.msg());
     assert!(!argv.exists(), "kubeadm ran anyway");
+}
+
+/// `config` (the 1.12 HA page's external-etcd `kubeadm upgrade apply --config FILE`): passed to
+/// apply only, refused for any other action, naming the field; a file others could write is refused.
+#[test]
+fn config_is_passed_to_apply_only() {
+    let dir = tempfile_dir();
+    let kubeadm = dir.join("kubeadm");
+    let argv = dir.join("argv");
+    let manifests = dir.join("manifests");
+    std::fs::create_dir(&manifests).unwrap();
+    let manifest = manifests.join("kube-apiserver.yaml");
+    std::fs::write(&manifest, "    image: k8s.gcr.io/kube-apiserver:v1.11.3\n").unwrap();
+    std::fs::write(
+        &kubeadm,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = version ]; then echo v1.12.10; exit 0; fi\necho \"$@\" > '{}'\n\
+             echo '    image: k8s.gcr.io/kube-apiserver:v1.12.10' > '{}'\n",
+            argv.display(),
+            manifest.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&kubeadm, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let config = dir.join("kubeadm-upgrade-config.yaml");
+    let args = json!({"action": "apply", "version": "v1.12.10", "kubeadm_path": kubeadm,
+                      "manifests_dir": manifests, "retries": 0, "config": config});
+
+    // Not there yet: check mode says what it would run, a real run is refused.
+    let check = MODULE.run(merged(&args, json!({"_ansible_check_mode": true})));
+    assert!(!check.failed(), "{}", check.stdout);
+    assert!(
+        check
+            .msg()
+            .contains(&format!("apply v1.12.10 -y --config {}", config.display())),
+        "{}",
+        check.msg()
+    );
+    MODULE.refused_with(args.clone(), "config", "does not exist");
+    assert!(!argv.exists(), "kubeadm ran without its config");
+
+    std::fs::write(&config, "apiVersion: kubeadm.k8s.io/v1alpha2\n").unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o666)).unwrap();
+    MODULE.refused_with(args.clone(), "config", "mode 0666");
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let ran = MODULE.run(args.clone());
+    assert!(!ran.failed() && ran.changed(), "{}", ran.stdout);
+    assert_eq!(
+        std::fs::read_to_string(&argv).unwrap().trim(),
+        format!("upgrade apply v1.12.10 -y --config {}", config.display())
+    );
+    // Idempotence is the manifests' as before: at the target, nothing runs.
+    std::fs::remove_file(&argv).unwrap();
+    let again = MODULE.run(args);
+    assert!(!again.failed() && !again.changed(), "{}", again.stdout);
+    assert!(!argv.exists());
+
+    for action in ["plan", "node", "node_config", "experimental_control_plane"] {
+        let ran = MODULE.refused_with(
+            json!({"action": action, "version": "v1.12.10", "config": config, "_ansible_check_mode": true}),
+            "config",
+            "action=apply",
+        );
+        assert!(ran.msg().contains("only"), "{}", ran.msg());
+    }
+    MODULE.refused(
+        json!({"action": "apply", "version": "v1.12.10", "config": "relative.yaml"}),
+        "config",
+    );
 }

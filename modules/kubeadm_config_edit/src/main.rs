@@ -1,0 +1,3 @@
+fn main() {
+    module_kit::main::<kubeadm_config_edit::KubeadmConfigEdit>()
+}
