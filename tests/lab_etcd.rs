@@ -5,7 +5,8 @@
 //! snapshot restore` into a member that serves the seeded keys, and a corrupted copy is refused.
 //! An old-era lab's control planes run an external etcd as the 1.9 HA guide sets it up, which
 //! kubeadm-config and the inventory name, and which `etcd_snapshot` snapshots with the inventory's
-//! certificates.
+//! certificates. Issue 11: stacked 1.11/1.12 labs (`--etcd stacked`) hold the 1.11 HA guide's etcd and
+//! kubeadm-config, which kubeadm 1.12/1.13 want edited as the HA upgrade pages say.
 
 use e2e::lab::{leftovers, LabOptions, TestLab};
 use serde_json::{json, Value};
@@ -463,6 +464,219 @@ fn stacked_etcd_is_one_real_cluster_snapshotted_verified_and_restored() {
             .expect("health list")
             .iter()
             .all(|h| h["health"] == true),
+        "{health}"
+    );
+
+    drop(lab);
+    assert_eq!(leftovers(&dir, &bridge), Vec::<String>::new());
+}
+
+/// kubeadm-config's `key` document (MasterConfiguration, ClusterConfiguration, ClusterStatus).
+fn kubeadm_config(lab: &TestLab, key: &str) -> String {
+    lab.kubectl_direct(&[
+        "get",
+        "cm",
+        "-n",
+        "kube-system",
+        "kubeadm-config",
+        "-o",
+        &format!("jsonpath={{.data.{key}}}"),
+    ])
+}
+
+/// The node's `kubeadm.alpha.kubernetes.io/cri-socket` annotation ("" without one).
+fn cri_socket(lab: &TestLab, node: &str) -> String {
+    lab.kubectl_direct(&[
+        "get",
+        "node",
+        node,
+        "-o",
+        "jsonpath={.metadata.annotations.kubeadm\\.alpha\\.kubernetes\\.io/cri-socket}",
+    ])
+}
+
+/// Replaces kubeadm-config's data with `data` (as `kubectl apply -f kubeadm-config-cm.yaml --force`
+/// does on the HA upgrade pages), through the API server's own address.
+fn replace_kubeadm_config(lab: &TestLab, data: Value) {
+    let mut cm =
+        json_of(&lab.kubectl_direct(&["get", "cm", "-n", "kube-system", "kubeadm-config", "-o", "json"]));
+    cm["data"] = data;
+    let file = lab.dir.join("kubeadm-config-cm.json");
+    std::fs::write(&file, cm.to_string()).unwrap();
+    let out = lab.kubectl_with(&lab.direct_kubeconfig, &["replace", "-f", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+const STANDIN: &str = "/usr/local/lib/kup-lab/standin";
+
+/// Issue 11: a 1.11 lab with `--etcd stacked` runs the 1.11 HA guide's stacked etcd ("Stacked control
+/// plane nodes": the first member alone, the second added with `etcdctl member add` and started with
+/// `initial-cluster-state: existing`), kubeadm-config is the v1alpha2 MasterConfiguration cp1's
+/// `kubeadm init` uploaded from the guide's config, and kubeadm 1.12's `upgrade apply` is refused on
+/// either control plane until the 1.11 -> 1.12 HA page's edits are made; with the first control
+/// plane's edits it upgrades lab-cp1 and uploads v1alpha3 with its endpoint, on which kubeadm 1.13
+/// is refused until the 1.12 -> 1.13 page's edits. (A lab from 1.12.10 cannot install its packages:
+/// kubeadm 1.12.10-00 wants kubelet >= 1.13.0, as the real one did; the 1.12 seed is unit-tested.)
+#[test]
+fn a_stacked_1_11_lab_wants_the_ha_pages_kubeadm_config_edits_before_1_12() {
+    let Some(lab) = TestLab::up_with(
+        LabOptions {
+            flavour: "apt",
+            from: "1.11.10",
+            control_planes: 2,
+            workers: 1,
+            id: 29,
+        },
+        &["--etcd", "stacked"],
+    ) else {
+        return;
+    };
+    let (dir, bridge) = (lab.dir.clone(), lab.bridge.clone());
+    let (ip1, ip2) = (lab.address(1), lab.address(2));
+
+    // (a) Real etcd, one cluster of 2, kubeadm's PKI; each member's static pod with the guide's flags.
+    for n in [1, 2] {
+        assert_eq!(
+            lab.ssh_ok(n, "systemctl is-active lab-etcd.service").trim(),
+            "active"
+        );
+        let health = json_of(&lab.ssh_ok(n, &etcdctl("endpoint health -w json")));
+        assert_eq!(health[0]["health"], true, "node {n}: {health}");
+        assert!(!inventory_vars(&lab, &format!("lab-cp{n}")).contains_key("etcd_endpoint"));
+    }
+    let members = json_of(&lab.ssh_ok(1, &etcdctl("member list -w json")));
+    assert_eq!(members["members"].as_array().map(Vec::len), Some(2), "{members}");
+    let first = lab.ssh_ok(1, "cat /etc/kubernetes/manifests/etcd.yaml");
+    assert!(
+        first.contains(&format!("    - --initial-cluster=lab-cp1=https://{ip1}:2380\n"))
+            && !first.contains("initial-cluster-state"),
+        "{first}"
+    );
+    let second = lab.ssh_ok(2, "cat /etc/kubernetes/manifests/etcd.yaml");
+    for want in [
+        format!("    - --initial-cluster=lab-cp1=https://{ip1}:2380,lab-cp2=https://{ip2}:2380\n"),
+        "    - --initial-cluster-state=existing\n".to_string(),
+        format!("    - --listen-client-urls=https://127.0.0.1:2379,https://{ip2}:2379\n"),
+    ] {
+        assert!(second.contains(&want), "{want} missing:\n{second}");
+    }
+    let seeded = lab.ssh_ok(2, &etcdctl("get /registry/lab/seed --print-value-only"));
+    assert_eq!(seeded.trim(), "kup-lab");
+
+    // (b) kubeadm-config as cp1's `kubeadm init` uploaded the guide's config; cp1 alone annotated.
+    let config = kubeadm_config(&lab, "MasterConfiguration");
+    for want in [
+        "apiVersion: kubeadm.k8s.io/v1alpha2\n".to_string(),
+        format!("  advertiseAddress: {ip1}\n"),
+        format!("      advertise-client-urls: https://{ip1}:2379\n"),
+        format!("      initial-cluster: lab-cp1=https://{ip1}:2380\n"),
+        format!("      listen-client-urls: https://127.0.0.1:2379,https://{ip1}:2379\n"),
+    ] {
+        assert!(config.contains(&want), "{want:?} missing:\n{config}");
+    }
+    assert!(!config.contains("initial-cluster-state"), "{config}");
+    assert_eq!(cri_socket(&lab, "lab-cp1"), "/var/run/dockershim.sock");
+    assert_eq!(cri_socket(&lab, "lab-cp2"), "");
+
+    // (c) kubeadm 1.12 refuses, naming each edit, and changes nothing.
+    let apply = format!("{STANDIN} kubeadm v1.12.10 upgrade apply v1.12.10 -y");
+    let refused = lab.ssh(1, &apply);
+    let text = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert!(!refused.status.success(), "{text}");
+    assert!(
+        text.contains(&format!(
+            "etcd.local.extraArgs.initial-cluster: found \"lab-cp1=https://{ip1}:2380\", wanted \
+             \"lab-cp1=https://{ip1}:2380,lab-cp2=https://{ip2}:2380\""
+        )) && text.contains("etcd.local.extraArgs.initial-cluster-state: found nothing, wanted \"existing\""),
+        "{text}"
+    );
+    let refused = lab.ssh(2, &apply);
+    let text = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert!(!refused.status.success(), "{text}");
+    for want in [
+        format!("etcd.local.extraArgs.advertise-client-urls: found \"https://{ip1}:2379\", wanted https://{ip2}:2379"),
+        format!("api.advertiseAddress: found \"{ip1}\", wanted \"{ip2}\""),
+        "node lab-cp2's annotation kubeadm.alpha.kubernetes.io/cri-socket: found nothing".to_string(),
+    ] {
+        assert!(text.contains(&want), "{want} missing:\n{text}");
+    }
+    assert_eq!(kubeadm_config(&lab, "MasterConfiguration"), config);
+    assert!(lab
+        .ssh_ok(1, "cat /etc/kubernetes/manifests/kube-apiserver.yaml")
+        .contains(":v1.11.10"));
+
+    // (d) The first control plane's edits (the page's list): the apply goes through, the etcd
+    // manifest takes the extraArgs, kubeadm-config is v1alpha3 with lab-cp1's endpoint, etcd healthy.
+    let edited = config.replace(
+        &format!("initial-cluster: lab-cp1=https://{ip1}:2380\n"),
+        &format!("initial-cluster: lab-cp1=https://{ip1}:2380,lab-cp2=https://{ip2}:2380\n      initial-cluster-state: existing\n"),
+    );
+    replace_kubeadm_config(&lab, json!({"MasterConfiguration": edited}));
+    let done = lab.ssh_ok(1, &apply);
+    assert!(done.contains("[upgrade/successful] SUCCESS!"), "{done}");
+    assert!(lab
+        .ssh_ok(1, "cat /etc/kubernetes/manifests/etcd.yaml")
+        .contains("    - --initial-cluster-state=existing\n"));
+    let cluster = kubeadm_config(&lab, "ClusterConfiguration");
+    assert!(
+        cluster.contains("apiVersion: kubeadm.k8s.io/v1alpha3\n")
+            && cluster.contains("kubernetesVersion: v1.12.10\n"),
+        "{cluster}"
+    );
+    let status = kubeadm_config(&lab, "ClusterStatus");
+    assert!(
+        status.contains(&format!("  lab-cp1:\n    advertiseAddress: {ip1}\n")),
+        "{status}"
+    );
+    assert!(!status.contains("lab-cp2"), "{status}");
+    assert_eq!(kubeadm_config(&lab, "MasterConfiguration"), "");
+    // lab-cp2 still wants its own edits (now of v1alpha3: its URLs, its endpoint, its annotation).
+    let refused = lab.ssh(2, &apply);
+    let text = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert!(
+        !refused.status.success()
+            && text.contains("ClusterStatus.apiEndpoints.lab-cp2.advertiseAddress: found nothing"),
+        "{text}"
+    );
+    // (e) kubeadm 1.13 on the config 1.12 left: refused until the 1.12 -> 1.13 page's edits (the etcd
+    // section removed, every control plane's endpoint), on `upgrade apply` and on `upgrade node
+    // experimental-control-plane` of a control plane missing from ClusterStatus; nothing changes.
+    let apply_13 = lab.ssh(
+        1,
+        &format!("{STANDIN} kubeadm v1.13.12 upgrade apply v1.13.12 -y"),
+    );
+    let text = String::from_utf8_lossy(&apply_13.stderr).into_owned();
+    assert!(!apply_13.status.success(), "{text}");
+    assert!(
+        text.contains("ClusterConfiguration etcd.local.extraArgs: found [\"advertise-client-urls\""),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "ClusterStatus.apiEndpoints.lab-cp2.advertiseAddress: found nothing, wanted \"{ip2}\""
+        )),
+        "{text}"
+    );
+    let node = lab.ssh(
+        2,
+        &format!("{STANDIN} kubeadm v1.13.12 upgrade node experimental-control-plane"),
+    );
+    let text = String::from_utf8_lossy(&node.stderr).into_owned();
+    assert!(
+        !node.status.success()
+            && text.contains("failed to get APIEndpoint information for this node (lab-cp2"),
+        "{text}"
+    );
+    assert_eq!(kubeadm_config(&lab, "ClusterConfiguration"), cluster);
+    let health = json_of(&lab.ssh_ok(
+        1,
+        &etcdctl_at(
+            &format!("https://{ip1}:2379,https://{ip2}:2379"),
+            "endpoint health -w json",
+        ),
+    ));
+    assert!(
+        health.as_array().unwrap().iter().all(|h| h["health"] == true),
         "{health}"
     );
 
