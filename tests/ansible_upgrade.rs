@@ -539,18 +539,28 @@ fn collection_builds_with_the_static_binaries() {
 }
 
 /// The same playbook on today's cluster follows the era table kup follows: the repository switched
-/// to v1.35 (one-line and deb822 files), the kubeadm package first, `kubeadm upgrade node` on the
-/// second control plane and on the worker (whose 1.34 flags the 1.35 kubelet refuses), every node
-/// drained and only its kubelet restarted; a second run changes nothing.
+/// to v1.35 (one-line and deb822 files, or the `.repo` file), the kubeadm package first, `kubeadm
+/// upgrade node` on the second control plane and on the worker (whose 1.34 flags the 1.35 kubelet
+/// refuses), every node drained and only its kubelet restarted; a second run changes nothing.
 #[test]
 fn ansible_playbook_upgrades_a_modern_lab_the_way_upstream_documents_it() {
+    modern_upgrade("apt", 12);
+}
+
+/// The same on dnf: the `.repo` file switched, the packages version-locked.
+#[test]
+fn ansible_playbook_upgrades_a_modern_rpm_lab() {
+    modern_upgrade("rpm", 31);
+}
+
+fn modern_upgrade(flavour: &'static str, id: u8) {
     let Some(lab) = TestLab::up(LabOptions {
-        flavour: "apt",
+        flavour,
         from: "1.34.2",
         control_planes: 2,
         // Two workers: the web pods' PodDisruptionBudget needs somewhere to go while one is drained.
         workers: 2,
-        id: 12,
+        id,
     }) else {
         return;
     };
@@ -584,18 +594,30 @@ fn ansible_playbook_upgrades_a_modern_lab_the_way_upstream_documents_it() {
         );
     }
     for n in 1..=4 {
-        assert_eq!(
-            lab.ssh_ok(n, "dpkg-query -W -f '${Version}' kubelet kubeadm"),
-            "1.35.1-1.11.35.1-1.1"
-        );
+        if flavour == "apt" {
+            assert_eq!(
+                lab.ssh_ok(n, "dpkg-query -W -f '${Version}' kubelet kubeadm"),
+                "1.35.1-1.11.35.1-1.1"
+            );
+            assert!(lab
+                .ssh_ok(n, "cat /etc/apt/sources.list.d/kubernetes.*")
+                .contains("core:/stable:/v1.35/deb/"));
+        } else {
+            let versions = lab.ssh_ok(n, "rpm -q --qf '%{VERSION} ' kubelet kubeadm kubectl");
+            assert_eq!(versions.trim(), "1.35.1 1.35.1 1.35.1", "node {n}");
+            let locks = lab.ssh_ok(n, "dnf -q versionlock list");
+            for package in ["kubelet", "kubeadm", "kubectl"] {
+                assert!(locks.contains(package), "node {n}: {package} not locked: {locks}");
+            }
+            assert!(lab
+                .ssh_ok(n, "cat /etc/yum.repos.d/kubernetes.repo")
+                .contains("core:/stable:/v1.35/rpm/"));
+        }
         assert!(
             !lab.ssh_ok(n, "cat /var/lib/kubelet/kubeadm-flags.env")
                 .contains("--pod-infra-container-image"),
             "node {n}"
         );
-        assert!(lab
-            .ssh_ok(n, "cat /etc/apt/sources.list.d/kubernetes.*")
-            .contains("core:/stable:/v1.35/deb/"));
     }
     let (ok, out) = ansible.playbook(&lab.inventory, "upgrade.yml", &target);
     assert!(ok, "second run failed:\n{out}");

@@ -161,6 +161,16 @@ pub fn plan_steps(run: &Run<'_>, host: &Host, target: Version, worker: bool) -> 
         steps.push(Args::of::<kubeadm_upgrade::KubeadmUpgrade>(
             &kubeadm_upgrade::Params::new(kubeadm_upgrade::Action::Apply, Some(target.to_string())),
         ));
+        // The first control plane's kubeadm-config edits; the others' can only be judged once the
+        // first apply has rewritten kubeadm-config.
+        let first = run
+            .inventory
+            .control_plane
+            .first()
+            .is_some_and(|c| std::ptr::eq(c, host));
+        if let Some(edit) = run.config_edit_args(host, target, true).filter(|_| first) {
+            steps.push(edit.check_mode());
+        }
     }
     steps.push(run.repo_args(Some(host), target)?);
     steps.push(run.pin_check_args(host, target));

@@ -718,7 +718,7 @@ impl<'a> Run<'a> {
                 (_, kube_eras::OtherControlPlanes::Node) => kubeadm_upgrade::Action::Node,
             };
             let apply = action == kubeadm_upgrade::Action::Apply;
-            let args = Args::of::<kubeadm_upgrade::KubeadmUpgrade>(&kubeadm_upgrade::Params {
+            let mut args = Args::of::<kubeadm_upgrade::KubeadmUpgrade>(&kubeadm_upgrade::Params {
                 kubeadm_path: kubeadm_path.clone(),
                 retries: module_kit::Retries::of(1),
                 retry_delay,
@@ -753,6 +753,16 @@ impl<'a> Run<'a> {
                 );
                 self.step(host, "kubeadm-config-nodename", nodename, true)?;
             }
+            // The 1.12 and 1.13 HA pages' kubeadm-config edits (idempotent, so never journaled: a
+            // rerun asks again and learns the `--config` file again).
+            if let Some(edit) = self.config_edit_args(host, target, i == 0) {
+                if outdated() {
+                    let edited = self.step(host, "kubeadm-config-edit", edit, false)?;
+                    if let Some(file) = edited["config_file"].as_str() {
+                        args.json["config"] = Value::String(file.to_string());
+                    }
+                }
+            }
             self.step(
                 host,
                 if apply { "kubeadm-apply" } else { "kubeadm-node" },
@@ -782,6 +792,27 @@ impl<'a> Run<'a> {
             }
         }
         Ok(())
+    }
+
+    /// kubeadm_config_edit before `host`'s kubeadm, when the target's era edits kubeadm-config
+    /// ([`kube_eras::ConfigEdit`]): 1.12 on every control plane, 1.13 on the first. It runs on the
+    /// control plane (an external etcd's `--config` file is written there), with its admin.conf.
+    pub fn config_edit_args(&self, host: &Host, target: Version, first: bool) -> Option<Args> {
+        let wanted = match kube_eras::for_target(target).config_edit {
+            kube_eras::ConfigEdit::EtcdPerNode => true,
+            kube_eras::ConfigEdit::EtcdSectionRemoved => first,
+            kube_eras::ConfigEdit::NodeName | kube_eras::ConfigEdit::None => false,
+        };
+        wanted.then(|| {
+            let mut params =
+                kubeadm_config_edit::Params::new(target.to_string(), host.node_name.clone(), first);
+            params.connection = Connection::with_kubeconfig(None);
+            // The inventory's `cri_socket` for the 1.12 annotation (the page's example: docker's).
+            params.cri_socket = host
+                .var("cri_socket")
+                .and_then(|s| module_kit::Name::new(&s).ok());
+            Args::of::<kubeadm_config_edit::KubeadmConfigEdit>(&params)
+        })
     }
 
     /// The node phase's first node, and whether it is a worker.

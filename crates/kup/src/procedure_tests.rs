@@ -1169,3 +1169,70 @@ fn the_node_phase_is_asked_ahead_and_a_switched_repository_is_not_switched_again
     // A worker's, switched by nobody before, is switched in its turn.
     assert!(calls.contains(&"w1 package_repo".to_string()), "{calls:?}");
 }
+
+#[test]
+fn the_1_12_and_1_13_ha_pages_edit_kubeadm_config_before_each_control_planes_kubeadm() {
+    // 1.12: every control plane, before its apply; an external etcd's file goes to `--config`.
+    let applied = Arc::new(StdMutex::new(Vec::<(String, Value)>::new()));
+    let seen = Arc::clone(&applied);
+    let fake = Fake::new(move |place, module, args| {
+        match module {
+            "kubeadm_config_edit" => {
+                assert!(
+                    args["kubeconfig"].is_null(),
+                    "on the host, its admin.conf: {args}"
+                );
+                return Ok(json!({"failed": false, "changed": true, "msg": "",
+                    "config_file": "/etc/kubernetes/kubeadm-upgrade-config.yaml", "topology": "external"}));
+            }
+            "kubeadm_upgrade" if args["_ansible_check_mode"] != true => {
+                seen.lock().unwrap().push((place.to_string(), args.clone()));
+            }
+            _ => {}
+        }
+        not_upgraded(place, module, args)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::unlocked(dir.path().join("j.json"), "v1.12.10", false);
+    with_run(&fake, journal, |run| {
+        run.control_plane_kubeadm(Version::parse("v1.12.10").unwrap())
+            .unwrap()
+    });
+    let calls = fake.calls();
+    for cp in ["cp1", "cp2"] {
+        let edit = calls
+            .iter()
+            .position(|c| c == &format!("{cp} kubeadm_config_edit"));
+        let apply = calls
+            .iter()
+            .position(|c| c == &format!("{cp} kubeadm_upgrade apply"));
+        assert!(edit.is_some() && edit < apply, "{cp}: {calls:?}");
+    }
+    for (place, args) in applied.lock().unwrap().iter() {
+        assert_eq!(
+            args["config"], "/etc/kubernetes/kubeadm-upgrade-config.yaml",
+            "{place}"
+        );
+    }
+
+    // 1.13: the first control plane only; no file, no `--config`.
+    let fake = Fake::new(not_upgraded);
+    let journal = Journal::unlocked(dir.path().join("j2.json"), "v1.13.12", false);
+    with_run(&fake, journal, |run| {
+        run.control_plane_kubeadm(Version::parse("v1.13.12").unwrap())
+            .unwrap()
+    });
+    let edits: Vec<String> = fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.ends_with("kubeadm_config_edit"))
+        .collect();
+    assert_eq!(edits, ["cp1 kubeadm_config_edit"]);
+
+    // 1.14: none.
+    let calls = rollout_calls("v1.14.10");
+    assert!(
+        !calls.iter().any(|c| c.contains("kubeadm_config_edit")),
+        "{calls:?}"
+    );
+}
