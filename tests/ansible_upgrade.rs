@@ -6,7 +6,7 @@
 //! renders every module, and the collection tarball carries the static binaries.
 
 use e2e::lab::{LabOptions, TestLab};
-use e2e::{ansible_venv_bin, dist, dist_binary, prerequisite, root};
+use e2e::{ansible_venv_bin, dist, dist_binary, prerequisite, root, slow_runs_wanted};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -547,10 +547,77 @@ fn ansible_playbook_upgrades_a_modern_lab_the_way_upstream_documents_it() {
     modern_upgrade("apt", 12);
 }
 
-/// The same on dnf: the `.repo` file switched, the packages version-locked.
+/// The same on dnf: the `.repo` file switched, the packages version-locked. One of the slow runs
+/// (`KUP_ERA_HOPS=1`, README "Tests").
 #[test]
 fn ansible_playbook_upgrades_a_modern_rpm_lab() {
-    modern_upgrade("rpm", 31);
+    if slow_runs_wanted() {
+        modern_upgrade("rpm", 31);
+    }
+}
+
+/// The 1.11 -> 1.12 HA page on a stacked etcd, by the playbook: kubeadm-config edited before each
+/// control plane's apply (the lab's kubeadm 1.12 refuses without), the other control plane in
+/// `ClusterStatus.apiEndpoints` and annotated; a second run changes nothing. A slow run.
+#[test]
+fn ansible_playbook_upgrades_a_stacked_etcd_cluster_from_1_11_to_1_12() {
+    if !slow_runs_wanted() {
+        return;
+    }
+    let Some(lab) = TestLab::up_with(
+        LabOptions {
+            flavour: "apt",
+            from: "1.11.10",
+            control_planes: 2,
+            workers: 1,
+            id: 34,
+        },
+        &["--etcd", "stacked"],
+    ) else {
+        return;
+    };
+    let Some(ansible) = Ansible::new() else {
+        return;
+    };
+    let target = ["-e", "to_version=1.12.9", "-e", "force_drain=true"];
+    let (ok, out) = ansible.playbook(&lab.inventory, "upgrade.yml", &target);
+    assert!(ok, "upgrade.yml failed:\n{out}");
+    assert!(
+        out.contains("TASK [Edit kubeadm-config as this minor's HA upgrade page asks"),
+        "{out}"
+    );
+    for (name, ready, version) in &lab.nodes() {
+        assert!(
+            *ready && version == "v1.12.9",
+            "{name}: ready={ready} version={version}"
+        );
+    }
+    let config = lab.kubectl(&[
+        "-n",
+        "kube-system",
+        "get",
+        "configmap",
+        "kubeadm-config",
+        "-o",
+        "json",
+    ]);
+    let config: Value = serde_json::from_str(&config).expect("kubeadm-config");
+    let status = config["data"]["ClusterStatus"].as_str().unwrap_or_default();
+    for n in 1..=2 {
+        assert!(status.contains(&format!("lab-cp{n}:")), "{status}");
+    }
+    let cluster = config["data"]["ClusterConfiguration"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        cluster.contains(&format!("advertise-client-urls: https://{}:2379", lab.address(2))),
+        "{cluster}"
+    );
+    let (ok, out) = ansible.playbook(&lab.inventory, "upgrade.yml", &target);
+    assert!(ok, "second run failed:\n{out}");
+    for (host, counters) in &recap(&out) {
+        assert_eq!(counters["changed"], 0, "{host} changed on the second run:\n{out}");
+    }
 }
 
 fn modern_upgrade(flavour: &'static str, id: u8) {

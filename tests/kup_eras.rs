@@ -14,27 +14,36 @@ use e2e::{kup, output_text};
 use lab_standin::kubelet_files;
 
 fn hops_wanted() -> bool {
-    let wanted = std::env::var("KUP_ERA_HOPS").is_ok_and(|v| v == "1");
-    if !wanted {
-        eprintln!("SKIPPED: a slow era hop; run it with KUP_ERA_HOPS=1");
-    }
-    wanted
+    e2e::slow_runs_wanted()
 }
 
 /// `kup upgrade` of a 2 + 2 lab from `from` to `to`, and the checks every hop shares.
 fn hop(flavour: &str, from: &str, to: &str, id: u8) {
-    let Some(lab) = TestLab::up(LabOptions {
-        flavour,
-        from,
-        control_planes: 2,
-        workers: 2,
-        id,
-    }) else {
-        return;
-    };
+    hop_on(flavour, from, to, id, &[], &[]);
+}
+
+/// [`hop`] on a lab brought up with `lab_args`, kup given `kup_args` too; the lab, for more checks.
+fn hop_on(
+    flavour: &str,
+    from: &str,
+    to: &str,
+    id: u8,
+    lab_args: &[&str],
+    kup_args: &[&str],
+) -> Option<TestLab> {
+    let lab = TestLab::up_with(
+        LabOptions {
+            flavour,
+            from,
+            control_planes: 2,
+            workers: 2,
+            id,
+        },
+        lab_args,
+    )?;
     let target = format!("v{to}");
     // Control planes are drained from 1.11: the lab's bare pod on lab-cp1 goes (--force-drain).
-    let args = [
+    let mut args = vec![
         "upgrade",
         "--to",
         &target,
@@ -43,6 +52,7 @@ fn hop(flavour: &str, from: &str, to: &str, id: u8) {
         "--force-drain",
         "--yes",
     ];
+    args.extend_from_slice(kup_args);
     let up = kup(&lab.inventory, &args);
     let log = output_text(&up);
     assert!(up.status.success(), "{from} -> {to}:\n{log}");
@@ -97,6 +107,7 @@ fn hop(flavour: &str, from: &str, to: &str, id: u8) {
         "{}",
         output_text(&again)
     );
+    Some(lab)
 }
 
 /// 1.10 -> 1.11: kubeadm still downloaded; its first apply reads 1.10's v1alpha1 `nodeName` (kup
@@ -199,5 +210,96 @@ fn kup_upgrades_1_33_to_1_35_in_one_command() {
 fn kup_upgrades_1_33_to_1_35_in_one_command_on_rpm() {
     if hops_wanted() {
         chained("rpm", 23);
+    }
+}
+
+/// kube-system/kubeadm-config's documents, by key.
+fn kubeadm_config(lab: &TestLab) -> serde_json::Value {
+    let text = lab.kubectl(&[
+        "-n",
+        "kube-system",
+        "get",
+        "configmap",
+        "kubeadm-config",
+        "-o",
+        "json",
+    ]);
+    serde_json::from_str::<serde_json::Value>(&text).expect("kubeadm-config as JSON")["data"].clone()
+}
+
+/// The 1.11 -> 1.12 and 1.12 -> 1.13 HA pages on a stacked etcd (`kup-lab up --etcd stacked`: the 1.11
+/// HA guide's members, whose flags kubeadm-config's `extraArgs` name): kup edits kubeadm-config before
+/// each control plane's kubeadm as the pages ask (the lab's kubeadm refuses without the edits), in one
+/// command through 1.12.9 (the last 1.12 package whose kubeadm did not need a 1.13 kubelet) to 1.13;
+/// etcd stays one healthy cluster, and a second run has nothing to do.
+#[test]
+fn kup_upgrades_a_stacked_etcd_cluster_from_1_11_through_1_12_to_1_13() {
+    let Some(lab) = hop_on(
+        "apt",
+        "1.11.10",
+        "1.13.12",
+        32,
+        &["--etcd", "stacked"],
+        &["--via", "v1.12.9"],
+    ) else {
+        return;
+    };
+    let config = kubeadm_config(&lab);
+    let cluster = config["ClusterConfiguration"].as_str().unwrap_or_default();
+    assert!(cluster.contains("kubernetesVersion: v1.13.12"), "{cluster}");
+    // 1.13's page: the etcd section's per-node flags are gone (kubeadm writes each member's itself).
+    assert!(
+        !cluster.contains("extraArgs:\n      advertise-client-urls"),
+        "{cluster}"
+    );
+    assert!(!cluster.contains("initial-cluster"), "{cluster}");
+    let status = config["ClusterStatus"].as_str().unwrap_or_default();
+    for n in 1..=2 {
+        assert!(status.contains(&format!("lab-cp{n}:")), "{status}");
+        assert!(status.contains(&lab.address(n)), "{status}");
+    }
+    // 1.12's page: the other control plane annotated with its CRI socket.
+    let annotations = lab.kubectl(&["get", "node", "lab-cp2", "-o", "jsonpath={.metadata.annotations}"]);
+    assert!(
+        annotations.contains("kubeadm.alpha.kubernetes.io/cri-socket"),
+        "{annotations}"
+    );
+    // etcd: both members healthy, as one cluster.
+    let pki = "/etc/kubernetes/pki/etcd";
+    let health = lab.ssh_ok(
+        1,
+        &format!(
+            "ETCDCTL_API=3 etcdctl --endpoints=https://{}:2379,https://{}:2379 --cacert={pki}/ca.crt \
+             --cert={pki}/healthcheck-client.crt --key={pki}/healthcheck-client.key endpoint health",
+            lab.address(1),
+            lab.address(2)
+        ),
+    );
+    assert_eq!(health.matches("is healthy").count(), 2, "{health}");
+}
+
+/// The 1.11 -> 1.12 HA page on an external etcd (the old labs' default): every control plane gets
+/// a root-only copy of 1.11's MasterConfiguration with its own advertiseAddress before the first
+/// apply, and `kubeadm upgrade apply --config` with it (the lab's kubeadm 1.12 refuses without).
+#[test]
+fn kup_upgrades_an_external_etcd_cluster_from_1_11_to_1_12_with_its_config_file() {
+    if !hops_wanted() {
+        return;
+    }
+    let Some(lab) = hop_on("apt", "1.11.10", "1.12.9", 33, &[], &[]) else {
+        return;
+    };
+    for n in 1..=2 {
+        let file = lab.ssh_ok(
+            n,
+            "stat -c '%a %U' /etc/kubernetes/kubeadm-upgrade-config.yaml && \
+             cat /etc/kubernetes/kubeadm-upgrade-config.yaml",
+        );
+        assert!(file.starts_with("600 root"), "node {n}: {file}");
+        assert!(file.contains("kind: MasterConfiguration"), "node {n}: {file}");
+        assert!(
+            file.contains(&format!("advertiseAddress: {}", lab.address(n))),
+            "node {n}: {file}"
+        );
     }
 }

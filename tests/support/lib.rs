@@ -23,6 +23,16 @@ pub fn dist() -> PathBuf {
     root().join("dist")
 }
 
+/// Whether the slow runs (the era hops and playbook runs CI leaves out) are wanted:
+/// `KUP_ERA_HOPS=1` (README "Tests"); else the test says it skipped.
+pub fn slow_runs_wanted() -> bool {
+    let wanted = std::env::var("KUP_ERA_HOPS").is_ok_and(|v| v == "1");
+    if !wanted {
+        eprintln!("SKIPPED: a slow run; run it with KUP_ERA_HOPS=1");
+    }
+    wanted
+}
+
 /// True when every prerequisite must be present (the full suite); false allows skipping.
 pub fn require_all() -> bool {
     std::env::var("KUP_REQUIRE_ALL").is_ok_and(|v| v == "1")

@@ -757,6 +757,19 @@ impl<'a> Run<'a> {
             // rerun asks again and learns the `--config` file again).
             if let Some(edit) = self.config_edit_args(host, target, i == 0) {
                 if outdated() {
+                    // The 1.12 HA page: an external etcd's copy of 1.11's MasterConfiguration must
+                    // exist on every control plane before the upgrade begins (the first apply
+                    // replaces it); a stacked etcd's other control planes have nothing to do yet.
+                    if i == 0 && era.config_edit == kube_eras::ConfigEdit::EtcdPerNode {
+                        for other in self.inventory.control_plane[1..]
+                            .iter()
+                            .filter(|h| self.in_limit(h))
+                        {
+                            if let Some(early) = self.config_edit_args(other, target, false) {
+                                self.step(other, "kubeadm-config-edit", early, false)?;
+                            }
+                        }
+                    }
                     let edited = self.step(host, "kubeadm-config-edit", edit, false)?;
                     if let Some(file) = edited["config_file"].as_str() {
                         args.json["config"] = Value::String(file.to_string());

@@ -1208,6 +1208,16 @@ fn the_1_12_and_1_13_ha_pages_edit_kubeadm_config_before_each_control_planes_kub
             .position(|c| c == &format!("{cp} kubeadm_upgrade apply"));
         assert!(edit.is_some() && edit < apply, "{cp}: {calls:?}");
     }
+    // Every control plane's copy exists before the first apply (the page: "before the upgrade
+    // begins"): cp2's is asked first, then again before its own apply.
+    let first_apply = calls
+        .iter()
+        .position(|c| c == "cp1 kubeadm_upgrade apply")
+        .unwrap();
+    let cp2_edits: Vec<usize> = (0..calls.len())
+        .filter(|&i| calls[i] == "cp2 kubeadm_config_edit")
+        .collect();
+    assert!(cp2_edits.len() == 2 && cp2_edits[0] < first_apply, "{calls:?}");
     for (place, args) in applied.lock().unwrap().iter() {
         assert_eq!(
             args["config"], "/etc/kubernetes/kubeadm-upgrade-config.yaml",

@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 
 use kube_version::Version;
-use serde_norway::{Mapping, Value};
+use serde_norway::Value;
 
 use crate::yamledit::{self, get, Op};
 
@@ -71,6 +71,8 @@ pub struct Facts<'a> {
     /// This Node's cri-socket annotation now.
     pub annotation: Option<&'a str>,
     pub cri_socket: &'a str,
+    /// The `--config` file as it is now (None: not there).
+    pub config_file_now: Option<&'a str>,
 }
 
 /// A data key of the ConfigMap rewritten.
@@ -153,10 +155,13 @@ pub fn decide(f: &Facts) -> Result<Decision, String> {
         ((1, 12), Topology::Stacked) => {
             let (Some((text, doc)), Some((status_text, _))) = (&stored.cluster, &stored.status) else {
                 if stored.master.is_some() {
-                    return Err(format!(
-                        "kubeadm-config still holds 1.11's {MASTER}: the first control plane's `kubeadm upgrade \
-                         apply` has not run yet (run this with first: true there, then its kubeadm)"
-                    ));
+                    // Asked early (kup asks every control plane before the first apply, for an
+                    // external etcd's files): this node's edits follow the first apply.
+                    d.lead = format!(
+                        "stacked etcd, another control plane: kubeadm-config still holds 1.11's {MASTER}, \
+                         so its edits come after the first control plane's `kubeadm upgrade apply`"
+                    );
+                    return Ok(d);
                 }
                 return Err(format!("kubeadm-config has no {STATUS} to add {} to", f.node));
             };
@@ -358,56 +363,36 @@ fn require_minor(version: Option<Version>, minor: u32, shown: &str) -> Result<()
     }
 }
 
-/// The --config file for `kubeadm upgrade apply` on this node (1.12, external etcd): the stored
-/// configuration with this node's address. Before the first apply that is 1.11's
-/// `MasterConfiguration` with `api.advertiseAddress`; after it the `ClusterConfiguration` has no
-/// address, so an `InitConfiguration` (kubeadm v1alpha3's `apiEndpoint`) comes first.
+/// The --config file for `kubeadm upgrade apply` on this node (1.12, external etcd). The 1.12 HA page: "Get a copy of the kubeadm config used to create this cluster ... The config
+/// must exist on every control plane node before the upgrade begins" (1.11's MasterConfiguration,
+/// with this node's `api.advertiseAddress`). Once the first apply has replaced it with 1.12's
+/// documents, the copy written before is kept; without one there is nothing faithful to write.
 fn config_file(f: &Facts, stored: &Stored) -> Result<(String, Vec<String>), String> {
     let ip = own_ip(f)?;
-    if let Some((text, doc)) = &stored.master {
-        let mut ops = vec![Op::set(&["api", "advertiseAddress"], ip.as_str())];
-        // 1.11 uploads no node name, but a config naming another node would have kubeadm wait for
-        // that node's static pods here.
-        if get(doc, &["nodeRegistration", "name"]).is_some_and(|n| n.as_str() != Some(f.node)) {
-            ops.push(Op::set(&["nodeRegistration", "name"], f.node));
-        }
-        let (out, said) = yamledit::edit(text, &ops).map_err(|e| format!("{MASTER}: {e}"))?;
-        return Ok((out, said));
+    let Some((text, doc)) = &stored.master else {
+        let kept = f.config_file_now.filter(|text| {
+            yamledit::parse(text).is_ok_and(|doc| {
+                get(&doc, &["kind"]).and_then(Value::as_str) == Some(MASTER)
+                    && get(&doc, &["api", "advertiseAddress"]).and_then(Value::as_str) == Some(ip.as_str())
+            })
+        });
+        return match kept {
+            Some(text) => Ok((text.to_string(), Vec::new())),
+            None => Err(format!(
+                "kubeadm-config no longer holds 1.11's {MASTER} (the first control plane's apply uploaded \
+                 1.12's documents) and this node has no copy of it with its api.advertiseAddress {ip}: the \
+                 1.12 HA page has the copy made on every control plane before the upgrade begins; write \
+                 it from a backup of kubeadm-config (kup and upgrade.yml make it before the first apply)"
+            )),
+        };
+    };
+    let mut ops = vec![Op::set(&["api", "advertiseAddress"], ip.as_str())];
+    // 1.11 uploads no node name, but a config naming another node would have kubeadm wait for
+    // that node's static pods here.
+    if get(doc, &["nodeRegistration", "name"]).is_some_and(|n| n.as_str() != Some(f.node)) {
+        ops.push(Op::set(&["nodeRegistration", "name"], f.node));
     }
-    let Some((text, doc)) = &stored.cluster else {
-        return Err(format!("kubeadm-config has neither {MASTER} nor {CLUSTER}"));
-    };
-    let api_version = get(doc, &["apiVersion"])
-        .and_then(Value::as_str)
-        .ok_or_else(|| format!("{CLUSTER}: no apiVersion"))?;
-    let port = stored
-        .status_doc()
-        .and_then(|s| get(s, &["apiEndpoints", f.node, "bindPort"]))
-        .and_then(Value::as_u64)
-        .unwrap_or(u64::from(API_PORT));
-    let mut init = Mapping::new();
-    init.insert("apiVersion".into(), api_version.into());
-    init.insert("kind".into(), "InitConfiguration".into());
-    let mut endpoint = Mapping::new();
-    endpoint.insert("advertiseAddress".into(), ip.as_str().into());
-    endpoint.insert("bindPort".into(), port.into());
-    init.insert("apiEndpoint".into(), Value::Mapping(endpoint));
-    let mut registration = Mapping::new();
-    registration.insert("name".into(), f.node.into());
-    init.insert("nodeRegistration".into(), Value::Mapping(registration));
-    let head = serde_norway::to_string(&Value::Mapping(init)).map_err(|e| e.to_string())?;
-    let body = if text.ends_with('\n') {
-        text.clone()
-    } else {
-        format!("{text}\n")
-    };
-    Ok((
-        format!("{head}---\n{body}"),
-        vec![format!(
-            "InitConfiguration: apiEndpoint.advertiseAddress {ip}, nodeRegistration.name {}",
-            f.node
-        )],
-    ))
+    yamledit::edit(text, &ops).map_err(|e| format!("{MASTER}: {e}"))
 }
 
 /// The documents kubeadm stored, parsed.
@@ -587,6 +572,7 @@ kind: ClusterStatus
             control_planes: cps,
             annotation: None,
             cri_socket: "/var/run/dockershim.sock",
+            config_file_now: None,
         }
     }
 
@@ -719,10 +705,16 @@ kind: ClusterStatus
         assert!(d.edits.last().unwrap().contains(
             "annotation kubeadm.alpha.kubernetes.io/cri-socket: (none) -> /var/run/dockershim.sock"
         ));
-        // Before the first control plane's apply: refused, saying what to do.
+        // Before the first control plane's apply (kup asks every control plane then, for an
+        // external etcd's files): nothing yet, saying when.
         let early = self::data(&[(MASTER, V1ALPHA2)]);
-        let err = decide(&facts((1, 12), &early, "cp3", false, &cps)).unwrap_err();
-        assert!(err.contains("has not run yet"), "{err}");
+        let d = decide(&facts((1, 12), &early, "cp3", false, &cps)).unwrap();
+        assert!(d.docs.is_empty() && d.annotate.is_none() && d.config_file.is_none());
+        assert!(
+            d.lead.contains("come after the first control plane's"),
+            "{}",
+            d.lead
+        );
     }
 
     #[test]
@@ -770,21 +762,28 @@ kind: ClusterStatus
                 .replace("name: cp1", "name: cp2")
         );
         assert_eq!(said.len(), 2);
-        // After the first apply: an InitConfiguration with this node's address, then the stored one.
+        // After the first apply the MasterConfiguration is gone: the copy made before is kept...
         let cluster = "apiVersion: kubeadm.k8s.io/v1alpha3\netcd:\n  external:\n    endpoints:\n    - https://10.0.0.11:2379\nkind: ClusterConfiguration\nkubernetesVersion: v1.12.2\n";
         let data2 = self::data(&[(CLUSTER, cluster), (STATUS, STATUS_ONE)]);
-        let (file, _) = decide(&facts((1, 12), &data2, "cp3", false, &cps))
-            .unwrap()
-            .config_file
-            .unwrap();
-        let (init, rest) = file.split_once("---\n").unwrap();
-        assert_eq!(rest, cluster);
-        let init = yamledit::parse(init).unwrap();
-        assert_eq!(init["kind"], "InitConfiguration");
-        assert_eq!(init["apiVersion"], "kubeadm.k8s.io/v1alpha3");
-        assert_eq!(init["apiEndpoint"]["advertiseAddress"], "10.0.0.13");
-        assert_eq!(init["apiEndpoint"]["bindPort"], 6443);
-        assert_eq!(init["nodeRegistration"]["name"], "cp3");
+        let copy = master.replace("advertiseAddress: 10.0.0.11", "advertiseAddress: 10.0.0.13");
+        let kept = Facts {
+            config_file_now: Some(&copy),
+            ..facts((1, 12), &data2, "cp3", false, &cps)
+        };
+        let (file, said) = decide(&kept).unwrap().config_file.unwrap();
+        assert_eq!((file.as_str(), said.len()), (copy.as_str(), 0));
+        // ...and without one (or with another node's address) nothing faithful can be written.
+        for now in [None, Some(master)] {
+            let missing = Facts {
+                config_file_now: now,
+                ..facts((1, 12), &data2, "cp3", false, &cps)
+            };
+            let err = decide(&missing).unwrap_err();
+            assert!(
+                err.contains("no copy of it with its api.advertiseAddress 10.0.0.13"),
+                "{err}"
+            );
+        }
         // v1alpha1's flat endpoints are external too; 1.13 asks nothing of it.
         let flat = "etcd:\n  endpoints:\n  - https://10.0.0.11:2379\nkubernetesVersion: v1.12.2\n";
         let data3 = self::data(&[(CLUSTER, flat)]);

@@ -242,6 +242,8 @@ async fn apply(p: &Params, target: (u32, u32), check: bool) -> Result<Outcome, F
             })?;
         let (cps, annotation) = survey(&nodes, node, deadline, &api.server).await?;
         let data = cm.data.clone().unwrap_or_default();
+        // The copy an earlier run made (an unsafe place is refused when it is written).
+        let file_now = file::inspect(path, "").ok().and_then(|state| state.before);
         let facts = edits::Facts {
             target,
             data: &data,
@@ -250,6 +252,7 @@ async fn apply(p: &Params, target: (u32, u32), check: bool) -> Result<Outcome, F
             control_planes: &cps,
             annotation: annotation.as_deref(),
             cri_socket: p.cri_socket.as_deref().unwrap_or(DEFAULT_CRI_SOCKET),
+            config_file_now: file_now.as_deref(),
         };
         let d = edits::decide(&facts).map_err(|e| Failure::new(format!("{WHERE}: {e}")))?;
         let mut list = d.edits.clone();

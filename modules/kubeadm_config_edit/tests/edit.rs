@@ -222,10 +222,15 @@ fn other_control_planes_to_1_12_stacked_with_the_annotation() {
         "/run/containerd/containerd.sock"
     );
 
-    // Before the first control plane's apply, an other control plane is refused.
+    // Before the first control plane's apply, an other control plane has nothing to do yet.
     let lab = Lab::start(Emulation::parse("1.11").unwrap(), false, Cluster::sample(None));
     let ran = lab.run(bin(), json!({"target": "v1.12.10", "node": "master-2"}));
-    ran.assert_failed_saying(&["has not run yet"]);
+    assert!(!ran.changed() && !ran.failed(), "{}", ran.stdout);
+    assert!(
+        ran.msg().contains("come after the first control plane's"),
+        "{}",
+        ran.msg()
+    );
 }
 
 #[test]
@@ -315,6 +320,40 @@ fn external_etcd_to_1_12_writes_the_config_file() {
         json!(path),
         "kubeadm upgrade apply needs it again"
     );
+    // The first apply replaces the MasterConfiguration with 1.12's documents: the copy is kept.
+    let stored = lab
+        .handle()
+        .with_store(|s| s.get(Kind::ConfigMap, "kube-system", "kubeadm-config").cloned())
+        .unwrap();
+    let master = stored["data"]["MasterConfiguration"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let gone = json!({"data": {"MasterConfiguration": null,
+        "ClusterConfiguration": "apiVersion: kubeadm.k8s.io/v1alpha3\netcd:\n  external:\n    endpoints:\n    - https://10.9.0.1:2379\nkind: ClusterConfiguration\nkubernetesVersion: v1.12.10\n"}});
+    lab.handle()
+        .with_store(|s| {
+            s.patch(
+                Kind::ConfigMap,
+                "kube-system",
+                "kubeadm-config",
+                PatchKind::Merge,
+                &gone,
+                false,
+            )
+        })
+        .unwrap();
+    let kept = lab.run(bin(), args.clone());
+    assert!(!kept.changed() && !kept.failed(), "{}", kept.stdout);
+    assert_eq!(kept.json["config_file"], json!(path));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    // A control plane without its copy by then cannot get one: refused, naming the page's order.
+    let late = lab.run(
+        bin(),
+        json!({"target": "v1.12.10", "node": "master-2", "config_path": dir.path().join("other.yaml")}),
+    );
+    late.assert_failed_saying(&["before the upgrade begins"]);
+    set_data(&lab, "MasterConfiguration", &master);
     // A file others could have touched is replaced, 0600 again.
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     let fixed = lab.run(bin(), args.clone());

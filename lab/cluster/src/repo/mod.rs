@@ -121,6 +121,9 @@ pub const RELEASES: &[Release] = &[
     legacy("1.10.13", "0.6.0", None, AtLeast("0.6.0"), "1.6.0"),
     // Built 2019-03: CNI 0.7.5 ("Bump CNI version to v0.7.5"), cri-tools 1.12.0 (>= 1.12.1 builds).
     legacy("1.11.10", "0.7.5", Some("1.12.0"), AtLeast("0.7.5"), "1.6.0"),
+    // Built before kubernetes/release PR #738 (2019-06-20): kubelet/kubectl >= 1.6.0, kubernetes-cni
+    // >= 0.7.5, cri-tools 1.12.0 (kubernetes/kubeadm issue #1481's `yum deplist` of a 2019-04 build).
+    legacy("1.12.9", "0.7.5", Some("1.12.0"), AtLeast("0.7.5"), "1.6.0"),
     // Built after 2019-06 ("Bump minimum versions": kubelet/kubectl/cri-tools >= 1.13.0).
     legacy("1.12.10", "0.7.5", Some("1.13.0"), AtLeast("0.7.5"), "1.13.0"),
     legacy("1.13.12", "0.7.5", Some("1.13.0"), AtLeast("0.7.5"), "1.13.0"),
