@@ -945,12 +945,22 @@ fn plan_logged(common: &Common, log: Option<&Arc<RunLog>>) -> Ended {
             }
             for args in modules::plan_steps(&run, host, target, worker)? {
                 let module = args.module;
-                // Staging that fails is no stop (the install downloads instead): a note.
+                // Staging that fails is no stop (the install downloads instead): a note. Nor is a
+                // kubeadm package that cannot move before the kubelet's (its release binary runs).
                 let staging = args.json["stage"] == true;
+                let kubeadm_alone = args.json["packages"] == serde_json::json!(["kubeadm"]);
                 match run.check(host, args) {
                     Err(Stop::Failed { msg, .. }) if staging => reporter.note(
                         &host.name,
                         &format!("its packages could not be staged (its install will download them): {msg}"),
+                    ),
+                    Err(Stop::Failed { msg, .. }) if kubeadm_alone => reporter.note(
+                        &host.name,
+                        &format!(
+                            "the kubeadm package of {target} cannot be installed before the kubelet's ({msg}): \
+                             `kubeadm upgrade` will run its release binary, and the package moves with the \
+                             kubelet's"
+                        ),
                     ),
                     Err(Stop::Failed { msg, .. }) => blockers.push(format!("{}: {module}: {msg}", host.name)),
                     Ok(repo) if module == "package_repo" => {

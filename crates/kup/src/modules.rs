@@ -174,6 +174,10 @@ pub fn plan_steps(run: &Run<'_>, host: &Host, target: Version, worker: bool) -> 
     }
     steps.push(run.repo_args(Some(host), target)?);
     steps.push(run.pin_check_args(host, target));
+    // Can the kubeadm package move first, the kubelet held (else its release binary runs)?
+    if kube_eras::for_target(target).kubeadm == kube_eras::KubeadmSource::Package {
+        steps.push(run.kubeadm_alone_check_args(host, target));
+    }
     // What staging will download (the run stages while the control planes' kubeadm runs).
     if run.stage_wanted(host) {
         steps.push(run.stage_args(host, target).check_mode());

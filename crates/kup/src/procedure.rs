@@ -159,6 +159,9 @@ pub struct Run<'a> {
     /// Hosts whose repository this run already pointed at the target's minor: the node phase
     /// need not ask again.
     repo_switched: Mutex<std::collections::HashSet<(String, Version)>>,
+    /// Targets whose kubeadm package cannot be installed before the kubelet's (its dependencies
+    /// need the new kubelet): their `kubeadm upgrade` runs the release binary instead.
+    kubeadm_from_release: Mutex<std::collections::HashSet<Version>>,
 }
 
 /// What [`Run::prepare_node`] learnt of a node before it is taken out.
@@ -228,6 +231,7 @@ impl<'a> Run<'a> {
             staging: Default::default(),
             prepared_ahead: Default::default(),
             repo_switched: Default::default(),
+            kubeadm_from_release: Default::default(),
         }
     }
 }
@@ -520,6 +524,8 @@ impl<'a> Run<'a> {
         hosts.extend(self.inventory.all_hosts().skip(1).filter(|h| self.in_limit(h)));
         // (index of the package target, host, the resolver's refusal)
         let refusals = std::sync::Mutex::new(Vec::new());
+        // The same for the kubeadm package alone, where it moves before the node is drained.
+        let kubeadm_alone = std::sync::Mutex::new(Vec::new());
         self.on_each(&hosts, |host| {
             let is_primary = std::ptr::eq(host, primary);
             let checks = if is_primary { &full } else { &local_only };
@@ -541,12 +547,45 @@ impl<'a> Run<'a> {
                         if let Ok(mut r) = refusals.lock() {
                             r.push((i, host.name.clone(), msg));
                         }
+                        continue;
+                    }
+                    other => other.map(|_| ())?,
+                }
+                if kube_eras::for_target(*package_target).kubeadm != kube_eras::KubeadmSource::Package {
+                    continue;
+                }
+                let alone = self.kubeadm_alone_check_args(host, *package_target);
+                match self.step(host, "kubeadm-package-resolve", alone, false) {
+                    Err(Stop::Failed { msg, .. }) => {
+                        if let Ok(mut r) = kubeadm_alone.lock() {
+                            r.push((*package_target, host.name.clone(), msg));
+                        }
                     }
                     other => other.map(|_| ())?,
                 }
             }
             Ok(())
         })?;
+        // The whole set resolves but the kubeadm package alone does not: packages built after
+        // kubernetes/release PR #738 (2019-06) need kubelet >= 1.13.0, so kubeadm 1.13's cannot move
+        // before the node is drained. kubeadm's release binary (as the runbook downloads it) runs
+        // the upgrade instead; the package moves with the kubelet's.
+        for (package_target, host, msg) in kubeadm_alone.into_inner().unwrap_or_default() {
+            let new = self
+                .kubeadm_from_release
+                .lock()
+                .is_ok_and(|mut t| t.insert(package_target));
+            if new {
+                self.reporter.note(
+                    &host,
+                    &format!(
+                        "the kubeadm package of {package_target} cannot be installed before the kubelet's \
+                         ({msg}): `kubeadm upgrade` runs its release binary ({KUBEADM_PATH}, checksum \
+                         verified), and the kubeadm package moves with the kubelet's"
+                    ),
+                );
+            }
+        }
         let refusals = refusals.into_inner().unwrap_or_default();
         let order: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
         for (i, package_target) in package_targets.iter().enumerate() {
@@ -707,7 +746,7 @@ impl<'a> Run<'a> {
             if !self.in_limit(host) {
                 continue;
             }
-            let kubeadm_path = self.target_kubeadm(host, target, era, true)?;
+            let kubeadm_path = self.target_kubeadm(host, target, true)?;
             // Its package manager is free again: its stage may begin while its kubeadm runs.
             kubeadm_done(host);
             let action = match (i, era.other_control_planes) {
@@ -828,6 +867,30 @@ impl<'a> Run<'a> {
         })
     }
 
+    /// Where `target`'s kubeadm comes from: its era's way, unless the preflight found that its
+    /// package cannot be installed before the kubelet's.
+    pub fn kubeadm_source(&self, target: Version) -> kube_eras::KubeadmSource {
+        let from_release = self
+            .kubeadm_from_release
+            .lock()
+            .is_ok_and(|t| t.contains(&target));
+        match from_release {
+            true => kube_eras::KubeadmSource::Download,
+            false => kube_eras::for_target(target).kubeadm,
+        }
+    }
+
+    /// package_pin of the kubeadm package alone at `target`, as it will resolve after the node's
+    /// repository switch, in check mode: can kubeadm move first, the kubelet held?
+    pub fn kubeadm_alone_check_args(&self, host: &Host, target: Version) -> Args {
+        let mut args = self.pin_check_args(host, target);
+        if let Some(o) = args.json.as_object_mut() {
+            o.remove("cni_version");
+            o.insert("packages".into(), serde_json::json!(["kubeadm"]));
+        }
+        args
+    }
+
     /// The node phase's first node, and whether it is a worker.
     fn first_node(&self) -> Option<(&'a Host, bool)> {
         let inventory: &'a Inventory = self.inventory;
@@ -929,14 +992,8 @@ impl<'a> Run<'a> {
     /// Puts the target's kubeadm on `host` the era's way and says where it is: downloaded to
     /// [`KUBEADM_PATH`], or (from 1.12) its package installed after the repository switch.
     /// `run`: run the steps now (the control-plane phase); else only say where it will be.
-    fn target_kubeadm(
-        &self,
-        host: &Host,
-        target: Version,
-        era: &kube_eras::Era,
-        run: bool,
-    ) -> Result<FilePath, Stop> {
-        match era.kubeadm {
+    fn target_kubeadm(&self, host: &Host, target: Version, run: bool) -> Result<FilePath, Stop> {
+        match self.kubeadm_source(target) {
             kube_eras::KubeadmSource::Download => {
                 if run {
                     let download = self.download_args(&target.to_string(), true);
@@ -1139,7 +1196,7 @@ impl<'a> Run<'a> {
             kube_eras::WorkersKubelet::Node => Some(kubeadm_upgrade::Action::Node),
         };
         if let (true, Some(action)) = (worker, kubelet_config) {
-            let path = match era.kubeadm {
+            let path = match self.kubeadm_source(target) {
                 kube_eras::KubeadmSource::Download => {
                     steps.push(NodeStep::new(
                         "kubeadm-download",
@@ -1197,7 +1254,7 @@ impl<'a> Run<'a> {
         let mut names = Vec::new();
         if !worker {
             let era = kube_eras::for_target(target);
-            names.push(match era.kubeadm {
+            names.push(match self.kubeadm_source(target) {
                 kube_eras::KubeadmSource::Download => "kubeadm-download",
                 kube_eras::KubeadmSource::Package => "kubeadm-package",
             });

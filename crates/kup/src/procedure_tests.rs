@@ -1246,3 +1246,49 @@ fn the_1_12_and_1_13_ha_pages_edit_kubeadm_config_before_each_control_planes_kub
         "{calls:?}"
     );
 }
+
+#[test]
+fn a_kubeadm_package_that_needs_the_new_kubelet_is_replaced_by_its_release_binary() {
+    // kubeadm 1.13.12-00 depends on kubelet >= 1.13.0 (kubernetes/release PR #738): alone, with
+    // the kubelet held at 1.12, apt refuses it; with the kubelet it resolves.
+    let fake = Fake::new(|place, module, args| {
+        if module == "package_pin"
+            && args["_ansible_check_mode"] == true
+            && args["packages"] == json!(["kubeadm"])
+        {
+            return Ok(json!({"failed": true, "changed": false,
+                "msg": "apt would refuse the transaction: kubeadm : Depends: kubelet (>= 1.13.0) but 1.12.9-00 is to be installed"}));
+        }
+        not_upgraded(place, module, args)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::unlocked(dir.path().join("j.json"), "v1.13.12", false);
+    let target = Version::parse("v1.13.12").unwrap();
+    with_run(&fake, journal, |run| {
+        run.preflight(target, &[target]).unwrap();
+        assert_eq!(run.kubeadm_source(target), kube_eras::KubeadmSource::Download);
+        run.control_plane_kubeadm(target).unwrap();
+        run.nodes(target).unwrap();
+    });
+    let calls = fake.calls();
+    // Each control plane downloads the release binary; no kubeadm package moves before a drain.
+    for cp in ["cp1", "cp2"] {
+        assert!(
+            calls.contains(&format!("{cp} kubeadm_download")),
+            "{cp}: {calls:?}"
+        );
+    }
+    let first_drain = calls.iter().position(|c| c == "local node_drain drain").unwrap();
+    let early_installs: Vec<&String> = calls[..first_drain]
+        .iter()
+        .filter(|c| c.ends_with(" package_pin"))
+        .collect();
+    assert!(early_installs.is_empty(), "{calls:?}");
+    // Where the package alone resolves, the era's way stays.
+    let fake = Fake::new(not_upgraded);
+    let journal = Journal::unlocked(dir.path().join("j2.json"), "v1.13.12", false);
+    with_run(&fake, journal, |run| {
+        run.preflight(target, &[target]).unwrap();
+        assert_eq!(run.kubeadm_source(target), kube_eras::KubeadmSource::Package);
+    });
+}
