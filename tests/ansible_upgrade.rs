@@ -579,7 +579,15 @@ fn ansible_playbook_upgrades_a_stacked_etcd_cluster_from_1_11_to_1_12() {
     let Some(ansible) = Ansible::new() else {
         return;
     };
-    let target = ["-e", "to_version=1.12.9", "-e", "force_drain=true"];
+    // The 1.12 packages need kubernetes-cni >= 0.7.5 (the helper passes the 1.9 seed's 0.6.0).
+    let target = [
+        "-e",
+        "to_version=1.12.9",
+        "-e",
+        "force_drain=true",
+        "-e",
+        "cni_version=0.7.5",
+    ];
     let (ok, out) = ansible.playbook(&lab.inventory, "upgrade.yml", &target);
     assert!(ok, "upgrade.yml failed:\n{out}");
     assert!(

@@ -25,7 +25,8 @@ impl std::fmt::Display for Hop {
 
 /// The hops from `floor` (the lowest version the cluster runs: its API server or any node's
 /// kubelet) to `target`: every minor in between once, then the target. A target below the floor,
-/// another major, or a `--via` outside the way are refused before anything changes.
+/// another major, or a `--via` beyond the way are refused before anything changes; a `--via` the
+/// cluster has passed already (the same command run again) is a hop made.
 pub fn plan(floor: Version, target: Version, via: &[Version]) -> Result<Vec<Hop>, String> {
     if target.major != floor.major {
         return Err(format!(
@@ -39,7 +40,11 @@ pub fn plan(floor: Version, target: Version, via: &[Version]) -> Result<Vec<Hop>
     }
     let mut seen = Vec::new();
     for v in via {
-        if v.major != target.major || v.minor <= floor.minor || v.minor >= target.minor {
+        // A minor the cluster already runs: a hop an earlier run of the same command made.
+        if v.major == floor.major && v.minor <= floor.minor && v.minor < target.minor {
+            continue;
+        }
+        if v.major != target.major || v.minor >= target.minor {
             return Err(format!(
                 "--via {v} is not a minor between the cluster's {floor} and the target {target}"
             ));
@@ -105,5 +110,18 @@ mod tests {
         assert!(outside.contains("--via v1.35.0"), "{outside}");
         let twice = plan(v("v1.31.1"), v("v1.35.1"), &[v("v1.33.1"), v("v1.33.2")]).unwrap_err();
         assert!(twice.contains("two releases of 1.33"), "{twice}");
+    }
+
+    #[test]
+    fn a_via_the_cluster_has_passed_is_a_hop_an_earlier_run_made() {
+        // The same command again, after its first hop (or all of them): nothing refused.
+        assert_eq!(
+            plan(v("v1.12.9"), v("v1.13.12"), &[v("v1.12.9")]).unwrap(),
+            [Hop::Exact(v("v1.13.12"))]
+        );
+        assert_eq!(
+            plan(v("v1.13.12"), v("v1.13.12"), &[v("v1.12.9")]).unwrap(),
+            [Hop::Exact(v("v1.13.12"))]
+        );
     }
 }
