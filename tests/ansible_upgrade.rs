@@ -569,7 +569,8 @@ fn ansible_playbook_upgrades_a_stacked_etcd_cluster_from_1_11_to_1_12() {
             flavour: "apt",
             from: "1.11.10",
             control_planes: 2,
-            workers: 1,
+            // Two workers: the web pods' PodDisruptionBudget needs somewhere to go while one is drained.
+            workers: 2,
             id: 34,
         },
         &["--etcd", "stacked"],

@@ -270,12 +270,12 @@ fn kup_upgrades_a_stacked_etcd_cluster_from_1_11_through_1_12_to_1_13() {
         1,
         &format!(
             "ETCDCTL_API=3 etcdctl --endpoints=https://{}:2379,https://{}:2379 --cacert={pki}/ca.crt \
-             --cert={pki}/healthcheck-client.crt --key={pki}/healthcheck-client.key endpoint health",
+             --cert={pki}/healthcheck-client.crt --key={pki}/healthcheck-client.key endpoint health -w json",
             lab.address(1),
             lab.address(2)
         ),
     );
-    assert_eq!(health.matches("is healthy").count(), 2, "{health}");
+    assert_eq!(health.matches("\"health\":true").count(), 2, "{health}");
 }
 
 /// The 1.11 -> 1.12 HA page on an external etcd (the old labs' default): every control plane gets
