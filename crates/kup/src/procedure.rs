@@ -551,7 +551,13 @@ impl<'a> Run<'a> {
                     }
                     other => other.map(|_| ())?,
                 }
-                if kube_eras::for_target(*package_target).kubeadm != kube_eras::KubeadmSource::Package {
+                // Only the legacy repositories' kubeadm ever needed a kubelet of its own minor
+                // (kubernetes/release PR #738's floors); pkgs.k8s.io's needs kubelet >= 1.19.0 at most
+                // (kubernetes/release packages metadata.yaml), which a node one minor back has.
+                let era = kube_eras::for_target(*package_target);
+                if era.kubeadm != kube_eras::KubeadmSource::Package
+                    || era.repository != kube_eras::Repository::Legacy
+                {
                     continue;
                 }
                 let alone = self.kubeadm_alone_check_args(host, *package_target);
@@ -815,32 +821,31 @@ impl<'a> Run<'a> {
                     }
                 }
             }
-            self.step(
-                host,
-                if apply { "kubeadm-apply" } else { "kubeadm-node" },
-                args,
-                true,
-            )?;
-            // kubeadm restarted this control plane's static pods: the next one is touched only
-            // once its API server and etcd are Ready again.
-            let ready = self.control_plane_ready_args(&host.node_name, None, self.opts.ready_timeout);
+            // kubeadm, then (it restarted this control plane's static pods) the wait until its API
+            // server and etcd are Ready again: the next one is touched only then.
+            let kubeadm_and_ready = || -> Result<(), Stop> {
+                let step = if apply { "kubeadm-apply" } else { "kubeadm-node" };
+                self.step(host, step, args.clone(), true)?;
+                let ready = self.control_plane_ready_args(&host.node_name, None, self.opts.ready_timeout);
+                self.step(host, "control-plane-ready", ready, false).map(|_| ())
+            };
             let last = self.inventory.control_plane[i + 1..]
                 .iter()
                 .all(|h| !self.in_limit(h));
             match self.first_node().filter(|_| last) {
-                // The node phase's first checks (read-only) while the last control plane settles.
+                // The node phase's first checks (read-only) while the last control plane's kubeadm runs.
                 Some((first, worker)) => std::thread::scope(|scope| {
                     let ahead = scope.spawn(move || self.prepare_node(first, target, worker));
-                    let settled = self.step(host, "control-plane-ready", ready, false);
+                    let done = kubeadm_and_ready();
                     let answer = ahead
                         .join()
                         .unwrap_or_else(|_| Err(Stop::Setup("a host's thread crashed".into())));
                     if let Ok(mut prepared) = self.prepared_ahead.lock() {
                         prepared.insert(first.name.clone(), answer);
                     }
-                    settled.map(|_| ())
+                    done
                 })?,
-                None => self.step(host, "control-plane-ready", ready, false).map(|_| ())?,
+                None => kubeadm_and_ready()?,
             }
         }
         Ok(())
