@@ -756,3 +756,87 @@ fn ansible_playbook_rolls_back_a_worker_whose_kubelet_does_not_come_back() {
         );
     }
 }
+
+/// `upgrade.yml` over one era's hop on a 2 + 2 lab, checked as `tests/kup_eras.rs` checks kup's:
+/// every node Ready at the target, its packages there, no kubelet flag the target refuses left in
+/// `kubeadm-flags.env`, no PodDisruptionBudget violated, a second run changing nothing. `cni` is the
+/// kubernetes-cni the target's packages publish (the helper passes the 1.9 seed's).
+fn playbook_hop(flavour: &'static str, from: &'static str, to: &str, cni: &str, id: u8) {
+    let Some(lab) = TestLab::up(LabOptions {
+        flavour,
+        from,
+        control_planes: 2,
+        workers: 2,
+        id,
+    }) else {
+        return;
+    };
+    let Some(ansible) = Ansible::new() else {
+        return;
+    };
+    let (to_version, cni_version) = (format!("to_version={to}"), format!("cni_version={cni}"));
+    let target = ["-e", &to_version, "-e", &cni_version, "-e", "force_drain=true"];
+    let (ok, out) = ansible.playbook(&lab.inventory, "upgrade.yml", &target);
+    assert!(ok, "{from} -> {to}: upgrade.yml failed:\n{out}");
+    let wanted = format!("v{to}");
+    for (name, ready, version) in &lab.nodes() {
+        assert!(
+            *ready && *version == wanted,
+            "{name}: ready={ready} version={version}"
+        );
+    }
+    let minor: u32 = to.split('.').nth(1).and_then(|m| m.parse().ok()).unwrap_or(0);
+    for n in 1..=4 {
+        let versions = match flavour {
+            "apt" => lab.ssh_ok(n, "dpkg-query -W -f '${Version} ' kubelet kubeadm kubectl"),
+            _ => lab.ssh_ok(n, "rpm -q --qf '%{VERSION} ' kubelet kubeadm kubectl"),
+        };
+        let at_target = versions.split_whitespace().filter(|v| v.starts_with(to)).count();
+        assert_eq!(at_target, 3, "node {n}: {versions}");
+        let flags = lab.ssh_ok(n, "cat /var/lib/kubelet/kubeadm-flags.env 2>/dev/null || true");
+        for flag in lab_standin::kubelet_files::parse_flags_env(&flags) {
+            assert_eq!(
+                lab_standin::kubelet_files::refusal(minor, &flag),
+                None,
+                "node {n} keeps {flag}"
+            );
+        }
+    }
+    assert_eq!(lab.pdb_violations(), 0, "a PodDisruptionBudget was violated");
+    let (ok, out) = ansible.playbook(&lab.inventory, "upgrade.yml", &target);
+    assert!(ok, "second run failed:\n{out}");
+    for (host, counters) in &recap(&out) {
+        assert_eq!(counters["changed"], 0, "{host} changed on the second run:\n{out}");
+    }
+}
+
+/// The era hops `tests/kup_eras.rs` runs with kup, by the playbook (slow runs, `KUP_ERA_HOPS=1`):
+/// 1.11's downloaded kubeadm and nodeName, 1.14's `experimental-control-plane` and `upgrade node
+/// config`, a pkgs.k8s.io minor switch, and the same on rpm.
+#[test]
+fn ansible_playbook_upgrades_1_10_to_1_11() {
+    if slow_runs_wanted() {
+        playbook_hop("apt", "1.10.13", "1.11.10", "0.7.5", 35);
+    }
+}
+
+#[test]
+fn ansible_playbook_upgrades_1_13_to_1_14() {
+    if slow_runs_wanted() {
+        playbook_hop("apt", "1.13.12", "1.14.10", "0.7.5", 36);
+    }
+}
+
+#[test]
+fn ansible_playbook_upgrades_1_26_to_1_27() {
+    if slow_runs_wanted() {
+        playbook_hop("apt", "1.26.15", "1.27.16", "1.2.0", 37);
+    }
+}
+
+#[test]
+fn ansible_playbook_upgrades_1_33_to_1_34_on_rpm() {
+    if slow_runs_wanted() {
+        playbook_hop("rpm", "1.33.1", "1.34.2", "1.7.1", 38);
+    }
+}

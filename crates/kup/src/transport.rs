@@ -146,7 +146,7 @@ pub struct SshTransport {
     progress: Option<ProgressSink>,
     /// kup's own bytes, read once and shared by every copy to a host: one copy per host at once
     /// was a copy of the binary (and another for the writer) each, tens of MiB on a large inventory.
-    exe_bytes: std::sync::OnceLock<Arc<[u8]>>,
+    exe_bytes: std::sync::OnceLock<Result<Arc<[u8]>, String>>,
 }
 
 impl SshTransport {
@@ -242,15 +242,17 @@ impl SshTransport {
         let path = match (out.code, answer.split_once(' ')) {
             (Some(0), Some(("present", path))) => path.to_string(),
             (Some(0), Some(("absent", path))) => {
-                let bytes = match self.exe_bytes.get() {
-                    Some(bytes) => Arc::clone(bytes),
-                    None => {
-                        let read: Arc<[u8]> = std::fs::read(&self.exe)
-                            .map_err(|e| RunError::Other(format!("cannot read {}: {e}", self.exe.display())))?
-                            .into();
-                        Arc::clone(self.exe_bytes.get_or_init(|| read))
-                    }
-                };
+                // Read once: every other host's thread waits for that read rather than making its
+                // own copy (the first contact with every host happens at once).
+                let bytes = self
+                    .exe_bytes
+                    .get_or_init(|| {
+                        std::fs::read(&self.exe)
+                            .map(Arc::from)
+                            .map_err(|e| format!("cannot read {}: {e}", self.exe.display()))
+                    })
+                    .clone()
+                    .map_err(RunError::Other)?;
                 let mut install = self.script(host, INSTALL, &[path, &self.hash]).map_err(other)?;
                 let copied = self.wait(&mut install, bytes, limit, &place)?;
                 if copied.code != Some(0) {
