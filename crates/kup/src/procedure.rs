@@ -752,7 +752,7 @@ impl<'a> Run<'a> {
             if !self.in_limit(host) {
                 continue;
             }
-            let kubeadm_path = self.target_kubeadm(host, target, true)?;
+            let kubeadm_path = self.target_kubeadm(host, target)?;
             // Its package manager is free again: its stage may begin while its kubeadm runs.
             kubeadm_done(host);
             let action = match (i, era.other_control_planes) {
@@ -996,29 +996,20 @@ impl<'a> Run<'a> {
 
     /// Puts the target's kubeadm on `host` the era's way and says where it is: downloaded to
     /// [`KUBEADM_PATH`], or (from 1.12) its package installed after the repository switch.
-    /// `run`: run the steps now (the control-plane phase); else only say where it will be.
-    fn target_kubeadm(&self, host: &Host, target: Version, run: bool) -> Result<FilePath, Stop> {
+    fn target_kubeadm(&self, host: &Host, target: Version) -> Result<FilePath, Stop> {
         match self.kubeadm_source(target) {
             kube_eras::KubeadmSource::Download => {
-                if run {
-                    let download = self.download_args(&target.to_string(), true);
-                    self.step(host, "kubeadm-download", download, true)?;
-                }
+                let download = self.download_args(&target.to_string(), true);
+                self.step(host, "kubeadm-download", download, true)?;
                 Ok(FilePath::from_static(KUBEADM_PATH))
             }
             kube_eras::KubeadmSource::Package => {
-                if run {
-                    self.step(host, "package-repo", self.repo_args(Some(host), target)?, false)?;
-                    if let Ok(mut switched) = self.repo_switched.lock() {
-                        switched.insert((host.name.clone(), target));
-                    }
-                    self.step(
-                        host,
-                        "kubeadm-package",
-                        self.kubeadm_package_args(host, target),
-                        true,
-                    )?;
+                self.step(host, "package-repo", self.repo_args(Some(host), target)?, false)?;
+                if let Ok(mut switched) = self.repo_switched.lock() {
+                    switched.insert((host.name.clone(), target));
                 }
+                let package = self.kubeadm_package_args(host, target);
+                self.step(host, "kubeadm-package", package, true)?;
                 Ok(FilePath::from_static(PACKAGED_KUBEADM))
             }
         }
