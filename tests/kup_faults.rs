@@ -48,7 +48,25 @@ fn kup_pids() -> Vec<i32> {
             pids.push(pid);
         }
     }
-    pids
+    // A child caught between fork and exec still shows kup's command line (kup runs the
+    // controller-side modules itself, several at once while it checks ahead): only the
+    // processes whose parent is not a kup are upgrades an operator started.
+    let parents: Vec<i32> = pids.iter().map(|pid| parent_pid(*pid)).collect();
+    pids.iter()
+        .zip(parents)
+        .filter(|(_, parent)| !pids.contains(parent))
+        .map(|(pid, _)| *pid)
+        .collect()
+}
+
+fn parent_pid(pid: i32) -> i32 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let rest = stat[stat.rfind(')')? + 2..].to_owned();
+            rest.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
 }
 
 fn process_group(pid: i32) -> i32 {
