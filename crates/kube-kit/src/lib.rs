@@ -64,3 +64,24 @@ pub fn api_failure(what: impl std::fmt::Display, err: &kube::Error) -> Failure {
     }
     failure
 }
+
+/// The ConfigMap `name` kubeadm keeps its configuration in (`kube-system/kubeadm-config`), through
+/// `cms`, transient failures retried until `deadline`. `shown` names it in errors; its absence says
+/// this may not be a kubeadm cluster at all.
+pub async fn get_kubeadm_config(
+    cms: &kube::Api<k8s_openapi::api::core::v1::ConfigMap>,
+    name: &str,
+    shown: &str,
+    server: &str,
+    deadline: Instant,
+) -> Result<k8s_openapi::api::core::v1::ConfigMap, Failure> {
+    retry(deadline, || cms.get(name)).await.map_err(|e| {
+        if status(&e) == Some(404) {
+            Failure::new(format!(
+                "{shown} not found on {server}: is this a kubeadm cluster?"
+            ))
+        } else {
+            api_failure(format!("cannot read {shown} on {server}"), &e)
+        }
+    })
+}

@@ -16,6 +16,7 @@ extern crate self as module_kit;
 pub mod command;
 pub mod de;
 pub mod echo;
+pub mod file;
 pub mod package_manager;
 pub mod params;
 pub mod plan;

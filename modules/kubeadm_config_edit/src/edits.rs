@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use kube_version::Version;
 use serde_norway::Value;
 
-use crate::yamledit::{self, get, Op};
+use kubeadm_yaml::{get, Op};
 
 /// etcd's ports (kubeadm's `constants.EtcdListenClientPort`, `EtcdListenPeerPort`).
 const CLIENT_PORT: u16 = 2379;
@@ -235,7 +235,7 @@ pub fn decide(f: &Facts) -> Result<Decision, String> {
 impl Decision {
     /// `ops` on the document under `key`: recorded when they change it.
     fn rewrite(&mut self, key: &str, text: &str, ops: &[Op]) -> Result<(), String> {
-        let (after, said) = yamledit::edit(text, ops).map_err(|e| format!("{key}: {e}"))?;
+        let (after, said) = kubeadm_yaml::edit(text, ops).map_err(|e| format!("{key}: {e}"))?;
         if said.is_empty() {
             return Ok(());
         }
@@ -371,7 +371,7 @@ fn config_file(f: &Facts, stored: &Stored) -> Result<(String, Vec<String>), Stri
     let ip = own_ip(f)?;
     let Some((text, doc)) = &stored.master else {
         let kept = f.config_file_now.filter(|text| {
-            yamledit::parse(text).is_ok_and(|doc| {
+            kubeadm_yaml::parse(text).is_ok_and(|doc| {
                 get(&doc, &["kind"]).and_then(Value::as_str) == Some(MASTER)
                     && get(&doc, &["api", "advertiseAddress"]).and_then(Value::as_str) == Some(ip.as_str())
             })
@@ -392,7 +392,7 @@ fn config_file(f: &Facts, stored: &Stored) -> Result<(String, Vec<String>), Stri
     if get(doc, &["nodeRegistration", "name"]).is_some_and(|n| n.as_str() != Some(f.node)) {
         ops.push(Op::set(&["nodeRegistration", "name"], f.node));
     }
-    yamledit::edit(text, &ops).map_err(|e| format!("{MASTER}: {e}"))
+    kubeadm_yaml::edit(text, &ops).map_err(|e| format!("{MASTER}: {e}"))
 }
 
 /// The documents kubeadm stored, parsed.
@@ -407,7 +407,7 @@ impl Stored {
     fn read(data: &BTreeMap<String, String>) -> Result<Stored, String> {
         let doc = |key: &str| -> Result<Option<(String, Value)>, String> {
             match data.get(key) {
-                Some(text) => yamledit::parse(text)
+                Some(text) => kubeadm_yaml::parse(text)
                     .map(|v| Some((text.clone(), v)))
                     .map_err(|e| format!("{key} is not valid YAML: {e}")),
                 None => Ok(None),
@@ -472,13 +472,13 @@ impl Stored {
                     None | Some(Value::Null) | Some(Value::Sequence(_)) => Ok(Topology::Stacked),
                     Some(other) => Err(format!(
                         "{which}: etcd.endpoints is {}, expected a list",
-                        yamledit::kind(other)
+                        kubeadm_yaml::kind(other)
                     )),
                 }
             }
             other => Err(format!(
                 "{which}: etcd is {}, expected a mapping",
-                yamledit::kind(other)
+                kubeadm_yaml::kind(other)
             )),
         }
     }
@@ -638,7 +638,7 @@ kind: ClusterStatus
         );
         let data = data(&[(MASTER, &bare)]);
         let d = decide_twice(&facts((1, 12), &data, "cp1", true, &cps));
-        let doc = yamledit::parse(&d.docs[0].after).unwrap();
+        let doc = kubeadm_yaml::parse(&d.docs[0].after).unwrap();
         let args = get(&doc, &["etcd", "local", "extraArgs"]).unwrap();
         assert_eq!(
             args["listen-client-urls"],
@@ -653,7 +653,7 @@ kind: ClusterStatus
         let only = V1ALPHA2.replace("https://127.0.0.1:2379,", "");
         let data2 = self::data(&[(MASTER, &only)]);
         let d = decide_twice(&facts((1, 12), &data2, "cp3", true, &cps));
-        let doc = yamledit::parse(&d.docs[0].after).unwrap();
+        let doc = kubeadm_yaml::parse(&d.docs[0].after).unwrap();
         assert_eq!(
             get(&doc, &extra_arg("listen-client-urls")).unwrap(),
             "https://10.0.0.13:2379"
@@ -686,7 +686,7 @@ kind: ClusterStatus
         let data = data(&[(CLUSTER, V1ALPHA3), (STATUS, STATUS_ONE)]);
         let d = decide_twice(&facts((1, 12), &data, "cp3", false, &cps));
         assert_eq!(d.docs.len(), 2);
-        let cluster = yamledit::parse(&d.docs[0].after).unwrap();
+        let cluster = kubeadm_yaml::parse(&d.docs[0].after).unwrap();
         let args = get(&cluster, &["etcd", "local", "extraArgs"]).unwrap();
         assert_eq!(args["advertise-client-urls"], "https://10.0.0.13:2379");
         assert_eq!(args["initial-advertise-peer-urls"], "https://10.0.0.13:2380");
@@ -727,7 +727,7 @@ kind: ClusterStatus
             cluster,
             "apiServerExtraArgs:\n  authorization-mode: Node,RBAC\napiVersion: kubeadm.k8s.io/v1alpha3\ncontrolPlaneEndpoint: lb:6443\nkind: ClusterConfiguration\nkubernetesVersion: v1.12.2\n"
         );
-        let status = yamledit::parse(&d.docs[1].after).unwrap();
+        let status = kubeadm_yaml::parse(&d.docs[1].after).unwrap();
         for i in 1..=3 {
             assert_eq!(
                 get(&status, &["apiEndpoints", &format!("cp{i}"), "advertiseAddress"]).unwrap(),

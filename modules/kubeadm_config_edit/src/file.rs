@@ -2,10 +2,8 @@
 //! write to, never through a symbolic link, replaced atomically (a kubeadm reading it sees the old
 //! file or the whole new one), mode 0600.
 
-use std::fs::File;
-use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use module_kit::file::{self, Regular};
+use std::path::Path;
 
 /// The largest file taken for a kubeadm configuration (they are a few kilobytes).
 const LIMIT: u64 = 1 << 20;
@@ -19,106 +17,45 @@ pub struct State {
     pub write: Option<String>,
 }
 
-fn parent(path: &Path) -> &Path {
-    path.parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("/"))
-}
-
 /// The file at `path` against `wanted`. A directory another user could write to, a symbolic link,
 /// or anything but a regular file is refused.
 pub fn inspect(path: &Path, wanted: &str) -> Result<State, String> {
-    module_kit::trust::check_private_dir(parent(path))
+    module_kit::trust::check_private_dir(file::parent(path))
         .map_err(|e| format!("refusing to write {}: {e}", path.display()))?;
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(State {
-                before: None,
-                write: Some("created".into()),
-            })
-        }
-        Err(e) => return Err(format!("cannot inspect {}: {e}", path.display())),
+    let Some(Regular { mode, uid, size, .. }) = file::inspect(path)? else {
+        return Ok(State {
+            before: None,
+            write: Some("created".into()),
+        });
     };
-    if meta.file_type().is_symlink() {
-        return Err(format!(
-            "{} is a symbolic link; refusing to write through it",
-            path.display()
-        ));
-    }
-    if !meta.is_file() {
-        return Err(format!("{} is not a regular file", path.display()));
-    }
-    let mut bytes = Vec::new();
-    File::open(path)
-        .and_then(|f| f.take(LIMIT + 1).read_to_end(&mut bytes))
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let before = String::from_utf8(bytes).ok().filter(|t| t.len() as u64 <= LIMIT);
-    let mode = meta.mode() & 0o7777;
+    // Too large or not text: not a configuration this module wrote, so it is replaced.
+    let before = if size > LIMIT {
+        None
+    } else {
+        String::from_utf8(file::read_bounded(path, LIMIT)?).ok()
+    };
     let write = if before.as_deref() != Some(wanted) {
         Some("replaced (its content differs)".to_string())
     } else if mode != 0o600 {
         Some(format!("replaced (mode {mode:04o}, not 0600)"))
-    } else if meta.uid() != module_kit::trust::euid() {
-        Some(format!("replaced (owned by uid {})", meta.uid()))
+    } else if uid != module_kit::trust::euid() {
+        Some(format!("replaced (owned by uid {uid})"))
     } else {
         None
     };
     Ok(State { before, write })
 }
 
-/// A new file beside the one it replaces; removed unless it took its place.
-struct Staged(PathBuf);
-
-impl Drop for Staged {
-    fn drop(&mut self) {
-        if !self.0.as_os_str().is_empty() {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
-}
-
-/// Writes `text` to `path`: a new file in the same directory (created exclusively, never through a
-/// symbolic link, mode 0600), flushed, renamed over `path`, the directory flushed.
+/// Writes `text` to `path` atomically, mode 0600, owned by the running user.
 pub fn replace(path: &Path, text: &str) -> Result<(), String> {
-    let dir = parent(path);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let mut staged = Staged(dir.join(format!(
-        ".{name}.kubeadm_config_edit-{}-{nanos:x}",
-        std::process::id()
-    )));
-    let shown = staged.0.display().to_string();
-    let mut file = module_kit::trust::create_new_nofollow(&staged.0)
-        .map_err(|e| format!("cannot create a new file in {}: {e}", dir.display()))?;
-    file.write_all(text.as_bytes())
-        .map_err(|e| format!("cannot write {shown}: {e}"))?;
-    // Whatever the umask.
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| format!("cannot set the mode of {shown}: {e}"))?;
-    file.sync_all()
-        .map_err(|e| format!("cannot flush {shown}: {e}"))?;
-    drop(file);
-    std::fs::rename(&staged.0, path)
-        .map_err(|e| format!("cannot move {shown} into place at {}: {e}", path.display()))?;
-    staged.0 = PathBuf::new();
-    // Makes the rename durable; not worth failing a written file for.
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    file::replace(path, text.as_bytes(), 0o600, None)
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     fn private() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();

@@ -3,14 +3,13 @@
 //!
 //! The stored configuration says whether etcd is stacked or external; the Nodes say each control
 //! plane's address (its InternalIP, what kubeadm advertises). What to edit is decided without I/O
-//! ([`edits::decide`]); the documents are edited on their lines ([`yamledit`]), so everything else in
+//! ([`edits::decide`]); the documents are edited on their lines ([`kubeadm_yaml`]), so everything else in
 //! them stays as it was. The ConfigMap is written back with the resourceVersion that was read (a 409
 //! means someone else wrote meanwhile: read everything again, decide again); the Node is annotated
 //! with a merge patch; the external-etcd `--config` file is written 0600 atomically.
 
 mod edits;
 mod file;
-mod yamledit;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -228,18 +227,7 @@ async fn apply(p: &Params, target: (u32, u32), check: bool) -> Result<Outcome, F
     let path: &Path = &p.config_path;
     let mut conflicts = 0u32;
     loop {
-        let cm = kube_kit::retry(deadline, || cms.get(CONFIG_MAP))
-            .await
-            .map_err(|e| {
-                if kube_kit::status(&e) == Some(404) {
-                    Failure::new(format!(
-                        "{WHERE} not found on {}: is this a kubeadm cluster?",
-                        api.server
-                    ))
-                } else {
-                    kube_kit::api_failure(format!("cannot read {WHERE} on {}", api.server), &e)
-                }
-            })?;
+        let cm = kube_kit::get_kubeadm_config(&cms, CONFIG_MAP, WHERE, &api.server, deadline).await?;
         let (cps, annotation) = survey(&nodes, node, deadline, &api.server).await?;
         let data = cm.data.clone().unwrap_or_default();
         // The copy an earlier run made (an unsafe place is refused when it is written).

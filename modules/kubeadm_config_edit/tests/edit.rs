@@ -21,14 +21,8 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_kubeadm_config_edit"))
 }
 
-fn config_map(lab: &Lab) -> Value {
-    lab.handle()
-        .with_store(|s| s.get(Kind::ConfigMap, "kube-system", "kubeadm-config").cloned())
-        .unwrap()
-}
-
 fn doc(lab: &Lab, key: &str) -> String {
-    config_map(lab)["data"][key].as_str().unwrap().to_string()
+    lab.kubeadm_config()["data"][key].as_str().unwrap().to_string()
 }
 
 fn yaml(text: &str) -> serde_norway::Value {
@@ -36,20 +30,14 @@ fn yaml(text: &str) -> serde_norway::Value {
 }
 
 fn rv(lab: &Lab) -> String {
-    config_map(lab)["metadata"]["resourceVersion"]
+    lab.kubeadm_config()["metadata"]["resourceVersion"]
         .as_str()
         .unwrap()
         .to_string()
 }
 
-fn node(lab: &Lab, name: &str) -> Value {
-    lab.handle()
-        .with_store(|s| s.get(Kind::Node, "", name).cloned())
-        .unwrap()
-}
-
 fn ip(lab: &Lab, name: &str) -> String {
-    node(lab, name)["status"]["addresses"]
+    lab.node(name)["status"]["addresses"]
         .as_array()
         .unwrap()
         .iter()
@@ -182,7 +170,7 @@ fn other_control_planes_to_1_12_stacked_with_the_annotation() {
     );
     assert!(check["diff"]["before"].as_str().unwrap().contains("annotation"));
     assert_eq!(
-        node(&lab, "master-3")["metadata"]["annotations"][CRI],
+        lab.node("master-3")["metadata"]["annotations"][CRI],
         "/var/run/dockershim.sock"
     );
     let ip3 = ip(&lab, "master-3");
@@ -218,7 +206,7 @@ fn other_control_planes_to_1_12_stacked_with_the_annotation() {
     assert!(ran.changed() && !ran.failed(), "{}", ran.stdout);
     assert_eq!(ran.json["edits"].as_array().unwrap().len(), 1, "{}", ran.stdout);
     assert_eq!(
-        node(&lab, "master-3")["metadata"]["annotations"][CRI],
+        lab.node("master-3")["metadata"]["annotations"][CRI],
         "/run/containerd/containerd.sock"
     );
 
@@ -321,10 +309,7 @@ fn external_etcd_to_1_12_writes_the_config_file() {
         "kubeadm upgrade apply needs it again"
     );
     // The first apply replaces the MasterConfiguration with 1.12's documents: the copy is kept.
-    let stored = lab
-        .handle()
-        .with_store(|s| s.get(Kind::ConfigMap, "kube-system", "kubeadm-config").cloned())
-        .unwrap();
+    let stored = lab.kubeadm_config();
     let master = stored["data"]["MasterConfiguration"]
         .as_str()
         .unwrap()

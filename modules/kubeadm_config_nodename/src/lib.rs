@@ -105,8 +105,7 @@ fn plan(cm: ConfigMap, node: &str, where_: &str) -> Result<Plan, Failure> {
                 current,
             });
         }
-        let after =
-            yaml::set_node_name(text, &doc, node).map_err(|e| Failure::new(format!("{where_}: {e}")))?;
+        let after = yaml::set_node_name(text, node).map_err(|e| Failure::new(format!("{where_}: {e}")))?;
         return Ok(Plan::Rewrite {
             key: "MasterConfiguration".into(),
             before: text.clone(),
@@ -187,18 +186,7 @@ async fn apply(p: &Params, node: &str, check: bool) -> Result<Outcome, Failure> 
     let where_ = format!("configmap {}/{}", p.namespace, p.name);
     let mut conflicts = 0u32;
     loop {
-        let cm = kube_kit::retry(deadline, || cms.get(&p.name))
-            .await
-            .map_err(|e| {
-                if kube_kit::status(&e) == Some(404) {
-                    Failure::new(format!(
-                        "{where_} not found on {}: is this a kubeadm cluster?",
-                        api.server
-                    ))
-                } else {
-                    kube_kit::api_failure(format!("cannot read {where_} on {}", api.server), &e)
-                }
-            })?;
+        let cm = kube_kit::get_kubeadm_config(&cms, &p.name, &where_, &api.server, deadline).await?;
         match plan(cm, node, &where_)? {
             Plan::Keep { msg, format, current } => {
                 return Ok(Outcome::unchanged(msg)

@@ -10,7 +10,7 @@ use common::{with, Lab};
 use lab_apiserver::patch::PatchKind;
 use lab_apiserver::store::Kind;
 use lab_apiserver::{Cluster, Emulation, FaultSpec};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// Where the API serves ConfigMaps in kube-system, and the one kubeadm keeps its config in.
 const CONFIG_MAPS: &str = "/api/v1/namespaces/kube-system/configmaps";
@@ -20,21 +20,15 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_kubeadm_config_nodename"))
 }
 
-fn config_map(lab: &Lab) -> Value {
-    lab.handle()
-        .with_store(|s| s.get(Kind::ConfigMap, "kube-system", "kubeadm-config").cloned())
-        .unwrap()
-}
-
 fn master_config(lab: &Lab) -> String {
-    config_map(lab)["data"]["MasterConfiguration"]
+    lab.kubeadm_config()["data"]["MasterConfiguration"]
         .as_str()
         .unwrap()
         .to_string()
 }
 
 fn rv(lab: &Lab) -> String {
-    config_map(lab)["metadata"]["resourceVersion"]
+    lab.kubeadm_config()["metadata"]["resourceVersion"]
         .as_str()
         .unwrap()
         .to_string()
@@ -148,7 +142,7 @@ fn conflicts_are_retried_with_a_fresh_read() {
     });
     assert!(ran.changed() && !ran.failed(), "{}", ran.stdout);
     assert_eq!(ran.json["conflicts"], 1, "{}", ran.stdout);
-    let cm = config_map(&lab);
+    let cm = lab.kubeadm_config();
     assert_eq!(cm["data"]["note"], "written by someone else");
     assert!(master_config(&lab).contains("\nnodeName: master-3\n"));
 }

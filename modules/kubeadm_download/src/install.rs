@@ -1,7 +1,6 @@
-//! The destination: what is there now, and replacing it atomically so that it is always either the
-//! old file or the complete, verified new one.
+//! The destination: what is there now, and the directory that will hold it. It is replaced atomically
+//! ([`module_kit::file::Staged`]), so it is always either the old file or the complete, verified new one.
 
-use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -14,27 +13,12 @@ pub enum Existing {
 
 /// Looks at `dest` without following a symlink; anything but a regular file or nothing is refused.
 pub fn inspect(dest: &Path) -> Result<Existing, String> {
-    let meta = match std::fs::symlink_metadata(dest) {
-        Ok(meta) => meta,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Existing::Missing),
-        Err(err) => return Err(format!("cannot inspect {}: {err}", dest.display())),
-    };
-    let kind = meta.file_type();
-    if kind.is_symlink() {
-        return Err(format!(
-            "{} is a symbolic link; refusing to replace it (remove it, or point `dest` at a regular file path)",
-            dest.display()
-        ));
-    }
-    if !kind.is_file() {
-        return Err(format!(
-            "{} exists and is not a regular file; refusing to replace it",
-            dest.display()
-        ));
-    }
-    Ok(Existing::File {
-        mode: meta.permissions().mode() & 0o7777,
-        size: meta.len(),
+    Ok(match module_kit::file::inspect(dest)? {
+        Some(file) => Existing::File {
+            mode: file.mode,
+            size: file.size,
+        },
+        None => Existing::Missing,
     })
 }
 
@@ -78,81 +62,10 @@ pub fn check_parent(dest: &Path, default_dir: &Path) -> Result<(PathBuf, bool), 
     Ok((parent.to_path_buf(), false))
 }
 
-/// A file being written beside `dest`; removed on drop unless installed.
-pub struct Staged {
-    path: PathBuf,
-    file: Option<File>,
-}
-
-impl Staged {
-    /// Creates a fresh temporary file (exclusively, never through a symlink, mode 0600) in `dir`.
-    pub fn create(dir: &Path, dest_name: &str) -> Result<Self, String> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let path = dir.join(format!(".{dest_name}.kup-{}-{nanos:x}.part", std::process::id()));
-        // Exclusive and without following a symlink: nothing planted there is ever written through.
-        let file = module_kit::trust::create_new_nofollow(&path)
-            .map_err(|e| format!("cannot create a temporary file in {}: {e}", dir.display()))?;
-        Ok(Staged {
-            path,
-            file: Some(file),
-        })
-    }
-
-    pub fn file(&mut self) -> Result<&mut File, String> {
-        self.file
-            .as_mut()
-            .ok_or_else(|| "temporary file already closed".to_string())
-    }
-
-    /// fsync, set the mode, rename over `dest`, fsync the directory.
-    pub fn install(mut self, dest: &Path, mode: u32) -> Result<(), String> {
-        let file = self
-            .file
-            .take()
-            .ok_or_else(|| "temporary file already closed".to_string())?;
-        file.sync_all()
-            .map_err(|e| format!("cannot flush {}: {e}", self.path.display()))?;
-        file.set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(|e| format!("cannot set the mode of {}: {e}", self.path.display()))?;
-        drop(file);
-        std::fs::rename(&self.path, dest).map_err(|e| {
-            format!(
-                "cannot move {} into place at {}: {e}",
-                self.path.display(),
-                dest.display()
-            )
-        })?;
-        sync_dir(dest);
-        // Installed: nothing left to clean up.
-        self.path = PathBuf::new();
-        Ok(())
-    }
-}
-
-impl Drop for Staged {
-    fn drop(&mut self) {
-        if !self.path.as_os_str().is_empty() {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
 /// Sets the mode of an existing, already-correct file.
 pub fn set_mode(dest: &Path, mode: u32) -> Result<(), String> {
     std::fs::set_permissions(dest, std::fs::Permissions::from_mode(mode))
         .map_err(|e| format!("cannot set the mode of {}: {e}", dest.display()))
-}
-
-/// Makes the rename durable; a failure here is not worth failing an installed file for.
-fn sync_dir(dest: &Path) {
-    if let Some(dir) = dest.parent() {
-        if let Ok(dir) = File::open(dir) {
-            let _ = dir.sync_all();
-        }
-    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,8 @@ mod target;
 
 pub use checksum::{Algo, Checksum};
 use fetch::{FetchError, Http};
-use install::{DirProblem, Existing, Staged};
+use install::{DirProblem, Existing};
+use module_kit::file::Staged;
 use module_kit::{de, shown, Context, Failure, FilePath, Module, Outcome, Retries, Seconds};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{json, Value};
@@ -267,7 +268,7 @@ fn install_kubeadm(p: Params, ctx: &Context) -> Result<Outcome, Failure> {
             format!("would download kubeadm {version} ({arch}) from {url} to {dest}{mkdir}"),
         )
     } else {
-        let size = download(client()?, &url, &p.dest, &dir, &expected, p.mode)?;
+        let size = download(client()?, &url, &p.dest, &expected, p.mode)?;
         let how = match source.as_str() {
             "pinned" => format!("the pinned {}", expected.algo.name()),
             file => format!("{} from {file}", expected.algo.name()),
@@ -407,19 +408,8 @@ fn published_checksum(http: &Http, url: &str, version: &str) -> Result<(Checksum
 
 /// Downloads into a temporary file beside `dest`, verifies, then renames over `dest`.
 /// Any failure leaves `dest` exactly as it was.
-fn download(
-    http: &Http,
-    url: &str,
-    dest: &Path,
-    dir: &Path,
-    expected: &Checksum,
-    mode: u32,
-) -> Result<u64, Failure> {
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "kubeadm".into());
-    let mut staged = Staged::create(dir, &name).map_err(Failure::new)?;
+fn download(http: &Http, url: &str, dest: &Path, expected: &Checksum, mode: u32) -> Result<u64, Failure> {
+    let mut staged = Staged::beside(dest).map_err(Failure::new)?;
     let (got, size) = http
         .download(url, staged.file().map_err(Failure::new)?, expected.algo)
         .map_err(|e| Failure::new(format!("{e}; {} was left untouched", dest.display())))?;
@@ -431,7 +421,7 @@ fn download(
         .with("expected_checksum", expected.to_string())
         .with("actual_checksum", got.to_string()));
     }
-    staged.install(dest, mode).map_err(Failure::new)?;
+    staged.install(dest, mode, None).map_err(Failure::new)?;
     Ok(size)
 }
 

@@ -13,11 +13,11 @@ mod key;
 mod manager;
 mod sources;
 mod view;
-mod write;
 
 use manager::locate;
 pub use manager::Manager;
 use module_kit::command::Command;
+use module_kit::file::{self, Regular};
 use module_kit::{
     de, shown, Applied, Change, Context, Failure, FilePath, Module, Outcome, Plan, PlannedModule, Seconds,
 };
@@ -26,7 +26,6 @@ use serde_json::Value;
 pub use sources::Format;
 use std::path::{Path, PathBuf};
 pub use view::{switched_view, SwitchedView};
-use write::Owner;
 
 pub struct PackageRepo;
 
@@ -128,7 +127,7 @@ pub struct Observed {
     path: PathBuf,
     format: Format,
     text: String,
-    owner: Owner,
+    owner: Regular,
     key: Option<KeySeen>,
     /// Whether `refresh_always` refreshed the index as the file was read.
     refreshed: bool,
@@ -177,7 +176,7 @@ impl PlannedModule for PackageRepo {
             }
         };
         let shown_path = path.display();
-        let owner = write::inspect(&path).map_err(Failure::new)?.ok_or_else(|| {
+        let owner = file::inspect(&path).map_err(Failure::new)?.ok_or_else(|| {
             Failure::new(format!(
                 "{shown_path} does not exist: expected the node's Kubernetes package repository file \
                  (kubernetes.io's install guide writes it); give `path` if it is elsewhere"
@@ -186,7 +185,7 @@ impl PlannedModule for PackageRepo {
         // Its replacement is written beside it.
         module_kit::trust::check_private_dir(parent(&path))
             .map_err(|e| Failure::new(format!("refusing to rewrite {shown_path}: {e}")))?;
-        let text = String::from_utf8(write::read_bounded(&path, READ_LIMIT).map_err(Failure::new)?)
+        let text = String::from_utf8(file::read_bounded(&path, READ_LIMIT).map_err(Failure::new)?)
             .map_err(|_| Failure::new(format!("{shown_path} is not UTF-8 text")))?;
         let format = Format::of(&path, &text);
         let manager = match chosen {
@@ -363,13 +362,13 @@ impl PlannedModule for PackageRepo {
                 } => install_key(path, bytes, *create_dir)
                     .map_err(|e| Failure::new(format!("installing the signing key failed: {e}")))?,
                 Action::File { path, text } => {
-                    write::replace(path, text.as_bytes(), seen.owner.mode, Some(seen.owner))
+                    file::replace(path, text.as_bytes(), seen.owner.mode, Some(seen.owner))
                         .map_err(|e| Failure::new(format!("rewriting {} failed: {e}", path.display())))?
                 }
                 Action::Refresh(command) => {
                     refresh(seen.manager, command).map_err(|failure| {
                         let path = seen.path.display();
-                        let put_back = write::replace(
+                        let put_back = file::replace(
                             &seen.path,
                             seen.text.as_bytes(),
                             seen.owner.mode,
@@ -418,7 +417,7 @@ fn install_key(path: &Path, bytes: &[u8], create_dir: bool) -> Result<(), String
             .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)))
             .map_err(|e| format!("cannot create directory {}: {e}", dir.display()))?;
     }
-    write::replace(path, bytes, 0o644, None)
+    file::replace(path, bytes, 0o644, None)
 }
 
 /// Where the key goes: `key_dest`, else (apt) the one keyring every Kubernetes entry of the file
@@ -459,7 +458,7 @@ fn observe_key(
     format: Format,
     text: &str,
 ) -> Result<KeySeen, Failure> {
-    let source = write::read_bounded(key_path, READ_LIMIT).map_err(Failure::new)?;
+    let source = file::read_bounded(key_path, READ_LIMIT).map_err(Failure::new)?;
     let found = sources::scan(format, text, 0);
     let dest = key_dest(p.key_dest.as_deref(), manager, &found)?;
     let Some(dest) = dest else {
@@ -483,8 +482,8 @@ fn observe_key(
     let existing = if dir_missing {
         None
     } else {
-        match write::inspect(&dest).map_err(refuse)? {
-            Some(_) => Some(write::read_bounded(&dest, READ_LIMIT).map_err(Failure::new)?),
+        match file::inspect(&dest).map_err(refuse)? {
+            Some(_) => Some(file::read_bounded(&dest, READ_LIMIT).map_err(Failure::new)?),
             None => None,
         }
     };

@@ -23,10 +23,11 @@ fn observed(manager: Manager, path: &str, text: &str) -> Observed {
         path: PathBuf::from(path),
         format: Format::of(Path::new(path), text).unwrap(),
         text: text.to_string(),
-        owner: Owner {
+        owner: Regular {
             mode: 0o644,
             uid: 0,
             gid: 0,
+            size: text.len() as u64,
         },
         key: None,
         refreshed: false,

@@ -11,7 +11,8 @@
 //! real transaction, never more lenient.
 
 use crate::sources::{self, Format};
-use crate::{locate, minor, write, Manager, READ_LIMIT};
+use crate::{locate, minor, Manager, READ_LIMIT};
+use module_kit::file;
 use module_kit::Failure;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -41,7 +42,7 @@ pub fn switched_view(
     let to = minor(version).ok_or_else(|| Failure::new(format!("{version} is not a Kubernetes version")))?;
     let path = locate(manager, path)?;
     let shown = path.display().to_string();
-    let text = String::from_utf8(write::read_bounded(&path, READ_LIMIT).map_err(Failure::new)?)
+    let text = String::from_utf8(file::read_bounded(&path, READ_LIMIT).map_err(Failure::new)?)
         .map_err(|_| Failure::new(format!("{shown} is not UTF-8 text")))?;
     let format = Format::of(&path, &text).unwrap_or(match manager {
         Manager::Apt => Format::List,

@@ -1,10 +1,10 @@
-//! Edits of one embedded kubeadm YAML document (a value of `kube-system/kubeadm-config`'s data):
-//! set a key at a path, or remove one. Each edit is made twice: on the parsed document (what the
-//! result must be, and the refusal of a shape we do not know, naming the key), and on the lines of
-//! the text, so that every other line, key order, comment and quoting stays as kubeadm (or a
-//! person) wrote it. The edited text must parse to exactly the edited document; when the layout
-//! defeats the line edit (flow style), the document is written out whole instead (same keys, same
-//! order, other formatting).
+//! Edits of one embedded kubeadm YAML document (a value of `kube-system/kubeadm-config`'s data, as
+//! kubeadm_config_nodename and kubeadm_config_edit make them): set a key at a path, or remove one.
+//! Each edit is made twice: on the parsed document (what the result must be, and the refusal of a
+//! shape we do not know, naming the key), and on the lines of the text, so that every other line,
+//! key order, comment and quoting stays as kubeadm (or a person) wrote it. The edited text must
+//! parse to exactly the edited document; when the layout defeats the line edit (flow style), the
+//! document is written out whole instead (same keys, same order, other formatting).
 
 use serde_norway::{Mapping, Value};
 
