@@ -89,6 +89,15 @@ impl Ansible {
         );
         (out.status.success(), text)
     }
+
+    /// `upgrade.yml` run again with `extra`: it succeeds and changes nothing on any host.
+    fn rerun_changes_nothing(&self, inventory: &Path, extra: &[&str]) {
+        let (ok, out) = self.playbook(inventory, "upgrade.yml", extra);
+        assert!(ok, "second run failed:\n{out}");
+        for (host, counters) in &recap(&out) {
+            assert_eq!(counters["changed"], 0, "{host} changed on the second run:\n{out}");
+        }
+    }
 }
 
 impl Drop for Ansible {
@@ -164,15 +173,7 @@ fn state(lab: &TestLab, nodes: u8) -> Vec<String> {
         .collect();
     pods.sort();
     seen.extend(pods);
-    seen.push(lab.kubectl(&[
-        "-n",
-        "kube-system",
-        "get",
-        "configmap",
-        "kubeadm-config",
-        "-o",
-        "jsonpath={.data}",
-    ]));
+    seen.push(lab.kubeadm_config().to_string());
     for n in 1..=nodes {
         let out = lab.ssh(
             n,
@@ -595,38 +596,19 @@ fn ansible_playbook_upgrades_a_stacked_etcd_cluster_from_1_11_to_1_12() {
         out.contains("TASK [Edit kubeadm-config as this minor's HA upgrade page asks"),
         "{out}"
     );
-    for (name, ready, version) in &lab.nodes() {
-        assert!(
-            *ready && version == "v1.12.9",
-            "{name}: ready={ready} version={version}"
-        );
-    }
-    let config = lab.kubectl(&[
-        "-n",
-        "kube-system",
-        "get",
-        "configmap",
-        "kubeadm-config",
-        "-o",
-        "json",
-    ]);
-    let config: Value = serde_json::from_str(&config).expect("kubeadm-config");
-    let status = config["data"]["ClusterStatus"].as_str().unwrap_or_default();
+    lab.assert_all_at("v1.12.9");
+    lab.assert_packages_at("1.12.9");
+    let config = lab.kubeadm_config();
+    let status = config["ClusterStatus"].as_str().unwrap_or_default();
     for n in 1..=2 {
         assert!(status.contains(&format!("lab-cp{n}:")), "{status}");
     }
-    let cluster = config["data"]["ClusterConfiguration"]
-        .as_str()
-        .unwrap_or_default();
+    let cluster = config["ClusterConfiguration"].as_str().unwrap_or_default();
     assert!(
         cluster.contains(&format!("advertise-client-urls: https://{}:2379", lab.address(2))),
         "{cluster}"
     );
-    let (ok, out) = ansible.playbook(&lab.inventory, "upgrade.yml", &target);
-    assert!(ok, "second run failed:\n{out}");
-    for (host, counters) in &recap(&out) {
-        assert_eq!(counters["changed"], 0, "{host} changed on the second run:\n{out}");
-    }
+    ansible.rerun_changes_nothing(&lab.inventory, &target);
 }
 
 fn modern_upgrade(flavour: &'static str, id: u8) {
@@ -663,43 +645,9 @@ fn modern_upgrade(flavour: &'static str, id: u8) {
         "{out}"
     );
     assert!(!out.contains("changed: [lab-w1] => (item=keepalived"), "{out}");
-    for (name, ready, version) in &lab.nodes() {
-        assert!(
-            *ready && version == "v1.35.1",
-            "{name}: ready={ready} version={version}"
-        );
-    }
-    for n in 1..=4 {
-        if flavour == "apt" {
-            assert_eq!(
-                lab.ssh_ok(n, "dpkg-query -W -f '${Version}' kubelet kubeadm"),
-                "1.35.1-1.11.35.1-1.1"
-            );
-            assert!(lab
-                .ssh_ok(n, "cat /etc/apt/sources.list.d/kubernetes.*")
-                .contains("core:/stable:/v1.35/deb/"));
-        } else {
-            let versions = lab.ssh_ok(n, "rpm -q --qf '%{VERSION} ' kubelet kubeadm kubectl");
-            assert_eq!(versions.trim(), "1.35.1 1.35.1 1.35.1", "node {n}");
-            let locks = lab.ssh_ok(n, "dnf -q versionlock list");
-            for package in ["kubelet", "kubeadm", "kubectl"] {
-                assert!(locks.contains(package), "node {n}: {package} not locked: {locks}");
-            }
-            assert!(lab
-                .ssh_ok(n, "cat /etc/yum.repos.d/kubernetes.repo")
-                .contains("core:/stable:/v1.35/rpm/"));
-        }
-        assert!(
-            !lab.ssh_ok(n, "cat /var/lib/kubelet/kubeadm-flags.env")
-                .contains("--pod-infra-container-image"),
-            "node {n}"
-        );
-    }
-    let (ok, out) = ansible.playbook(&lab.inventory, "upgrade.yml", &target);
-    assert!(ok, "second run failed:\n{out}");
-    for (host, counters) in &recap(&out) {
-        assert_eq!(counters["changed"], 0, "{host} changed on the second run:\n{out}");
-    }
+    lab.assert_all_at("v1.35.1");
+    lab.assert_packages_at("1.35.1");
+    ansible.rerun_changes_nothing(&lab.inventory, &target);
 }
 
 /// upgrade.yml's rescue: a worker whose new kubelet refuses to start (a flag 1.35 removed, left in
@@ -749,17 +697,13 @@ fn ansible_playbook_rolls_back_a_worker_whose_kubelet_does_not_come_back() {
     lab.ssh_ok(2, "rm /etc/default/kubelet");
     let (ok, out) = ansible.playbook(&lab.inventory, "upgrade.yml", &target);
     assert!(ok, "rerun:\n{out}");
-    for (name, ready, version) in &lab.nodes() {
-        assert!(
-            *ready && version == "v1.35.1",
-            "{name}: ready={ready} version={version}"
-        );
-    }
+    lab.assert_all_at("v1.35.1");
 }
 
 /// `upgrade.yml` over one era's hop on a 2 + 2 lab, checked as `tests/kup_eras.rs` checks kup's:
-/// every node Ready at the target, its packages there, no kubelet flag the target refuses left in
-/// `kubeadm-flags.env`, no PodDisruptionBudget violated, a second run changing nothing. `cni` is the
+/// every node Ready at the target, its packages there and held, no kubelet flag the target refuses
+/// left in `kubeadm-flags.env`, the repository at the target's minor (pkgs.k8s.io), no
+/// PodDisruptionBudget violated, a second run changing nothing. `cni` is the
 /// kubernetes-cni the target's packages publish (the helper passes the 1.9 seed's).
 fn playbook_hop(flavour: &'static str, from: &'static str, to: &str, cni: &str, id: u8) {
     let Some(lab) = TestLab::up(LabOptions {
@@ -778,36 +722,10 @@ fn playbook_hop(flavour: &'static str, from: &'static str, to: &str, cni: &str, 
     let target = ["-e", &to_version, "-e", &cni_version, "-e", "force_drain=true"];
     let (ok, out) = ansible.playbook(&lab.inventory, "upgrade.yml", &target);
     assert!(ok, "{from} -> {to}: upgrade.yml failed:\n{out}");
-    let wanted = format!("v{to}");
-    for (name, ready, version) in &lab.nodes() {
-        assert!(
-            *ready && *version == wanted,
-            "{name}: ready={ready} version={version}"
-        );
-    }
-    let minor: u32 = to.split('.').nth(1).and_then(|m| m.parse().ok()).unwrap_or(0);
-    for n in 1..=4 {
-        let versions = match flavour {
-            "apt" => lab.ssh_ok(n, "dpkg-query -W -f '${Version} ' kubelet kubeadm kubectl"),
-            _ => lab.ssh_ok(n, "rpm -q --qf '%{VERSION} ' kubelet kubeadm kubectl"),
-        };
-        let at_target = versions.split_whitespace().filter(|v| v.starts_with(to)).count();
-        assert_eq!(at_target, 3, "node {n}: {versions}");
-        let flags = lab.ssh_ok(n, "cat /var/lib/kubelet/kubeadm-flags.env 2>/dev/null || true");
-        for flag in lab_standin::kubelet_files::parse_flags_env(&flags) {
-            assert_eq!(
-                lab_standin::kubelet_files::refusal(minor, &flag),
-                None,
-                "node {n} keeps {flag}"
-            );
-        }
-    }
+    lab.assert_all_at(&format!("v{to}"));
+    lab.assert_packages_at(to);
     assert_eq!(lab.pdb_violations(), 0, "a PodDisruptionBudget was violated");
-    let (ok, out) = ansible.playbook(&lab.inventory, "upgrade.yml", &target);
-    assert!(ok, "second run failed:\n{out}");
-    for (host, counters) in &recap(&out) {
-        assert_eq!(counters["changed"], 0, "{host} changed on the second run:\n{out}");
-    }
+    ansible.rerun_changes_nothing(&lab.inventory, &target);
 }
 
 /// The era hops `tests/kup_eras.rs` runs with kup, by the playbook (slow runs, `KUP_ERA_HOPS=1`):

@@ -11,7 +11,6 @@
 
 use e2e::lab::{LabOptions, TestLab};
 use e2e::{kup, output_text};
-use lab_standin::kubelet_files;
 
 fn hops_wanted() -> bool {
     e2e::slow_runs_wanted()
@@ -57,48 +56,7 @@ fn hop_on(
     let log = output_text(&up);
     assert!(up.status.success(), "{from} -> {to}:\n{log}");
     lab.assert_all_at(&target);
-    let minor: u32 = to.split('.').nth(1).unwrap().parse().unwrap();
-    for node in 1..=4 {
-        let (versions, holds) = match flavour {
-            "apt" => (
-                lab.ssh_ok(node, "dpkg-query -W -f '${Version} ' kubelet kubeadm kubectl"),
-                lab.ssh_ok(node, "apt-mark showhold"),
-            ),
-            _ => (
-                lab.ssh_ok(node, "rpm -q --qf '%{VERSION} ' kubelet kubeadm kubectl"),
-                lab.ssh_ok(node, "dnf -q versionlock list"),
-            ),
-        };
-        assert_eq!(
-            versions.split_whitespace().filter(|v| v.starts_with(to)).count(),
-            3,
-            "node {node}: {versions}"
-        );
-        for package in ["kubelet", "kubeadm", "kubectl"] {
-            assert!(
-                holds.contains(package),
-                "node {node}: {package} not held: {holds}"
-            );
-        }
-        let flags = lab.ssh_ok(node, "cat /var/lib/kubelet/kubeadm-flags.env 2>/dev/null || true");
-        for flag in kubelet_files::parse_flags_env(&flags) {
-            assert_eq!(
-                kubelet_files::refusal(minor, &flag),
-                None,
-                "node {node} keeps {flag}"
-            );
-        }
-        if minor >= 24 {
-            let definition = lab.ssh_ok(
-                node,
-                "cat /etc/apt/sources.list.d/kubernetes.* /etc/yum.repos.d/kubernetes.repo 2>/dev/null || true",
-            );
-            assert!(
-                definition.contains(&format!("core:/stable:/v1.{minor}/")),
-                "node {node}: {definition}"
-            );
-        }
-    }
+    lab.assert_packages_at(to);
     assert_eq!(lab.pdb_violations(), 0, "a PodDisruptionBudget was violated");
     let again = kup(&lab.inventory, &args);
     assert!(again.status.success(), "{}", output_text(&again));
@@ -213,20 +171,6 @@ fn kup_upgrades_1_33_to_1_35_in_one_command_on_rpm() {
     }
 }
 
-/// kube-system/kubeadm-config's documents, by key.
-fn kubeadm_config(lab: &TestLab) -> serde_json::Value {
-    let text = lab.kubectl(&[
-        "-n",
-        "kube-system",
-        "get",
-        "configmap",
-        "kubeadm-config",
-        "-o",
-        "json",
-    ]);
-    serde_json::from_str::<serde_json::Value>(&text).expect("kubeadm-config as JSON")["data"].clone()
-}
-
 /// The 1.11 -> 1.12 and 1.12 -> 1.13 HA pages on a stacked etcd (`kup-lab up --etcd stacked`: the 1.11
 /// HA guide's members, whose flags kubeadm-config's `extraArgs` name): kup edits kubeadm-config before
 /// each control plane's kubeadm as the pages ask (the lab's kubeadm refuses without the edits), in one
@@ -244,7 +188,7 @@ fn kup_upgrades_a_stacked_etcd_cluster_from_1_11_through_1_12_to_1_13() {
     ) else {
         return;
     };
-    let config = kubeadm_config(&lab);
+    let config = lab.kubeadm_config();
     let cluster = config["ClusterConfiguration"].as_str().unwrap_or_default();
     assert!(cluster.contains("kubernetesVersion: v1.13.12"), "{cluster}");
     // 1.13's page: the etcd section's per-node flags are gone (kubeadm writes each member's itself).

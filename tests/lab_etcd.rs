@@ -179,15 +179,7 @@ fn an_old_era_lab_runs_an_external_etcd_its_inventory_and_kubeadm_config_name() 
 
     // (c) kubeadm-config (1.8's v1alpha1 MasterConfiguration) names the same members and files,
     // which exist on every control plane.
-    let config = lab.kubectl_direct(&[
-        "get",
-        "cm",
-        "-n",
-        "kube-system",
-        "kubeadm-config",
-        "-o",
-        "jsonpath={.data.MasterConfiguration}",
-    ]);
+    let config = kubeadm_config(&lab, "MasterConfiguration");
     let expected = format!(
         "etcd:\n  caFile: {}\n  certFile: {}\n  dataDir: /var/lib/etcd\n  endpoints:\n  - {}\n  - {}\n  \
          image: \"\"\n  keyFile: {}\n",
@@ -471,17 +463,10 @@ fn stacked_etcd_is_one_real_cluster_snapshotted_verified_and_restored() {
     assert_eq!(leftovers(&dir, &bridge), Vec::<String>::new());
 }
 
-/// kubeadm-config's `key` document (MasterConfiguration, ClusterConfiguration, ClusterStatus).
+/// kubeadm-config's `key` document (MasterConfiguration, ClusterConfiguration, ClusterStatus); "" when
+/// it has none.
 fn kubeadm_config(lab: &TestLab, key: &str) -> String {
-    lab.kubectl_direct(&[
-        "get",
-        "cm",
-        "-n",
-        "kube-system",
-        "kubeadm-config",
-        "-o",
-        &format!("jsonpath={{.data.{key}}}"),
-    ])
+    lab.kubeadm_config()[key].as_str().unwrap_or_default().to_string()
 }
 
 /// The node's `kubeadm.alpha.kubernetes.io/cri-socket` annotation ("" without one).

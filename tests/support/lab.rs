@@ -19,6 +19,10 @@ pub struct TestLab {
     pub direct_kubeconfig: PathBuf,
     pub key: PathBuf,
     pub subnet: String,
+    /// `apt` or `rpm`.
+    pub flavour: String,
+    /// Control planes and workers: nodes 1..=node_count.
+    pub node_count: u8,
 }
 
 pub struct LabOptions<'a> {
@@ -109,6 +113,8 @@ impl TestLab {
             dir,
             bridge,
             subnet,
+            flavour: opts.flavour.to_string(),
+            node_count: u8::try_from(opts.control_planes + opts.workers).expect("at most 255 nodes"),
             _tmp: tmp,
         })
     }
@@ -290,6 +296,74 @@ impl TestLab {
         let server: Value =
             serde_json::from_str(&self.kubectl(&["version", "-o", "json"])).expect("kubectl version");
         assert_eq!(server["serverVersion"]["gitVersion"], version, "{server}");
+    }
+
+    /// kube-system/kubeadm-config's documents, by key (`ClusterConfiguration`, `ClusterStatus`, ...),
+    /// from the API server's own address (whoever holds the virtual one).
+    pub fn kubeadm_config(&self) -> Value {
+        let text = self.kubectl_direct(&[
+            "-n",
+            "kube-system",
+            "get",
+            "configmap",
+            "kubeadm-config",
+            "-o",
+            "json",
+        ]);
+        serde_json::from_str::<Value>(&text).expect("kubeadm-config as JSON")["data"].clone()
+    }
+
+    /// What an upgrade to `to` (`1.27.16`) must leave on every node, whoever ran it: kubelet, kubeadm
+    /// and kubectl at `to` and held (apt-mark hold, dnf versionlock), no kubelet flag `to`'s kubelet
+    /// refuses left in `kubeadm-flags.env`, and from pkgs.k8s.io (1.24) the repository at `to`'s minor.
+    pub fn assert_packages_at(&self, to: &str) {
+        let minor: u32 = to
+            .split('.')
+            .nth(1)
+            .and_then(|m| m.parse().ok())
+            .expect("a version like 1.27.16");
+        for node in 1..=self.node_count {
+            let (versions, holds) = if self.flavour == "apt" {
+                (
+                    self.ssh_ok(node, "dpkg-query -W -f '${Version} ' kubelet kubeadm kubectl"),
+                    self.ssh_ok(node, "apt-mark showhold"),
+                )
+            } else {
+                (
+                    self.ssh_ok(node, "rpm -q --qf '%{VERSION} ' kubelet kubeadm kubectl"),
+                    self.ssh_ok(node, "dnf -q versionlock list"),
+                )
+            };
+            assert_eq!(
+                versions.split_whitespace().filter(|v| v.starts_with(to)).count(),
+                3,
+                "node {node}: {versions}"
+            );
+            for package in ["kubelet", "kubeadm", "kubectl"] {
+                assert!(
+                    holds.contains(package),
+                    "node {node}: {package} not held: {holds}"
+                );
+            }
+            let flags = self.ssh_ok(node, "cat /var/lib/kubelet/kubeadm-flags.env 2>/dev/null || true");
+            for flag in lab_standin::kubelet_files::parse_flags_env(&flags) {
+                assert_eq!(
+                    lab_standin::kubelet_files::refusal(minor, &flag),
+                    None,
+                    "node {node} keeps {flag}"
+                );
+            }
+            if minor >= 24 {
+                let definition = self.ssh_ok(
+                    node,
+                    "cat /etc/apt/sources.list.d/kubernetes.* /etc/yum.repos.d/kubernetes.repo 2>/dev/null || true",
+                );
+                assert!(
+                    definition.contains(&format!("core:/stable:/v1.{minor}/")),
+                    "node {node}: {definition}"
+                );
+            }
+        }
     }
 
     /// Waits until `node` is Ready at `version` as real kubectl sees it.

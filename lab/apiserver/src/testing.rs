@@ -77,6 +77,24 @@ impl Lab {
         self.handle().inject(f).unwrap();
     }
 
+    /// The object as the server stores it, if there is one (`namespace` "" for cluster-scoped kinds).
+    pub fn stored(&self, kind: Kind, namespace: &str, name: &str) -> Option<Value> {
+        self.handle()
+            .with_store(|s| s.get(kind, namespace, name).cloned())
+    }
+
+    /// `kube-system/kubeadm-config` as stored; a test that asks for it expects it to be there.
+    pub fn kubeadm_config(&self) -> Value {
+        self.stored(Kind::ConfigMap, "kube-system", "kubeadm-config")
+            .expect("kube-system/kubeadm-config is stored")
+    }
+
+    /// The Node `name` as stored; a test that asks for it expects it to be there.
+    pub fn node(&self, name: &str) -> Value {
+        self.stored(Kind::Node, "", name)
+            .unwrap_or_else(|| panic!("node {name} is stored"))
+    }
+
     /// Runs the module with `args` plus this lab's kubeconfig.
     pub fn run(&self, bin: &Path, mut args: Value) -> Ran {
         args.as_object_mut()

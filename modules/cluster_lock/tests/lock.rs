@@ -37,8 +37,7 @@ fn kind(lab: &Lab) -> &'static str {
 
 /// The object holding the lock, as stored.
 fn object(lab: &Lab, k: Kind) -> Option<Value> {
-    lab.handle()
-        .with_store(|s| s.get(k, "kube-system", "kup-upgrade").cloned())
+    lab.stored(k, "kube-system", "kup-upgrade")
 }
 
 fn lock_object(lab: &Lab) -> Option<Value> {

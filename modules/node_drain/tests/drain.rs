@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{matrix, node, pod_names_on, pods_on, unschedulable, with, Lab};
+use common::{matrix, pod_names_on, pods_on, unschedulable, with, Lab};
 use lab_apiserver::cluster::{IntOrPercent, PdbSeed, ReplicaSetSeed};
 use lab_apiserver::patch::PatchKind;
 use lab_apiserver::store::Kind;
@@ -139,7 +139,7 @@ fn blockers_first_then_check_apply_recheck_rerun() {
             "{}",
             ran.stdout
         );
-        assert!(node(&lab, "worker-1")["metadata"]["annotations"]
+        assert!(lab.node("worker-1")["metadata"]["annotations"]
             .get("kubeadm-ha-upgrade/cordoned")
             .is_none());
         let ran = lab.run(bin(), up);

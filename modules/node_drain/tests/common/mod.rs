@@ -3,7 +3,6 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub use lab_apiserver::testing::*;
-use serde_json::Value;
 
 pub fn pod_names_on(lab: &Lab, node: &str) -> Vec<String> {
     let mut v: Vec<String> = pods_on(lab, node)
@@ -14,15 +13,6 @@ pub fn pod_names_on(lab: &Lab, node: &str) -> Vec<String> {
     v
 }
 
-pub fn node(lab: &Lab, name: &str) -> Value {
-    use lab_apiserver::store::Kind;
-    lab.handle()
-        .with_store(|s| s.get(Kind::Node, "", name).cloned())
-        .unwrap()
-}
-
 pub fn unschedulable(lab: &Lab, name: &str) -> bool {
-    node(lab, name)["spec"]["unschedulable"]
-        .as_bool()
-        .unwrap_or(false)
+    lab.node(name)["spec"]["unschedulable"].as_bool().unwrap_or(false)
 }
